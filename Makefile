@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` (set up and start the dashboard) and `make test` (set up and run
+# every test). Both create .venv and install the pinned requirements themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+PIP_FLAGS := --disable-pip-version-check -q
+
+.PHONY: run test venv venv-test chromium worker bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: requirements.txt constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -c constraints.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements.txt requirements-test.txt constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements-test.txt -c constraints.txt
+	touch $@ $(VENV)/.run-installed
+
+venv: $(VENV)/.run-installed
+venv-test: $(VENV)/.test-installed
+
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+run: venv
+	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
+
+worker: venv
+	$(PY) -m engine worker
+
+test: venv-test chromium
+	$(PY) -m pytest
+
+bench: venv-test
+	$(PY) -m engine bench train --quick
+	$(PY) -m engine bench score --quick
+	$(PY) -m engine bench monitor --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,58 @@
+"""``python -m engine ...``: everything the dashboard does, headless.
+
+Each area of the engine adds its own sub-commands in a module of its own (``engine/cli_*.py``) with a
+``register(subparsers)`` function that sets ``func`` on its parsers. ``func(args)`` returns the exit status.
+A :class:`engine.errors.UserError` becomes its message on stderr and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine.errors import UserError
+
+# The modules that add sub-commands, in the order their commands appear in --help.
+COMMAND_MODULES = [
+    "engine.cli_dataset",
+    "engine.cli_train",
+    "engine.cli_report",
+    "engine.cli_feed",
+    "engine.cli_bench",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: status 2, one plain line, as ours
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine", description="Bellwether engine: fine-tuning and sentiment monitoring.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that area is not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

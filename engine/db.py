@@ -1,0 +1,324 @@
+"""The SQLite store, through sqlite-utils, with WAL on and a schema that migrates itself.
+
+Open a connection with :func:`connect` where you need one (a command, a job process, one dashboard script run);
+there is no module-level connection. The schema version is SQLite's ``user_version``; each migration is a function
+below, applied once, in order, inside one write transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import sqlite_utils
+
+from engine import paths
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 with seconds, the form every *_at column uses."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    if text is None or text == "":
+        return default
+    return json.loads(text)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Migrations. Append new ones; never edit one that has shipped.
+
+
+def _m001_core(db: sqlite_utils.Database) -> None:
+    db["datasets"].create(
+        {
+            "id": int,
+            "name": str,
+            "version": int,
+            "task": str,  # text-classification | token-classification
+            "source_file": str,
+            "source_sha256": str,
+            "source_format": str,
+            "encoding": str,
+            "mapping_json": str,  # {"text": col, "label": col, "split": col|None, "sheet": ..}
+            "labels_json": str,  # sorted list of labels (tags for token-classification)
+            "counts_json": str,  # {"train": {"positive": 12, ...}, "validation": {...}, "test": {...}}
+            "report_json": str,  # the validation report that was accepted
+            "n_rows": int,
+            "created_at": str,
+            "created_by": str,
+        },
+        pk="id",
+        not_null={"name", "version", "task", "created_at"},
+    )
+    db["datasets"].create_index(["name", "version"], unique=True)
+    db["dataset_rows"].create(
+        {
+            "dataset_id": int,
+            "row_id": int,  # stable id within the dataset version, carried through predictions
+            "split": str,  # train | validation | test
+            "text": str,  # for token-classification: the tokens joined by spaces
+            "label": str,  # text-classification label; NULL for token-classification
+            "tokens_json": str,  # token-classification: list of tokens
+            "tags_json": str,  # token-classification: list of BIO tags
+        },
+        pk=("dataset_id", "row_id"),
+        foreign_keys=[("dataset_id", "datasets", "id")],
+    )
+    db["dataset_rows"].create_index(["dataset_id", "split"])
+
+    # Jobs: training runs and scoring jobs share one queue. A run id is a job id of kind 'train'.
+    db["jobs"].create(
+        {
+            "id": int,
+            "kind": str,  # train | score
+            "status": str,  # queued | running | succeeded | failed | cancelled
+            "task": str,
+            "dataset_id": int,
+            "base_model": str,
+            "config_json": str,
+            "name": str,
+            "device_slot": str,  # the queue it waits in: 'cuda' or 'cpu'
+            "created_at": str,
+            "created_by": str,
+            "started_at": str,
+            "finished_at": str,
+            "heartbeat_at": str,
+            "pid": int,
+            "cancel_requested": int,
+            "attempt": int,
+            "resume_from": str,  # checkpoint directory to resume from
+            "error": str,  # the reason, in plain words
+            "device_json": str,  # {"device": "cuda", "precision": "bf16", "gpu_name": .., "gpu_memory_gb": .., "world_size": 1}
+            "metrics_json": str,  # final metrics: test accuracy, macro_f1, ...
+            "model_dir": str,
+            "log_path": str,
+            "feed_id": int,  # score jobs: the feed
+            "model_run_id": int,  # score jobs: the finished training run used as model
+        },
+        pk="id",
+        not_null={"kind", "status", "created_at"},
+    )
+    db["jobs"].create_index(["status", "device_slot", "id"])
+    db["progress"].create(
+        {
+            "id": int,
+            "job_id": int,
+            "kind": str,  # train | eval | score
+            "step": int,
+            "total_steps": int,
+            "epoch": float,
+            "loss": float,
+            "learning_rate": float,
+            "samples_per_s": float,
+            "elapsed_s": float,
+            "eta_s": float,
+            "eval_loss": float,
+            "accuracy": float,
+            "macro_f1": float,
+            "extra_json": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["progress"].create_index(["job_id", "id"])
+    db["predictions"].create(
+        {
+            "run_id": int,
+            "split": str,  # 'test', or 'eval:<name>' for an uploaded evaluation file
+            "row_id": int,
+            "text": str,
+            "true_label": str,
+            "pred_label": str,
+            "confidence": float,
+            "probs_json": str,  # {label: probability}
+            "tokens_json": str,
+            "true_tags_json": str,
+            "pred_tags_json": str,
+        },
+        pk=("run_id", "split", "row_id"),
+    )
+    db["supervisor"].create(
+        {"id": int, "pid": int, "started_at": str, "heartbeat_at": str, "hostname": str}, pk="id"
+    )
+
+
+def _m002_feeds(db: sqlite_utils.Database) -> None:
+    db["feeds"].create(
+        {"id": int, "name": str, "tz": str, "mapping_json": str, "created_at": str, "created_by": str},
+        pk="id",
+        not_null={"name"},
+    )
+    db["feeds"].create_index(["name"], unique=True)
+    db["feed_imports"].create(
+        {
+            "id": int,
+            "feed_id": int,
+            "file_name": str,
+            "sha256": str,
+            "n_new": int,
+            "n_duplicate": int,
+            "n_rejected": int,
+            "report_json": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("feed_id", "feeds", "id")],
+    )
+    db["articles"].create(
+        {
+            "id": int,
+            "feed_id": int,
+            "published_at": str,  # ISO 8601 UTC
+            "day": str,  # YYYY-MM-DD in the feed's time zone
+            "title": str,
+            "body": str,
+            "source": str,
+            "url": str,
+            "topic": str,  # from a mapped column
+            "norm_title": str,
+            "import_id": int,
+        },
+        pk="id",
+        foreign_keys=[("feed_id", "feeds", "id")],
+    )
+    db["articles"].create_index(["feed_id", "day"])
+    db["articles"].create_index(["feed_id", "url"])
+    db["articles"].create_index(["feed_id", "norm_title", "day"])
+    db["articles"].enable_fts(["title", "body"], create_triggers=True, tokenize="unicode61")
+    db["topic_rules"].create(
+        {"id": int, "feed_id": int, "name": str, "keywords_json": str, "created_at": str},
+        pk="id",
+    )
+    db["topic_rules"].create_index(["feed_id", "name"], unique=True)
+    db["article_topics"].create(
+        {"article_id": int, "topic": str, "origin": str},  # origin: column | rule | model
+        pk=("article_id", "topic"),
+    )
+    db["article_topics"].create_index(["topic", "article_id"])
+    db["scores"].create(
+        {
+            "article_id": int,
+            "run_id": int,
+            "label": str,
+            "confidence": float,
+            "negative": float,  # probability of the negative class (0 when the model has none)
+            "probs_json": str,
+            "job_id": int,
+            "scored_at": str,
+        },
+        pk=("article_id", "run_id"),
+    )
+    db["scores"].create_index(["run_id", "article_id"])
+    db["alert_rules"].create(
+        {
+            "feed_id": int,
+            "window_days": int,
+            "baseline_days": int,
+            "k": float,
+            "abs_threshold": float,
+            "min_articles": int,
+            "updated_at": str,
+        },
+        pk="feed_id",
+    )
+    db["alerts"].create(
+        {
+            "id": int,
+            "feed_id": int,
+            "run_id": int,
+            "topic": str,  # NULL: overall
+            "window_start": str,
+            "window_end": str,
+            "negative_share": float,
+            "baseline_mean": float,
+            "baseline_std": float,
+            "magnitude": float,
+            "n_articles": int,
+            "rule_json": str,
+            "article_ids_json": str,
+            "created_at": str,
+            "acknowledged_at": str,
+            "acknowledged_by": str,
+        },
+        pk="id",
+    )
+    db["alerts"].create_index(["feed_id", "run_id", "window_end"])
+
+
+MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
+    (1, _m001_core),
+    (2, _m002_feeds),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the schema up to date. Safe when several processes start at once."""
+    if schema_version(db) >= SCHEMA_VERSION:
+        return schema_version(db)
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(db)
+        for version, step in MIGRATIONS:
+            if version > current:
+                step(db)
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return schema_version(db)
+
+
+def connect(path: str | Path | None = None) -> sqlite_utils.Database:
+    """Open the store (creating and migrating it when needed)."""
+    path = Path(path) if path else paths.db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    db.enable_wal()
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    migrate(db)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One write transaction (BEGIN IMMEDIATE): all of it lands, or none of it does.
+
+    The connection is in autocommit mode, so writes outside this block commit one statement at a time.
+    """
+    conn = db.conn
+    if conn.in_transaction:  # nested: the outer block decides
+        yield db
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def table_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Row counts of every ordinary table: tests use it to prove a refused action changed nothing."""
+    return {name: db[name].count for name in db.table_names() if not name.startswith("articles_fts")}

