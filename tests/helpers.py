@@ -30,3 +30,35 @@ def build_tiny_model(path: Path, labels: list[str], task: str = "text-classifica
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def make_finished_run(conn, model_dir: Path, predictions: list[dict] | None = None, metrics: dict | None = None,
+                      task: str = "text-classification", dataset_id: int | None = None) -> int:
+    """Register a succeeded training run whose model is ``model_dir``, as the training engine leaves one.
+
+    ``predictions``: rows for the ``predictions`` table (split 'test'), each with row_id, text, true_label, pred_label,
+    confidence and probs (a dict).
+    """
+    from engine import db
+
+    job_id = conn["jobs"].insert(
+        {
+            "kind": "train",
+            "status": "succeeded",
+            "task": task,
+            "dataset_id": dataset_id,
+            "base_model": "tiny",
+            "config_json": db.dumps({"epochs": 1}),
+            "created_at": db.now(),
+            "started_at": db.now(),
+            "finished_at": db.now(),
+            "model_dir": str(model_dir),
+            "metrics_json": db.dumps(metrics or {}),
+            "device_json": db.dumps({"device": "cpu", "precision": "fp32", "world_size": 1}),
+        }
+    ).last_pk
+    for row in predictions or []:
+        row = dict(row)
+        probs = row.pop("probs", None)
+        conn["predictions"].insert({"run_id": job_id, "split": "test", "probs_json": db.dumps(probs), **row})
+    return job_id
