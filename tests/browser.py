@@ -1,0 +1,155 @@
+"""Drive the real dashboard: `streamlit run` on a free port with its own data directory, and Debian's Chromium.
+
+Waits are on what the page shows (Streamlit's own script-state attribute, element texts and test ids), never fixed
+sleeps. Screenshots go to test-artifacts/screenshots/<test>/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+TIMEOUT_MS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    process: subprocess.Popen
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _stop_processes_of(home: Path) -> None:
+    """Stop every process started for this data directory (the dashboard's worker and its jobs)."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid == os.getpid():
+                continue
+            if proc.environ().get("BELLWETHER_HOME") == str(home):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL) if os.getpgid(proc.pid) == proc.pid else proc.kill()
+                except ProcessLookupError:
+                    pass
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+
+
+@contextmanager
+def streamlit_server(home: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home.parent / f"streamlit-{port}.log"
+    full_env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = Server(url=f"http://127.0.0.1:{port}", home=home, process=process, log=log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as response:
+                    if response.read().decode() == "ok":
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{server.log_tail()}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _stop_processes_of(home)
+
+
+@contextmanager
+def chromium_page(screenshot_dir: Path) -> Iterator["Page"]:  # noqa: F821
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed at /usr/bin/chromium: run `make test`, which installs it.")
+    from playwright.sync_api import sync_playwright
+
+    if screenshot_dir.exists():
+        shutil.rmtree(screenshot_dir)
+    screenshot_dir.mkdir(parents=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_app_run(page, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Until the websocket is up and the script has finished its run (Streamlit's own status attributes)."""
+    page.wait_for_timeout(250)  # past Streamlit's widget debounce, so a rerun has begun
+    page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(state="attached", timeout=timeout_ms)
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached", timeout=timeout_ms)
+
+
+def assert_no_exception(page) -> None:
+    exceptions = page.locator("[data-testid='stException']")
+    if exceptions.count():
+        raise AssertionError(f"The page shows an exception: {exceptions.first.inner_text()[:2000]}")
+
+
+class Shots:
+    """Numbered screenshots of each step, for a person to look at."""
+
+    def __init__(self, page, folder: Path):
+        self.page, self.folder, self.n = page, folder, 0
+
+    def __call__(self, name: str) -> Path:
+        self.n += 1
+        path = self.folder / f"{self.n:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
