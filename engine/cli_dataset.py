@@ -1,0 +1,149 @@
+"""``python -m engine dataset import|list|show|delete``: the Data page, headless."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from engine import datasets, db, ingest, validate
+from engine.errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("dataset", help="import, list, show and delete labelled datasets")
+    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    p = sub.add_parser("import", help="read a labelled file, print the validation report, and save it as a new version")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", required=True, help="dataset name; importing the same name again makes a new version")
+    p.add_argument("--text-col", help="column holding the text (guessed when omitted)")
+    p.add_argument("--label-col", help="column holding the label (guessed when omitted)")
+    p.add_argument("--split-col", help="column holding train / validation / test (optional)")
+    p.add_argument("--format", default="auto", choices=ingest.FORMAT_CHOICES)
+    p.add_argument("--encoding", default="auto", help="auto, utf-8, utf-8-sig, gb18030, cp1252, ...")
+    p.add_argument("--sheet", help="XLSX: the sheet to read (the first when omitted)")
+    p.add_argument("--ratios", default="80/10/10", help="train/validation/test shares when no split column (80/10/10)")
+    p.add_argument("--seed", type=int, default=validate.DEFAULT_SEED, help="seed of the split (42)")
+    p.add_argument("--yes", action="store_true", help="accept the report's problems without asking")
+    p.add_argument("--user", help="who is importing (default: $BELLWETHER_USER or $USER)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("list", help="list saved datasets and their versions")
+    p.add_argument("--format", default="text", choices=["text", "json"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="show one dataset version")
+    p.add_argument("ref", metavar="NAME[:VERSION]")
+    p.add_argument("--format", default="text", choices=["text", "json"])
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("delete", help="delete one dataset version")
+    p.add_argument("ref", metavar="NAME[:VERSION]")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    p.set_defaults(func=cmd_delete)
+
+
+def _ratios(text: str) -> list[float]:
+    parts = [p for p in text.replace(",", "/").replace(":", "/").split("/") if p.strip()]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--ratios '{text}' is not three numbers such as 80/10/10.") from None
+
+
+def _user(args) -> str:
+    return getattr(args, "user", None) or os.environ.get("BELLWETHER_USER") or os.environ.get("USER") or "analyst"
+
+
+def cmd_import(args) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"There is no file {args.file}. Check the path.")
+    name = datasets.check_name(args.name)
+    candidate = ingest.read_file(path.read_bytes(), path.name, format=args.format, encoding=args.encoding, sheet=args.sheet)
+    # Columns not named are guessed (a split column only when its values are train / validation / test).
+    mapping = {key: value for key, value in (("text", args.text_col), ("label", args.label_col), ("split", args.split_col)) if value}
+    prepared = validate.build(candidate, mapping, ratios=_ratios(args.ratios), seed=args.seed)
+    report = prepared.report
+    print(report.to_text())
+    if report.has_problems and not args.yes:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            answer = input("Save with the problems handled as above? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                print("Cancelled: nothing was saved.")
+                return 1
+        else:
+            raise UserError(
+                "The report lists problems and nobody is here to confirm them; nothing was saved. "
+                "Pass --yes to accept the report as it is."
+            )
+    conn = db.connect()
+    try:
+        saved = datasets.save(conn, candidate, prepared, name, _user(args))
+    finally:
+        conn.close()
+    print(f"Saved dataset {saved['name']} version {saved['version']} ({saved['n_rows']:,} {report.unit()}).")
+    return 0
+
+
+def _summary(d: dict) -> dict:
+    return {
+        "name": d["name"], "version": d["version"], "id": d["id"], "task": d["task"], "n_rows": d["n_rows"],
+        "labels": d["labels"], "counts": d["counts"], "mapping": d["mapping"], "source_file": d["source_file"],
+        "source_sha256": d["source_sha256"], "source_format": d["source_format"], "encoding": d["encoding"],
+        "created_at": d["created_at"], "created_by": d["created_by"],
+    }
+
+
+def cmd_list(args) -> int:
+    conn = db.connect()
+    try:
+        found = datasets.list_datasets(conn)
+    finally:
+        conn.close()
+    if args.format == "json":
+        print(json.dumps([_summary(d) for d in found], ensure_ascii=False, indent=2))
+        return 0
+    if not found:
+        print("No datasets saved yet. Import one with: python -m engine dataset import FILE --name NAME")
+        return 0
+    print(f"{'NAME:VERSION':30} {'TASK':22} {'ROWS':>8}  {'LABELS':6}  CREATED")
+    for d in found:
+        print(f"{d['ref'][:30]:30} {d['task']:22} {d['n_rows']:>8,}  {len(d['labels']):6}  {d['created_at']} by {d['created_by']}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    conn = db.connect()
+    try:
+        d = datasets.get(conn, args.ref)
+    finally:
+        conn.close()
+    if args.format == "json":
+        out = _summary(d)
+        out["report"] = d["report"]
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    print(f"Dataset {d['ref']} ({d['task']}), {d['n_rows']:,} rows, created {d['created_at']} by {d['created_by']}")
+    print(f"Source: {d['source_file']} ({d['source_format']}, {d['encoding'] or 'n/a'}), sha256 {d['source_sha256']}")
+    mapping = {k: v for k, v in d["mapping"].items() if v}
+    print("Mapping: " + ", ".join(f"{k} = {v}" for k, v in mapping.items()))
+    print("Labels: " + ", ".join(d["labels"]))
+    for split in validate.SPLITS:
+        counts = d["counts"].get(split, {})
+        detail = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        print(f"  {split}: {sum(counts.values()):,}" + (f" ({detail})" if detail else ""))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    conn = db.connect()
+    try:
+        d = datasets.delete(conn, args.ref, confirm=args.yes)
+    finally:
+        conn.close()
+    print(f"Deleted dataset {d['ref']}.")
+    return 0

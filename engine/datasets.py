@@ -1,0 +1,225 @@
+"""Saved datasets: immutable versions, each with its rows, its source file and the validation report accepted for it.
+
+Uploading the same name again makes a new version. A version is saved in one transaction (the dataset row, every
+dataset row, the copy of the source file under ``uploads/``); a version is never changed afterwards, only deleted,
+and deleting is refused while a queued or running job uses it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from pathlib import Path
+
+from engine import db, ingest, paths, validate
+from engine.errors import NotFound, UserError
+
+_list = builtins.list
+ACTIVE_JOB_STATUSES = ("queued", "running")
+NAME_RE = re.compile(r"^[^:/\\\x00-\x1f]{1,100}$")
+
+
+def check_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise UserError("Give the dataset a name, such as 'fpb-sentiment'.")
+    if not NAME_RE.match(name):
+        raise UserError(
+            f"'{name[:40]}' cannot be a dataset name: use up to 100 characters without ':', '/' or '\\' "
+            "(':' separates a name from its version, as in fpb:2)."
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'name' -> (name, None); 'name:3' or 'name:v3' -> (name, 3)."""
+    ref = (ref or "").strip()
+    if ":" in ref:
+        name, _, version = ref.rpartition(":")
+        version = version.strip().lower().lstrip("v")
+        if not version.isdigit():
+            raise UserError(f"'{ref}' is not a dataset reference: write NAME or NAME:VERSION, such as fpb:2.")
+        return name.strip(), int(version)
+    return ref, None
+
+
+def _decode(row: dict) -> dict:
+    row = dict(row)
+    row["mapping"] = db.loads(row.get("mapping_json"), {})
+    row["labels"] = db.loads(row.get("labels_json"), [])
+    row["counts"] = db.loads(row.get("counts_json"), {})
+    row["report"] = db.loads(row.get("report_json"), {})
+    row["ref"] = f"{row['name']}:{row['version']}"
+    row["split_sizes"] = {s: sum(c.values()) for s, c in row["counts"].items()}
+    return row
+
+
+def get(conn, ref: str | int) -> dict:
+    """A dataset by 'name' (latest version), 'name:version' or id. Raises NotFound."""
+    if isinstance(ref, int):
+        found = _list(conn.query("select * from datasets where id = ?", [ref]))
+        if not found:
+            raise NotFound(f"There is no dataset with id {ref}.")
+        return _decode(found[0])
+    name, version = parse_ref(str(ref))
+    if version is None:
+        found = _list(conn.query("select * from datasets where name = ? order by version desc limit 1", [name]))
+    else:
+        found = _list(conn.query("select * from datasets where name = ? and version = ?", [name, version]))
+    if not found:
+        names = [r["name"] for r in conn.query("select distinct name from datasets order by name")]
+        known = f" Saved datasets: {', '.join(names)}." if names else " No dataset has been saved yet."
+        what = f"'{name}' version {version}" if version is not None else f"'{name}'"
+        raise NotFound(f"There is no dataset {what}.{known}")
+    return _decode(found[0])
+
+
+def rows(conn, dataset_id: int, split: str | None = None) -> list[dict]:
+    """The rows of a dataset version, by row_id: row_id, split, text, label, tokens, tags."""
+    sql = "select row_id, split, text, label, tokens_json, tags_json from dataset_rows where dataset_id = ?"
+    params: list = [int(dataset_id)]
+    if split is not None:
+        if split not in validate.SPLITS:
+            raise UserError(f"'{split}' is not a split. Use train, validation or test.")
+        sql += " and split = ?"
+        params.append(split)
+    sql += " order by row_id"
+    out = []
+    for r in conn.query(sql, params):
+        out.append({
+            "row_id": r["row_id"], "split": r["split"], "text": r["text"], "label": r["label"],
+            "tokens": db.loads(r["tokens_json"]), "tags": db.loads(r["tags_json"]),
+        })
+    return out
+
+
+def list_datasets(conn, name: str | None = None) -> list[dict]:
+    """Every saved version, newest first (or the versions of one name)."""
+    if name:
+        found = conn.query("select * from datasets where name = ? order by version desc", [name])
+    else:
+        found = conn.query("select * from datasets order by name, version desc")
+    return [_decode(r) for r in found]
+
+
+list = list_datasets  # noqa: A001 - `datasets.list(conn)` reads well; inside this module use _list for the builtin
+
+
+def _safe_file_name(name: str) -> str:
+    name = Path(name).name
+    name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._") or "upload"
+    return name[:120]
+
+
+def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: str, created_by: str | None) -> dict:
+    """Save the prepared rows as the next version of ``name``, all in one transaction, and copy the source file."""
+    name = check_name(name)
+    report = prepared.report
+    copied: Path | None = None
+    try:
+        with db.transaction(conn):
+            latest = conn.execute("select max(version) from datasets where name = ?", [name]).fetchone()[0]
+            version = int(latest or 0) + 1
+            folder = paths.uploads_dir() / "datasets"
+            folder.mkdir(parents=True, exist_ok=True)
+            copied = folder / f"{_safe_file_name(name)}-v{version}-{candidate.sha256[:12]}-{_safe_file_name(candidate.file_name)}"
+            dataset_id = conn["datasets"].insert({
+                "name": name,
+                "version": version,
+                "task": candidate.task,
+                "source_file": candidate.file_name,
+                "source_sha256": candidate.sha256,
+                "source_format": candidate.format,
+                "encoding": candidate.encoding,
+                "mapping_json": db.dumps(report.mapping),
+                "labels_json": db.dumps(sorted(report.labels)),
+                "counts_json": db.dumps(report.counts),
+                "report_json": db.dumps(report.to_dict()),
+                "n_rows": len(prepared.rows),
+                "created_at": db.now(),
+                "created_by": created_by,
+            }).last_pk
+            batch = []
+            for row in prepared.rows:
+                batch.append({
+                    "dataset_id": dataset_id,
+                    "row_id": row["row_id"],
+                    "split": row["split"],
+                    "text": row["text"],
+                    "label": row["label"],
+                    "tokens_json": db.dumps(row["tokens"]) if row.get("tokens") is not None else None,
+                    "tags_json": db.dumps(row["tags"]) if row.get("tags") is not None else None,
+                })
+                if len(batch) >= 2000:
+                    conn["dataset_rows"].insert_all(batch)
+                    batch = []
+            if batch:
+                conn["dataset_rows"].insert_all(batch)
+            copied.write_bytes(candidate.data)
+    except BaseException:
+        if copied is not None and copied.exists():
+            copied.unlink()
+        raise
+    return get(conn, int(dataset_id))
+
+
+def source_path(dataset: dict) -> Path | None:
+    """Where the copy of a version's source file lies, if it is still there."""
+    folder = paths.uploads_dir() / "datasets"
+    prefix = f"{_safe_file_name(dataset['name'])}-v{dataset['version']}-{(dataset.get('source_sha256') or '')[:12]}-"
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if path.name.startswith(prefix):
+            return path
+    return None
+
+
+def import_file(
+    conn,
+    data: bytes,
+    file_name: str,
+    name: str,
+    created_by: str | None = None,
+    mapping: dict | None = None,
+    format: str = "auto",
+    encoding: str | None = None,
+    sheet: str | None = None,
+    ratios=validate.DEFAULT_RATIOS,
+    seed: int = validate.DEFAULT_SEED,
+) -> tuple[dict, validate.Report]:
+    """Read, check and save in one call (for scripts and tests); the report is accepted as it is."""
+    name = check_name(name)
+    candidate = ingest.read_file(data, file_name, format=format, encoding=encoding, sheet=sheet)
+    prepared = validate.build(candidate, mapping, ratios=ratios, seed=seed)
+    return save(conn, candidate, prepared, name, created_by), prepared.report
+
+
+def jobs_using(conn, dataset_id: int) -> _list:
+    placeholders = ", ".join("?" for _ in ACTIVE_JOB_STATUSES)
+    return _list(conn.query(
+        f"select id, kind, status from jobs where dataset_id = ? and status in ({placeholders}) order by id",
+        [int(dataset_id), *ACTIVE_JOB_STATUSES],
+    ))
+
+
+def delete(conn, ref: str | int, confirm: bool = False) -> dict:
+    """Delete one version (its rows and its copy of the source file). Needs ``confirm=True``; refused while a
+    queued or running job uses it."""
+    dataset = get(conn, ref)
+    if not confirm:
+        raise UserError(
+            f"Deleting dataset {dataset['ref']} cannot be undone. Confirm to delete it (on the command line, add --yes)."
+        )
+    source = source_path(dataset)
+    with db.transaction(conn):
+        busy = jobs_using(conn, dataset["id"])
+        if busy:
+            ids = ", ".join(f"#{j['id']} ({j['status']})" for j in busy)
+            raise UserError(
+                f"Dataset {dataset['ref']} is used by a job that has not finished: {ids}. Wait for it to finish or "
+                "cancel it on the Runs page, then delete."
+            )
+        conn.execute("delete from dataset_rows where dataset_id = ?", [dataset["id"]])
+        conn.execute("delete from datasets where id = ?", [dataset["id"]])
+    if source is not None and source.exists():
+        source.unlink()
+    return dataset

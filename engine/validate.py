@@ -1,0 +1,692 @@
+"""The validation report: what is wrong with a candidate dataset and what will happen to it, before anything is saved.
+
+:func:`guess_columns` proposes the text / label / split columns; :func:`build` checks a candidate read by
+:mod:`engine.ingest` under a column mapping and returns a :class:`Prepared` dataset: the rows as they will be saved
+(cleaned, each with its split) and the :class:`Report` the analyst accepts or cancels. Problems that make the file
+unusable (a missing column, a single class, nothing left) raise :class:`UserError` instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.ingest import Candidate
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_RATIOS = (0.8, 0.1, 0.1)
+DEFAULT_SEED = 42
+FEW_EXAMPLES = 5  # a class with fewer rows than this is reported
+N_EXAMPLES = 3  # examples shown per problem
+
+TEXT_NAMES = ["text", "sentence", "headline", "title", "content", "body", "message", "post", "review", "tweet",
+              "comment", "document", "phrase", "news", "summary", "文本", "内容", "句子", "标题", "评论"]
+LABEL_NAMES = ["label", "sentiment", "category", "class", "target", "polarity", "tag", "labels", "y", "tone",
+               "标签", "情感", "类别", "情绪"]
+SPLIT_NAMES = ["split", "set", "subset", "partition", "fold", "dataset", "划分"]
+SPLIT_VALUES = {
+    "train": "train", "training": "train", "trn": "train",
+    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
+    "development": "validation", "eval": "validation", "evaluation": "validation",
+    "test": "test", "testing": "test", "tst": "test", "holdout": "test",
+}
+
+
+@dataclass
+class Problem:
+    code: str  # empty_text | missing_label | label_variants | conflicting_labels | duplicates | few_examples | ...
+    message: str  # plain words: what is wrong and what will happen
+    count: int  # rows (or sentences, lines, classes) affected
+    action: str  # dropped | merged | kept
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    file_name: str
+    format: str
+    encoding: str | None
+    sheet: str | None
+    task: str
+    mapping: dict[str, Any]
+    n_input_rows: int
+    n_rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things done that are not problems (tag scheme converted, ...)
+    labels: list[str] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)  # method, ratios, seed, note
+    length: dict[str, Any] = field(default_factory=dict)  # max_length, n_truncated, share_truncated
+
+    @property
+    def has_problems(self) -> bool:
+        return bool(self.problems)
+
+    def problem(self, code: str) -> Problem | None:
+        return next((p for p in self.problems if p.code == code), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        data = dict(data)
+        data["problems"] = [Problem(**p) for p in data.get("problems", [])]
+        return cls(**data)
+
+    def unit(self) -> str:
+        return "sentences" if self.task == "token-classification" else "rows"
+
+    def summary_lines(self) -> list[str]:
+        """The report in plain words, a line each (the CLI prints these; the page shows them as markdown)."""
+        unit = self.unit()
+        fmt = self.format.upper() + (f", {self.encoding}" if self.encoding else "") + (f", sheet '{self.sheet}'" if self.sheet else "")
+        lines = [f"File: {self.file_name} ({fmt}), {self.n_input_rows:,} {unit} read."]
+        if self.task == "token-classification":
+            lines.append("Task: entity tagging (tags stored as BIO).")
+        else:
+            lines.append(f"Columns: text = '{self.mapping.get('text')}', label = '{self.mapping.get('label')}'.")
+        lines.append(f"Split: {self.split.get('description', '')}")
+        lines.extend(self.notes)
+        if self.problems:
+            lines.append(f"Problems found ({len(self.problems)}):")
+            for p in self.problems:
+                lines.append(f"  - [{p.action}] {p.message}")
+                for example in p.examples:
+                    lines.append(f"      e.g. {example}")
+        else:
+            lines.append("No problems found.")
+        if self.length:
+            lines.append(self.length.get("description", ""))
+        lines.append(f"To be saved: {self.n_rows:,} {unit}, {len(self.labels)} {'tags' if self.task == 'token-classification' else 'labels'}.")
+        for split in SPLITS:
+            counts = self.counts.get(split, {})
+            total = sum(counts.values())
+            detail = ", ".join(f"{label} {n:,}" for label, n in sorted(counts.items()))
+            what = "tokens" if self.task == "token-classification" else "rows"
+            lines.append(f"  {split}: {total:,} {what}" + (f" ({detail})" if detail else ""))
+        return lines
+
+    def to_text(self) -> str:
+        return "\n".join(self.summary_lines())
+
+
+@dataclass
+class Prepared:
+    report: Report
+    rows: list[dict]  # row_id, split, text, label, tokens, tags
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Column guessing
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-.]+", "", str(name).strip().lower())
+
+
+def _by_name(columns: list[str], names: list[str], taken: set[str]) -> str | None:
+    free = [c for c in columns if c not in taken]
+    for name in names:  # exact name, in order of preference
+        for col in free:
+            if _norm(col) == _norm(name):
+                return col
+    for name in names:  # a name inside the column name ("news_headline", "sentiment_label")
+        if len(name) < 3:
+            continue
+        for col in free:
+            if _norm(name) in _norm(col):
+                return col
+    return None
+
+
+def guess_columns(candidate_or_columns, frame=None) -> dict[str, str | None]:
+    """Guess the text, label and split columns by name, then by content (longest text, fewest distinct values)."""
+    if isinstance(candidate_or_columns, Candidate):
+        frame = candidate_or_columns.frame
+        columns = candidate_or_columns.columns
+    else:
+        columns = list(candidate_or_columns)
+    taken: set[str] = set()
+    text = _by_name(columns, TEXT_NAMES, taken)
+    if text:
+        taken.add(text)
+    label = _by_name(columns, LABEL_NAMES, taken)
+    if label:
+        taken.add(label)
+    split = _by_name(columns, SPLIT_NAMES, taken)
+    if split and frame is not None and not _looks_like_split(frame[split]):
+        split = None
+    if split is None and frame is not None:  # a column whose values are all train / validation / test
+        for col in columns:
+            if col not in taken and _looks_like_split(frame[col]):
+                split = col
+                break
+    if split:
+        taken.add(split)
+    if frame is not None and len(frame):
+        sample = frame.head(2000)
+        if text is None:
+            free = [c for c in columns if c not in taken]
+            if free:
+                text = max(free, key=lambda c: sample[c].str.len().mean())
+                taken.add(text)
+        if label is None:
+            free = [c for c in columns if c not in taken]
+            small = [c for c in free if 2 <= sample[c].str.strip().replace("", np.nan).nunique() <= 50]
+            if small:
+                label = min(small, key=lambda c: sample[c].nunique())
+    return {"text": text, "label": label, "split": split}
+
+
+def _looks_like_split(series) -> bool:
+    values = {str(v).strip().lower() for v in series.head(5000).unique()} - {""}
+    return bool(values) and values <= set(SPLIT_VALUES) and len(values) >= 1 and any(SPLIT_VALUES[v] == "train" for v in values)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Length check with the default model's tokenizer
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer_and_limit(model: str = "default"):
+    from transformers import AutoTokenizer
+
+    from engine import models
+
+    base = models.resolve(model)
+    return AutoTokenizer.from_pretrained(base.source, trust_remote_code=False), base.max_length
+
+
+def _length_check(texts: list[str] | None, token_lists: list[list[str]] | None, max_length: int | None,
+                  model: str = "default") -> tuple[dict, Problem | None, list[int]]:
+    tokenizer, limit = _tokenizer_and_limit(model)
+    limit = int(max_length or limit)
+    lengths: list[int] = []
+    items = texts if texts is not None else token_lists
+    for start in range(0, len(items), 1000):
+        chunk = items[start : start + 1000]
+        if texts is not None:
+            enc = tokenizer(chunk, add_special_tokens=True, truncation=False, verbose=False)
+        else:
+            enc = tokenizer(chunk, is_split_into_words=True, add_special_tokens=True, truncation=False, verbose=False)
+        lengths.extend(len(ids) for ids in enc["input_ids"])
+    long = [i for i, n in enumerate(lengths) if n > limit]
+    share = len(long) / len(lengths) if lengths else 0.0
+    unit = "sentences" if texts is None else "texts"
+    description = (
+        f"Length: {share:.1%} of {unit} ({len(long):,} of {len(lengths):,}) are longer than the model's maximum of "
+        f"{limit} tokens and would be truncated (longest: {max(lengths) if lengths else 0} tokens)."
+    )
+    info = {
+        "max_length": limit,
+        "n_truncated": len(long),
+        "share_truncated": share,
+        "longest": max(lengths) if lengths else 0,
+        "description": description,
+    }
+    problem = None
+    if long:
+        problem = Problem(
+            code="too_long",
+            message=(
+                f"{len(long):,} {unit} ({share:.1%}) are longer than the model's maximum of {limit} tokens. "
+                "They will be kept and truncated to the first "
+                f"{limit} tokens when training."
+            ),
+            count=len(long),
+            action="kept",
+        )
+    return info, problem, long
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Splits
+
+
+def normalise_ratios(ratios) -> tuple[float, float, float]:
+    if ratios is None:
+        return DEFAULT_RATIOS
+    try:
+        values = [float(r) for r in ratios]
+    except (TypeError, ValueError):
+        raise UserError("The split ratios must be three numbers for train, validation and test, such as 80/10/10.") from None
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
+        raise UserError("The split ratios must be three numbers for train, validation and test, such as 80/10/10.")
+    total = sum(values)
+    if abs(total - 1) > 1e-6 and abs(total - 100) > 1e-3:
+        raise UserError(f"The split ratios add up to {total:g}; they must add up to 100 (or 1), such as 80/10/10.")
+    values = [v / total for v in values]
+    if values[0] <= 0:
+        raise UserError("The train share must be above zero: the model needs rows to learn from.")
+    return tuple(values)  # type: ignore[return-value]
+
+
+def _two_way(idx: np.ndarray, y: np.ndarray | None, second_share: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    if second_share <= 0:
+        return idx, idx[:0]
+    if second_share >= 1:
+        return idx[:0], idx
+    return train_test_split(idx, test_size=second_share, random_state=seed, shuffle=True, stratify=y)
+
+
+def assign_splits(labels: list[str], ratios, seed: int = DEFAULT_SEED, stratify: bool = True) -> tuple[list[str], dict]:
+    """A split per row: stratified by label where possible, with a fixed seed. Falls back, and says so, when a class
+    is too small to spread over the splits."""
+    r_train, r_val, r_test = normalise_ratios(ratios)
+    n = len(labels)
+    y_all = np.array(labels, dtype=object)
+    idx = np.arange(n)
+    counts = Counter(labels)
+
+    def attempt(y):
+        first, rest = _two_way(idx, None if y is None else y, r_val + r_test, seed)
+        rest_y = None if y is None else y[rest]
+        share = r_test / (r_val + r_test) if (r_val + r_test) > 0 else 0
+        val, test = _two_way(rest, rest_y, share, seed)
+        return first, val, test
+
+    tries = []
+    if stratify:
+        tries.append(("stratified", y_all, "stratified by label"))
+        rare = {label for label, c in counts.items() if c < 10}
+        if rare and len(rare) < len(counts):
+            grouped = np.array([("\x00rare" if label in rare else label) for label in labels], dtype=object)
+            tries.append((
+                "stratified-grouped", grouped,
+                f"stratified by label, with the {len(rare)} label(s) that have fewer than 10 rows grouped together "
+                "(too few to spread over three splits on their own)",
+            ))
+    tries.append(("random", None, "random" if not stratify else "random (a label is too small to stratify)"))
+    for method, y, words in tries:
+        try:
+            train, val, test = attempt(y)
+            break
+        except ValueError:
+            continue
+    else:  # too few rows even for a random split: everything trains
+        train, val, test, method, words = idx, idx[:0], idx[:0], "all-train", "all rows in train (too few rows to split)"
+    out = [""] * n
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        for i in part:
+            out[int(i)] = name
+    pct = "/".join(f"{round(r * 100):g}" for r in (r_train, r_val, r_test))
+    info = {
+        "method": method,
+        "ratios": [r_train, r_val, r_test],
+        "seed": seed,
+        "description": f"made by Bellwether: {pct} (train/validation/test), {words}, seed {seed}.",
+    }
+    return out, info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the report
+
+
+def _n(count: int, singular: str, plural: str) -> str:
+    """'1 row has' / '3 rows have'."""
+    return f"{count:,} {singular if count == 1 else plural}"
+
+
+def _clip(text: str, n: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _resolve_column(candidate: Candidate, name: str | None, role: str, required: bool) -> str | None:
+    if name in (None, "", "(none)"):
+        if required:
+            raise UserError(
+                f"Bellwether could not tell which column holds the {role}. The file's columns are: "
+                f"{', '.join(candidate.columns)}. Choose the {role} column."
+            )
+        return None
+    if name not in candidate.columns:
+        raise UserError(
+            f"{candidate.file_name} has no column '{name}' for the {role}. Its columns are: "
+            f"{', '.join(candidate.columns)}. Choose one of these."
+        )
+    return name
+
+
+def build(
+    candidate: Candidate,
+    mapping: dict | None = None,
+    ratios=DEFAULT_RATIOS,
+    seed: int = DEFAULT_SEED,
+    max_length: int | None = None,
+) -> Prepared:
+    """Check a candidate under a column mapping and prepare the rows to save. Raises UserError when unusable."""
+    if candidate.task == "token-classification":
+        return _build_tagging(candidate, ratios, seed, max_length)
+    return _build_text(candidate, mapping or {}, ratios, seed, max_length)
+
+
+def _bad_rows_problem(candidate: Candidate, unit: str = "rows") -> Problem | None:
+    if not candidate.bad_rows:
+        return None
+    what = "lines" if candidate.format == "conll" else unit
+    tail = (
+        "The sentences they belong to will be dropped." if candidate.format == "conll"
+        else "They will be dropped."
+    )
+    return Problem(
+        code="broken_rows",
+        message=f"{len(candidate.bad_rows):,} {what} could not be read (wrong number of fields or no tag). {tail}",
+        count=len(candidate.bad_rows),
+        action="dropped",
+        examples=[f"line {n}: {_clip(raw)}" if candidate.format != "csv" else _clip(raw) for n, raw in candidate.bad_rows[:N_EXAMPLES]],
+    )
+
+
+def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_length: int | None) -> Prepared:
+    frame = candidate.frame
+    guessed = guess_columns(candidate)
+    text_col = _resolve_column(candidate, mapping.get("text", guessed["text"]), "text", True)
+    label_col = _resolve_column(candidate, mapping.get("label", guessed["label"]), "label", True)
+    split_col = _resolve_column(candidate, mapping.get("split", guessed["split"]), "split", False)
+    if text_col == label_col:
+        raise UserError(f"The text and the label cannot both be the column '{text_col}'. Choose two different columns.")
+    if split_col in (text_col, label_col):
+        raise UserError(f"The split column '{split_col}' is already used for the text or the label. Choose another, or none.")
+    ratios = normalise_ratios(ratios)
+    report = Report(
+        file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=candidate.sheet,
+        task=candidate.task, mapping={"text": text_col, "label": label_col, "split": split_col, "sheet": candidate.sheet},
+        n_input_rows=len(frame),
+    )
+    problem = _bad_rows_problem(candidate)
+    if problem:
+        report.problems.append(problem)
+
+    first_line = 2  # the header is line/row 1
+    texts = [str(t).strip() for t in frame[text_col].tolist()]
+    raw_labels = [str(v) for v in frame[label_col].tolist()]
+    splits_raw = [str(v).strip() for v in frame[split_col].tolist()] if split_col else None
+    alive = [True] * len(frame)
+
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        report.problems.append(Problem(
+            code="empty_text",
+            message=f"{_n(len(empty), 'row has', 'rows have')} an empty or blank text in '{text_col}'. They will be dropped.",
+            count=len(empty), action="dropped",
+            examples=[f"row {i + first_line}" for i in empty[:N_EXAMPLES]],
+        ))
+        for i in empty:
+            alive[i] = False
+    missing = [i for i, v in enumerate(raw_labels) if alive[i] and not v.strip()]
+    if missing:
+        report.problems.append(Problem(
+            code="missing_label",
+            message=f"{_n(len(missing), 'row has', 'rows have')} no label in '{label_col}'. They will be dropped.",
+            count=len(missing), action="dropped",
+            examples=[f"row {i + first_line}: {_clip(texts[i])}" for i in missing[:N_EXAMPLES]],
+        ))
+        for i in missing:
+            alive[i] = False
+
+    # Label variants that differ only in case or spaces: merged into the most frequent spelling.
+    raw_spellings: dict[str, Counter] = defaultdict(Counter)
+    for i, v in enumerate(raw_labels):
+        if alive[i]:
+            raw_spellings[" ".join(v.split()).casefold()][v] += 1
+    canonical: dict[str, str] = {}
+    merged_rows = 0
+    examples = []
+    for key, raws in raw_spellings.items():
+        forms = Counter()
+        for raw, c in raws.items():
+            forms[" ".join(raw.split())] += c
+        best = max(forms, key=lambda f: (forms[f], -list(forms).index(f)))
+        canonical[key] = best
+        if len(raws) > 1:
+            changed = sum(c for raw, c in raws.items() if raw != best)
+            merged_rows += changed
+            examples.append(" + ".join(f"'{raw}' ({c:,})" for raw, c in raws.most_common()) + f" -> '{best}'")
+    if examples:
+        report.problems.append(Problem(
+            code="label_variants",
+            message=(
+                f"{_n(len(examples), 'label is', 'labels are')} written in more than one way (differing only in case or spaces); "
+                f"{merged_rows:,} rows will be merged into the most common spelling."
+            ),
+            count=merged_rows, action="merged", examples=examples[:N_EXAMPLES],
+        ))
+    labels = [canonical.get(" ".join(v.split()).casefold(), v) if alive[i] else "" for i, v in enumerate(raw_labels)]
+
+    # Split column.
+    row_split: list[str | None] = [None] * len(frame)
+    if split_col:
+        unknown = []
+        for i, v in enumerate(splits_raw):
+            if not alive[i]:
+                continue
+            value = SPLIT_VALUES.get(v.lower())
+            if value is None:
+                unknown.append(i)
+            row_split[i] = value
+        if unknown and len(unknown) == sum(alive):
+            values = sorted({splits_raw[i] for i in unknown})[:5]
+            raise UserError(
+                f"The column '{split_col}' does not hold splits: its values ({', '.join(repr(v) for v in values)}) are "
+                "not train, validation or test. Choose another split column, or none to let Bellwether split."
+            )
+        if unknown:
+            report.problems.append(Problem(
+                code="unknown_split",
+                message=(
+                    f"{_n(len(unknown), 'row has', 'rows have')} a split in '{split_col}' that is not train, validation or test. "
+                    "They will be dropped."
+                ),
+                count=len(unknown), action="dropped",
+                examples=[f"row {i + first_line}: '{splits_raw[i]}'" for i in unknown[:N_EXAMPLES]],
+            ))
+            for i in unknown:
+                alive[i] = False
+
+    # The same text with different labels: dropped, all copies (which label is right cannot be told).
+    by_text: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(texts):
+        if alive[i]:
+            by_text[t].append(i)
+    conflicts = [(t, idx) for t, idx in by_text.items() if len({labels[i] for i in idx}) > 1]
+    if conflicts:
+        n_conf = sum(len(idx) for _, idx in conflicts)
+        report.problems.append(Problem(
+            code="conflicting_labels",
+            message=(
+                f"{_n(len(conflicts), 'text appears', 'texts appear')} with different labels ({n_conf:,} rows). Which label is right cannot "
+                "be told, so all of these rows will be dropped."
+            ),
+            count=n_conf, action="dropped",
+            examples=[f"'{_clip(t, 60)}': " + " / ".join(sorted({labels[i] for i in idx})) for t, idx in conflicts[:N_EXAMPLES]],
+        ))
+        for _, idx in conflicts:
+            for i in idx:
+                alive[i] = False
+    # Exact duplicates (same text, same label): merged into the first.
+    dupes = [(t, idx) for t, idx in by_text.items() if len(idx) > 1 and alive[idx[0]]]
+    if dupes:
+        n_extra = sum(len(idx) - 1 for _, idx in dupes)
+        report.problems.append(Problem(
+            code="duplicates",
+            message=(
+                f"{_n(n_extra, 'row repeats', 'rows repeat')} a text already in the file with the same label ({len(dupes):,} texts). "
+                "They will be merged: each text is kept once."
+            ),
+            count=n_extra, action="merged",
+            examples=[f"'{_clip(t, 60)}' x{len(idx)}" for t, idx in dupes[:N_EXAMPLES]],
+        ))
+        for _, idx in dupes:
+            for i in idx[1:]:
+                alive[i] = False
+
+    keep = [i for i in range(len(frame)) if alive[i]]
+    if not keep:
+        raise UserError(
+            f"No usable rows are left in {candidate.file_name}: every row has an empty text or no label. "
+            f"Check that '{text_col}' holds the text and '{label_col}' the label."
+        )
+    label_counts = Counter(labels[i] for i in keep)
+    if len(label_counts) < 2:
+        only = next(iter(label_counts))
+        raise UserError(
+            f"Every usable row has the same label, '{only}'. A model needs at least two labels to learn to tell them "
+            f"apart: add rows with other labels, or check that '{label_col}' is the label column."
+        )
+    if len(label_counts) > 0.5 * len(keep) and len(keep) >= 20:
+        raise UserError(
+            f"The column '{label_col}' has {len(label_counts):,} different values in {len(keep):,} rows, so it does not "
+            "look like a label. Choose the column that holds the label (such as positive / neutral / negative)."
+        )
+    few = sorted((c, label) for label, c in label_counts.items() if c < FEW_EXAMPLES)
+    if few:
+        report.problems.append(Problem(
+            code="few_examples",
+            message=(
+                f"{_n(len(few), 'label has', 'labels have')} fewer than {FEW_EXAMPLES} examples, too few for a model to learn them well. "
+                "They will be kept; consider labelling more."
+            ),
+            count=len(few), action="kept", examples=[f"'{label}': {c} rows" for c, label in few[:N_EXAMPLES]],
+        ))
+
+    kept_texts = [texts[i] for i in keep]
+    report.length, problem, long = _length_check(kept_texts, None, max_length)
+    if problem:
+        problem.examples = [f"'{_clip(kept_texts[j], 60)}'" for j in long[:N_EXAMPLES]]
+        report.problems.append(problem)
+
+    if split_col:
+        split_of = [row_split[i] for i in keep]
+        present = Counter(split_of)
+        report.split = {
+            "method": "column", "column": split_col, "ratios": None, "seed": None,
+            "description": f"from the column '{split_col}' ("
+            + ", ".join(f"{s} {present.get(s, 0):,}" for s in SPLITS) + ").",
+        }
+        if not present.get("train"):
+            raise UserError(
+                f"The split column '{split_col}' marks no row as train, so there is nothing to learn from. "
+                "Mark the training rows as 'train', or choose no split column."
+            )
+        for s in ("validation", "test"):
+            if not present.get(s):
+                report.problems.append(Problem(
+                    code=f"no_{s}",
+                    message=f"No row is marked '{s}' in '{split_col}'. The {s} split will be empty.",
+                    count=0, action="kept",
+                ))
+    else:
+        split_of, report.split = assign_splits([labels[i] for i in keep], ratios, seed)
+
+    rows = []
+    counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    for row_id, (i, split) in enumerate(zip(keep, split_of), start=1):
+        rows.append({"row_id": row_id, "split": split, "text": texts[i], "label": labels[i], "tokens": None, "tags": None})
+        counts[split][labels[i]] += 1
+    report.n_rows = len(rows)
+    report.labels = sorted(label_counts)
+    report.counts = {s: dict(sorted(counts[s].items())) for s in SPLITS}
+    return Prepared(report=report, rows=rows)
+
+
+def _build_tagging(candidate: Candidate, ratios, seed: int, max_length: int | None) -> Prepared:
+    ratios = normalise_ratios(ratios)
+    report = Report(
+        file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=None,
+        task=candidate.task, mapping={"text": "tokens", "label": "tags (last column)", "split": None, "sheet": None,
+                                      "tag_scheme": candidate.tag_scheme},
+        n_input_rows=len(candidate.sentences),
+    )
+    if candidate.tag_scheme and candidate.tag_scheme != "BIO":
+        report.notes.append(
+            f"Tags are written in {candidate.tag_scheme}; {candidate.n_tags_rewritten:,} tags were rewritten so that "
+            "every entity starts with B- (stored as BIO)."
+        )
+    problem = _bad_rows_problem(candidate)
+    if problem:
+        report.problems.append(problem)
+    sentences = candidate.sentences
+    alive = [True] * len(sentences)
+    by_tokens: dict[tuple, list[int]] = defaultdict(list)
+    for i, (tokens, _) in enumerate(sentences):
+        by_tokens[tuple(tokens)].append(i)
+    conflicts = [(k, idx) for k, idx in by_tokens.items() if len({tuple(sentences[i][1]) for i in idx}) > 1]
+    if conflicts:
+        n_conf = sum(len(idx) for _, idx in conflicts)
+        report.problems.append(Problem(
+            code="conflicting_labels",
+            message=(
+                f"{_n(len(conflicts), 'sentence appears', 'sentences appear')} more than once with different tags ({n_conf:,} copies). Which "
+                "tags are right cannot be told, so all of these copies will be dropped."
+            ),
+            count=n_conf, action="dropped", examples=[f"'{_clip(' '.join(k), 60)}'" for k, _ in conflicts[:N_EXAMPLES]],
+        ))
+        for _, idx in conflicts:
+            for i in idx:
+                alive[i] = False
+    dupes = [(k, idx) for k, idx in by_tokens.items() if len(idx) > 1 and alive[idx[0]]]
+    if dupes:
+        n_extra = sum(len(idx) - 1 for _, idx in dupes)
+        report.problems.append(Problem(
+            code="duplicates",
+            message=(
+                f"{_n(n_extra, 'sentence repeats', 'sentences repeat')} one already in the file with the same tags ({len(dupes):,} sentences). "
+                "They will be merged: each sentence is kept once."
+            ),
+            count=n_extra, action="merged", examples=[f"'{_clip(' '.join(k), 60)}' x{len(idx)}" for k, idx in dupes[:N_EXAMPLES]],
+        ))
+        for _, idx in dupes:
+            for i in idx[1:]:
+                alive[i] = False
+    keep = [i for i in range(len(sentences)) if alive[i]]
+    if not keep:
+        raise UserError(f"No usable sentences are left in {candidate.file_name}.")
+    entity_counts = Counter(t[2:] for i in keep for t in sentences[i][1] if t.startswith("B-"))
+    if not entity_counts:
+        raise UserError(
+            f"{candidate.file_name} has no entities: every tag is O. Tag the entities (B-ORG, I-ORG, ...) before "
+            "uploading, or check that the tag is in the last column."
+        )
+    few = sorted((c, kind) for kind, c in entity_counts.items() if c < FEW_EXAMPLES)
+    if few:
+        report.problems.append(Problem(
+            code="few_examples",
+            message=(
+                f"{_n(len(few), 'entity type has', 'entity types have')} fewer than {FEW_EXAMPLES} examples, too few for a model to learn them "
+                "well. They will be kept; consider tagging more."
+            ),
+            count=len(few), action="kept", examples=[f"'{kind}': {c} entities" for c, kind in few[:N_EXAMPLES]],
+        ))
+    token_lists = [sentences[i][0] for i in keep]
+    report.length, problem, long = _length_check(None, token_lists, max_length)
+    if problem:
+        problem.examples = [f"'{_clip(' '.join(token_lists[j]), 60)}'" for j in long[:N_EXAMPLES]]
+        report.problems.append(problem)
+    # Sentences are split at random with the fixed seed (a sentence has many tags, so there is no label to stratify on).
+    split_of, report.split = assign_splits(["s"] * len(keep), ratios, seed, stratify=False)
+    report.split["description"] = report.split["description"].replace("random,", "random by sentence,")
+    rows = []
+    counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
+    tags_seen: set[str] = set()
+    for row_id, (i, split) in enumerate(zip(keep, split_of), start=1):
+        tokens, tags = sentences[i]
+        rows.append({"row_id": row_id, "split": split, "text": " ".join(tokens), "label": None,
+                     "tokens": list(tokens), "tags": list(tags)})
+        counts[split].update(tags)
+        tags_seen.update(tags)
+    report.n_rows = len(rows)
+    kinds = {t[2:] for t in tags_seen if t != "O"}
+    report.labels = sorted({"O"} | {f"{p}-{k}" for k in kinds for p in ("B", "I")})  # the full BIO set
+    report.counts = {s: dict(sorted(counts[s].items())) for s in SPLITS}
+    return Prepared(report=report, rows=rows)
