@@ -1,0 +1,240 @@
+"""``python -m engine train ...``, ``runs list|show|cancel|resume|logs``, ``worker``, and the hidden ``_job ID``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from engine import db, jobs
+from engine.errors import UserError
+
+KEY_METRIC = "macro_f1"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="queue a fine-tuning run (prints the run id on its last line)")
+    p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION")
+    p.add_argument("--task", choices=["text-classification", "token-classification"])
+    p.add_argument("--base-model", default="default", help="default, a local model folder, or a Hugging Face hub id")
+    p.add_argument("--preset", default="balanced", type=str.lower, choices=["quick", "balanced", "thorough"])
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--lr", type=float, dest="learning_rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--warmup-ratio", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--gradient-accumulation", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-steps", type=int)
+    p.add_argument("--early-stopping-patience", type=int)
+    p.add_argument("--class-weighting", action="store_true", default=None)
+    p.add_argument("--lora", action="store_true", default=None)
+    p.add_argument("--lora-r", type=int)
+    p.add_argument("--lora-alpha", type=float)
+    p.add_argument("--lora-dropout", type=float)
+    p.add_argument("--lora-target-modules", help="comma-separated, e.g. query,value")
+    p.add_argument("--name")
+    p.add_argument("--no-worker", action="store_true", help="only queue; do not start a supervisor")
+    p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
+    p.set_defaults(func=cmd_train)
+
+    runs = subparsers.add_parser("runs", help="list, inspect, cancel and resume training runs")
+    rs = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    lst = rs.add_parser("list", help="all runs, newest first")
+    lst.add_argument("--format", choices=["table", "json"], default="table")
+    lst.add_argument("--limit", type=int)
+    lst.set_defaults(func=cmd_list)
+    show = rs.add_parser("show", help="one run with its configuration and metrics")
+    show.add_argument("id", type=int)
+    show.add_argument("--format", choices=["text", "json"], default="text")
+    show.set_defaults(func=cmd_show)
+    c = rs.add_parser("cancel", help="stop a queued or running run")
+    c.add_argument("id", type=int)
+    c.set_defaults(func=cmd_cancel)
+    r = rs.add_parser("resume", help="continue a failed or cancelled run from its last checkpoint")
+    r.add_argument("id", type=int)
+    r.add_argument("--no-worker", action="store_true")
+    r.add_argument("--wait", action="store_true")
+    r.set_defaults(func=cmd_resume)
+    lg = rs.add_parser("logs", help="the run's log")
+    lg.add_argument("id", type=int)
+    lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    lg.set_defaults(func=cmd_logs)
+
+    w = subparsers.add_parser("worker", help="run the supervisor that starts queued jobs (Ctrl-C stops it)")
+    w.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    w.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
+    w.set_defaults(func=lambda a: jobs.worker(a.poll, a.idle_exit))
+
+    j = subparsers.add_parser("_job")  # hidden: the supervisor's entry point for one job
+    j.add_argument("id", type=int)
+    j.set_defaults(func=lambda a: jobs.run_job(a.id))
+    d = subparsers.add_parser("_ddp")  # hidden: one torchrun worker
+    d.add_argument("id", type=int)
+    d.set_defaults(func=_ddp)
+
+
+def _ddp(args) -> int:
+    from engine import training
+
+    return training.ddp_worker(args.id)
+
+
+def summary(conn, job: dict) -> dict:
+    """The object `runs list/show --format json` prints for one run."""
+    ds = None
+    if job.get("dataset_id"):
+        row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job["dataset_id"]]).fetchone()
+        ds = f"{row[0]}:{row[1]}" if row else None
+    metrics = job.get("metrics") or {}
+    return {
+        "id": job["id"],
+        "kind": job["kind"],
+        "name": job.get("name"),
+        "status": job["status"],
+        "task": job.get("task"),
+        "dataset": ds or (job.get("config") or {}).get("dataset"),
+        "base_model": job.get("base_model"),
+        "created_at": job["created_at"],
+        "started_at": job.get("started_at"),
+        "finished_at": job.get("finished_at"),
+        "key_metric": KEY_METRIC,
+        KEY_METRIC: metrics.get(KEY_METRIC),
+        "accuracy": metrics.get("accuracy"),
+        "error": job.get("error"),
+        "device": job.get("device") or {},
+        "model_dir": job.get("model_dir"),
+    }
+
+
+def cmd_train(args) -> int:
+    from engine import training
+
+    names = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
+             "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience", "class_weighting", "lora",
+             "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    conn = db.connect()
+    import getpass
+
+    run_id = training.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
+                             created_by=getpass.getuser(), name=args.name)
+    job = jobs.get(conn, run_id)
+    print(f"Queued run {run_id}: {job['name']} ({job['config'].get('max_length')} tokens, "
+          f"{job['config'].get('epochs')} epochs).", file=sys.stderr)
+    if not args.no_worker:
+        jobs.ensure_supervisor()
+    if args.wait:
+        code = follow(conn, run_id)
+        print(run_id)
+        return code
+    print(run_id)
+    return 0
+
+
+def follow(conn, run_id: int, out=sys.stderr) -> int:
+    """Show a progress bar until the run finishes; 0 only if it succeeded."""
+    last = None
+    while True:
+        job = jobs.get(conn, run_id)
+        p = jobs.last_progress(conn, run_id)
+        if p and p["total_steps"]:
+            frac = min(1.0, (p["step"] or 0) / p["total_steps"])
+            bar = "#" * int(frac * 30)
+            eta = f" ETA {int(p['eta_s'])} s" if p.get("eta_s") is not None else ""
+            loss = f" loss {p['loss']:.4f}" if p.get("loss") is not None else ""
+            line = f"[{bar:<30}] {p['step']}/{p['total_steps']}{loss}{eta}"
+        else:
+            line = f"{job['status']}..."
+        if line != last:
+            print(("\r" if out.isatty() else "") + line, end="" if out.isatty() else "\n", file=out, flush=True)
+            last = line
+        if job["status"] in jobs.FINISHED:
+            print(file=out) if out.isatty() else None
+            if job["status"] == "succeeded":
+                m = job["metrics"]
+                print(f"Run {run_id} succeeded: accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. "
+                      f"Model: {job['model_dir']}", file=out)
+                return 0
+            print(f"Run {run_id} {job['status']}: {job.get('error') or ''}", file=out)
+            return 1
+        time.sleep(1.0)
+
+
+def cmd_list(args) -> int:
+    conn = db.connect()
+    rows = [summary(conn, j) for j in jobs.list_jobs(conn, kind="train", limit=args.limit)]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("No runs yet. Start one with `python -m engine train --dataset NAME`.")
+        return 0
+    print(f"{'id':>4}  {'status':<10} {'task':<21} {'dataset':<20} {'macro-F1':>8}  created")
+    for r in rows:
+        f1 = f"{r[KEY_METRIC]:.3f}" if r[KEY_METRIC] is not None else "-"
+        print(f"{r['id']:>4}  {r['status']:<10} {r['task'] or '':<21} {(r['dataset'] or '')[:20]:<20} {f1:>8}  {r['created_at']}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    conn = db.connect()
+    job = jobs.get(conn, args.id)
+    out = summary(conn, job)
+    out.update(config=job["config"], metrics=job["metrics"], attempt=job.get("attempt"),
+               resume_from=job.get("resume_from"), log_path=job.get("log_path"))
+    p = jobs.last_progress(conn, args.id)
+    out["progress"] = {k: p[k] for k in ("step", "total_steps", "epoch", "loss", "eta_s")} if p else None
+    if args.format == "json":
+        print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+        return 0
+    for key in ("id", "name", "status", "task", "dataset", "base_model", "created_at", "started_at", "finished_at",
+                "error", "model_dir"):
+        if out.get(key) is not None:
+            print(f"{key:>12}: {out[key]}")
+    print(f"{'device':>12}: {json.dumps(out['device'])}")
+    print(f"{'config':>12}: {json.dumps(out['config'])}")
+    if out["metrics"]:
+        print(f"{'metrics':>12}: {json.dumps(out['metrics'], default=str)}")
+    if out["progress"]:
+        print(f"{'progress':>12}: {json.dumps(out['progress'])}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    conn = db.connect()
+    state = jobs.cancel(conn, args.id)
+    print(f"Run {args.id}: {'cancelled' if state == 'cancelled' else 'cancel requested; it stops at its next step'}.")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    conn = db.connect()
+    jobs.resume(conn, args.id)
+    job = jobs.get(conn, args.id)
+    where = f"from {job['resume_from']}" if job.get("resume_from") else "from the beginning (no checkpoint was saved)"
+    print(f"Run {args.id} queued again, {where}.", file=sys.stderr)
+    if not args.no_worker:
+        jobs.ensure_supervisor()
+    if args.wait:
+        return follow(conn, args.id)
+    return 0
+
+
+def cmd_logs(args) -> int:
+    conn = db.connect()
+    job = jobs.get(conn, args.id)
+    text = jobs.log_tail(job, args.tail) if args.tail else _read_all(job)
+    if not text:
+        raise UserError(f"Run {args.id} has no log yet.")
+    print(text)
+    return 0
+
+
+def _read_all(job: dict) -> str:
+    from pathlib import Path
+
+    path = Path(job.get("log_path") or "")
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""

@@ -1,0 +1,807 @@
+"""Fine-tuning: configuration (presets, advanced options, validation) and the ``train`` job runner.
+
+:func:`submit` checks everything an analyst chose (dataset, base model, options) and queues a run; nothing is queued
+when anything is wrong (:class:`ConfigError` names the fields). :func:`run` is the job runner (``RUNNERS['train']``):
+it runs in the job's own process, on CUDA (bf16 where supported, else fp16) or the CPU (fp32), under torchrun with
+several GPUs (or with ``BELLWETHER_DDP_CPU_PROCS=2``: two gloo processes on the CPU, for tests).
+
+Output in ``runs/<id>/``: ``checkpoints/`` (one each epoch, and one on cancel), ``model/`` (the best checkpoint by
+validation macro-F1: weights, tokenizer, ``config.id2label``, ``bellwether.json`` with metrics and the dataset
+version), and ``predictions`` rows for the test split keyed by the dataset's ``row_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import db, jobs, models, paths
+from engine.errors import NotFound, UserError
+
+TASKS = ("text-classification", "token-classification")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 16, "max_length": 128},
+    "balanced": {"epochs": 3, "learning_rate": 3e-5, "batch_size": 16, "max_length": 128},
+    "thorough": {"epochs": 6, "learning_rate": 2e-5, "batch_size": 16, "max_length": 256, "early_stopping_patience": 2},
+}
+PRESET_TEXT = {
+    "quick": "A first look: one pass over the data.",
+    "balanced": "Good results for most datasets: three passes.",
+    "thorough": "Up to six passes with longer inputs; stops early when validation stops improving.",
+}
+DEFAULTS: dict[str, Any] = {
+    "epochs": 3,
+    "learning_rate": 3e-5,
+    "batch_size": 16,
+    "max_length": 128,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "gradient_accumulation": 1,
+    "seed": 42,
+    "eval_steps": 0,  # 0: evaluate at the end of each epoch
+    "early_stopping_patience": 0,  # 0: off
+    "class_weighting": False,
+    "lora": False,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.1,
+    "lora_target_modules": "",  # empty: peft's default for the model type
+}
+FIELD_LABELS = {
+    "epochs": "Epochs",
+    "learning_rate": "Learning rate",
+    "batch_size": "Batch size",
+    "max_length": "Max length",
+    "warmup_ratio": "Warm-up ratio",
+    "weight_decay": "Weight decay",
+    "gradient_accumulation": "Gradient accumulation",
+    "seed": "Seed",
+    "eval_steps": "Evaluate every N steps",
+    "early_stopping_patience": "Early-stopping patience",
+    "lora_r": "LoRA r",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "lora_target_modules": "LoRA target modules",
+    "dataset": "Dataset",
+    "base_model": "Base model",
+    "task": "Task",
+    "preset": "Preset",
+}
+
+# Fallback speeds (training samples per second at max length 128) before anything was measured on this machine.
+DEFAULT_SPEED = {"cpu": 25.0, "cuda": 600.0}
+
+
+class ConfigError(UserError):
+    """Invalid choices; ``errors`` maps each field to its reason (the Train page shows each next to its field)."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__(" ".join(f"{FIELD_LABELS.get(k, k)}: {v}" for k, v in self.errors.items()))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _number(errors, config, key, kind, low, high, low_open=False, what=""):
+    value = config.get(key)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError
+    except (TypeError, ValueError):
+        errors[key] = f"must be {'a whole number' if kind is int else 'a number'}{what}."
+        return
+    if (value <= low if low_open else value < low) or value > high:
+        errors[key] = f"must be {'above' if low_open else 'at least'} {low:g} and at most {high:g}{what}; got {value:g}."
+        return
+    config[key] = value
+
+
+def build_config(preset: str | None = "balanced", overrides: dict | None = None, max_length_limit: int | None = None) -> dict:
+    """The full configuration for a preset plus overrides, validated. Raises ConfigError naming each bad field."""
+    preset = (preset or "balanced").strip().lower()
+    if preset not in PRESETS:
+        raise ConfigError({"preset": f"must be one of {', '.join(PRESETS)}; got {preset!r}."})
+    config = {**DEFAULTS, **PRESETS[preset]}
+    unknown = set(overrides or {}) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError({k: "is not an option Bellwether knows." for k in sorted(unknown)})
+    config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    config["preset"] = preset
+    errors: dict[str, str] = {}
+    _number(errors, config, "epochs", float, 0, 100, low_open=True)
+    _number(errors, config, "learning_rate", float, 0, 1, low_open=True, what=" (typical: 0.00002 to 0.0001)")
+    _number(errors, config, "batch_size", int, 1, 1024)
+    _number(errors, config, "max_length", int, 8, 8192, what=" tokens")
+    _number(errors, config, "warmup_ratio", float, 0, 0.99)
+    _number(errors, config, "weight_decay", float, 0, 1)
+    _number(errors, config, "gradient_accumulation", int, 1, 256)
+    _number(errors, config, "seed", int, 0, 2**31 - 1)
+    _number(errors, config, "eval_steps", int, 0, 10**7, what=" (0: once per epoch)")
+    _number(errors, config, "early_stopping_patience", int, 0, 100, what=" (0: off)")
+    _number(errors, config, "lora_r", int, 1, 1024)
+    _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
+    _number(errors, config, "lora_dropout", float, 0, 0.9)
+    for key in ("class_weighting", "lora"):
+        value = config.get(key)
+        if isinstance(value, str):
+            value = value.strip().lower() in {"1", "true", "yes", "on"}
+        config[key] = bool(value)
+    modules = config.get("lora_target_modules") or ""
+    if isinstance(modules, (list, tuple)):
+        modules = ",".join(str(m) for m in modules)
+    modules = ",".join(m.strip() for m in str(modules).split(",") if m.strip())
+    if modules and not all(m.replace("_", "").replace(".", "").isalnum() for m in modules.split(",")):
+        errors["lora_target_modules"] = "must be module names separated by commas, such as 'query,value'."
+    config["lora_target_modules"] = modules
+    if errors:
+        raise ConfigError(errors)
+    if max_length_limit and config["max_length"] > max_length_limit:
+        config["max_length_requested"] = config["max_length"]
+        config["max_length"] = int(max_length_limit)
+    return config
+
+
+def _dataset_get(conn, spec: str) -> dict:
+    try:
+        from engine import datasets
+
+        return datasets.get(conn, spec)
+    except ImportError:
+        pass
+    name, _, version = (spec or "").partition(":")
+    if version:
+        rows = list(conn.query("SELECT * FROM datasets WHERE name = ? AND version = ?", [name, int(version)]))
+    else:
+        rows = list(conn.query("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", [name]))
+    if not rows:
+        raise NotFound(f"There is no dataset called {spec!r}. Import it on the Data page first.")
+    return rows[0]
+
+
+def _dataset_rows(conn, dataset_id: int, split: str | None) -> list[dict]:
+    try:
+        from engine import datasets
+
+        return datasets.rows(conn, dataset_id, split)
+    except ImportError:
+        pass
+    out = []
+    for row in conn.query(
+        "SELECT * FROM dataset_rows WHERE dataset_id = ? AND split = ? ORDER BY row_id", [dataset_id, split]
+    ):
+        row["tokens"] = db.loads(row.pop("tokens_json", None))
+        row["tags"] = db.loads(row.pop("tags_json", None))
+        out.append(row)
+    return out
+
+
+def split_counts(conn, dataset_id: int) -> dict[str, int]:
+    return {
+        r["split"]: r["n"]
+        for r in conn.query("SELECT split, COUNT(*) AS n FROM dataset_rows WHERE dataset_id = ? GROUP BY split", [dataset_id])
+    }
+
+
+def measured_speed(conn, base_model: str, slot: str) -> float | None:
+    """Median training samples/s (normalised to max length 128) of the last finished runs on this machine."""
+    speeds = []
+    for row in conn.query(
+        "SELECT metrics_json, config_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' AND base_model = ? "
+        "AND device_slot IS ? ORDER BY id DESC LIMIT 5",
+        [base_model, slot],
+    ):
+        metrics, config = db.loads(row["metrics_json"], {}), db.loads(row["config_json"], {})
+        sps = metrics.get("train_samples_per_second")
+        if sps:
+            speeds.append(float(sps) * (config.get("max_length") or 128) / 128)
+    if not speeds:
+        return None
+    speeds.sort()
+    return speeds[len(speeds) // 2]
+
+
+def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None) -> float:
+    slot = slot or jobs.default_slot()
+    speed = measured_speed(conn, base_model, slot) or DEFAULT_SPEED.get(slot, DEFAULT_SPEED["cpu"])
+    speed = speed * 128 / max(16, int(config.get("max_length", 128)))
+    if config.get("lora"):
+        speed *= 1.3
+    return n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0  # plus loading and the test predictions
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 90:
+        return f"about {max(seconds, 5)} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def submit(
+    conn,
+    dataset: str,
+    task: str | None = None,
+    base_model: str | None = "default",
+    preset: str | None = "balanced",
+    overrides: dict | None = None,
+    created_by: str | None = None,
+    name: str | None = None,
+) -> int:
+    """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong."""
+    errors: dict[str, str] = {}
+    ds = None
+    try:
+        ds = _dataset_get(conn, dataset)
+    except UserError as exc:
+        errors["dataset"] = str(exc)
+    if ds is not None:
+        if task and task not in TASKS:
+            errors["task"] = f"must be one of {', '.join(TASKS)}."
+        elif task and task != ds["task"]:
+            errors["task"] = f"the dataset {ds['name']} is for {ds['task']}, not {task}."
+        counts = split_counts(conn, ds["id"])
+        labels = db.loads(ds.get("labels_json"), []) or []
+        if counts.get("train", 0) < 2:
+            errors["dataset"] = f"the dataset {ds['name']} has fewer than 2 training rows; add more data."
+        elif ds["task"] == "text-classification" and len(labels) < 2:
+            errors["dataset"] = f"the dataset {ds['name']} has only one label; a classifier needs at least two."
+    base = None
+    try:
+        base = models.resolve(base_model)
+    except UserError as exc:
+        errors["base_model"] = str(exc)
+    try:
+        config = build_config(preset, overrides, base.max_length if base else None)
+    except ConfigError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    config["base_model_source"] = base.source
+    config["dataset"] = f"{ds['name']}:{ds['version']}"
+    return jobs.enqueue(
+        conn,
+        "train",
+        task=ds["task"],
+        dataset_id=ds["id"],
+        base_model=base.spec,
+        config=config,
+        name=name or f"{ds['name']} v{ds['version']} · {config['preset']}",
+        created_by=created_by,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The job runner
+
+
+def ddp_plan() -> tuple[int, str]:
+    """How many processes to run and on what: (1, ..) means a single process."""
+    cpu_procs = int(os.environ.get("BELLWETHER_DDP_CPU_PROCS", "0") or 0)
+    if cpu_procs > 1:
+        return cpu_procs, "cpu"
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return torch.cuda.device_count(), "cuda"
+    return 1, "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_info(world_size: int, kind: str) -> dict:
+    import torch
+
+    if kind == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        bf16 = torch.cuda.is_bf16_supported()
+        return {
+            "device": "cuda",
+            "precision": "bf16" if bf16 else "fp16",
+            "gpu_name": props.name,
+            "gpu_memory_gb": round(props.total_memory / 1024**3, 1),
+            "gpu_count": torch.cuda.device_count(),
+            "world_size": world_size,
+        }
+    return {"device": "cpu", "precision": "fp32", "world_size": world_size, "cpu_threads": torch.get_num_threads()}
+
+
+def run(conn, job: dict, ctx) -> dict:
+    """The ``train`` runner: single process here, or torchrun workers when data parallel applies."""
+    world_size, kind = ddp_plan()
+    if world_size > 1 and not os.environ.get("LOCAL_RANK"):
+        return _run_torchrun(conn, job, ctx, world_size, kind)
+    ctx.set_device(device_info(1, kind))
+    return train(conn, job, ctx)
+
+
+def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
+    ctx.set_device(device_info(world_size, kind))
+    result_path = ctx.job_dir / "ddp_result.json"
+    result_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
+           "-m", "engine", "_ddp", str(job["id"])]
+    ctx.log.info("data parallel: %s processes on %s (torchrun)", world_size, kind)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    log_file = open(ctx.job_dir / "log.txt", "ab")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                                cwd=str(Path(__file__).resolve().parent.parent))
+        code = proc.wait()
+    finally:
+        log_file.close()
+    if code != 0 or not result_path.is_file():
+        raise RuntimeError(f"the data-parallel workers exited with status {code}")
+    result = json.loads(result_path.read_text())
+    if result.get("cancelled"):
+        raise jobs.Cancelled()
+    if result.get("user_error"):
+        raise UserError(result["user_error"])
+    ctx.update(model_dir=result["model_dir"])
+    return result["metrics"]
+
+
+def ddp_worker(job_id: int) -> int:
+    """One torchrun worker (``python -m engine _ddp ID``); rank 0 writes progress and the outputs."""
+    conn = db.connect()
+    job = jobs.get(conn, job_id)
+    rank = int(os.environ.get("RANK", "0"))
+    job_dir = paths.run_dir(job_id)
+    log = jobs.job_logger(job_id, job_dir / "log.txt")
+    ctx = jobs.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
+    result: dict[str, Any] = {}
+    try:
+        metrics = train(conn, job, ctx)
+        result = {"metrics": metrics, "model_dir": str(job_dir / "model")}
+    except jobs.Cancelled:
+        result = {"cancelled": True}
+    except UserError as exc:
+        result = {"user_error": str(exc)}
+    if rank == 0:
+        (job_dir / "ddp_result.json").write_text(json.dumps(result))
+    return 0
+
+
+class _Rows:
+    """A torch dataset over encoded rows (lists of dicts)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _encode_text(tokenizer, rows, label2id, max_length):
+    enc = tokenizer([r["text"] or "" for r in rows], truncation=True, max_length=max_length)
+    items = []
+    for i, r in enumerate(rows):
+        item = {k: enc[k][i] for k in enc.keys()}
+        item["labels"] = label2id[r["label"]]
+        items.append(item)
+    return items
+
+
+def _encode_tokens(tokenizer, rows, label2id, max_length):
+    items = []
+    batch = [list(r["tokens"] or []) for r in rows]
+    enc = tokenizer(batch, is_split_into_words=True, truncation=True, max_length=max_length)
+    for i, r in enumerate(rows):
+        tags = r["tags"] or []
+        labels, seen = [], set()
+        for wid in enc.word_ids(i):
+            if wid is None or wid in seen:
+                labels.append(-100)  # special tokens and later sub-tokens are ignored in the loss
+            else:
+                seen.add(wid)
+                labels.append(label2id[tags[wid]])
+        item = {k: enc[k][i] for k in enc.keys()}
+        item["labels"] = labels
+        items.append(item)
+    return items
+
+
+def _metrics(task: str, labels: list[str], preds, refs) -> dict:
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if task == "token-classification":
+        from seqeval.metrics import classification_report
+
+        true_seq, pred_seq = [], []
+        for p_row, r_row in zip(preds, refs):
+            t, p = [], []
+            for p_i, r_i in zip(p_row, r_row):
+                if r_i != -100:
+                    t.append(labels[int(r_i)])
+                    p.append(labels[int(p_i)])
+            true_seq.append(t)
+            pred_seq.append(p)
+        flat_t = [x for s in true_seq for x in s]
+        flat_p = [x for s in pred_seq for x in s]
+        report = classification_report(true_seq, pred_seq, output_dict=True, zero_division=0)
+        return {
+            "accuracy": float(accuracy_score(flat_t, flat_p)) if flat_t else 0.0,
+            "macro_f1": float(report.get("macro avg", {}).get("f1-score", 0.0)),
+            "entity_f1": float(report.get("micro avg", {}).get("f1-score", 0.0)),
+            "weighted_f1": float(report.get("weighted avg", {}).get("f1-score", 0.0)),
+        }
+    preds, refs = np.asarray(preds), np.asarray(refs)
+    ids = list(range(len(labels)))
+    return {
+        "accuracy": float(accuracy_score(refs, preds)),
+        "macro_f1": float(f1_score(refs, preds, labels=ids, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(refs, preds, labels=ids, average="weighted", zero_division=0)),
+    }
+
+
+def _progress_callback(ctx, is_main: bool, effective_batch: int):
+    import torch
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.cancelled = False
+            self.loss = None
+            self.lr = None
+            self.start = None
+            self.start_step = 0
+            self.last_row = 0.0
+            self.finished = False  # set before the final evaluation, which is not a progress row
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.monotonic()
+            self.start_step = state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                self.loss = float(logs["loss"])
+            if "learning_rate" in logs:
+                self.lr = float(logs["learning_rate"])
+            if is_main and "eval_loss" in logs and not self.finished:
+                ctx.progress(
+                    kind="eval",
+                    step=state.global_step,
+                    total_steps=state.max_steps,
+                    epoch=state.epoch,
+                    eval_loss=logs.get("eval_loss"),
+                    accuracy=logs.get("eval_accuracy"),
+                    macro_f1=logs.get("eval_macro_f1"),
+                )
+                ctx.log.info("eval at step %s: loss %.4f accuracy %.4f macro-F1 %.4f", state.global_step,
+                             logs.get("eval_loss", float("nan")), logs.get("eval_accuracy", float("nan")),
+                             logs.get("eval_macro_f1", float("nan")))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.monotonic()
+            elapsed = now - (self.start or now)
+            done = state.global_step - self.start_step
+            if is_main and (now - self.last_row >= 1.0 or state.global_step >= state.max_steps or done <= 1):
+                self.last_row = now
+                per_step = elapsed / done if done else None
+                ctx.progress(
+                    kind="train",
+                    step=state.global_step,
+                    total_steps=state.max_steps,
+                    epoch=state.epoch,
+                    loss=self.loss,
+                    learning_rate=self.lr,
+                    samples_per_s=(done * effective_batch / elapsed) if elapsed > 0 else None,
+                    elapsed_s=elapsed,
+                    eta_s=(state.max_steps - state.global_step) * per_step if per_step else None,
+                )
+            cancel = ctx.should_cancel() if is_main else False
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                flag = torch.tensor([1 if cancel else 0], device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+                torch.distributed.broadcast(flag, 0)
+                cancel = bool(flag.item())
+            if cancel and not self.cancelled:
+                self.cancelled = True
+                ctx.log.info("cancel requested: saving a checkpoint at step %s, then stopping", state.global_step)
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return Progress()
+
+
+def _weighted_trainer_class(weights):
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits
+            loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(logits.device, logits.dtype), ignore_index=-100)
+            loss = loss_fn(logits.view(-1, logits.shape[-1]), labels.view(-1))
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def train(conn, job: dict, ctx) -> dict:
+    """Fine-tune in this process (one rank of a data-parallel run, or the only process)."""
+    import numpy as np
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+    )
+
+    config = job["config"] or db.loads(job.get("config_json"), {})
+    task = job["task"]
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    is_main = rank == 0
+    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu")
+    on_cuda = device.get("device") == "cuda"
+    log = ctx.log
+
+    ds = conn.execute("SELECT name, version, labels_json FROM datasets WHERE id = ?", [job["dataset_id"]]).fetchone()
+    if not ds:
+        raise UserError("The dataset this run was trained on no longer exists.")
+    ds_name, ds_version, labels_json = ds
+    labels = list(db.loads(labels_json, []))
+    rows = {s: _dataset_rows(conn, job["dataset_id"], s) for s in ("train", "validation", "test")}
+    if task == "text-classification":
+        seen = sorted({r["label"] for split in rows.values() for r in split if r["label"] is not None})
+        labels = labels or seen
+        labels += [x for x in seen if x not in labels]
+    else:
+        seen = sorted({t for split in rows.values() for r in split for t in (r["tags"] or [])})
+        labels = labels or seen
+        labels += [x for x in seen if x not in labels]
+    if not rows["validation"]:  # carve a validation slice from train, deterministically
+        n_val = max(1, len(rows["train"]) // 10)
+        rows["validation"] = rows["train"][-n_val:]
+        rows["train"] = rows["train"][:-n_val]
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+
+    source = config.get("base_model_source") or models.resolve(job.get("base_model")).source
+    log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
+    auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model_config = AutoConfig.from_pretrained(source, trust_remote_code=False, num_labels=len(labels),
+                                                  id2label=id2label, label2id=label2id)
+        model = auto.from_pretrained(source, config=model_config, trust_remote_code=False, ignore_mismatched_sizes=True)
+    except OSError as exc:
+        raise UserError(
+            f"The base model {job.get('base_model')} was not found or could not be read ({exc}). "
+            "It may have been moved or deleted, or this machine is offline; choose another base model."
+        ) from None
+    max_length = int(config["max_length"])
+
+    encode = _encode_tokens if task == "token-classification" else _encode_text
+    train_items = encode(tokenizer, rows["train"], label2id, max_length)
+    val_items = encode(tokenizer, rows["validation"], label2id, max_length)
+    collator = (
+        DataCollatorForTokenClassification(tokenizer) if task == "token-classification" else DataCollatorWithPadding(tokenizer)
+    )
+
+    if config.get("lora"):
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        targets = [m for m in (config.get("lora_target_modules") or "").split(",") if m] or None
+        try:
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    task_type=TaskType.TOKEN_CLS if task == "token-classification" else TaskType.SEQ_CLS,
+                    r=int(config["lora_r"]),
+                    lora_alpha=config["lora_alpha"],
+                    lora_dropout=float(config["lora_dropout"]),
+                    target_modules=targets,
+                ),
+            )
+        except ValueError as exc:
+            raise UserError(f"LoRA could not be set up for this base model ({exc}). Check LoRA target modules.") from None
+
+    def compute_metrics(eval_pred):
+        logits, refs = eval_pred.predictions, eval_pred.label_ids  # same output: rows stay paired
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return _metrics(task, labels, np.argmax(logits, axis=-1), refs)
+
+    batch = int(config["batch_size"])
+    accum = int(config["gradient_accumulation"])
+    eval_steps = int(config.get("eval_steps") or 0)
+    strategy = "steps" if eval_steps else "epoch"
+    args = TrainingArguments(
+        output_dir=str(ctx.job_dir / "checkpoints"),
+        num_train_epochs=float(config["epochs"]),
+        learning_rate=float(config["learning_rate"]),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch * 2,
+        gradient_accumulation_steps=accum,
+        warmup_steps=float(config["warmup_ratio"]),
+        weight_decay=float(config["weight_decay"]),
+        seed=int(config["seed"]),
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=eval_steps or None,
+        save_steps=eval_steps or None,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=int(os.environ.get("BELLWETHER_LOGGING_STEPS", "5")),
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=on_cuda and device.get("precision") == "bf16",
+        fp16=on_cuda and device.get("precision") == "fp16",
+        use_cpu=not on_cuda,
+        ddp_backend=("gloo" if not on_cuda else "nccl") if world > 1 else None,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    callbacks = [_progress_callback(ctx, is_main, batch * accum * world)]
+    if int(config.get("early_stopping_patience") or 0) > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
+    trainer_cls = Trainer
+    if config.get("class_weighting"):
+        if task == "token-classification":
+            counts = np.bincount([lab for it in train_items for lab in it["labels"] if lab != -100], minlength=len(labels))
+        else:
+            counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
+        weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
+        log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
+        trainer_cls = _weighted_trainer_class(torch.tensor(weights, dtype=torch.float32))
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=_Rows(train_items),
+        eval_dataset=_Rows(val_items),
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    resume_from = job.get("resume_from")
+    if resume_from and not Path(resume_from).is_dir():
+        log.info("checkpoint %s is gone; starting from the beginning", resume_from)
+        resume_from = None
+    log.info(
+        "training on %s (%s, world size %s): %s train rows, %s validation rows, %s epochs, batch %s%s",
+        device.get("device"), device.get("precision"), world, len(train_items), len(val_items), config["epochs"], batch,
+        f", resuming from {resume_from}" if resume_from else "",
+    )
+    started = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    progress_cb = callbacks[0]
+    if progress_cb.cancelled:
+        raise jobs.Cancelled()
+    if not is_main:
+        return {}
+
+    model = trainer.model
+    if config.get("lora"):
+        model = model.merge_and_unload()
+    if hasattr(model, "module"):
+        model = model.module
+    best = trainer.state.best_metric
+    progress_cb.finished = True
+    val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures
+    metrics: dict[str, Any] = {
+        "validation_accuracy": val_metrics.get("eval_accuracy"),
+        "validation_macro_f1": val_metrics.get("eval_macro_f1"),
+        "validation_loss": val_metrics.get("eval_loss"),
+        "best_validation_macro_f1": best,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "train_loss": result.training_loss,
+        "train_runtime_s": time.monotonic() - started,
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "epochs": trainer.state.epoch,
+        "steps": trainer.state.global_step,
+        "n_train": len(train_items),
+        "n_validation": len(val_items),
+        "world_size": world,
+    }
+
+    # Test predictions, keyed by row_id: a plain loop in input order (never Trainer.predict positions).
+    model.eval()
+    test_rows = rows["test"]
+    dev = next(model.parameters()).device
+    pred_rows = []
+    with torch.inference_mode():
+        for start in range(0, len(test_rows), 64):
+            chunk = test_rows[start : start + 64]
+            if task == "token-classification":
+                words = [list(r["tokens"] or []) for r in chunk]
+                enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
+                                padding=True, return_tensors="pt")
+                pred = model(**{k: v.to(dev) for k, v in enc.items()}).logits.argmax(-1).cpu().numpy()
+                for b, r in enumerate(chunk):
+                    tags, seen = ["O" if "O" in label2id else labels[0]] * len(words[b]), set()
+                    for pos, wid in enumerate(enc.word_ids(b)):
+                        if wid is not None and wid not in seen:
+                            seen.add(wid)
+                            tags[wid] = id2label[int(pred[b][pos])]
+                    pred_rows.append({
+                        "run_id": job["id"], "split": "test", "row_id": r["row_id"], "text": r["text"],
+                        "tokens_json": db.dumps(words[b]), "true_tags_json": db.dumps(r["tags"]),
+                        "pred_tags_json": db.dumps(tags),
+                    })
+            else:
+                enc = tokenizer([r["text"] or "" for r in chunk], truncation=True, max_length=max_length,
+                                padding=True, return_tensors="pt")
+                probs = torch.softmax(model(**{k: v.to(dev) for k, v in enc.items()}).logits.float(), -1).cpu().numpy()
+                for b, r in enumerate(chunk):
+                    best_i = int(probs[b].argmax())
+                    pred_rows.append({
+                        "run_id": job["id"], "split": "test", "row_id": r["row_id"], "text": r["text"],
+                        "true_label": r["label"], "pred_label": id2label[best_i], "confidence": float(probs[b][best_i]),
+                        "probs_json": db.dumps({id2label[j]: float(probs[b][j]) for j in range(len(labels))}),
+                    })
+    if pred_rows:
+        if task == "token-classification":
+            true_ids = [[label2id[t] for t in db.loads(p["true_tags_json"])] for p in pred_rows]
+            pred_ids = [[label2id[t] for t in db.loads(p["pred_tags_json"])] for p in pred_rows]
+            test = _metrics(task, labels, pred_ids, true_ids)
+        else:
+            test = _metrics(task, labels, [label2id[p["pred_label"]] for p in pred_rows],
+                            [label2id[p["true_label"]] for p in pred_rows])
+        metrics.update(test)
+        metrics["n_test"] = len(pred_rows)
+        metrics["metrics_split"] = "test"
+    else:
+        metrics.update(accuracy=metrics["validation_accuracy"], macro_f1=metrics["validation_macro_f1"],
+                       metrics_split="validation", n_test=0)
+
+    # The model folder: written beside, then moved into place, so a crash never leaves half a model.
+    final = ctx.job_dir / "model"
+    tmp = ctx.job_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.config.bellwether_max_length = max_length
+    model.config.id2label, model.config.label2id = id2label, label2id
+    if getattr(model, "dtype", torch.float32) != torch.float32:
+        model = model.float()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "bellwether.json").write_text(json.dumps({
+        "run_id": job["id"], "task": task, "labels": labels, "dataset": ds_name, "dataset_version": ds_version,
+        "dataset_id": job["dataset_id"], "base_model": job.get("base_model"), "config": config, "metrics": metrics,
+        "device": device, "created_at": db.now(),
+    }, indent=2, default=str))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    with db.transaction(conn):
+        conn.execute("DELETE FROM predictions WHERE run_id = ? AND split = 'test'", [job["id"]])
+        if pred_rows:
+            conn["predictions"].insert_all(pred_rows)
+        conn.execute("UPDATE jobs SET model_dir = ? WHERE id = ?", [str(final), job["id"]])
+    log.info("saved the model to %s; test accuracy %.4f, macro-F1 %.4f", final, metrics.get("accuracy") or 0,
+             metrics.get("macro_f1") or 0)
+    return metrics
