@@ -30,7 +30,8 @@ def escape_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """UTF-8 with a BOM, so that Excel shows accents and Chinese correctly."""
-    return escape_frame(frame).to_csv(index=False).encode("utf-8-sig")
+    # CRLF line ends (RFC 4180): then a cell holding a bare carriage return is quoted rather than splitting the row.
+    return escape_frame(frame).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
 
 
 def to_xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:

@@ -1,0 +1,122 @@
+"""``python -m engine report | evaluate | predict``: a finished run's report, its evaluation on a new labelled file,
+and predictions on typed text."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from engine import db, export, reports
+from engine.errors import UserError
+
+FORMATS = ["text", "json", "csv"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="a finished run's classification report on its test split")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--split", default=reports.TEST,
+                   help="'test' (default) or 'eval:<name>' for a file evaluated earlier")
+    p.set_defaults(func=cmd_report)
+
+    p = subparsers.add_parser("evaluate", help="evaluate a finished run on another labelled file")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("file", metavar="FILE", help="CSV, XLSX or JSONL with text and label columns (CoNLL for tagging)")
+    p.add_argument("--text-col", help="the column with the text (guessed when not given)")
+    p.add_argument("--label-col", help="the column with the gold label (guessed when not given)")
+    p.add_argument("--encoding", help="the file's encoding (detected when not given: utf-8, gb18030, cp1252)")
+    p.add_argument("--sheet", help="the XLSX sheet (the first when not given)")
+    p.add_argument("--name", help="a name for this evaluation (default: the file name)")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="predict labels (or entities) for texts with a finished run")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("texts", metavar="TEXT", nargs="+")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_predict)
+
+
+def _print_report(report: reports.Report, fmt: str, header: str, extra: dict | None = None) -> None:
+    if fmt == "json":
+        out = report.to_json()
+        out.update(extra or {})
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if fmt == "csv":
+        frame = report.frame
+        if report.token_report is not None:
+            frame = pd.concat([frame.assign(level="entity"), report.token_frame.assign(level="token")],
+                              ignore_index=True)
+        sys.stdout.write(export.escape_frame(frame).to_csv(index=False))
+        for note in report.notes():
+            print(f"note: {note}", file=sys.stderr)
+        return
+    print(header)
+    print(f"{report.n_scored} of {report.n_rows} rows scored.")
+    for note in report.notes():
+        print(f"Note: {note}")
+    print()
+    if report.task == reports.TOKENS:
+        print("Entity level (seqeval)")
+        print(reports.format_text(report.frame))
+        print()
+        print("Token level (per tag)")
+        print(reports.format_text(report.token_frame))
+    else:
+        print(reports.format_text(report.frame))
+
+
+def cmd_report(args) -> int:
+    conn = db.connect()
+    try:
+        report = reports.run_report(conn, args.run_id, args.split)
+        _print_report(report, args.format, f"Run {report.run_id} · {reports.split_title(report.split)}")
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"There is no file {args.file}. Check the path.")
+    conn = db.connect()
+    try:
+        evaluation = reports.evaluate_file(conn, args.run_id, path.read_bytes(), path.name, name=args.name,
+                                           text_col=args.text_col, label_col=args.label_col, encoding=args.encoding,
+                                           sheet=args.sheet)
+        header = (f"Run {evaluation.report.run_id} on {evaluation.file_name} (stored as '{evaluation.split}'; "
+                  f"encoding {evaluation.encoding}"
+                  + (f"; text column '{evaluation.text_column}', label column '{evaluation.label_column}'"
+                     if evaluation.text_column else "") + ")")
+        if evaluation.renamed and args.format == "text":
+            header += "\nLabels matched by name: " + ", ".join(f"'{a}' -> '{b}'" for a, b in evaluation.renamed.items())
+        extra = {"file": evaluation.file_name, "encoding": evaluation.encoding, "text_column": evaluation.text_column,
+                 "label_column": evaluation.label_column, "renamed_labels": evaluation.renamed}
+        _print_report(evaluation.report, args.format, header, extra)
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_predict(args) -> int:
+    conn = db.connect()
+    try:
+        results = reports.try_it(conn, args.run_id, args.texts)
+    finally:
+        conn.close()
+    if args.format == "json":
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+        return 0
+    for result in results:
+        if "entities" in result:
+            found = "; ".join(f"{e['text']} [{e['type']}]" for e in result["entities"]) or "(no entities)"
+            print(f"{found}\t{result['text']}")
+        else:
+            print(f"{result['label']}\t{result['confidence']:.3f}\t{result['text']}")
+    return 0
