@@ -1,0 +1,256 @@
+"""Negative-news surge alerts, per topic and for the whole feed.
+
+The rule (one per feed, in ``alert_rules``): the negative share over the last ``window_days`` (default 1) is compared
+with its trailing baseline, the daily negative shares of the ``baseline_days`` before the window (default 14). An
+alert fires when the window has at least ``min_articles`` scored articles (default 10) and either
+
+- the share exceeds the baseline mean + ``k`` (default 3) baseline standard deviations (sample standard deviation,
+  floored at ``MIN_STD`` = 2 percentage points so that a perfectly steady baseline does not turn tiny changes into
+  alarms; it needs at least ``MIN_BASELINE_DAYS`` baseline days with articles), or
+- ``abs_threshold`` is set and the share reaches it.
+
+:func:`evaluate` walks the feed's whole history (every day is the end of a window), stores what fires with the window,
+topic, magnitude ((share - mean) / std, the number of standard deviations), the rule and the most negative articles
+that drove it, and keeps alerts the analyst has acknowledged. Counts are aggregated in SQL by day; only those small
+daily series reach pandas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engine import db
+from engine.errors import UserError
+from engine.scoring import negative_label, run_labels
+
+DEFAULTS = {"window_days": 1, "baseline_days": 14, "k": 3.0, "abs_threshold": None, "min_articles": 10}
+MIN_STD = 0.02
+MIN_BASELINE_DAYS = 3
+DRIVERS = 20  # article ids kept per alert
+
+
+def get_rule(conn, feed_id: int) -> dict:
+    rows = list(conn.query("SELECT * FROM alert_rules WHERE feed_id = ?", [feed_id]))
+    rule = dict(DEFAULTS)
+    if rows:
+        for key in DEFAULTS:
+            if key in rows[0] and (rows[0][key] is not None or key == "abs_threshold"):
+                rule[key] = rows[0][key]
+    return rule
+
+
+def check_rule(rule: dict) -> dict:
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in rule.items() if k in DEFAULTS})
+    try:
+        out["window_days"] = int(out["window_days"])
+        out["baseline_days"] = int(out["baseline_days"])
+        out["k"] = float(out["k"])
+        out["min_articles"] = int(out["min_articles"])
+        if out["abs_threshold"] in ("", None) or (isinstance(out["abs_threshold"], float) and np.isnan(out["abs_threshold"])):
+            out["abs_threshold"] = None
+        else:
+            out["abs_threshold"] = float(out["abs_threshold"])
+    except (TypeError, ValueError):
+        raise UserError("Alert rule values must be numbers: window and baseline in days, k, threshold, minimum articles.") from None
+    if not 1 <= out["window_days"] <= 90:
+        raise UserError("The alert window must be between 1 and 90 days.")
+    if not MIN_BASELINE_DAYS <= out["baseline_days"] <= 365:
+        raise UserError(f"The baseline must be between {MIN_BASELINE_DAYS} and 365 days.")
+    if not 0 < out["k"] <= 20:
+        raise UserError("k (how many standard deviations above the baseline) must be above 0 and at most 20.")
+    if out["abs_threshold"] is not None and not 0 < out["abs_threshold"] <= 1:
+        raise UserError("The absolute threshold is a negative share between 0 and 1 (for example 0.6), or empty.")
+    if out["min_articles"] < 1:
+        raise UserError("The minimum article count must be at least 1.")
+    return out
+
+
+def set_rule(conn, feed_id: int, **params) -> dict:
+    rule = check_rule({**get_rule(conn, feed_id), **params})
+    conn["alert_rules"].upsert({"feed_id": feed_id, **rule, "updated_at": db.now()}, pk="feed_id")
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def detect(daily: pd.DataFrame, rule: dict) -> pd.DataFrame:
+    """Windows that fire, from a daily frame (day, n, negative). Returns one row per firing window end."""
+    columns = ["window_start", "window_end", "negative_share", "baseline_mean", "baseline_std", "magnitude",
+               "n_articles", "reason"]
+    if daily.empty:
+        return pd.DataFrame(columns=columns)
+    rule = check_rule(rule)
+    w, b = rule["window_days"], rule["baseline_days"]
+    days = pd.date_range(daily["day"].min(), daily["day"].max(), freq="D")
+    frame = daily.assign(day=pd.to_datetime(daily["day"])).set_index("day").reindex(days, fill_value=0)
+    n = frame["n"].astype(float)
+    neg = frame["negative"].astype(float)
+    n_w = n.rolling(w, min_periods=1).sum()
+    share = neg.rolling(w, min_periods=1).sum() / n_w.where(n_w > 0)
+    daily_share = neg / n.where(n > 0)
+    past = daily_share.shift(w)
+    mean = past.rolling(b, min_periods=MIN_BASELINE_DAYS).mean()
+    std = past.rolling(b, min_periods=MIN_BASELINE_DAYS).std()
+    floor = std.clip(lower=MIN_STD)
+    magnitude = (share - mean) / floor
+    enough = n_w >= rule["min_articles"]
+    fire_k = enough & mean.notna() & (share > mean + rule["k"] * floor)
+    fire_abs = enough & (share >= rule["abs_threshold"]) if rule["abs_threshold"] is not None else pd.Series(False, index=days)
+    fired = fire_k | fire_abs
+    out = pd.DataFrame(
+        {
+            "window_start": (days - pd.Timedelta(days=w - 1)).strftime("%Y-%m-%d"),
+            "window_end": days.strftime("%Y-%m-%d"),
+            "negative_share": share.to_numpy(),
+            "baseline_mean": mean.to_numpy(),
+            "baseline_std": std.to_numpy(),
+            "magnitude": magnitude.to_numpy(),
+            "n_articles": n_w.astype(int).to_numpy(),
+            "reason": np.where(fire_k.to_numpy(), "k_std", "absolute"),
+        },
+        index=days,
+    )
+    return out.loc[fired.to_numpy(), columns].reset_index(drop=True)
+
+
+def _daily(conn, feed_id: int, run_id: int, neg: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    overall = pd.DataFrame(
+        conn.execute(
+            "SELECT a.day, COUNT(*), SUM(s.label = ?) FROM articles a JOIN scores s ON s.article_id = a.id "
+            "AND s.run_id = ? WHERE a.feed_id = ? GROUP BY a.day ORDER BY a.day",
+            [neg, run_id, feed_id],
+        ).fetchall(),
+        columns=["day", "n", "negative"],
+    )
+    by_topic = pd.DataFrame(
+        conn.execute(
+            "SELECT t.topic, a.day, COUNT(*), SUM(s.label = ?) FROM article_topics t JOIN articles a ON a.id = t.article_id "
+            "JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE a.feed_id = ? GROUP BY t.topic, a.day "
+            "ORDER BY t.topic, a.day",
+            [neg, run_id, feed_id],
+        ).fetchall(),
+        columns=["topic", "day", "n", "negative"],
+    )
+    return overall, by_topic
+
+
+def _drivers(conn, feed_id: int, run_id: int, neg: str, topic: str | None, start: str, end: str) -> list[int]:
+    topic_clause, extra = ("AND a.id IN (SELECT article_id FROM article_topics WHERE topic = ?)", [topic]) if topic else ("", [])
+    return [r[0] for r in conn.execute(
+        "SELECT a.id FROM articles a JOIN scores s ON s.article_id = a.id AND s.run_id = ? "
+        f"WHERE a.feed_id = ? AND a.day >= ? AND a.day <= ? AND s.label = ? {topic_clause} "
+        "ORDER BY s.negative DESC, a.id LIMIT ?",
+        [run_id, feed_id, start, end, neg] + extra + [DRIVERS],
+    )]
+
+
+def evaluate(conn, feed_id: int, run_id: int, rule: dict | None = None) -> list[dict]:
+    """Evaluate the feed's rule over its whole history for run ``run_id``; store and return the alerts that fire."""
+    rule = check_rule(rule or get_rule(conn, feed_id))
+    neg = negative_label(run_labels(conn, run_id))
+    if neg is None:
+        raise UserError(f"The model of run {run_id} has no negative class, so negative-news alerts cannot be computed.")
+    overall, by_topic = _daily(conn, feed_id, run_id, neg)
+    found: list[dict] = []
+    for _, row in detect(overall, rule).iterrows():
+        found.append({"topic": None, **row.to_dict()})
+    for topic, group in by_topic.groupby("topic", sort=True):
+        for _, row in detect(group[["day", "n", "negative"]], rule).iterrows():
+            found.append({"topic": topic, **row.to_dict()})
+
+    now = db.now()
+    stored: list[dict] = []
+    with db.transaction(conn):
+        existing = {
+            (r["topic"] or "", r["window_end"]): r
+            for r in conn.query("SELECT * FROM alerts WHERE feed_id = ? AND run_id = ?", [feed_id, run_id])
+        }
+        keep = set()
+        for alert in found:
+            key = (alert["topic"] or "", alert["window_end"])
+            keep.add(key)
+            ids = _drivers(conn, feed_id, run_id, neg, alert["topic"], alert["window_start"], alert["window_end"])
+            record = {
+                "feed_id": feed_id,
+                "run_id": run_id,
+                "topic": alert["topic"],
+                "window_start": alert["window_start"],
+                "window_end": alert["window_end"],
+                "negative_share": _num(alert["negative_share"]),
+                "baseline_mean": _num(alert["baseline_mean"]),
+                "baseline_std": _num(alert["baseline_std"]),
+                "magnitude": _num(alert["magnitude"]),
+                "n_articles": int(alert["n_articles"]),
+                "rule_json": db.dumps({**rule, "reason": alert["reason"], "min_std": MIN_STD}),
+                "article_ids_json": db.dumps(ids),
+            }
+            if key in existing:
+                conn["alerts"].update(existing[key]["id"], record)
+                record["id"] = existing[key]["id"]
+            else:
+                record["created_at"] = now
+                record["id"] = conn["alerts"].insert(record).last_pk
+            stored.append(record)
+        for key, row in existing.items():
+            if key not in keep and not row.get("acknowledged_at"):
+                conn.execute("DELETE FROM alerts WHERE id = ?", [row["id"]])
+    return stored
+
+
+def _num(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) or np.isinf(value) else value
+
+
+def list_alerts(conn, feed_id: int, run_id: int | None = None, topic: str | None = None,
+                include_acknowledged: bool = True) -> list[dict]:
+    clauses, params = ["feed_id = ?"], [feed_id]
+    if run_id:
+        clauses.append("run_id = ?")
+        params.append(run_id)
+    if topic:
+        clauses.append("(topic = ? OR topic IS NULL)")
+        params.append(topic)
+    if not include_acknowledged:
+        clauses.append("acknowledged_at IS NULL")
+    rows = list(conn.query(
+        f"SELECT * FROM alerts WHERE {' AND '.join(clauses)} ORDER BY window_end DESC, magnitude DESC", params))
+    for row in rows:
+        row["rule"] = db.loads(row.get("rule_json"), {})
+        row["article_ids"] = db.loads(row.get("article_ids_json"), [])
+    return rows
+
+
+def acknowledge(conn, alert_id: int, user: str | None) -> None:
+    row = conn.execute("SELECT acknowledged_at FROM alerts WHERE id = ?", [alert_id]).fetchone()
+    if row is None:
+        raise UserError(f"There is no alert {alert_id}.")
+    if row[0]:
+        return
+    conn.execute("UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ?", [db.now(), user, alert_id])
+
+
+def alert_articles(conn, alert: dict) -> pd.DataFrame:
+    """The articles that drove an alert, most negative first."""
+    ids = alert.get("article_ids") or db.loads(alert.get("article_ids_json"), [])
+    if not ids:
+        return pd.DataFrame(columns=["id", "day", "title", "source", "label", "negative"])
+    marks = ",".join("?" * len(ids))
+    return pd.DataFrame(conn.execute(
+        "SELECT a.id, a.day, a.title, a.source, s.label, s.negative FROM articles a LEFT JOIN scores s "
+        f"ON s.article_id = a.id AND s.run_id = ? WHERE a.id IN ({marks}) ORDER BY s.negative DESC",
+        [alert["run_id"], *ids]).fetchall(), columns=["id", "day", "title", "source", "label", "negative"])
+
+
+def alerts_frame(alerts: list[dict]) -> pd.DataFrame:
+    cols = ["id", "window_start", "window_end", "topic", "negative_share", "baseline_mean", "baseline_std", "magnitude",
+            "n_articles", "run_id", "acknowledged_at", "acknowledged_by", "created_at"]
+    frame = pd.DataFrame(alerts, columns=cols + ["rule"]) if alerts else pd.DataFrame(columns=cols + ["rule"])
+    frame["topic"] = frame["topic"].fillna("(all articles)")
+    frame["rule"] = frame["rule"].map(lambda r: db.dumps(r) if isinstance(r, dict) else r)
+    return frame

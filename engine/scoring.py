@@ -1,0 +1,203 @@
+"""The score job: a finished training run's model labels a feed's articles with sentiment.
+
+``run(conn, job, ctx)`` is the runner the job queue calls for kind 'score' (``job['feed_id']``,
+``job['model_run_id']``). It scores only the articles that run has not scored yet, in chunks (each chunk's scores
+committed together, so a cancel or a crash keeps what was done and a restart carries on), writes a progress row
+(kind 'score') after each chunk, and stops cleanly when cancelled. Each score keeps the label, the class
+probabilities, the confidence, the probability of the negative class, the run id, the job id and the time, so
+scores from several models live side by side.
+
+When it is done it evaluates the feed's alert rule for that run (engine.alerts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from engine import db
+from engine.errors import NotFound, UserError
+
+CHUNK = 2048  # articles read, scored and committed together
+BATCH = 64  # inputs per forward pass
+NEGATIVE_NAMES = {"negative", "neg", "bearish", "负面", "消极", "利空"}
+POSITIVE_NAMES = {"positive", "pos", "bullish", "正面", "积极", "利好"}
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _cancelled_error():
+    try:
+        from engine import jobs
+
+        return jobs.Cancelled
+    except ImportError:  # the queue is not installed: a plain exception stands in
+        return _Cancelled
+
+
+def negative_label(labels) -> str | None:
+    for label in labels:
+        if str(label).strip().lower() in NEGATIVE_NAMES or str(label).strip().lower().startswith("neg"):
+            return label
+    return None
+
+
+def positive_label(labels) -> str | None:
+    for label in labels:
+        if str(label).strip().lower() in POSITIVE_NAMES or str(label).strip().lower().startswith("pos"):
+            return label
+    return None
+
+
+def model_run(conn, run_id: int) -> dict:
+    """The finished text-classification training run ``run_id`` (or a plain error saying why it cannot score)."""
+    rows = list(conn.query("SELECT * FROM jobs WHERE id = ?", [int(run_id)]))
+    if not rows or rows[0]["kind"] != "train":
+        raise NotFound(f"There is no training run {run_id}. Choose a finished run from the Runs page.")
+    run = rows[0]
+    if run["status"] != "succeeded":
+        raise UserError(f"Run {run_id} is {run['status']}, not finished: only a run that succeeded can score news.")
+    if (run.get("task") or "text-classification") != "text-classification":
+        raise UserError(f"Run {run_id} tags entities; choose a sentiment (text-classification) run to score news.")
+    if not run.get("model_dir") or not (Path(run["model_dir"]) / "config.json").is_file():
+        raise UserError(f"The model of run {run_id} is missing from disk ({run.get('model_dir')}). Train it again.")
+    return run
+
+
+def run_labels(conn, run_id: int) -> list[str]:
+    """The class labels of a run's model (from its config), in class order."""
+    run = list(conn.query("SELECT model_dir FROM jobs WHERE id = ?", [int(run_id)]))
+    if run and run[0]["model_dir"]:
+        path = Path(run[0]["model_dir"]) / "config.json"
+        if path.is_file():
+            id2label = json.loads(path.read_text()).get("id2label") or {}
+            return [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
+    return [r[0] for r in conn.execute("SELECT DISTINCT label FROM scores WHERE run_id = ?", [int(run_id)])]
+
+
+def count_unscored(conn, feed_id: int, run_id: int) -> int:
+    return conn.execute(
+        "SELECT COUNT(*) FROM articles a WHERE a.feed_id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.run_id = ?)",
+        [feed_id, run_id],
+    ).fetchone()[0]
+
+
+def article_text(title: str | None, body: str | None, text: str) -> str:
+    if text == "title_body" and body:
+        return f"{title or ''}. {body}"
+    return title or body or ""
+
+
+def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
+    """Queue a score job for ``feed`` with run ``run_id`` as the model; returns the job id."""
+    from engine import feeds, jobs
+
+    feed_row = feeds.get_feed(conn, feed)
+    run = model_run(conn, run_id)
+    if text not in ("title", "title_body"):
+        raise UserError("Score either the 'title' or 'title_body' (title and body together).")
+    active = list(
+        conn.query(
+            "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
+            "AND status IN ('queued', 'running')",
+            [feed_row["id"], run["id"]],
+        )
+    )
+    if active:
+        return active[0]["id"]  # already queued: one job per feed and model is enough
+    return jobs.enqueue(
+        conn,
+        "score",
+        feed_id=feed_row["id"],
+        model_run_id=run["id"],
+        task="text-classification",
+        name=f"score {feed_row['name']} with run {run['id']}",
+        config_json=db.dumps({"text": text, "batch_size": BATCH}),
+        created_by=created_by,
+    )
+
+
+def run(conn, job: dict, ctx) -> dict:
+    """Score the feed's articles that run ``job['model_run_id']`` has not scored yet."""
+    from engine import inference
+
+    feed_id = job.get("feed_id")
+    run_id = job.get("model_run_id")
+    if not feed_id or not run_id:
+        raise UserError("This score job has no feed or no model run; queue it again from the Feeds page.")
+    if not conn.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
+        raise UserError(f"Feed {feed_id} no longer exists.")
+    config = db.loads(job.get("config_json"), {}) or {}
+    text_mode = config.get("text", "title")
+    batch_size = int(config.get("batch_size", BATCH))
+    model = model_run(conn, run_id)
+    total = count_unscored(conn, feed_id, run_id)
+    log = getattr(ctx, "log", None)
+    if log:
+        log.info("scoring %d articles of feed %s with run %s", total, feed_id, run_id)
+    ctx.progress(kind="score", step=0, total_steps=total, elapsed_s=0.0)
+    started = time.perf_counter()
+    done = 0
+    device = "none"
+    if total:
+        predictor = inference.load(model["model_dir"])
+        device = predictor.device
+        neg = negative_label(predictor.labels)
+        last_id = 0
+        while True:
+            if ctx.should_cancel():
+                ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
+                             extra_json=db.dumps({"cancelled": True}))
+                raise _cancelled_error()(f"cancelled after {done} of {total} articles")
+            rows = conn.execute(
+                "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
+                "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.run_id = ?) ORDER BY a.id LIMIT ?",
+                [feed_id, last_id, run_id, CHUNK],
+            ).fetchall()
+            if not rows:
+                break
+            texts = [article_text(r[1], r[2], text_mode) for r in rows]
+            preds = predictor.predict(texts, batch_size=batch_size)
+            now = db.now()
+            records = [
+                (r[0], run_id, p.label, p.confidence, float(p.probs.get(neg, 0.0)) if neg else 0.0,
+                 db.dumps({k: round(v, 6) for k, v in p.probs.items()}), job.get("id"), now)
+                for r, p in zip(rows, preds)
+            ]
+            with db.transaction(conn):
+                conn.conn.executemany(
+                    "INSERT OR REPLACE INTO scores (article_id, run_id, label, confidence, negative, probs_json, "
+                    "job_id, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    records,
+                )
+            done += len(rows)
+            last_id = rows[-1][0]
+            elapsed = time.perf_counter() - started
+            rate = done / elapsed if elapsed > 0 else None
+            ctx.progress(
+                kind="score", step=done, total_steps=total, elapsed_s=elapsed, samples_per_s=rate,
+                eta_s=(total - done) / rate if rate else None,
+            )
+    elapsed = time.perf_counter() - started
+    metrics = {
+        "feed_id": feed_id,
+        "run_id": run_id,
+        "scored": done,
+        "seconds": round(elapsed, 3),
+        "articles_per_s": round(done / elapsed, 1) if elapsed > 0 and done else None,
+        "device": device,
+    }
+    try:
+        from engine import alerts
+
+        fired = alerts.evaluate(conn, feed_id, run_id)
+        metrics["alerts"] = len(fired)
+    except UserError as exc:  # no alert can be computed (too little history): scoring still succeeded
+        metrics["alerts_note"] = str(exc)
+    if log:
+        log.info("scored %d articles in %.1fs", done, elapsed)
+    return metrics

@@ -1,0 +1,276 @@
+"""Sentiment over time for a feed, aggregated in SQL (never every article in pandas).
+
+Every function takes a :class:`Filters` (feed, model run, date range, topic, source) and returns a small frame:
+one row per period (and label or topic). Periods: ``D`` (the article's day in the feed's time zone) or ``W`` (weeks
+starting on Monday, labelled by that Monday).
+
+Definitions (also in the README):
+- volume: articles per period and sentiment label (articles the run has not scored are 'unscored');
+- net sentiment index: (positive - negative) / scored articles in the period; its rolling mean is the mean of the
+  index over the last ``window`` periods that have scored articles;
+- negative share: negative / scored articles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from engine import db
+from engine.scoring import negative_label, positive_label, run_labels
+
+UNSCORED = "unscored"
+
+
+@dataclass
+class Filters:
+    feed_id: int
+    run_id: int | None = None
+    start: str | None = None  # YYYY-MM-DD, inclusive
+    end: str | None = None  # YYYY-MM-DD, inclusive
+    topic: str | None = None
+    source: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"run {self.run_id}" if self.run_id else "no model"]
+        if self.start or self.end:
+            parts.append(f"{self.start or '…'} to {self.end or '…'}")
+        if self.topic:
+            parts.append(f"topic {self.topic}")
+        if self.source:
+            parts.append(f"source {self.source}")
+        return ", ".join(parts)
+
+
+def period_sql(freq: str) -> str:
+    if freq == "D":
+        return "a.day"
+    if freq == "W":
+        return "date(a.day, '-6 days', 'weekday 1')"  # the Monday on or before the day
+    raise ValueError(f"freq must be D or W, not {freq!r}")
+
+
+def _where(f: Filters) -> tuple[str, list[Any]]:
+    clauses, params = ["a.feed_id = ?"], [f.feed_id]
+    if f.start:
+        clauses.append("a.day >= ?")
+        params.append(str(f.start)[:10])
+    if f.end:
+        clauses.append("a.day <= ?")
+        params.append(str(f.end)[:10])
+    if f.source:
+        clauses.append("a.source = ?")
+        params.append(f.source)
+    if f.topic:
+        clauses.append("a.id IN (SELECT article_id FROM article_topics WHERE topic = ?)")
+        params.append(f.topic)
+    return " AND ".join(clauses), params
+
+
+def _frame(conn, sql: str, params: list, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(conn.execute(sql, params).fetchall(), columns=columns)
+
+
+def _polar_labels(conn, run_id: int | None) -> tuple[str | None, str | None]:
+    if not run_id:
+        return None, None
+    labels = run_labels(conn, run_id)
+    return positive_label(labels), negative_label(labels)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def volume(conn, f: Filters, freq: str = "D") -> pd.DataFrame:
+    """Long frame: period, label, n."""
+    where, params = _where(f)
+    if f.run_id:
+        sql = (
+            f"SELECT {period_sql(freq)} AS period, COALESCE(s.label, ?) AS label, COUNT(*) AS n FROM articles a "
+            f"LEFT JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} GROUP BY period, label "
+            "ORDER BY period, label"
+        )
+        params = [UNSCORED, f.run_id] + params
+    else:
+        sql = (
+            f"SELECT {period_sql(freq)} AS period, ? AS label, COUNT(*) AS n FROM articles a WHERE {where} "
+            "GROUP BY period ORDER BY period"
+        )
+        params = [UNSCORED] + params
+    return _frame(conn, sql, params, ["period", "label", "n"])
+
+
+def volume_wide(conn, f: Filters, freq: str = "D") -> pd.DataFrame:
+    """One row per period, one column per label (counts)."""
+    long = volume(conn, f, freq)
+    if long.empty:
+        return pd.DataFrame(columns=["period"])
+    wide = long.pivot_table(index="period", columns="label", values="n", aggfunc="sum", fill_value=0)
+    wide = wide.reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def _full_periods(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
+    """Add the periods with no articles between the first and the last (zero counts), for honest time axes."""
+    if frame.empty:
+        return frame
+    start, end = pd.Timestamp(frame["period"].min()), pd.Timestamp(frame["period"].max())
+    rng = pd.date_range(start, end, freq="D" if freq == "D" else "7D").strftime("%Y-%m-%d")
+    out = frame.set_index("period").reindex(rng)
+    out.index.name = "period"
+    return out.reset_index()
+
+
+def net_sentiment(conn, f: Filters, freq: str = "D", window: int | None = None) -> pd.DataFrame:
+    """period, n (scored), positive, negative, net = (pos - neg) / n, rolling (mean of net over ``window`` periods)."""
+    window = window or (7 if freq == "D" else 4)
+    columns = ["period", "n", "positive", "negative", "net", "rolling"]
+    if not f.run_id:
+        return pd.DataFrame(columns=columns)
+    pos, neg = _polar_labels(conn, f.run_id)
+    where, params = _where(f)
+    sql = (
+        f"SELECT {period_sql(freq)} AS period, COUNT(*) AS n, SUM(s.label = ?) AS positive, SUM(s.label = ?) AS negative "
+        f"FROM articles a JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} "
+        "GROUP BY period ORDER BY period"
+    )
+    frame = _frame(conn, sql, [pos or "", neg or "", f.run_id] + params, ["period", "n", "positive", "negative"])
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame = _full_periods(frame, freq)
+    frame[["n", "positive", "negative"]] = frame[["n", "positive", "negative"]].fillna(0).astype(int)
+    frame["net"] = (frame["positive"] - frame["negative"]) / frame["n"].where(frame["n"] > 0)
+    frame["rolling"] = frame["net"].rolling(window, min_periods=1).mean()
+    return frame[columns]
+
+
+def topic_week_negative(conn, f: Filters) -> pd.DataFrame:
+    """topic, week (Monday), n (scored), negative, share = negative / n."""
+    columns = ["topic", "week", "n", "negative", "share"]
+    if not f.run_id:
+        return pd.DataFrame(columns=columns)
+    _, neg = _polar_labels(conn, f.run_id)
+    where, params = _where(replace(f, topic=None))
+    topic_clause, topic_params = ("AND t.topic = ?", [f.topic]) if f.topic else ("", [])
+    sql = (
+        f"SELECT t.topic, {period_sql('W')} AS week, COUNT(*) AS n, SUM(s.label = ?) AS negative "
+        "FROM article_topics t JOIN articles a ON a.id = t.article_id "
+        f"JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} {topic_clause} "
+        "GROUP BY t.topic, week ORDER BY t.topic, week"
+    )
+    frame = _frame(conn, sql, [neg or "", f.run_id] + params + topic_params, ["topic", "week", "n", "negative"])
+    frame["share"] = frame["negative"] / frame["n"]
+    return frame[columns]
+
+
+def drilldown(conn, f: Filters, day: str, topic: str | None = None, limit: int = 500) -> pd.DataFrame:
+    """The articles of one day (and topic), with sentiment and confidence, most negative first."""
+    g = replace(f, start=day, end=day, topic=topic if topic else f.topic)
+    where, params = _where(g)
+    columns = ["id", "published_at", "title", "source", "url", "label", "confidence", "negative"]
+    if g.run_id:
+        sql = (
+            "SELECT a.id, a.published_at, a.title, a.source, a.url, s.label, s.confidence, s.negative FROM articles a "
+            f"LEFT JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} "
+            "ORDER BY s.negative IS NULL, s.negative DESC, a.published_at LIMIT ?"
+        )
+        params = [g.run_id] + params + [limit]
+    else:
+        sql = (
+            "SELECT a.id, a.published_at, a.title, a.source, a.url, NULL, NULL, NULL FROM articles a "
+            f"WHERE {where} ORDER BY a.published_at LIMIT ?"
+        )
+        params = params + [limit]
+    return _frame(conn, sql, params, columns)
+
+
+def articles(conn, f: Filters, limit: int = 100_000) -> pd.DataFrame:
+    """The filtered articles with their scores, newest first (for export), at most ``limit``."""
+    where, params = _where(f)
+    sql = (
+        "SELECT a.id, a.published_at, a.day, a.title, a.body, a.source, a.url, a.topic, s.label, s.confidence, "
+        "s.negative, s.probs_json FROM articles a LEFT JOIN scores s ON s.article_id = a.id AND s.run_id = ? "
+        f"WHERE {where} ORDER BY a.published_at DESC LIMIT ?"
+    )
+    frame = _frame(conn, sql, [f.run_id or -1] + params + [limit],
+                   ["id", "published_at", "day", "title", "body", "source", "url", "topic", "label", "confidence",
+                    "negative", "probs"])
+    frame.insert(len(frame.columns), "model_run", f.run_id)
+    return frame
+
+
+def count(conn, f: Filters) -> int:
+    where, params = _where(f)
+    return conn.execute(f"SELECT COUNT(*) FROM articles a WHERE {where}", params).fetchone()[0]
+
+
+def trend_table(conn, f: Filters, freq: str = "D", window: int | None = None) -> pd.DataFrame:
+    """Volume by label, net sentiment index and its rolling mean, one row per period (the CLI's output)."""
+    wide = volume_wide(conn, f, freq)
+    net = net_sentiment(conn, f, freq, window)
+    if wide.empty:
+        return wide
+    wide = _full_periods(wide, freq).fillna(0)
+    labels = [c for c in wide.columns if c != "period"]
+    wide[labels] = wide[labels].astype(int)
+    wide.insert(1, "total", wide[labels].sum(axis=1))
+    if not net.empty:
+        wide = wide.merge(net[["period", "net", "rolling"]], on="period", how="left")
+    wide.insert(len(wide.columns), "model_run", f.run_id)
+    return wide
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the filters offer
+
+
+def date_range(conn, feed_id: int) -> tuple[str | None, str | None]:
+    row = conn.execute("SELECT MIN(day), MAX(day) FROM articles WHERE feed_id = ?", [feed_id]).fetchone()
+    return row[0], row[1]
+
+
+def sources(conn, feed_id: int, limit: int = 500) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT source FROM articles WHERE feed_id = ? AND source IS NOT NULL GROUP BY source "
+        "ORDER BY COUNT(*) DESC LIMIT ?", [feed_id, limit])]
+
+
+def topic_names(conn, feed_id: int) -> list[str]:
+    """Topics that have articles in the feed (rule topics first come from the rules themselves)."""
+    names = [r[0] for r in conn.execute(
+        "SELECT DISTINCT t.topic FROM article_topics t WHERE EXISTS "
+        "(SELECT 1 FROM articles a WHERE a.id = t.article_id AND a.feed_id = ?) ORDER BY t.topic", [feed_id])]
+    return names
+
+
+def runs_for_feed(conn, feed_id: int) -> list[dict]:
+    """Model runs that have scored (or are queued to score) this feed, newest first."""
+    return list(conn.query(
+        "SELECT j.id AS run_id, j.name, j.base_model, j.finished_at FROM jobs j WHERE j.kind = 'train' AND ("
+        " j.id IN (SELECT model_run_id FROM jobs WHERE kind = 'score' AND feed_id = ?)"
+        " OR EXISTS (SELECT 1 FROM scores s JOIN articles a ON a.id = s.article_id WHERE s.run_id = j.id"
+        " AND a.feed_id = ?)) ORDER BY j.id DESC", [feed_id, feed_id]))
+
+
+def finished_runs(conn) -> list[dict]:
+    """Finished text-classification runs that can score a feed."""
+    return list(conn.query(
+        "SELECT id, name, base_model, finished_at, metrics_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
+        "AND COALESCE(task, 'text-classification') = 'text-classification' ORDER BY id DESC"))
+
+
+def model_caption(conn, run_id: int | None) -> str:
+    if not run_id:
+        return "No model: volumes only."
+    rows = list(conn.query("SELECT id, name, base_model, metrics_json FROM jobs WHERE id = ?", [run_id]))
+    if not rows:
+        return f"Model: run {run_id}"
+    row = rows[0]
+    metrics = db.loads(row.get("metrics_json"), {}) or {}
+    text = f"Model: run {row['id']}" + (f" ({row['name']})" if row.get("name") else "")
+    if metrics.get("macro_f1") is not None:
+        text += f", test macro-F1 {metrics['macro_f1']:.3f}"
+    return text
