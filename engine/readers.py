@@ -99,7 +99,8 @@ def _read_csv(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int, 
         sep = dialect.delimiter
     except csv.Error:
         sep = ","
-    options = dict(sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True)
+    # index_col=False: a row with extra fields is a broken row, never a reason to turn the first columns into an index.
+    options = dict(sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True, index_col=False)
     try:
         frame = pd.read_csv(io.StringIO(text), **options)
         return frame, []

@@ -161,7 +161,7 @@ def guess_columns(candidate_or_columns, frame=None) -> dict[str, str | None]:
     if label:
         taken.add(label)
     split = _by_name(columns, SPLIT_NAMES, taken)
-    if split and frame is not None and not _looks_like_split(frame[split]):
+    if split and frame is not None and not _looks_like_split(frame[split], share=0.5):
         split = None
     if split is None and frame is not None:  # a column whose values are all train / validation / test
         for col in columns:
@@ -185,9 +185,11 @@ def guess_columns(candidate_or_columns, frame=None) -> dict[str, str | None]:
     return {"text": text, "label": label, "split": split}
 
 
-def _looks_like_split(series) -> bool:
-    values = {str(v).strip().lower() for v in series.head(5000).unique()} - {""}
-    return bool(values) and values <= set(SPLIT_VALUES) and len(values) >= 1 and any(SPLIT_VALUES[v] == "train" for v in values)
+def _looks_like_split(series, share: float = 1.0) -> bool:
+    """Its values are train / validation / test (or their synonyms), in at least ``share`` of the rows."""
+    values = series.head(5000).astype(str).str.strip().str.lower()
+    known = values.map(lambda v: SPLIT_VALUES.get(v))
+    return bool(len(values)) and known.notna().mean() >= share and (known == "train").any()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,52 +270,61 @@ def normalise_ratios(ratios) -> tuple[float, float, float]:
     return tuple(values)  # type: ignore[return-value]
 
 
-def _two_way(idx: np.ndarray, y: np.ndarray | None, second_share: float, seed: int):
+def _group_rare(y: np.ndarray, share: float) -> np.ndarray | None:
+    """Labels too small to spread over both sides are folded into one stratum (or into the largest label)."""
+    counts = Counter(y.tolist())
+    need = max(2, int(np.ceil(2 / max(min(share, 1 - share), 1e-9))))
+    rare = {label for label, c in counts.items() if c < need}
+    if not rare or len(rare) == len(counts):
+        return None
+    bucket = "\x00rare" if sum(counts[label] for label in rare) >= 2 else max(counts, key=counts.get)
+    return np.array([bucket if label in rare else label for label in y.tolist()], dtype=object)
+
+
+def _two_way(idx: np.ndarray, y: np.ndarray | None, share: float, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split ``idx`` into (1 - share, share): stratified by ``y`` (level 0), with rare labels grouped (1), at random
+    (2); level 3 when there are too few rows to split at all (everything stays on the first side)."""
     from sklearn.model_selection import train_test_split
 
-    if second_share <= 0:
-        return idx, idx[:0]
-    if second_share >= 1:
-        return idx[:0], idx
-    return train_test_split(idx, test_size=second_share, random_state=seed, shuffle=True, stratify=y)
+    if share <= 0:
+        return idx, idx[:0], 0
+    if share >= 1:
+        return idx[:0], idx, 0
+    strata = [(0, y)] if y is not None else []
+    if y is not None:
+        grouped = _group_rare(y, share)
+        if grouped is not None:
+            strata.append((1, grouped))
+    strata.append((2, None))
+    for level, key in strata:
+        try:
+            a, b = train_test_split(idx, test_size=share, random_state=seed, shuffle=True, stratify=key)
+            return a, b, level
+        except ValueError:
+            continue
+    return idx, idx[:0], 3
 
 
 def assign_splits(labels: list[str], ratios, seed: int = DEFAULT_SEED, stratify: bool = True) -> tuple[list[str], dict]:
-    """A split per row: stratified by label where possible, with a fixed seed. Falls back, and says so, when a class
-    is too small to spread over the splits."""
+    """A split per row: stratified by label where possible, with a fixed seed. Falls back, and says so, when a label
+    is too small to spread over the splits (labels that small are grouped together; failing that, a random split)."""
     r_train, r_val, r_test = normalise_ratios(ratios)
     n = len(labels)
-    y_all = np.array(labels, dtype=object)
+    y_all = np.array(labels, dtype=object) if stratify else None
     idx = np.arange(n)
-    counts = Counter(labels)
-
-    def attempt(y):
-        first, rest = _two_way(idx, None if y is None else y, r_val + r_test, seed)
-        rest_y = None if y is None else y[rest]
-        share = r_test / (r_val + r_test) if (r_val + r_test) > 0 else 0
-        val, test = _two_way(rest, rest_y, share, seed)
-        return first, val, test
-
-    tries = []
-    if stratify:
-        tries.append(("stratified", y_all, "stratified by label"))
-        rare = {label for label, c in counts.items() if c < 10}
-        if rare and len(rare) < len(counts):
-            grouped = np.array([("\x00rare" if label in rare else label) for label in labels], dtype=object)
-            tries.append((
-                "stratified-grouped", grouped,
-                f"stratified by label, with the {len(rare)} label(s) that have fewer than 10 rows grouped together "
-                "(too few to spread over three splits on their own)",
-            ))
-    tries.append(("random", None, "random" if not stratify else "random (a label is too small to stratify)"))
-    for method, y, words in tries:
-        try:
-            train, val, test = attempt(y)
-            break
-        except ValueError:
-            continue
-    else:  # too few rows even for a random split: everything trains
-        train, val, test, method, words = idx, idx[:0], idx[:0], "all-train", "all rows in train (too few rows to split)"
+    train, rest, level1 = _two_way(idx, y_all, r_val + r_test, seed)
+    share = r_test / (r_val + r_test) if (r_val + r_test) > 0 else 0.0
+    pos = {int(i): k for k, i in enumerate(idx)}
+    rest_y = None if y_all is None else y_all[[pos[int(i)] for i in rest]]
+    val, test, level2 = _two_way(rest, rest_y, share, seed)
+    level = max(level1, level2 if len(rest) else 0)
+    words = {
+        0: "stratified by label" if stratify else "random",
+        1: "stratified by label, with the labels too small to spread over three splits grouped together",
+        2: "random (a label is too small to stratify)" if stratify else "random",
+        3: "as far as the few rows allow (too few rows to fill every split)",
+    }[level]
+    method = {0: "stratified" if stratify else "random", 1: "stratified-grouped", 2: "random", 3: "partial"}[level]
     out = [""] * n
     for name, part in (("train", train), ("validation", val), ("test", test)):
         for i in part:
