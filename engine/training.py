@@ -703,17 +703,17 @@ def train(conn, job: dict, ctx) -> dict:
     progress_cb = callbacks[0]
     if progress_cb.cancelled:
         raise jobs.Cancelled()
+    best = trainer.state.best_metric
+    progress_cb.finished = True
+    val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures (all ranks)
     if not is_main:
         return {}
 
     model = trainer.model
-    if config.get("lora"):
-        model = model.merge_and_unload()
     if hasattr(model, "module"):
         model = model.module
-    best = trainer.state.best_metric
-    progress_cb.finished = True
-    val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures
+    if config.get("lora"):
+        model = model.merge_and_unload()
     metrics: dict[str, Any] = {
         "validation_accuracy": val_metrics.get("eval_accuracy"),
         "validation_macro_f1": val_metrics.get("eval_macro_f1"),
