@@ -1,4 +1,295 @@
+"""Reports: is a finished run good enough to trust, and where does it fail?
+
+Pick a finished run; the tabs show its classification report, confusion matrix, mistakes, confidence, an evaluation
+on a new labelled file, a comparison with other runs, and a box to try it. Every number comes from engine.reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
+from engine import export, reports
+from engine.readers import read_table
+from engine.errors import UserError
+from pages._shared import connect, plain_errors
+
+NUMBER = st.column_config.NumberColumn(format="%.3f")
+REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
+                  "support": st.column_config.NumberColumn(format="%d")}
+
+
+def show_report_table(frame: pd.DataFrame, key: str) -> None:
+    st.dataframe(frame, hide_index=True, column_config=REPORT_COLUMNS, key=key)
+
+
+def downloads(report: reports.Report, stem: str, key: str, all_predictions: pd.DataFrame | None = None) -> None:
+    sheets = reports.export_sheets(report, all_predictions)
+    first = next(iter(sheets))
+    left, middle, right = st.columns(3)
+    left.download_button("Report (CSV)", export.to_csv_bytes(sheets[first]), f"{stem}-report.csv", "text/csv",
+                         key=f"{key}-csv", on_click="ignore", icon=":material/download:")
+    middle.download_button("Report and predictions (XLSX)", export.to_xlsx_bytes(sheets), f"{stem}-report.xlsx",
+                           "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}-xlsx",
+                           on_click="ignore", icon=":material/download:")
+    right.download_button("Predictions (CSV)", export.to_csv_bytes(sheets["predictions"]), f"{stem}-predictions.csv",
+                          "text/csv", key=f"{key}-pred", on_click="ignore", icon=":material/download:")
+
+
+def report_body(conn, report: reports.Report, stem: str, key: str) -> None:
+    for note in report.notes():
+        st.warning(note, icon=":material/warning:")
+    a, b, c = st.columns(3)
+    if report.task == reports.TOKENS:
+        micro = report.report.get("micro avg", {})
+        a.metric("Entity F1 (micro)", f"{micro.get('f1-score', 0):.3f}")
+        b.metric("Entity F1 (macro)", f"{report.report.get('macro avg', {}).get('f1-score', 0):.3f}")
+        c.metric("Sentences scored", f"{report.n_scored} of {report.n_rows}")
+        st.subheader("Entity level")
+        st.caption("seqeval: an entity counts as right only when its type and its exact span are right.")
+        show_report_table(report.frame, f"{key}-entity")
+        st.subheader("Token level, per tag")
+        show_report_table(report.token_frame, f"{key}-token")
+    else:
+        a.metric("Accuracy", f"{report.report['accuracy']:.3f}")
+        b.metric("Macro F1", f"{report.report['macro avg']['f1-score']:.3f}")
+        c.metric("Rows scored", f"{report.n_scored} of {report.n_rows}")
+        st.caption("Per class precision, recall, F1 and support, as scikit-learn's classification_report computes them.")
+        show_report_table(report.frame, f"{key}-table")
+    downloads(report, stem, key, reports.load_predictions(conn, report.run_id, report.split)
+              if report.unknown_labels or report.n_unlabelled else None)
+
+
+def confusion_tab(report: reports.Report) -> None:
+    mode = st.radio("Show", ["Counts", "Row-normalised"], horizontal=True, key="confusion-mode",
+                    help="Row-normalised: each row is divided by how many examples truly have that label (recall "
+                         "on the diagonal).")
+    normalised = mode == "Row-normalised"
+    matrix = reports.confusion(report, normalize=normalised)
+    figure = px.imshow(matrix, text_auto=".2f" if normalised else True, color_continuous_scale="Blues",
+                       labels={"x": "Predicted", "y": "True", "color": "Share" if normalised else "Count"},
+                       aspect="auto")
+    figure.update_xaxes(side="top", type="category")
+    figure.update_yaxes(type="category")
+    if report.task == reports.TOKENS:
+        st.caption("Token tags, gold (rows) against predicted (columns).")
+    st.plotly_chart(figure, key="confusion-chart")
+
+
+def mistakes_tab(conn, report: reports.Report) -> None:
+    all_wrong = reports.mistakes(report)
+    if all_wrong.empty:
+        st.success("No mistakes in these predictions.", icon=":material/check_circle:")
+        return
+    left, right = st.columns(2)
+    true = left.multiselect("True class", sorted(all_wrong["true"].unique()), key="mistakes-true")
+    predicted = right.multiselect("Predicted class", sorted(all_wrong["predicted"].unique()), key="mistakes-pred")
+    wrong = reports.mistakes(report, true=true, predicted=predicted)
+    if report.task == reports.TOKENS:
+        st.caption(f"{len(wrong)} entity errors. 'O' on one side means the entity was missed or is spurious.")
+        st.dataframe(wrong.drop(columns="confidence"), hide_index=True, key="mistakes-table")
+        ids = list(dict.fromkeys(wrong["row_id"].tolist()))
+        if ids:
+            sentence_id = st.selectbox("Sentence", ids, key="mistakes-sentence",
+                                       format_func=lambda i: f"{i}: {wrong[wrong['row_id'] == i]['sentence'].iloc[0][:90]}")
+            shown = reports.sentence_spans(conn, report.run_id, sentence_id, report.split)
+            st.markdown("**Gold**")
+            st.html(reports.highlight_html(shown["tokens"], shown["gold"]))
+            st.markdown("**Predicted**")
+            st.html(reports.highlight_html(shown["tokens"], shown["predicted"]))
+    else:
+        st.caption(f"{len(wrong)} misclassified examples, most confident first.")
+        st.dataframe(wrong, hide_index=True, key="mistakes-table",
+                     column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
+                                                                                  max_value=1.0)})
+    st.download_button("Mistakes (CSV)", export.to_csv_bytes(wrong), "mistakes.csv", "text/csv", key="mistakes-csv",
+                       on_click="ignore", icon=":material/download:")
+
+
+def confidence_tab(report: reports.Report) -> None:
+    if report.task == reports.TOKENS:
+        st.info("Entity tagging runs record no confidence per prediction, so there is no confidence view.")
+        return
+    conf, correct = reports.correct_and_confidence(report)
+    if len(conf) == 0:
+        st.info("These predictions carry no confidence.")
+        return
+    bins, ece = reports.reliability(conf, correct)
+    figure = go.Figure()
+    filled = bins[bins["count"] > 0]
+    figure.add_bar(x=(filled["lower"] + filled["upper"]) / 2, y=filled["accuracy"], width=0.09, name="Accuracy",
+                   customdata=filled[["count", "mean_confidence"]],
+                   hovertemplate="accuracy %{y:.2f}<br>%{customdata[0]} predictions<br>mean confidence "
+                                 "%{customdata[1]:.2f}<extra></extra>")
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfectly calibrated", line={"dash": "dash"})
+    figure.update_layout(xaxis_title="Confidence", yaxis_title="Accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1],
+                         title=f"Reliability diagram (expected calibration error {ece:.3f})")
+    st.plotly_chart(figure, key="reliability-chart")
+    threshold = st.slider("Leave predictions below this confidence for a person", 0.0, 1.0, 0.5, 0.01,
+                          key="confidence-threshold")
+    at = reports.tradeoff(conf, correct, threshold)
+    a, b, c = st.columns(3)
+    a.metric("Accuracy on what the model decides", "—" if at["accuracy"] is None else f"{at['accuracy']:.1%}")
+    b.metric("Coverage (decided by the model)", f"{at['coverage']:.1%}")
+    c.metric("Left for a person", f"{at['n_deferred']} of {at['n_total']}")
+    curve = reports.tradeoff_curve(conf, correct)
+    figure = px.line(curve, x="coverage", y="accuracy", hover_data=["threshold"], markers=True,
+                     title="Accuracy against coverage as the threshold rises")
+    st.plotly_chart(figure, key="tradeoff-chart")
+
+
+def evaluate_tab(conn, run: dict) -> None:
+    task = reports.run_task(run)
+    st.caption("Upload another labelled file to score this run on it. Labels are matched to the model's by name; "
+               "rows with labels the model does not know are counted and left out of the metrics."
+               + (" For entity tagging, upload a CoNLL file (a token and its tag per line)." if task == reports.TOKENS
+                  else ""))
+    kinds = ["conll", "txt"] if task == reports.TOKENS else ["csv", "tsv", "txt", "xlsx", "jsonl"]
+    upload = st.file_uploader("Labelled file", type=kinds, key=f"eval-upload-{run['id']}")
+    if upload is None:
+        return
+    data = upload.getvalue()
+    encoding = st.selectbox("Encoding", ["detect", "utf-8", "gb18030", "cp1252"], key="eval-encoding")
+    encoding = None if encoding == "detect" else encoding
+    text_col = label_col = None
+    if task != reports.TOKENS:
+        with plain_errors():
+            table = read_table(data, upload.name, encoding=encoding)
+            columns = list(table.frame.columns)
+            guessed_text, guessed_label = reports.guess_columns(table.frame, reports.model_labels(run))
+            left, right = st.columns(2)
+            text_col = left.selectbox("Text column", columns, key="eval-text-col",
+                                      index=columns.index(guessed_text) if guessed_text in columns else 0)
+            label_col = right.selectbox("Label column", columns, key="eval-label-col",
+                                        index=columns.index(guessed_label) if guessed_label in columns else 0)
+        if text_col is None:
+            return
+    name = st.text_input("Name this evaluation", Path(upload.name).stem, key="eval-name")
+    if st.button("Evaluate", type="primary", key="eval-go"):
+        with plain_errors():
+            bar = st.progress(0.0, "Predicting…")
+            evaluation = reports.evaluate_file(conn, run["id"], data, upload.name, name=name, text_col=text_col,
+                                               label_col=label_col, encoding=encoding,
+                                               progress=lambda done, total: bar.progress(done / max(total, 1)))
+            bar.empty()
+            st.session_state["last-evaluation"] = (run["id"], evaluation.split)
+            if evaluation.renamed:
+                st.info("Labels matched by name: " + ", ".join(f"'{a}' → '{b}'" for a, b in evaluation.renamed.items()))
+    last = st.session_state.get("last-evaluation")
+    if last and last[0] == run["id"]:
+        with plain_errors():
+            report = reports.run_report(conn, run["id"], last[1])
+            st.subheader(reports.split_title(report.split))
+            st.caption("Stored with the run: pick it under 'Predictions' above to see its confusion matrix, mistakes "
+                       "and confidence.")
+            report_body(conn, report, f"run{run['id']}-{last[1][len(reports.EVAL_PREFIX):]}", "eval-report")
+
+
+def compare_tab(conn, runs: list[dict], current: int) -> None:
+    titles = {r["id"]: reports.run_title(r) for r in runs}
+    if len(runs) < 2:
+        st.info("Comparing needs at least two finished runs.")
+        return
+    chosen = st.multiselect("Runs to compare", list(titles), default=[], format_func=titles.get, key="compare-runs",
+                            placeholder="Pick two or more runs")
+    if len(chosen) < 2:
+        st.caption("Pick two or more runs to see their metrics, loss curves and settings side by side.")
+        return
+    with plain_errors():
+        comparison = reports.compare_runs(conn, chosen)
+        st.subheader("Metrics")
+        if comparison.metrics.empty:
+            st.caption("These runs recorded no metrics.")
+        else:
+            st.dataframe(comparison.metrics, column_config={t: NUMBER for t in comparison.metrics.columns},
+                         key="compare-metrics")
+        st.subheader("Loss curves")
+        if comparison.curves.empty:
+            st.caption("These runs recorded no loss values.")
+        else:
+            figure = px.line(comparison.curves, x="step", y="value", color="run", line_dash="kind", markers=True,
+                             labels={"value": "loss", "step": "training step"})
+            st.plotly_chart(figure, key="compare-curves")
+        st.subheader("Settings that differ")
+        differences = comparison.differences
+        if differences.empty:
+            st.caption("The runs have the same settings.")
+        else:
+            st.dataframe(differences, key="compare-differences")
+        if st.checkbox("Show every setting", key="compare-all"):
+            st.dataframe(comparison.config.drop(columns="differs"), key="compare-config")
+
+
+def try_tab(conn, run: dict) -> None:
+    text = st.text_area("Text", key="try-text", placeholder="Type a headline or a sentence")
+    if st.button("Predict", type="primary", key="try-go"):
+        with plain_errors():
+            [result] = reports.try_it(conn, run["id"], [text])
+            if "entities" in result:
+                if result["entities"]:
+                    st.html(reports.highlight_html(result["tokens"], result["entities"]))
+                    st.dataframe(pd.DataFrame(result["entities"])[["text", "type", "start", "end"]], hide_index=True,
+                                 key="try-entities")
+                else:
+                    st.info("No entities found in this text.")
+            else:
+                st.metric("Predicted label", result["label"], f"confidence {result['confidence']:.1%}",
+                          delta_color="off")
+                probs = pd.DataFrame({"class": list(result["probs"]), "probability": list(result["probs"].values())})
+                st.dataframe(probs, hide_index=True, key="try-probs",
+                             column_config={"probability": st.column_config.ProgressColumn(
+                                 format="%.3f", min_value=0.0, max_value=1.0)})
+
+
+# ---- the screen --------------------------------------------------------------------------------------------------
+
 st.title("Reports")
-st.info("This screen is being built.")
+conn = connect()
+runs = reports.finished_runs(conn)
+if not runs:
+    st.info("No finished run yet. Train a model on the Train page; its report appears here when training finishes.",
+            icon=":material/hourglass_empty:")
+    st.stop()
+
+by_id = {r["id"]: r for r in runs}
+ids = list(by_id)
+asked = st.query_params.get("run")
+start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
+run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: reports.run_title(by_id[i]), key="report-run")
+run = by_id[run_id]
+available = reports.splits(conn, run_id) or [reports.TEST]
+split = st.selectbox("Predictions", available, format_func=reports.split_title, key=f"report-split-{run_id}")
+
+report = None
+try:
+    report = reports.run_report(conn, run_id, split)
+except UserError as exc:
+    st.warning(str(exc), icon=":material/warning:")
+
+tabs = st.tabs(["Report", "Confusion matrix", "Mistakes", "Confidence", "Evaluate on new data", "Compare runs", "Try it"])
+with tabs[0]:
+    if report is not None:
+        with plain_errors():
+            report_body(conn, report, f"run{run_id}-{split.replace(':', '-')}", "main-report")
+with tabs[1]:
+    if report is not None:
+        with plain_errors():
+            confusion_tab(report)
+with tabs[2]:
+    if report is not None:
+        with plain_errors():
+            mistakes_tab(conn, report)
+with tabs[3]:
+    if report is not None:
+        with plain_errors():
+            confidence_tab(report)
+with tabs[4]:
+    evaluate_tab(conn, run)
+with tabs[5]:
+    compare_tab(conn, runs, run_id)
+with tabs[6]:
+    try_tab(conn, run)
