@@ -1,4 +1,220 @@
+"""Data: upload a labelled file, check it, save it as a dataset version; browse and delete saved datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
+from engine import datasets, ingest, validate
+from engine.errors import UserError
+from pages._shared import connect, current_user, plain_errors
+
+NONE = "(none)"
+ACTION_WORDS = {"dropped": "Will be dropped", "merged": "Will be merged", "kept": "Kept"}
+
+conn = connect()
+state = st.session_state
+state.setdefault("upload_round", 0)
+
 st.title("Data")
-st.info("This screen is being built.")
+if state.get("flash"):
+    st.success(state.pop("flash"), icon=":material/check_circle:")
+
+
+def reset_upload(message: str | None = None) -> None:
+    state["upload_round"] += 1  # a new key empties the uploader and every picker below it
+    if message:
+        state["flash"] = message
+
+
+# ---- upload --------------------------------------------------------------------------------------------------
+
+st.subheader("Upload labelled data")
+st.caption(
+    "CSV (UTF-8, GB18030/GBK, Windows-1252: detected, or choose), Excel (.xlsx), JSON lines, or CoNLL for entity "
+    "tagging (a token per line, the tag last, a blank line between sentences). Nothing is saved until you accept."
+)
+uploaded = st.file_uploader(
+    "Labelled file",
+    type=["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "ndjson", "json", "conll", "bio", "iob"],
+    key=f"upload_{state['upload_round']}",
+)
+
+if uploaded is not None:
+    data = uploaded.getvalue()
+    key = f"{state['upload_round']}_{uploaded.file_id if hasattr(uploaded, 'file_id') else uploaded.name}"
+    left, middle, right = st.columns(3)
+    fmt = left.selectbox("Format", ingest.FORMAT_CHOICES, key=f"fmt_{key}", help="auto: from the file's name and content")
+    enc = middle.selectbox("Encoding", ingest.ENCODING_CHOICES, key=f"enc_{key}", help="auto: detected from the bytes")
+    sheet = state.get(f"sheet_{key}")
+    prepared = candidate = None
+    with plain_errors():
+        candidate = ingest.read_file(data, uploaded.name, fmt, enc, sheet)
+    if candidate is not None:
+        if candidate.format == "xlsx":
+            right.selectbox("Sheet", candidate.sheets, key=f"sheet_{key}")
+        elif candidate.encoding:
+            right.text_input("Encoding used", candidate.encoding, disabled=True, key=f"enc_used_{key}")
+
+        mapping: dict = {}
+        if candidate.task == "text-classification":
+            guess = validate.guess_columns(candidate)
+            columns = candidate.columns
+            options = [NONE] + columns
+            st.markdown("**Columns** (guessed from their names and contents; change them if they are wrong)")
+            c1, c2, c3 = st.columns(3)
+            mapping["text"] = c1.selectbox("Text column", options, index=options.index(guess["text"]) if guess["text"] else 0, key=f"text_{key}")
+            mapping["label"] = c2.selectbox("Label column", options, index=options.index(guess["label"]) if guess["label"] else 0, key=f"label_{key}")
+            mapping["split"] = c3.selectbox(
+                "Split column (optional)", options, index=options.index(guess["split"]) if guess["split"] else 0,
+                key=f"split_{key}", help="A column holding train / validation / test. With none, Bellwether splits.",
+            )
+            mapping = {k: (None if v == NONE else v) for k, v in mapping.items()}
+        else:
+            st.markdown(f"**Entity tagging** file: tags written in **{candidate.tag_scheme}**, stored as BIO.")
+
+        ratios, seed = validate.DEFAULT_RATIOS, validate.DEFAULT_SEED
+        if not mapping.get("split"):
+            r1, r2, r3, r4 = st.columns(4)
+            train = r1.number_input("Train %", 1, 100, 80, key=f"rtrain_{key}")
+            val = r2.number_input("Validation %", 0, 99, 10, key=f"rval_{key}")
+            test = r3.number_input("Test %", 0, 99, 10, key=f"rtest_{key}")
+            seed = int(r4.number_input("Seed", 0, 2**31 - 1, validate.DEFAULT_SEED, key=f"seed_{key}"))
+            ratios = (train, val, test)
+        name = st.text_input(
+            "Dataset name", Path(uploaded.name).stem, key=f"name_{key}",
+            help="Saving under a name that exists makes a new version of it.",
+        )
+        with st.spinner("Checking the file..."):
+            with plain_errors():
+                prepared = validate.build(candidate, mapping, ratios=ratios, seed=seed)
+
+    if prepared is not None:
+        report = prepared.report
+        st.markdown("#### Validation report")
+        unit = report.unit()
+        m1, m2, m3 = st.columns(3)
+        m1.metric(f"{unit.capitalize()} read", f"{report.n_input_rows:,}")
+        m2.metric(f"{unit.capitalize()} to save", f"{report.n_rows:,}")
+        m3.metric("Tags" if report.task == "token-classification" else "Labels", len(report.labels))
+        st.markdown(f"**Split:** {report.split.get('description', '')}")
+        for note in report.notes:
+            st.info(note, icon=":material/info:")
+        if report.problems:
+            st.markdown(f"**{len(report.problems)} problem(s) found.** Read what will happen to each, then accept or cancel.")
+            for problem in report.problems:
+                text = f"**{ACTION_WORDS.get(problem.action, problem.action)}.** {problem.message}"
+                if problem.examples:
+                    text += "\n\n" + "\n".join(f"- {example}" for example in problem.examples)
+                (st.info if problem.action == "kept" else st.warning)(text)
+        else:
+            st.success("No problems found.")
+        if report.length:
+            st.caption(report.length["description"])
+        table = pd.DataFrame(report.counts).fillna(0).astype(int).reindex(columns=list(validate.SPLITS), fill_value=0)
+        table.index.name = "tag" if report.task == "token-classification" else "label"
+        st.dataframe(table, width="content")
+        b1, b2, _ = st.columns([1, 1, 4])
+        if b1.button("Accept & save", type="primary", key=f"accept_{key}"):
+            try:
+                saved = datasets.save(conn, candidate, prepared, name, current_user())
+            except UserError as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                state["selected_dataset"] = saved["ref"]
+                reset_upload(f"Saved dataset {saved['name']} version {saved['version']} ({saved['n_rows']:,} {unit}).")
+                st.rerun()
+        if b2.button("Cancel", key=f"cancel_{key}"):
+            reset_upload("Cancelled: nothing was saved.")
+            st.rerun()
+
+# ---- saved datasets ------------------------------------------------------------------------------------------
+
+st.divider()
+st.subheader("Saved datasets")
+saved_all = datasets.list_datasets(conn)
+if not saved_all:
+    st.info("No dataset saved yet. Upload a labelled file above.")
+    st.stop()
+
+st.dataframe(
+    pd.DataFrame([
+        {"dataset": d["ref"], "task": d["task"], "rows": d["n_rows"], "labels": len(d["labels"]),
+         "source file": d["source_file"], "created": d["created_at"], "by": d["created_by"]}
+        for d in saved_all
+    ]),
+    hide_index=True,
+    width="stretch",
+)
+refs = [d["ref"] for d in saved_all]
+if state.get("selected_dataset") in refs:  # just saved: show it
+    state["show_dataset"] = state.pop("selected_dataset")
+if state.get("show_dataset") not in refs:
+    state.pop("show_dataset", None)
+ref = st.selectbox("Show dataset", refs, key="show_dataset")
+with plain_errors():
+    dataset = datasets.get(conn, ref)
+    rows = pd.DataFrame(datasets.rows(conn, dataset["id"]))
+    tagging = dataset["task"] == "token-classification"
+    st.markdown(
+        f"**{dataset['ref']}** — {dataset['task']}, {dataset['n_rows']:,} {'sentences' if tagging else 'rows'}, "
+        f"from `{dataset['source_file']}` (sha256 `{(dataset['source_sha256'] or '')[:12]}…`), "
+        f"saved {dataset['created_at']} by {dataset['created_by']}."
+    )
+    preview, distribution, lengths = st.tabs(["Preview", "Label distribution", "Text length"])
+    with preview:
+        split = st.selectbox("Split", ["all", *validate.SPLITS], key="preview_split")
+        shown = rows if split == "all" else rows[rows["split"] == split]
+        columns = ["row_id", "split", "text", "tags"] if tagging else ["row_id", "split", "text", "label"]
+        frame = shown[columns].head(500).copy()
+        if tagging:
+            frame["tags"] = frame["tags"].map(lambda tags: " ".join(tags))
+        st.dataframe(frame, hide_index=True, width="stretch")
+        st.caption(f"The first {len(frame):,} of {len(shown):,} rows.")
+    with distribution:
+        counts = [
+            {"split": s, "label": label, "count": n}
+            for s, by_label in dataset["counts"].items()
+            for label, n in by_label.items()
+            if not (tagging and label == "O")
+        ]
+        if counts:
+            chart = px.bar(
+                pd.DataFrame(counts), x="label", y="count", color="split", barmode="group",
+                category_orders={"split": list(validate.SPLITS)},
+                title="Tags per split (tokens, O left out)" if tagging else "Labels per split",
+            )
+            st.plotly_chart(chart, width="stretch")
+    with lengths:
+        rows["length"] = rows["tokens"].map(len) if tagging else rows["text"].str.len()
+        chart = px.histogram(
+            rows, x="length", color="split", nbins=50, category_orders={"split": list(validate.SPLITS)},
+            labels={"length": "tokens per sentence" if tagging else "characters per text"},
+            title="Text length",
+        )
+        st.plotly_chart(chart, width="stretch")
+
+    st.markdown("#### Delete")
+    if state.get("confirm_delete") == ref:
+        st.warning(f"Delete dataset {ref} and its copy of the source file? This cannot be undone.")
+        d1, d2, _ = st.columns([1, 1, 4])
+        if d1.button("Yes, delete", type="primary", key="delete_yes"):
+            try:
+                datasets.delete(conn, ref, confirm=True)
+            except UserError as exc:
+                state.pop("confirm_delete", None)
+                st.error(str(exc), icon=":material/error:")
+            else:
+                state.pop("confirm_delete", None)
+                state.pop("selected_dataset", None)
+                state["flash"] = f"Deleted dataset {ref}."
+                st.rerun()
+        if d2.button("Keep it", key="delete_no"):
+            state.pop("confirm_delete", None)
+            st.rerun()
+    elif st.button(f"Delete {ref}…", key="delete"):
+        state["confirm_delete"] = ref
+        st.rerun()

@@ -1,0 +1,117 @@
+"""The Data page: upload through the page, read the report, save; a bad file gets a plain message; view and delete."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine import datasets, db
+from tests.conftest import ROOT, file_snapshot
+
+SAMPLE = (
+    "headline,sentiment\n"
+    + "".join(f"Profit rose in quarter {i},positive\n" for i in range(10))
+    + "".join(f"Sales fell in region {i},negative\n" for i in range(10))
+    + "".join(f"The board met on day {i},neutral\n" for i in range(9))
+    + "Sales fell in region 3,negative\n"  # an exact duplicate: reported as merged
+).encode()
+
+
+@pytest.fixture
+def page(home, monkeypatch):
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/data.py")
+    at.run()
+    assert not at.exception
+    return at
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.warning] + [e.value for e in at.info]
+    parts += [e.value for e in at.success] + [e.value for e in at.error] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_upload_check_and_save_through_the_page(page, home):
+    at = page
+    assert "No dataset saved yet" in texts(at)
+    at.file_uploader[0].set_value(("labelled.csv", SAMPLE, "text/csv")).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key=next(s.key for s in at.selectbox if s.label == "Text column")).value == "headline"
+    assert next(s for s in at.selectbox if s.label == "Label column").value == "sentiment"
+    assert next(s for s in at.selectbox if s.label == "Split column (optional)").value == "(none)"
+    shown = texts(at)
+    assert "1 problem(s) found" in shown
+    assert "**Will be merged.** 1 row repeats a text already in the file with the same label" in shown
+    assert "- 'Sales fell in region 3' x2" in shown
+    assert "stratified by label, seed 42" in shown
+    assert [m.value for m in at.metric] == ["30", "29", "3"]
+    conn = db.connect()
+    assert conn["datasets"].count == 0  # nothing is saved before the analyst accepts
+
+    next(t for t in at.text_input if t.label == "Dataset name").set_value("headlines")
+    next(b for b in at.button if b.label == "Accept & save").click().run()
+    assert not at.exception
+    assert "Saved dataset headlines version 1 (29 rows)." in [s.value for s in at.success]
+    saved = datasets.get(conn, "headlines")
+    assert saved["n_rows"] == 29 and saved["created_by"] == "ana"
+    assert saved["mapping"]["text"] == "headline" and saved["mapping"]["label"] == "sentiment"
+    assert datasets.source_path(saved).read_bytes() == SAMPLE
+    # The uploader is empty again and the new dataset is shown, with its charts.
+    assert at.file_uploader[0].value is None
+    assert at.selectbox(key="show_dataset").value == "headlines:1"
+    assert "**headlines:1** — text-classification, 29 rows" in texts(at)
+    preview = at.dataframe[-1].value
+    assert len(preview) == 29 and list(preview.columns) == ["row_id", "split", "text", "label"]
+    assert len(at.get("plotly_chart")) == 2
+    conn.close()
+
+
+def test_a_bad_file_gets_a_plain_error_and_nothing_is_saved(page, home):
+    at = page
+    conn = db.connect()
+    before, files = db.table_counts(conn), file_snapshot(home)
+    at.file_uploader[0].set_value(("photo.csv", bytes(range(256)) * 40, "text/csv")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "photo.csv is not a text file (it looks like a binary file with a .csv or similar name). "
+        "Upload a CSV, XLSX or JSONL export."
+    ]
+    assert not [b for b in at.button if b.label == "Accept & save"]
+    # A readable file whose label column holds one class is refused with its reason, too.
+    one_class = b"text,label\nProfit rose,positive\nSales rose,positive\n"
+    at.file_uploader[0].set_value(("one.csv", one_class, "text/csv")).run()
+    assert any("same label, 'positive'" in e.value for e in at.error)
+    assert not [b for b in at.button if b.label == "Accept & save"]
+    assert db.table_counts(conn) == before and file_snapshot(home) == files
+    conn.close()
+
+
+def test_gb18030_encoding_is_detected_and_can_be_overridden(page):
+    at = page
+    data = "文本,标签\n利润大幅增长,正面\n亏损扩大,负面\n销售平稳,中性\n".encode("gb18030")
+    at.file_uploader[0].set_value(("zh.csv", data, "text/csv")).run()
+    assert not at.error
+    assert next(t for t in at.text_input if t.label == "Encoding used").value == "gb18030"
+    assert next(s for s in at.selectbox if s.label == "Text column").value == "文本"
+    next(s for s in at.selectbox if s.label == "Encoding").set_value("utf-8").run()
+    assert any("not valid utf-8 text" in e.value for e in at.error)
+
+
+def test_delete_asks_for_confirmation_first(page, home):
+    conn = db.connect()
+    datasets.import_file(conn, SAMPLE, "s.csv", "old")
+    at = page
+    at.run()
+    next(b for b in at.button if b.label == "Delete old:1…").click().run()
+    assert any("This cannot be undone" in w.value for w in at.warning)
+    assert conn["datasets"].count == 1
+    next(b for b in at.button if b.label == "Yes, delete").click().run()
+    assert not at.exception
+    assert "Deleted dataset old:1." in [s.value for s in at.success]
+    assert conn["datasets"].count == 0 and conn["dataset_rows"].count == 0
+    assert not [f for f in file_snapshot(home) if f.startswith("uploads/datasets/")]
+    conn.close()
