@@ -58,8 +58,8 @@ def check_rule(rule: dict) -> dict:
         raise UserError("The alert window must be between 1 and 90 days.")
     if not MIN_BASELINE_DAYS <= out["baseline_days"] <= 365:
         raise UserError(f"The baseline must be between {MIN_BASELINE_DAYS} and 365 days.")
-    if not 0 < out["k"] <= 20:
-        raise UserError("k (how many standard deviations above the baseline) must be above 0 and at most 20.")
+    if not 0 < out["k"] <= 50:
+        raise UserError("k (how many standard deviations above the baseline) must be above 0 and at most 50.")
     if out["abs_threshold"] is not None and not 0 < out["abs_threshold"] <= 1:
         raise UserError("The absolute threshold is a negative share between 0 and 1 (for example 0.6), or empty.")
     if out["min_articles"] < 1:
