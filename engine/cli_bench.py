@@ -1,0 +1,387 @@
+"""``python -m engine bench train|score|monitor [--quick] [--format json]``: the engine against the usual tools.
+
+Every run measures the baselines and the engine side by side on this machine, in a data directory of its own (a
+temporary ``BELLWETHER_HOME``; the analyst's store is never touched). The baselines and the measurements live in
+``bench/``; the latest figures, the machine and the preset search are in ``docs/benchmarks.md``.
+
+``--quick`` subsamples fpb and the news and trains for fewer steps (under 3 minutes on 2 CPU cores). For tests,
+``BELLWETHER_BENCH_SIZE=tiny`` shrinks everything to seconds and ``BELLWETHER_BENCH_MODEL`` points at another base
+model (a tiny one); the figures are then meaningless, only the shape counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {
+    "throughput_vs_trainer": 1.0,
+    "throughput_vs_recipe": 2.5,
+    "time_to_usable_speedup": 2.0,
+    "thorough_max_s": 15 * 60,
+    "score_vs_pipeline_default": 3.0,
+    "score_vs_pipeline_batched": 1.5,
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="benchmark the engine against the usual tools (training, scoring, monitor)")
+    p.add_argument("which", choices=["train", "score", "monitor"], help="what to measure")
+    p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--model", help="a trained model folder to score with (bench score); default: the base model with a seeded head")
+    p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _bench():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        from bench import baselines, data, engine_side, runner
+    except ModuleNotFoundError as exc:
+        raise UserError(f"The benchmarks need the project's bench/ folder beside engine/ ({exc}).") from None
+    return baselines, data, engine_side, runner
+
+
+def machine() -> dict:
+    import psutil
+    import torch
+    import transformers
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu, "cpu_cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+@contextmanager
+def _bench_home(keep: bool):
+    """A fresh BELLWETHER_HOME for the benchmark (children inherit it), restored afterwards."""
+    old = os.environ.get("BELLWETHER_HOME")
+    path = Path(tempfile.mkdtemp(prefix="bellwether-bench-"))
+    os.environ["BELLWETHER_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("BELLWETHER_HOME", None)
+        else:
+            os.environ["BELLWETHER_HOME"] = old
+        if keep:
+            print(f"benchmark data kept in {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _mode(args) -> str:
+    size = os.environ.get("BELLWETHER_BENCH_SIZE", "").strip().lower()
+    if size:
+        if size not in ("tiny", "quick", "full"):
+            raise UserError("BELLWETHER_BENCH_SIZE must be tiny, quick or full.")
+        return size
+    return "quick" if args.quick else "full"
+
+
+def _base_model() -> tuple[str, str]:
+    """(what training.submit is given, the folder the baselines load)."""
+    from engine.models import default_model_path
+
+    override = os.environ.get("BELLWETHER_BENCH_MODEL")
+    if override:
+        return override, override
+    return "default", str(default_model_path())
+
+
+def run(args) -> int:
+    started = time.perf_counter()
+    mode = _mode(args)
+    load_start = _load()
+    result = {"benchmark": args.which, "mode": mode, "machine": machine(), "command": _command(args)}
+    with _bench_home(args.keep):
+        if args.which == "train":
+            result.update(bench_train(mode))
+        elif args.which == "score":
+            result.update(bench_score(mode, args.model))
+        else:
+            result.update(bench_monitor(mode))
+    result["load_average"] = {"start": load_start, "end": _load()}
+    result["total_s"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(result, indent=2, default=str)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text if args.format == "json" else render(result))
+    return 0
+
+
+def _command(args) -> str:
+    parts = ["python -m engine bench", args.which]
+    if args.quick:
+        parts.append("--quick")
+    if args.format == "json":
+        parts.append("--format json")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train
+
+
+def bench_train(mode: str) -> dict:
+    baselines, data, engine_side, runner = _bench()
+    from engine import db
+
+    sizes = data.sizes(mode)
+    submit_model, model_path = _base_model()
+    common = {"model_path": model_path, "n_train": sizes.n_train, "n_dev": sizes.n_dev}
+    out: dict = {"sizes": sizes.as_dict(), "seed": data.SEED, "baselines": {}, "engine": {}}
+    b = out["baselines"]
+
+    # The tutorial recipe has a constant learning rate, so the first epoch of its longest run is exactly its 1-epoch run.
+    recipe = runner.run_case("bench.baselines:tutorial_recipe", {**common, "epochs": sizes.epochs_long})
+    first = recipe["per_epoch"][0]
+    b["tutorial_recipe_1_epoch"] = {
+        "epochs": 1, "samples_per_s": first["samples_per_s"], "train_s": first["train_s"],
+        "accuracy": first["accuracy"], "macro_f1": first["macro_f1"], "peak_rss_mb": recipe["peak_rss_mb"],
+        "time_to_usable_s": recipe["time_to_usable_s"] if recipe["time_to_usable_s"] and
+        recipe["time_to_usable_s"] <= first["elapsed_s"] + 1e-6 else None,
+        "note": "first epoch of the recipe's longest run (constant learning rate: identical to a 1-epoch run)"
+        if sizes.epochs_long > 1 else "",
+    }
+    if sizes.epochs_long > 1:
+        b[f"tutorial_recipe_{sizes.epochs_long}_epochs"] = recipe
+    b["trainer_defaults_1_epoch"] = runner.run_case("bench.baselines:trainer_defaults", {**common, "epochs": 1})
+    if sizes.epochs_long > 1:
+        b[f"trainer_defaults_{sizes.epochs_long}_epochs"] = runner.run_case(
+            "bench.baselines:trainer_defaults", {**common, "epochs": sizes.epochs_long})
+
+    conn = db.connect()
+    try:
+        dataset = engine_side.import_fpb(conn, sizes.n_train, sizes.n_dev)
+        e = out["engine"]
+        # The engine at the Trainer-defaults/recipe settings: batch 16, max length 128, 1 epoch, lr 2e-5, no warm-up.
+        e["identical_settings_1_epoch"] = engine_side.train_run(
+            conn, dataset, submit_model, "balanced",
+            {"epochs": 1, "learning_rate": 2e-5, "batch_size": 16, "max_length": 128, "warmup_ratio": 0.0,
+             "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False})
+        e["balanced"] = engine_side.train_run(conn, dataset, submit_model, "balanced")
+        if sizes.thorough:
+            e["thorough"] = engine_side.train_run(conn, dataset, submit_model, "thorough")
+    finally:
+        conn.close()
+
+    ident = e["identical_settings_1_epoch"]
+    trainer1 = b["trainer_defaults_1_epoch"]
+    usable = [r["time_to_usable_s"] for r in b.values() if r.get("time_to_usable_s")]
+    longest = max(r.get("wall_s") or r.get("train_s") or 0 for r in b.values())
+    r = out["ratios"] = {
+        "throughput_vs_trainer": _ratio(ident["samples_per_s"], trainer1["samples_per_s"]),
+        "throughput_vs_recipe": _ratio(ident["samples_per_s"], b["tutorial_recipe_1_epoch"]["samples_per_s"]),
+        "baseline_time_to_usable_s": min(usable) if usable else None,
+        "engine_time_to_usable_s": e["balanced"]["time_to_usable_s"],
+        "time_to_usable_speedup": _ratio(min(usable), e["balanced"]["time_to_usable_s"]) if usable else None,
+    }
+    if not usable and e["balanced"]["time_to_usable_s"]:
+        # No baseline got there at all: the speed-up is at least its longest run over the engine's time.
+        r["time_to_usable_speedup_at_least"] = _ratio(longest, e["balanced"]["time_to_usable_s"])
+    t = out["targets"] = {
+        "throughput_at_least_trainer": _met(r["throughput_vs_trainer"], TARGETS["throughput_vs_trainer"]),
+        "throughput_at_least_2_5x_recipe": _met(r["throughput_vs_recipe"], TARGETS["throughput_vs_recipe"]),
+        "time_to_usable_2x_faster_baseline": _met(r["time_to_usable_speedup"] or r.get("time_to_usable_speedup_at_least"),
+                                                  TARGETS["time_to_usable_speedup"]),
+    }
+    if "thorough" in e:
+        t["thorough_under_15_min"] = e["thorough"]["wall_s"] <= TARGETS["thorough_max_s"]
+        out["best_quality"] = {"thorough_dev_macro_f1": e["thorough"]["macro_f1"], "finbert_reference_macro_f1": 0.84}
+    out["peak_rss_mb"] = {
+        **{f"baseline_{k}": v.get("peak_rss_mb") for k, v in b.items()},
+        **{f"engine_{k}": v.get("peak_rss_mb") for k, v in e.items()},
+    }
+    out["gpu"] = _gpu_note()
+    return out
+
+
+def _met(value, target) -> bool | None:
+    return None if value is None else value >= target
+
+
+def _gpu_note() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        return {"available": True, "note": "GPU present; the CPU figures above ran on the device the engine picked."}
+    return {"available": False, "note": "No GPU on this machine: GPU utilisation and training MFU not measured."}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# score
+
+
+def bench_score(mode: str, model_dir: str | None) -> dict:
+    baselines, data, engine_side, runner = _bench()
+    from engine import db, paths
+
+    sizes = data.sizes(mode)
+    _, model_path = _base_model()
+    if model_dir:
+        if not (Path(model_dir) / "config.json").is_file():
+            raise UserError(f"{model_dir} is not a trained model folder (it has no config.json).")
+        model_note = f"the model in {model_dir}"
+    else:
+        model_dir = str(paths.home() / "scoring-model")
+        runner.run_case("bench.baselines:make_scoring_model", {"model_path": model_path, "out_dir": model_dir})
+        model_note = "the base model with a seeded 3-label head (speed does not depend on the weights)"
+    out: dict = {"sizes": sizes.as_dict(), "model": model_note, "sets": {}}
+    conn = db.connect()
+    try:
+        run_id = engine_side.register_model(conn, model_dir)
+        feeds = {
+            "dev": _dev_feed(conn, data, sizes.n_dev),
+            "headlines": engine_side.import_headlines(conn, sizes.n_news)[0],
+        }
+        for name, feed_id in feeds.items():
+            titles = engine_side.article_titles(conn, feed_id)
+            texts = [t for _, t in titles]
+            job = engine_side.score_run(conn, feed_id, run_id)
+            p_default = runner.run_case("bench.baselines:pipeline_scoring", {"model_dir": model_dir, "texts": texts})
+            p_batched = runner.run_case("bench.baselines:pipeline_scoring",
+                                        {"model_dir": model_dir, "texts": texts, "batch_size": 32})
+            job_labels = [job["labels"].get(aid) for aid, _ in titles]
+            agree = sum(a == b for a, b in zip(job_labels, p_batched["labels"])) / max(1, len(texts))
+            agree_default = sum(a == b for a, b in zip(job_labels, p_default["labels"])) / max(1, len(texts))
+            for rec in (job, p_default, p_batched):
+                rec.pop("labels", None)
+            out["sets"][name] = {
+                "n_texts": len(texts),
+                "pipeline_default": p_default,
+                "pipeline_batch_32": p_batched,
+                "engine_score_job": job,
+                "agreement_with_pipeline": round(min(agree, agree_default), 4),
+                "ratios": {
+                    "vs_pipeline_default": _ratio(job["texts_per_s"], p_default["texts_per_s"]),
+                    "vs_pipeline_batch_32": _ratio(job["texts_per_s"], p_batched["texts_per_s"]),
+                    "wall_vs_pipeline_default": _ratio(job["texts_per_s_wall"], p_default["texts_per_s"]),
+                    "wall_vs_pipeline_batch_32": _ratio(job["texts_per_s_wall"], p_batched["texts_per_s"]),
+                },
+            }
+    finally:
+        conn.close()
+    out["targets"] = {
+        f"{name}_{key}": _met(s["ratios"][ratio], TARGETS[target])
+        for name, s in out["sets"].items()
+        for key, ratio, target in (("3x_pipeline_default", "vs_pipeline_default", "score_vs_pipeline_default"),
+                                   ("1_5x_pipeline_batched", "vs_pipeline_batch_32", "score_vs_pipeline_batched"))
+    }
+    out["targets"].update({f"{name}_identical_labels": s["agreement_with_pipeline"] == 1.0 for name, s in out["sets"].items()})
+    out["peak_rss_mb"] = {f"{name}_{k}": s[k]["peak_rss_mb"] for name, s in out["sets"].items()
+                          for k in ("engine_score_job", "pipeline_default", "pipeline_batch_32")}
+    out["gpu"] = _gpu_note()
+    return out
+
+
+def _dev_feed(conn, data, n_dev) -> int:
+    """fpb dev sentences as a feed (one day), so the scoring job reads and writes them through SQLite."""
+    import io
+
+    import pandas as pd
+
+    from engine import feeds
+
+    rows = data.fpb("dev", n_dev)
+    frame = pd.DataFrame({"title": [r["text"] for r in rows], "time": ["2020-07-17 12:00"] * len(rows)})
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    feeds.import_file(conn, buf.getvalue().encode("utf-8"), "dev.csv", "bench-dev", created_by="bench",
+                      mapping={"title": "title", "time": "time"})
+    return int(conn.execute("SELECT id FROM feeds WHERE name = ?", ["bench-dev"]).fetchone()[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# monitor
+
+
+def bench_monitor(mode: str) -> dict:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        from bench import monitor_bench
+    except ModuleNotFoundError:
+        raise UserError("The monitor benchmark (bench/monitor_bench.py) is not built yet.") from None
+    return {"monitor": monitor_bench.run(mode=mode)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The table
+
+
+def render(result: dict) -> str:
+    lines = [f"# bench {result['benchmark']} ({result['mode']})", ""]
+    m = result["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cpu_cores']} cores, {m['memory_gb']} GB; torch {m['torch']}, "
+                 f"transformers {m['transformers']}; GPU: {m['gpu'] or 'none'}")
+    lines.append(f"load average at start {result['load_average']['start']}, at end {result['load_average']['end']}; "
+                 f"took {result['total_s']} s")
+    lines.append("")
+    if result["benchmark"] == "train":
+        lines.append("| run | samples/s | dev accuracy | dev macro-F1 | wall s | to usable s | peak RSS MB |")
+        lines.append("|---|---|---|---|---|---|---|")
+        rows = [(f"baseline: {k}", v) for k, v in result["baselines"].items()]
+        rows += [(f"engine: {k}", v) for k, v in result["engine"].items()]
+        for name, v in rows:
+            lines.append(f"| {name} | {v.get('samples_per_s')} | {v.get('accuracy')} | {v.get('macro_f1')} | "
+                         f"{v.get('wall_s', '')} | {v.get('time_to_usable_s') or '-'} | {v.get('peak_rss_mb')} |")
+    elif result["benchmark"] == "score":
+        lines.append("| set | texts | pipeline default texts/s | pipeline batch 32 texts/s | engine job texts/s "
+                     "| engine job texts/s (whole process) | agreement |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for name, s in result["sets"].items():
+            lines.append(f"| {name} | {s['n_texts']} | {s['pipeline_default']['texts_per_s']} | "
+                         f"{s['pipeline_batch_32']['texts_per_s']} | {s['engine_score_job']['texts_per_s']} | "
+                         f"{s['engine_score_job']['texts_per_s_wall']} | {s['agreement_with_pipeline']} |")
+    else:
+        lines.append("```")
+        lines.append(json.dumps(result.get("monitor"), indent=2, default=str))
+        lines.append("```")
+    for key in ("ratios", "targets", "peak_rss_mb"):
+        if key in result:
+            lines.append("")
+            lines.append(f"{key}: " + ", ".join(f"{k}={v}" for k, v in result[key].items()))
+    return "\n".join(lines)
