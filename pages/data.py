@@ -60,17 +60,18 @@ if uploaded is not None:
             right.text_input("Encoding used", candidate.encoding, disabled=True, key=f"enc_used_{key}")
 
         mapping: dict = {}
+        mkey = f"{key}_{candidate.format}_{candidate.sheet}"  # another sheet or format: guess the columns afresh
         if candidate.task == "text-classification":
             guess = validate.guess_columns(candidate)
             columns = candidate.columns
             options = [NONE] + columns
             st.markdown("**Columns** (guessed from their names and contents; change them if they are wrong)")
             c1, c2, c3 = st.columns(3)
-            mapping["text"] = c1.selectbox("Text column", options, index=options.index(guess["text"]) if guess["text"] else 0, key=f"text_{key}")
-            mapping["label"] = c2.selectbox("Label column", options, index=options.index(guess["label"]) if guess["label"] else 0, key=f"label_{key}")
+            mapping["text"] = c1.selectbox("Text column", options, index=options.index(guess["text"]) if guess["text"] else 0, key=f"text_{mkey}")
+            mapping["label"] = c2.selectbox("Label column", options, index=options.index(guess["label"]) if guess["label"] else 0, key=f"label_{mkey}")
             mapping["split"] = c3.selectbox(
                 "Split column (optional)", options, index=options.index(guess["split"]) if guess["split"] else 0,
-                key=f"split_{key}", help="A column holding train / validation / test. With none, Bellwether splits.",
+                key=f"split_{mkey}", help="A column holding train / validation / test. With none, Bellwether splits.",
             )
             mapping = {k: (None if v == NONE else v) for k, v in mapping.items()}
         else:

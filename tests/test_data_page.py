@@ -115,3 +115,31 @@ def test_delete_asks_for_confirmation_first(page, home):
     assert conn["datasets"].count == 0 and conn["dataset_rows"].count == 0
     assert not [f for f in file_snapshot(home) if f.startswith("uploads/datasets/")]
     conn.close()
+
+
+def test_xlsx_sheet_picker_and_a_conll_upload(page):
+    import io
+
+    import pandas as pd
+
+    at = page
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        pd.DataFrame({"note": ["read me"]}).to_excel(writer, sheet_name="About", index=False)
+        pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": ["up", "down", "flat"] * 4}).to_excel(
+            writer, sheet_name="Labelled", index=False
+        )
+    at.file_uploader[0].set_value(("book.xlsx", buffer.getvalue(), "application/vnd.ms-excel")).run()
+    assert any("could not tell which column holds the label" in e.value for e in at.error)
+    next(s for s in at.selectbox if s.label == "Sheet").set_value("Labelled").run()
+    assert not at.error
+    assert [m.value for m in at.metric] == ["12", "12", "3"]
+
+    conll = b"Nokia I-ORG\nrose O\n\nShares O\nof O\nSiemens I-ORG\nAG I-ORG\n"
+    at.file_uploader[0].set_value(("tags.conll", conll, "text/plain")).run()
+    assert not at.error
+    assert "tags written in **IO**, stored as BIO" in texts(at)
+    next(b for b in at.button if b.label == "Accept & save").click().run()
+    assert any(s.value.startswith("Saved dataset tags version 1 (2 sentences)") for s in at.success)
+    assert "**tags:1** — token-classification, 2 sentences" in texts(at)
+    assert list(at.dataframe[-1].value.columns) == ["row_id", "split", "text", "tags"]
