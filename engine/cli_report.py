@@ -41,6 +41,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _quiet_model_loading() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _print_report(report: reports.Report, fmt: str, header: str, extra: dict | None = None) -> None:
     if fmt == "json":
         out = report.to_json()
@@ -85,6 +91,7 @@ def cmd_evaluate(args) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"There is no file {args.file}. Check the path.")
+    _quiet_model_loading()
     conn = db.connect()
     try:
         evaluation = reports.evaluate_file(conn, args.run_id, path.read_bytes(), path.name, name=args.name,
@@ -105,6 +112,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    _quiet_model_loading()
     conn = db.connect()
     try:
         results = reports.try_it(conn, args.run_id, args.texts)

@@ -277,7 +277,8 @@ class Report:
     labels: list[str]  # the model's labels, in its order
     n_rows: int  # every stored prediction
     n_scored: int  # those counted in the metrics
-    unknown_labels: dict[str, int] = field(default_factory=dict)  # label the model does not know -> rows
+    unknown_labels: dict[str, int] = field(default_factory=dict)  # label the model does not know -> rows with it
+    n_unknown_rows: int = 0  # rows left out because of such labels
     n_unlabelled: int = 0  # rows without a gold label
     report: dict = field(default_factory=dict)  # scikit-learn (text) or seqeval (entities) report dict
     token_report: dict | None = None  # entities: token-level per-tag report
@@ -300,6 +301,7 @@ class Report:
             "n_scored": self.n_scored,
             "n_unlabelled": self.n_unlabelled,
             "unknown_labels": self.unknown_labels,
+            "n_unknown_rows": self.n_unknown_rows,
             "report": self.report,
         }
         if self.token_report is not None:
@@ -313,7 +315,7 @@ class Report:
             listed = ", ".join(f"'{k}' ({v} row{'s' * (v != 1)})" for k, v in self.unknown_labels.items())
             what = "tags" if self.task == TOKENS else "labels"
             notes.append(
-                f"{sum(self.unknown_labels.values())} row(s) have {what} the model does not know and are left out of "
+                f"{self.n_unknown_rows} row(s) have {what} the model does not know and are left out of "
                 f"the metrics: {listed}. The model knows: {', '.join(self.labels)}."
             )
         if self.n_unlabelled:
@@ -326,6 +328,7 @@ def build_report(run_id: int, task: str, split: str, predictions: pd.DataFrame, 
     known = set(labels)
     unknown: dict[str, int] = {}
     unlabelled = 0
+    n_unknown_rows = 0
     keep = []
     for row in predictions.itertuples(index=False):
         if task == TOKENS:
@@ -334,9 +337,10 @@ def build_report(run_id: int, task: str, split: str, predictions: pd.DataFrame, 
                 unlabelled += 1
                 keep.append(False)
                 continue
-            strange = [t for t in gold if t not in known]
-            for t in strange:
+            strange = {t for t in gold if t not in known}
+            for t in strange:  # sentences holding the tag
                 unknown[t] = unknown.get(t, 0) + 1
+            n_unknown_rows += bool(strange)
             keep.append(not strange)
         else:
             gold = row.true_label
@@ -345,12 +349,14 @@ def build_report(run_id: int, task: str, split: str, predictions: pd.DataFrame, 
                 keep.append(False)
             elif gold not in known:
                 unknown[gold] = unknown.get(gold, 0) + 1
+                n_unknown_rows += 1
                 keep.append(False)
             else:
                 keep.append(True)
     scored = predictions[np.array(keep, dtype=bool)] if len(predictions) else predictions
     result = Report(run_id=run_id, task=task, split=split, labels=labels, n_rows=len(predictions),
-                    n_scored=len(scored), unknown_labels=dict(sorted(unknown.items())), n_unlabelled=unlabelled,
+                    n_scored=len(scored), unknown_labels=dict(sorted(unknown.items())), n_unknown_rows=n_unknown_rows,
+                    n_unlabelled=unlabelled,
                     scored=scored.reset_index(drop=True))
     if len(scored) == 0:
         if len(predictions) == 0:

@@ -259,7 +259,7 @@ def test_evaluating_a_file_with_unknown_labels_reports_them_and_scores_the_rest(
     report = result.report
     assert result.split == "eval:q3 news" and result.text_column == "sentence" and result.label_column == "sentiment"
     assert result.renamed == {"Positive": "positive", " neutral ": "neutral"}
-    assert report.unknown_labels == {"bearish": 1, "bullish": 1}
+    assert report.unknown_labels == {"bearish": 1, "bullish": 1} and report.n_unknown_rows == 2
     assert report.n_unlabelled == 1 and report.n_rows == 7 and report.n_scored == 4
     assert any("bullish" in n and "the model does not know" in n for n in report.notes())
     stored = reports.load_predictions(store, text_run, "eval:q3 news")
@@ -309,11 +309,18 @@ def test_evaluating_a_file_in_another_encoding(store, text_run, encoding, texts)
 
 
 def test_evaluating_a_conll_file_for_a_tagging_run(store, entity_run):
-    data = "-DOCSTART- -X- O O\n\nAcme NNP B-ORG\nrose VBD O\n\nParis NNP B-LOC\nfell VBD O\nBoom NN B-MISC\n".encode()
+    data = ("-DOCSTART- -X- O O\n\nAcme NNP B-ORG\nrose VBD O\n\nParis NNP B-LOC\nfell VBD O\nBoom NN B-MISC\n"
+            "Bust NN I-MISC\n").encode()
     result = reports.evaluate_file(store, entity_run, data, "extra.conll")
-    assert result.report.n_rows == 2 and result.report.n_scored == 1
-    assert result.report.unknown_labels == {"B-MISC": 1}
-    assert "ORG" in result.report.report or "micro avg" in result.report.report
+    report = result.report
+    assert report.n_rows == 2 and report.n_scored == 1 and report.n_unknown_rows == 1
+    assert report.unknown_labels == {"B-MISC": 1, "I-MISC": 1}
+    assert report.notes()[0].startswith("1 row(s) have tags the model does not know")
+    stored = reports.load_predictions(store, entity_run, "eval:extra")
+    assert stored.iloc[0]["tokens"] == ["Acme", "rose"] and stored.iloc[0]["true_tags"] == ["B-ORG", "O"]
+    expected = seqeval_report([["B-ORG", "O"]], [stored.iloc[0]["pred_tags"]], output_dict=True, zero_division=0)
+    assert report.report["micro avg"]["f1-score"] == pytest.approx(expected["micro avg"]["f1-score"])
+    assert report.token_report["micro avg"]["support"] == 2
 
 
 # ---- runs, compare, try it -------------------------------------------------------------------------------------
