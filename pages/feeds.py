@@ -1,4 +1,209 @@
+"""Feeds: upload news into a named feed (columns and time zone), topic rules, search, and scoring with a run."""
+
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
+from engine import feeds, jobs, scoring, trends
+from pages._shared import connect, current_user, plain_errors
+
+NONE = "(none)"
+NEW_FEED = "+ New feed"
+FIELD_LABELS = {
+    "time": "Published time",
+    "title": "Title or headline",
+    "body": "Body or description (optional)",
+    "source": "Source (optional)",
+    "url": "URL (optional)",
+    "topic": "Topic or ticker (optional)",
+}
+
+conn = connect()
+state = st.session_state
+state.setdefault("feed_upload_round", 0)
+
 st.title("Feeds")
-st.info("This screen is being built.")
+st.caption("Upload news exports or RSS/Atom files into a named feed, tag topics, search, and score with a trained model.")
+if state.get("feed_flash"):
+    st.success(state.pop("feed_flash"), icon=":material/check_circle:")
+
+all_feeds = feeds.list_feeds(conn)
+names = [f["name"] for f in all_feeds]
+choice = st.selectbox("Feed", names + [NEW_FEED], index=names.index(state["feed_selected"]) if state.get("feed_selected") in names else 0,
+                      key="feed_choice")
+if choice == NEW_FEED:
+    feed_name = st.text_input("New feed name", placeholder="markets-daily", key="new_feed_name").strip()
+    feed_row = None
+else:
+    feed_name = choice
+    feed_row = next(f for f in all_feeds if f["name"] == choice)
+    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {feed_row['tz']}")
+
+# ---- import ----------------------------------------------------------------------------------------------------
+
+st.subheader("Import news")
+uploaded = st.file_uploader(
+    "News file (CSV, Excel, JSON lines, RSS or Atom XML)",
+    type=["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "ndjson", "json", "xml", "rss", "atom"],
+    key=f"feed_upload_{state['feed_upload_round']}",
+)
+last = state.get("feed_last_import")
+if last and uploaded is None:
+    st.success(last["summary"], icon=":material/check_circle:")
+    if any(last["examples"].values()):
+        st.markdown("**Rows kept out** (examples)")
+        st.dataframe(pd.DataFrame([e for rows in last["examples"].values() for e in rows]), hide_index=True)
+
+if uploaded is not None:
+    data = uploaded.getvalue()
+    key = f"{state['feed_upload_round']}_{uploaded.name}"
+    c1, c2, c3 = st.columns(3)
+    fmt = c1.selectbox("Format", feeds.FORMAT_CHOICES, key=f"ffmt_{key}", help="auto: from the file's name and content")
+    default_tz = feed_row["tz"] if feed_row else "UTC"
+    tz = c2.text_input("Time zone of times without one", default_tz, key=f"ftz_{key}",
+                       help="UTC, ET, PT, Europe/London, Asia/Shanghai ... Times that name their zone (ET, +02:00) keep it.")
+    parsed = None
+    with plain_errors():
+        parsed = feeds.read_feed_file(data, uploaded.name, fmt)
+    if parsed is not None:
+        c3.text_input("Read as", f"{parsed.format}" + (f", {parsed.encoding}" if parsed.encoding else ""), disabled=True,
+                      key=f"fread_{key}")
+        stored = feed_row and feeds.get_feed(conn, feed_row["id"])["mapping"]
+        guess = feeds.guess_mapping(parsed.columns)
+        for fld, col in (stored or {}).items():
+            if col in parsed.columns:
+                guess[fld] = col
+        options = [NONE] + parsed.columns
+        st.markdown("**Columns** (guessed from their names; change them if they are wrong)")
+        mapping = {}
+        cols = st.columns(3)
+        for i, fld in enumerate(feeds.FIELDS):
+            current = guess.get(fld)
+            mapping[fld] = cols[i % 3].selectbox(FIELD_LABELS[fld], options,
+                                                 index=options.index(current) if current in options else 0,
+                                                 key=f"fmap_{fld}_{key}")
+        mapping = {k: ("" if v == NONE else v) for k, v in mapping.items()}
+        st.dataframe(parsed.frame.head(5), hide_index=True)
+        if st.button("Import into feed", type="primary", key=f"fimport_{key}", disabled=not feed_name):
+            with plain_errors():
+                result = feeds.import_file(conn, data, uploaded.name, feed_name, mapping=mapping, tz=tz, format=fmt,
+                                           created_by=current_user())
+                state["feed_last_import"] = {"summary": result.summary(), "examples": result.examples}
+                state["feed_selected"] = feed_name
+                state["feed_upload_round"] += 1
+                state.pop("feed_choice", None)
+                st.rerun()
+        if not feed_name:
+            st.caption("Name the new feed to import.")
+
+if feed_row is None:
+    if not all_feeds:
+        st.info("No feeds yet. Upload a news file above to create the first one.", icon=":material/info:")
+    st.stop()
+
+feed_id = feed_row["id"]
+
+history = feeds.imports(conn, feed_id)
+if history:
+    with st.expander(f"Import history ({len(history)})"):
+        st.dataframe(pd.DataFrame([{"file": h["file_name"], "new": h["n_new"], "duplicate": h["n_duplicate"],
+                                    "rejected": h["n_rejected"], "blank": h["report"].get("n_blank"),
+                                    "imported": h["created_at"]} for h in history]), hide_index=True)
+
+# ---- topics ----------------------------------------------------------------------------------------------------
+
+st.subheader("Topics")
+st.caption("A topic is a name and its keywords or tickers, matched without case on word boundaries "
+           "(Chinese keywords anywhere in the text). Topics from a mapped column appear here too.")
+rules = feeds.topic_rules(conn, feed_id)
+counts = {t["topic"]: t["n_articles"] for t in feeds.topics(conn, feed_id)}
+rows = [{"topic": r.name, "keywords": ", ".join(r.keywords), "articles": counts.get(r.name, 0), "from": "rule"} for r in rules]
+rows += [{"topic": t, "keywords": "", "articles": n, "from": "column"} for t, n in counts.items()
+         if t not in {r.name for r in rules}]
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+with st.form("topic_rule", clear_on_submit=True):
+    c1, c2 = st.columns([1, 2])
+    topic_name = c1.text_input("Topic name", placeholder="Banks")
+    keywords = c2.text_input("Keywords or tickers, comma-separated", placeholder="bank, lender, JPM, 银行")
+    if st.form_submit_button("Save topic"):
+        with plain_errors():
+            info = feeds.set_topic_rule(conn, feed_id, topic_name, keywords)
+            state["feed_flash"] = f"Topic '{info['name']}' saved: {info['matches']} articles tagged."
+            st.rerun()
+if rules:
+    c1, c2 = st.columns([2, 1])
+    gone = c1.selectbox("Remove a topic rule", [r.name for r in rules], key="topic_remove")
+    if c2.button("Remove", key="topic_remove_btn"):
+        feeds.delete_topic_rule(conn, feed_id, gone)
+        state["feed_flash"] = f"Topic rule '{gone}' removed."
+        st.rerun()
+
+# ---- search ----------------------------------------------------------------------------------------------------
+
+st.subheader("Search")
+query = st.text_input("Search the feed's titles and bodies", key="feed_search", placeholder="wirecard OR belarus")
+if query.strip():
+    hits = feeds.search(conn, feed_id, query, limit=100)
+    if hits:
+        st.dataframe(pd.DataFrame(hits)[["day", "title", "source", "body"]], hide_index=True)
+    else:
+        st.info("No articles match every word.")
+
+# ---- scoring ---------------------------------------------------------------------------------------------------
+
+st.subheader("Score with a trained model")
+runs = trends.finished_runs(conn)
+if not runs:
+    st.info("No finished sentiment run yet. Train one on the Train page, then score this feed with it.")
+else:
+    labels = {r["id"]: f"Run {r['id']}" + (f" · {r['name']}" if r.get("name") else "") for r in runs}
+    c1, c2 = st.columns([2, 1])
+    run_choice = c1.selectbox("Model (a finished run)", list(labels), format_func=labels.get, key="score_run")
+    text_mode = c2.selectbox("Score", ["title", "title_body"], format_func={"title": "Titles",
+                             "title_body": "Titles and bodies"}.get, key="score_text")
+    waiting = scoring.count_unscored(conn, feed_id, run_choice)
+    st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
+    if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):
+        with plain_errors():
+            job_id = scoring.enqueue(conn, feed_id, run_choice, created_by=current_user(), text=text_mode)
+            try:
+                jobs.ensure_supervisor()
+            except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
+                st.warning(f"The job is queued but no worker could be started ({exc}). Run `python -m engine worker`.")
+            state["feed_flash"] = f"Score job {job_id} queued."
+            st.rerun()
+
+
+def _score_jobs() -> list[dict]:
+    return list(conn.query("SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT 5", [feed_id]))
+
+
+active = any(j["status"] in jobs.ACTIVE for j in _score_jobs())
+
+
+@st.fragment(run_every=2 if active else None)
+def score_progress() -> None:
+    fconn = connect()
+    recent = list(fconn.query("SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT 5", [feed_id]))
+    for job in recent:
+        p = jobs.last_progress(fconn, job["id"], kind="score")
+        done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
+        head = f"Job {job['id']} · run {job['model_run_id']} · **{job['status']}**"
+        if job["status"] in jobs.ACTIVE:
+            st.progress(done / total if total else 0.0, f"{head} · {done}/{total} articles")
+            if st.button("Cancel", key=f"cancel_score_{job['id']}"):
+                with plain_errors():
+                    jobs.cancel(fconn, job["id"])
+                    st.rerun()
+        else:
+            detail = job.get("error") or ""
+            if job["status"] == "succeeded":
+                m = jobs.get(fconn, job["id"])["metrics"]
+                detail = f"{m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts"
+            st.caption(f"{head} · {detail}")
+
+
+if _score_jobs():
+    score_progress()
