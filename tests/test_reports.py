@@ -427,3 +427,30 @@ def test_cli_unknown_run_exits_2_with_a_plain_message(home):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: There is no training run 4242. Check the number on the Runs page."
     assert "Traceback" not in result.stderr
+
+
+# ---- a run the training engine really leaves ------------------------------------------------------------------
+
+
+def test_report_and_compare_on_runs_the_training_engine_left(store, shared, tiny_text_model):
+    from engine import training
+    from tests.test_training import insert_text_dataset, run_in_process
+
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=15)
+    ids = []
+    for epochs in (1, 2):
+        run_id = training.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+                                 overrides={"max_length": 32, "batch_size": 8, "epochs": epochs})
+        assert run_in_process(run_id) == 0
+        ids.append(run_id)
+    job = store["jobs"].get(ids[1])
+    metrics = json.loads(job["metrics_json"])
+    report = reports.run_report(store, ids[1])
+    assert report.n_scored == report.n_rows == 15
+    assert report.report["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert report.report["macro avg"]["f1-score"] == pytest.approx(metrics["macro_f1"])
+    comparison = reports.compare_runs(store, ids)
+    assert "epochs" in comparison.differences.index
+    assert set(comparison.curves["kind"]) == {"train loss", "eval loss"}
+    assert list(comparison.metrics.loc["accuracy"]) == [
+        pytest.approx(json.loads(store["jobs"].get(i)["metrics_json"])["accuracy"]) for i in ids]
