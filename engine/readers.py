@@ -108,14 +108,37 @@ def _read_csv(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int, 
         raise UserError(f"{file_name} has no rows and no header. Upload the file that has the data.") from None
     except pd.errors.ParserError:
         pass
+    return _read_csv_row_by_row(text, sep)
+
+
+def _read_csv_row_by_row(text: str, sep: str) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """The careful path for a file pandas refuses: keep each well-formed record, report each broken one by line."""
+    lines = text.splitlines(keepends=True)
+    reader = csv.reader(lines, delimiter=sep, strict=True)
+    header: list[str] | None = None
+    records: list[list[str]] = []
     bad: list[tuple[int, str]] = []
-
-    def keep_bad(fields: list[str]):
-        bad.append((len(bad), sep.join(fields)))
-        return None
-
-    frame = pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=keep_bad, **options)
-    return frame, bad
+    start_line = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # an unterminated quote swallows the rest of the file: report it from where it began
+            bad.append((start_line, "".join(lines[start_line - 1 : start_line + 2]).strip()[:300]))
+            break
+        first, start_line = start_line, reader.line_num + 1
+        if not any(field.strip() for field in record):
+            continue
+        if header is None:
+            header = record
+        elif len(record) == len(header):
+            records.append(record)
+        else:
+            bad.append((first, "".join(lines[first - 1 : reader.line_num]).strip()[:300]))
+    if header is None:
+        raise UserError("The file has no header row. The first line should name the columns, e.g. text,label.")
+    return pd.DataFrame(records, columns=header, dtype=str), bad
 
 
 def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataFrame, str, list[str]]:

@@ -395,7 +395,7 @@ def _bad_rows_problem(candidate: Candidate, unit: str = "rows") -> Problem | Non
         message=f"{len(candidate.bad_rows):,} {what} could not be read (wrong number of fields or no tag). {tail}",
         count=len(candidate.bad_rows),
         action="dropped",
-        examples=[f"line {n}: {_clip(raw)}" if candidate.format != "csv" else _clip(raw) for n, raw in candidate.bad_rows[:N_EXAMPLES]],
+        examples=[f"line {n}: {_clip(raw)}" for n, raw in candidate.bad_rows[:N_EXAMPLES]],
     )
 
 

@@ -256,7 +256,7 @@ def test_broken_csv_rows_are_reported_and_dropped():
     candidate, prepared = build(data, "broken.csv")
     problem = prepared.report.problem("broken_rows")
     assert problem.count == 1 and problem.action == "dropped"
-    assert problem.examples == ["Sales fell,negative,extra,fields"]
+    assert problem.examples == ["line 3: Sales fell,negative,extra,fields"]
     assert prepared.report.n_rows == 3
 
 
@@ -339,3 +339,11 @@ def test_conll_with_no_entities_is_refused():
     candidate = ingest.read_file(b"Shares O\nrose O\n\nSales O\n", "none.conll")
     with pytest.raises(UserError, match="has no entities: every tag is O"):
         validate.build(candidate)
+
+
+def test_an_unterminated_quote_is_reported_with_its_line_not_dropped_in_silence():
+    data = b'text,label\nProfit rose,positive\nCosts rose,negative\nOK,neutral\n"Sales fell,negative\n'
+    candidate, prepared = build(data, "unterminated.csv")
+    problem = prepared.report.problem("broken_rows")
+    assert problem.count == 1 and problem.examples == ['line 5: "Sales fell,negative']
+    assert prepared.report.n_rows == 3
