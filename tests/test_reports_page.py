@@ -166,3 +166,13 @@ def test_entity_run_shows_both_reports_and_highlights_spans_safely(app, store, t
     at.text_area(key="try-text").input("Acme Corp opened in Paris")
     at.button(key="try-go").click().run()
     assert not at.exception
+
+
+def test_opening_the_page_by_its_own_url_still_asks_to_sign_in(home, store, tiny_text_model, monkeypatch):
+    make_finished_run(store, tiny_text_model, text_predictions())
+    monkeypatch.setenv("BELLWETHER_PASSWORD", "secret")
+    at = AppTest.from_file(str(ROOT / "pages" / "reports.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["Your name", "Password"]
+    assert not at.dataframe and not at.tabs
