@@ -458,6 +458,8 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
     import torch
     from transformers import TrainerCallback
 
+    step_delay = float(os.environ.get("BELLWETHER_TEST_STEP_DELAY_S", "0") or 0)
+
     class Progress(TrainerCallback):
         def __init__(self):
             self.cancelled = False
@@ -493,6 +495,8 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
                              logs.get("eval_macro_f1", float("nan")))
 
         def on_step_end(self, args, state, control, **kwargs):
+            if step_delay:  # test-only: slow steps down so that tests can act while a run is in flight
+                time.sleep(step_delay)
             now = time.monotonic()
             elapsed = now - (self.start or now)
             done = state.global_step - self.start_step

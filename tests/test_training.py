@@ -304,7 +304,8 @@ def test_real_fine_tune_of_the_default_model_through_the_queue(home, shared):
     from engine import inference, jobs
 
     conn = db.connect()
-    insert_text_dataset(conn, shared("fpb", "train.csv"), n_train=200, n_val=40, n_test=40)
+    # a 200-row slice (the CPU is shared: 128 rows train, so that this stays near a minute)
+    insert_text_dataset(conn, shared("fpb", "train.csv"), n_train=128, n_val=32, n_test=40)
     try:
         done = cli("train", "--dataset", "fpb", "--preset", "quick", "--max-length", "64", "--epochs", "1",
                    "--batch-size", "16", "--wait", timeout=300)
