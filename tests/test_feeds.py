@@ -334,3 +334,14 @@ def test_cli_feed_import_topics_set_and_unusable_file(home, tmp_path, shared):
     assert out.returncode == 2 and "empty" in out.stderr and "Traceback" not in out.stderr
     out = _cli("feed", "import", str(path), "--feed", "uk", "--time-col", "When", home=home)
     assert out.returncode == 2 and "no column called 'When'" in out.stderr
+
+
+def test_a_large_import_is_searchable_and_later_small_imports_are_too(store):
+    rows = "\n".join(f"2020-07-01 09:{i % 60:02d},Company {i} reports results" for i in range(feeds.BULK_FTS_FROM + 500))
+    result = feeds.import_file(store, f"time,title\n{rows}\n".encode(), "big.csv", "f")
+    assert result.n_new == feeds.BULK_FTS_FROM + 500
+    assert [h["title"] for h in feeds.search(store, result.feed_id, "company 2345")] == ["Company 2345 reports results"]
+    # The search trigger is back in place: a small import is indexed one row at a time as usual.
+    assert store.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'articles_ai'").fetchone()[0] == 1
+    feeds.import_file(store, b"time,title\n2020-07-02,Zebra merger talks\n", "small.csv", "f")
+    assert [h["title"] for h in feeds.search(store, result.feed_id, "zebra")] == ["Zebra merger talks"]
