@@ -38,7 +38,7 @@ def sizes(mode: str) -> Sizes:
     if mode == "full":
         return Sizes("full", None, None, None, 3, True)
     if mode == "quick":  # under 3 minutes per command on 2 CPU cores
-        return Sizes("quick", 320, 160, 400, 1, False)
+        return Sizes("quick", 256, 128, 400, 1, False)
     if mode == "tiny":  # seconds, with a tiny model: for tests of the command's shape only
         return Sizes("tiny", 32, 16, 24, 1, False)
     raise ValueError(mode)

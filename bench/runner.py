@@ -27,7 +27,23 @@ def peak_rss_mb() -> float:
     return round(usage / 1024, 1)
 
 
+def in_process() -> bool:
+    """BELLWETHER_BENCH_INPROCESS=1 (tests only): run cases in this process, so that a tiny run takes seconds.
+    Peak RSS is then this process's, not the case's own."""
+    return os.environ.get("BELLWETHER_BENCH_INPROCESS", "") not in ("", "0")
+
+
+def _call(target: str, kwargs: dict):
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)(**kwargs)
+
+
 def run_case(target: str, kwargs: dict, env: dict | None = None, timeout: float | None = None) -> dict:
+    if in_process():
+        start = time.perf_counter()
+        result = _call(target, json.loads(json.dumps(kwargs)))
+        result = result if isinstance(result, dict) else {"value": result}
+        return {**result, "peak_rss_mb": peak_rss_mb(), "process_s": round(time.perf_counter() - start, 2)}
     with tempfile.TemporaryDirectory(prefix="bench-case-") as tmp:
         out = Path(tmp) / "result.json"
         child_env = {**os.environ, **(env or {})}
@@ -53,10 +69,7 @@ def run_case(target: str, kwargs: dict, env: dict | None = None, timeout: float 
 
 def _main(argv: list[str]) -> int:
     target, out = argv
-    module_name, func_name = target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    kwargs = json.loads(sys.stdin.read() or "{}")
-    result = func(**kwargs)
+    result = _call(target, json.loads(sys.stdin.read() or "{}"))
     Path(out).write_text(json.dumps({"result": result, "peak_rss_mb": peak_rss_mb()}))
     return 0
 

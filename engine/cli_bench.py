@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from engine.errors import UserError
@@ -136,7 +136,8 @@ def run(args) -> int:
     mode = _mode(args)
     load_start = _load()
     result = {"benchmark": args.which, "mode": mode, "machine": machine(), "command": _command(args)}
-    with _bench_home(args.keep):
+    # Whatever the measured code prints (the Trainer's log lines) goes to stderr: stdout carries only the result.
+    with _bench_home(args.keep), redirect_stdout(sys.stderr):
         if args.which == "train":
             result.update(bench_train(mode))
         elif args.which == "score":

@@ -1,0 +1,102 @@
+"""`python -m engine bench ...`: the shape of what it reports, on a tiny model and a few rows (speed is never asserted).
+
+BELLWETHER_BENCH_SIZE=tiny shrinks the data to a few dozen rows, BELLWETHER_BENCH_MODEL points at a tiny model built
+from a config, and BELLWETHER_BENCH_INPROCESS=1 runs the cases in the test's process, so each command takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from engine.cli import main
+
+
+@pytest.fixture
+def tiny_bench(home, monkeypatch, tiny_text_model, shared):
+    shared("fpb", "train.csv")
+    shared("news", "reuters_headlines.csv")
+    monkeypatch.setenv("BELLWETHER_BENCH_SIZE", "tiny")
+    monkeypatch.setenv("BELLWETHER_BENCH_MODEL", str(tiny_text_model))
+    monkeypatch.setenv("BELLWETHER_BENCH_INPROCESS", "1")
+    before = signal.getsignal(signal.SIGTERM)  # an in-process job installs its own SIGTERM handler
+    yield home
+    signal.signal(signal.SIGTERM, before)
+
+
+def _run_json(capsys, *argv) -> dict:
+    capsys.readouterr()
+    assert main(["bench", *argv, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_train_reports_every_figure_and_ratio_as_one_json_object(tiny_bench, capsys):
+    result = _run_json(capsys, "train")
+
+    assert result["benchmark"] == "train" and result["mode"] == "tiny"
+    assert result["machine"]["torch"] and result["machine"]["transformers"] and result["machine"]["cpu_cores"] >= 1
+    base, eng = result["baselines"], result["engine"]
+    assert set(base) == {"tutorial_recipe_1_epoch", "trainer_defaults_1_epoch"}
+    assert set(eng) == {"identical_settings_1_epoch", "balanced"}
+    for row in [*base.values(), *eng.values()]:
+        assert row["samples_per_s"] > 0
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["macro_f1"] <= 1.0
+        assert row["peak_rss_mb"] > 50
+    # The engine ran through the product's own path: a saved model with the identical-settings configuration.
+    assert eng["identical_settings_1_epoch"]["model_saved"] is True
+    assert eng["identical_settings_1_epoch"]["config"] == {
+        "epochs": 1, "learning_rate": 2e-5, "batch_size": 16, "max_length": 128, "warmup_ratio": 0.0,
+        "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False}
+    assert eng["identical_settings_1_epoch"]["n_train"] == base["trainer_defaults_1_epoch"]["n_train"] == 32
+    # Ratios are computed from the figures in the same object.
+    ratios = result["ratios"]
+    assert ratios["throughput_vs_trainer"] == round(
+        eng["identical_settings_1_epoch"]["samples_per_s"] / base["trainer_defaults_1_epoch"]["samples_per_s"], 2)
+    assert ratios["throughput_vs_recipe"] == round(
+        eng["identical_settings_1_epoch"]["samples_per_s"] / base["tutorial_recipe_1_epoch"]["samples_per_s"], 2)
+    assert result["targets"]["throughput_at_least_trainer"] == (ratios["throughput_vs_trainer"] >= 1.0)
+    # A tiny random model never reaches macro-F1 0.80: no time to a usable model is claimed for anyone.
+    assert ratios["engine_time_to_usable_s"] is None and ratios["time_to_usable_speedup"] is None
+    assert result["targets"]["time_to_usable_2x_faster_baseline"] is None
+    assert result["load_average"]["start"] and result["total_s"] > 0
+    # The benchmark used a data directory of its own: the analyst's store was never created or touched.
+    assert not (tiny_bench / "bellwether.db").exists()
+
+
+def test_bench_score_reports_identical_labels_to_the_pipeline(tiny_bench, capsys, tmp_path):
+    out_file = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["bench", "score", "--format", "json", "--out", str(out_file)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(out_file.read_text()) == printed
+
+    assert set(printed["sets"]) == {"dev", "headlines"}
+    assert printed["sets"]["dev"]["n_texts"] == 16
+    assert printed["sets"]["headlines"]["n_texts"] > 0
+    for s in printed["sets"].values():
+        job = s["engine_score_job"]
+        assert job["n_texts"] == s["n_texts"]  # the job scored every stored article
+        assert job["texts_per_s"] > 0 and s["pipeline_default"]["texts_per_s"] > 0
+        assert s["pipeline_batch_32"]["batch_size"] == 32 and s["pipeline_default"]["batch_size"] is None
+        assert s["agreement_with_pipeline"] == 1.0  # same model, same labels for every text
+        assert s["ratios"]["vs_pipeline_batch_32"] == round(job["texts_per_s"] / s["pipeline_batch_32"]["texts_per_s"], 2)
+    assert printed["targets"]["dev_identical_labels"] is True
+    assert "labels" not in printed["sets"]["dev"]["engine_score_job"]  # figures only, not every label
+
+
+def test_bench_table_format_is_a_readable_table(tiny_bench, capsys):
+    capsys.readouterr()
+    assert main(["bench", "score"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# bench score (tiny)")
+    assert "| dev | 16 |" in text and "agreement" in text
+
+
+def test_bench_refuses_an_unknown_size_in_plain_words(home, monkeypatch, capsys):
+    monkeypatch.setenv("BELLWETHER_BENCH_SIZE", "enormous")
+    assert main(["bench", "train", "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert "BELLWETHER_BENCH_SIZE must be tiny, quick or full" in err
+    assert not (home / "bellwether.db").exists()
