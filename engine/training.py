@@ -160,37 +160,22 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
 
 
 def _dataset_get(conn, spec: str) -> dict:
-    try:
-        from engine import datasets
+    from engine import datasets
 
-        return datasets.get(conn, spec)
-    except ImportError:
-        pass
-    name, _, version = (spec or "").partition(":")
-    if version:
-        rows = list(conn.query("SELECT * FROM datasets WHERE name = ? AND version = ?", [name, int(version)]))
-    else:
-        rows = list(conn.query("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", [name]))
-    if not rows:
-        raise NotFound(f"There is no dataset called {spec!r}. Import it on the Data page first.")
-    return rows[0]
+    return datasets.get(conn, spec)
 
 
 def _dataset_rows(conn, dataset_id: int, split: str | None) -> list[dict]:
-    try:
-        from engine import datasets
+    from engine import datasets
 
-        return datasets.rows(conn, dataset_id, split)
-    except ImportError:
-        pass
-    out = []
-    for row in conn.query(
-        "SELECT * FROM dataset_rows WHERE dataset_id = ? AND split = ? ORDER BY row_id", [dataset_id, split]
-    ):
-        row["tokens"] = db.loads(row.pop("tokens_json", None))
-        row["tags"] = db.loads(row.pop("tags_json", None))
-        out.append(row)
-    return out
+    return datasets.rows(conn, dataset_id, split)
+
+
+def dataset_choices(conn) -> list[dict]:
+    """Saved dataset versions that can be trained on, newest first within each name."""
+    from engine import datasets
+
+    return datasets.list_datasets(conn)
 
 
 def split_counts(conn, dataset_id: int) -> dict[str, int]:

@@ -1,4 +1,182 @@
+"""Runs: one run live (status, progress, curves, device, log, Cancel / Resume) and the history of every run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from engine import jobs
+from engine.cli_train import summary
+from pages._shared import connect, plain_errors
+
+REFRESH_S = 2.0
+BADGES = {
+    "queued": ("gray", ":material/schedule:"),
+    "running": ("blue", ":material/sync:"),
+    "succeeded": ("green", ":material/check_circle:"),
+    "failed": ("red", ":material/error:"),
+    "cancelled": ("orange", ":material/cancel:"),
+}
+
+conn = connect()
 st.title("Runs")
-st.info("This screen is being built.")
+
+jobs.check_running(conn)  # a run whose process vanished is shown as failed, not as running forever
+runs = jobs.list_jobs(conn, kind="train")
+if not runs:
+    st.info("No training runs yet. Start one on the Train page.", icon=":material/info:")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+if any(r["status"] == "queued" for r in runs):
+    jobs.ensure_supervisor()  # queued runs need a supervisor; start one if none is alive
+
+ids = [r["id"] for r in runs]
+by_id = {r["id"]: r for r in runs}
+wanted = st.query_params.get("run")
+if wanted and wanted.isdigit() and int(wanted) in by_id and st.session_state.get("runs_pick") != int(wanted):
+    st.session_state["runs_pick"] = int(wanted)
+
+
+def on_pick() -> None:
+    st.query_params["run"] = str(st.session_state["runs_pick"])
+
+
+st.selectbox(
+    "Run",
+    ids,
+    key="runs_pick",
+    format_func=lambda i: f"#{i} · {by_id[i].get('name') or ''} · {by_id[i]['status']}",
+    on_change=on_pick,
+)
+run_id = int(st.session_state["runs_pick"])
+
+
+def badge(status: str) -> None:
+    color, icon = BADGES.get(status, ("gray", None))
+    st.badge(status.capitalize(), color=color, icon=icon)
+
+
+def curves(rows: list[dict], evals: list[dict]) -> None:
+    left, right = st.columns(2)
+    losses = [r for r in rows if r.get("loss") is not None]
+    with left:
+        fig = go.Figure()
+        if losses:
+            fig.add_scatter(x=[r["step"] for r in losses], y=[r["loss"] for r in losses], name="training loss")
+        if evals:
+            fig.add_scatter(x=[r["step"] for r in evals], y=[r["eval_loss"] for r in evals], name="validation loss",
+                            mode="lines+markers")
+        fig.update_layout(title="Loss", xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch")
+    with right:
+        fig = go.Figure()
+        if evals:
+            fig.add_scatter(x=[r["step"] for r in evals], y=[r["macro_f1"] for r in evals], name="macro-F1",
+                            mode="lines+markers")
+            fig.add_scatter(x=[r["step"] for r in evals], y=[r["accuracy"] for r in evals], name="accuracy",
+                            mode="lines+markers")
+        fig.update_layout(title="Validation", xaxis_title="step", yaxis_range=[0, 1], height=300,
+                          margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch")
+
+
+def eta_text(seconds) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"about {seconds // 60} min {seconds % 60} s left" if seconds >= 60 else f"about {seconds} s left"
+
+
+def live_view(run_id: int, active: bool) -> None:
+    conn = connect()
+    job = jobs.get(conn, run_id)
+    if active and job["status"] not in jobs.ACTIVE:
+        st.rerun()  # it just finished: redraw the whole page once, without the timer
+    head, actions = st.columns([3, 1])
+    with head:
+        st.subheader(f"#{job['id']} · {job.get('name') or ''}")
+        badge(job["status"])
+        st.caption(f"{job.get('task')} · base model {job.get('base_model')} · created {job['created_at']}"
+                   f"{' · attempt ' + str(job['attempt']) if (job.get('attempt') or 1) > 1 else ''}")
+    with actions, plain_errors():
+        if job["status"] in jobs.ACTIVE:
+            if job.get("cancel_requested"):
+                st.caption("Cancel requested: stopping at the next step.")
+            elif st.button("Cancel", key=f"cancel_{run_id}", icon=":material/cancel:"):
+                jobs.cancel(conn, run_id)
+                st.rerun()
+        if job["status"] in ("failed", "cancelled"):
+            if st.button("Resume", key=f"resume_{run_id}", type="primary", icon=":material/play_arrow:"):
+                jobs.resume(conn, run_id)
+                jobs.ensure_supervisor()
+                st.rerun(scope="app")
+    if job.get("error"):
+        (st.warning if job["status"] == "cancelled" else st.error)(job["error"])
+    rows = jobs.progress_rows(conn, run_id, "train")
+    evals = jobs.progress_rows(conn, run_id, "eval")
+    last = rows[-1] if rows else None
+    if job["status"] == "queued":
+        ahead = sum(1 for r in jobs.list_jobs(conn) if r["status"] in jobs.ACTIVE and r["id"] < run_id)
+        st.info(f"Waiting in the queue ({ahead} job{'s' if ahead != 1 else ''} ahead).", icon=":material/schedule:")
+    if last and last.get("total_steps"):
+        frac = min(1.0, (last["step"] or 0) / last["total_steps"])
+        text = f"Step {last['step']} of {last['total_steps']} · epoch {last['epoch'] or 0:.2f}"
+        if job["status"] == "running":
+            text += f" · {eta_text(last.get('eta_s'))}"
+            if last.get("samples_per_s"):
+                text += f" · {last['samples_per_s']:.1f} samples/s"
+        st.progress(frac, text=text)
+    device = job.get("device") or {}
+    if device:
+        words = f"{device.get('device', '?').upper()} · {device.get('precision', '?')}"
+        if device.get("gpu_name"):
+            words += f" · {device['gpu_name']} ({device.get('gpu_memory_gb')} GB)"
+        if (device.get("world_size") or 1) > 1:
+            words += f" · {device['world_size']} processes (data parallel)"
+        st.caption(f"Device: {words}")
+    if rows or evals:
+        curves(rows, evals)
+    metrics = job.get("metrics") or {}
+    if job["status"] == "succeeded" and metrics:
+        split = metrics.get("metrics_split", "test")
+        cols = st.columns(4)
+        cols[0].metric(f"Macro-F1 ({split})", f"{metrics.get('macro_f1', 0):.3f}")
+        cols[1].metric(f"Accuracy ({split})", f"{metrics.get('accuracy', 0):.3f}")
+        cols[2].metric("Weighted F1", f"{metrics.get('weighted_f1') or 0:.3f}")
+        cols[3].metric("Validation macro-F1", f"{metrics.get('validation_macro_f1') or 0:.3f}")
+        st.caption(f"Model saved in `{job.get('model_dir')}`")
+        st.page_link("pages/reports.py", label="Open the evaluation report", icon=":material/fact_check:",
+                     query_params={"run": str(run_id)})
+    tail = jobs.log_tail(job, 15)
+    if tail:
+        with st.expander("Last log lines", expanded=job["status"] == "failed"):
+            st.code(tail, language=None)
+
+
+active = by_id[run_id]["status"] in jobs.ACTIVE
+st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active)
+
+st.divider()
+st.subheader("All runs")
+table = pd.DataFrame([summary(conn, r) for r in runs])[
+    ["id", "name", "status", "task", "dataset", "base_model", "macro_f1", "accuracy", "created_at", "finished_at"]
+]
+event = st.dataframe(
+    table,
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="runs_table",
+    column_config={
+        "macro_f1": st.column_config.NumberColumn("macro-F1 (test)", format="%.3f"),
+        "accuracy": st.column_config.NumberColumn("accuracy (test)", format="%.3f"),
+    },
+)
+picked = (event.selection.rows if event and hasattr(event, "selection") else []) or []
+chosen = int(table.iloc[picked[0]]["id"]) if picked else None
+if chosen != st.session_state.get("runs_table_last"):  # react to a new click only, not to a selection left standing
+    st.session_state["runs_table_last"] = chosen
+    if chosen is not None and chosen != run_id:
+        st.query_params["run"] = str(chosen)
+        st.rerun()

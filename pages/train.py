@@ -1,4 +1,169 @@
+"""Train: pick a dataset, a base model and a preset (or advanced options), then queue a fine-tuning run."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("Train")
-st.info("This screen is being built.")
+from engine import jobs, training
+from engine.errors import UserError
+from pages._shared import connect, current_user, plain_errors
+
+conn = connect()
+state = st.session_state
+PRESET_NAMES = {"quick": "Quick", "balanced": "Balanced", "thorough": "Thorough"}
+ADVANCED = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
+            "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience"]
+LORA = ["lora_r", "lora_alpha", "lora_dropout"]
+
+st.title("Train a model")
+
+choices = training.dataset_choices(conn)
+if not choices:
+    st.info("There is no dataset yet. Import a labelled file on the Data page first.", icon=":material/info:")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/table_view:")
+    st.stop()
+
+
+def fill_advanced() -> None:
+    """Put the chosen preset's values into the Advanced fields."""
+    config = training.build_config(state.get("train_preset", "balanced"))
+    for key in ADVANCED + LORA:
+        state[f"adv_{key}"] = config[key]
+    state["adv_lora_target_modules"] = config["lora_target_modules"]
+    state.setdefault("adv_class_weighting", False)
+    state.setdefault("adv_lora", False)
+    state.pop("train_errors", None)
+
+
+if "adv_epochs" not in state:
+    state.setdefault("train_preset", "balanced")
+    fill_advanced()
+
+
+def overrides() -> dict:
+    values = {key: state.get(f"adv_{key}") for key in ADVANCED + LORA}
+    values["class_weighting"] = bool(state.get("adv_class_weighting"))
+    values["lora"] = bool(state.get("adv_lora"))
+    values["lora_target_modules"] = state.get("adv_lora_target_modules") or ""
+    return values
+
+
+# The Train button's click is handled before the fields are drawn, so that each error shows next to its field.
+if state.pop("train_clicked", False):
+    try:
+        run_id = training.submit(
+            conn,
+            state["train_dataset"],
+            base_model=state.get("train_base_model") or "default",
+            preset=state.get("train_preset"),
+            overrides=overrides(),
+            created_by=current_user(),
+        )
+    except training.ConfigError as exc:
+        state["train_errors"] = exc.errors
+    else:
+        state.pop("train_errors", None)
+        state["train_flash"] = run_id
+        jobs.ensure_supervisor()
+errors: dict[str, str] = state.get("train_errors") or {}
+
+
+def field_error(key: str) -> None:
+    if key in errors:
+        st.error(errors[key], icon=":material/error:")
+
+
+if state.get("train_flash"):
+    run_id = state["train_flash"]
+    st.success(f"Run {run_id} is queued. It trains in the background; you may close this page.",
+               icon=":material/check_circle:")
+    st.page_link("pages/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
+                 query_params={"run": str(run_id)})
+if errors:
+    st.error("Nothing was queued: fix the fields marked below.", icon=":material/error:")
+
+# ---- what to train on -----------------------------------------------------------------------------------------
+
+labels = {d["ref"]: f"{d['name']} v{d['version']} · {d['task']} · {d.get('n_rows') or 0:,} rows" for d in choices}
+st.selectbox("Dataset", list(labels), format_func=labels.get, key="train_dataset")
+field_error("dataset")
+field_error("task")
+dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
+n_train = (dataset.get("split_sizes") or {}).get("train") or dataset.get("n_rows") or 0
+
+st.text_input(
+    "Base model",
+    value="default",
+    key="train_base_model",
+    help="'default' is the packaged all-MiniLM-L6-v2 (works offline). Or a local model folder, or a Hugging Face "
+    "hub id such as ProsusAI/finbert (needs the internet).",
+)
+field_error("base_model")
+
+# ---- presets --------------------------------------------------------------------------------------------------
+
+st.subheader("How thoroughly")
+slot = jobs.default_slot()
+columns = st.columns(3)
+for column, (key, title) in zip(columns, PRESET_NAMES.items()):
+    config = training.build_config(key)
+    seconds = training.estimate_seconds(conn, n_train, config, "default", slot)
+    with column.container(border=True):
+        st.markdown(f"**{title}**")
+        st.caption(training.PRESET_TEXT[key])
+        st.markdown(
+            f"{config['epochs']:g} epoch{'s' if config['epochs'] != 1 else ''} · learning rate {config['learning_rate']:g}"
+            f" · batch {config['batch_size']} · max length {config['max_length']}"
+            + (f" · early stop after {config['early_stopping_patience']}" if config["early_stopping_patience"] else "")
+        )
+        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{training.format_duration(seconds)}**")
+st.radio("Preset", list(PRESET_NAMES), format_func=PRESET_NAMES.get, key="train_preset", horizontal=True,
+         on_change=fill_advanced)
+field_error("preset")
+
+# ---- advanced -------------------------------------------------------------------------------------------------
+
+with st.expander("Advanced options", expanded=bool(errors)):
+    st.caption("Filled in from the preset; change any of them. Invalid values are refused with the reason.")
+    left, right = st.columns(2)
+    fields = {
+        "epochs": (left, "Epochs", 1.0, "%g"),
+        "learning_rate": (left, "Learning rate", 1e-5, "%.6f"),
+        "batch_size": (left, "Batch size", 1, None),
+        "max_length": (left, "Max length (tokens)", 16, None),
+        "gradient_accumulation": (left, "Gradient accumulation", 1, None),
+        "warmup_ratio": (right, "Warm-up ratio", 0.05, "%.2f"),
+        "weight_decay": (right, "Weight decay", 0.01, "%.3f"),
+        "seed": (right, "Seed", 1, None),
+        "eval_steps": (right, "Evaluate every N steps (0: each epoch)", 50, None),
+        "early_stopping_patience": (right, "Early-stopping patience (0: off)", 1, None),
+    }
+    for key, (column, label, step, fmt) in fields.items():
+        with column:
+            st.number_input(label, key=f"adv_{key}", step=step, format=fmt)
+            field_error(key)
+    st.checkbox("Weight classes to balance rare labels", key="adv_class_weighting")
+    st.checkbox("LoRA (train small adapters; merged into the saved model)", key="adv_lora")
+    if state.get("adv_lora"):
+        a, b, c = st.columns(3)
+        with a:
+            st.number_input("LoRA r", key="adv_lora_r", step=1)
+            field_error("lora_r")
+        with b:
+            st.number_input("LoRA alpha", key="adv_lora_alpha", step=1.0, format="%g")
+            field_error("lora_alpha")
+        with c:
+            st.number_input("LoRA dropout", key="adv_lora_dropout", step=0.05, format="%.2f")
+            field_error("lora_dropout")
+        st.text_input("LoRA target modules (comma-separated; empty: the model's default)", key="adv_lora_target_modules")
+        field_error("lora_target_modules")
+
+with plain_errors():
+    try:
+        estimate = training.estimate_seconds(conn, n_train, training.build_config(state["train_preset"], overrides()),
+                                             "default", slot)
+        st.caption(f"With these settings: {training.format_duration(estimate)} for {n_train:,} training rows.")
+    except UserError:
+        pass
+
+st.button("Train", type="primary", icon=":material/model_training:", on_click=lambda: state.update(train_clicked=True))
