@@ -141,9 +141,13 @@ at.run()
 t2 = time.perf_counter()
 at.radio(key="mon_freq").set_value("W").run()
 t3 = time.perf_counter()
+at.radio(key="mon_freq").set_value("D").run()
+t4 = time.perf_counter()
 err = [str(e.value) for e in at.exception]
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith(("VmHWM", "VmRSS")))
+mb = lambda key: round(int(status[key].split()[0]) / 1024, 1)  # VmHWM: this process's own peak (reset at exec)
 print(json.dumps({"first_render_s": round(t2 - t1, 2), "weekly_rerun_s": round(t3 - t2, 2),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "daily_again_cached_s": round(t4 - t3, 2), "peak_rss_mb": mb("VmHWM"), "rss_end_mb": mb("VmRSS"),
                   "charts": len(at.get("plotly_chart")), "exceptions": err, "metric_articles": at.metric[0].value}))
 """
 

@@ -9,7 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import alerts, export, feeds, trends
+from engine import alerts, export, feeds, paths, trends
 from pages._shared import connect, current_user, plain_errors
 
 ALL = "(all)"
@@ -27,6 +27,35 @@ if not all_feeds:
     st.info("No feeds yet. Import news on the Feeds page, score it with a trained model, and watch it here.",
             icon=":material/info:")
     st.stop()
+
+
+@st.cache_data(ttl=900, max_entries=128, show_spinner="Aggregating…")
+def aggregate(what: str, home: str, version: tuple, fields: tuple, freq: str = "D"):
+    """Aggregates cached per data version (new articles, scores or topics change it), so reruns are instant."""
+    c = connect()
+    try:
+        f = trends.Filters(*fields)
+        if what == "volume":
+            return trends.volume(c, f, freq)
+        if what == "net":
+            return trends.net_sentiment(c, f, freq)
+        if what == "heat":
+            return trends.topic_week_negative(c, f)
+        if what == "sources":
+            return trends.sources(c, f.feed_id)
+        if what == "topics":
+            return trends.topic_names(c, f.feed_id)
+        raise ValueError(what)
+    finally:
+        c.close()
+
+
+def data_version(feed_id: int) -> tuple:
+    """Cheap: the newest article of the feed, the newest score and topic rows (rowids only grow)."""
+    return tuple(conn.execute(
+        "SELECT (SELECT MAX(id) FROM articles WHERE feed_id = ?), (SELECT MAX(rowid) FROM scores), "
+        "(SELECT MAX(rowid) FROM article_topics), (SELECT COUNT(*) FROM article_topics)", [feed_id]).fetchone())
+
 
 # ---- filters ---------------------------------------------------------------------------------------------------
 
@@ -47,9 +76,11 @@ lo, hi = date.fromisoformat(first), date.fromisoformat(last)
 c1, c2, c3 = st.columns([2, 1, 1])
 picked = c1.date_input("Dates", (lo, hi), min_value=lo, max_value=hi, key=f"mon_dates_{feed_id}")
 start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2 else (lo, hi))
-topic_options = [ALL] + trends.topic_names(conn, feed_id)
+version = data_version(feed_id)
+home = str(paths.home())
+topic_options = [ALL] + aggregate("topics", home, version, (feed_id,))
 topic = c2.selectbox("Topic", topic_options, key=f"mon_topic_{feed_id}")
-source_options = [ALL] + trends.sources(conn, feed_id)
+source_options = [ALL] + aggregate("sources", home, version, (feed_id,))
 source = c3.selectbox("Source", source_options, key=f"mon_source_{feed_id}")
 f = trends.Filters(feed_id, run_id, start.isoformat(), end.isoformat(), None if topic == ALL else topic,
                    None if source == ALL else source)
@@ -90,7 +121,8 @@ def alert_markers(fig, y_top: float) -> None:
 
 # ---- charts ----------------------------------------------------------------------------------------------------
 
-volume = trends.volume(conn, f, freq)
+fields = (f.feed_id, f.run_id, f.start, f.end, f.topic, f.source)
+volume = aggregate("volume", home, version, fields, freq)
 if volume.empty:
     st.info("No articles match these filters.")
 else:
@@ -102,7 +134,7 @@ else:
     alert_markers(fig, float(totals.max()) * 1.05)
     st.plotly_chart(fig, width="stretch", key="chart_volume")
 
-    net = trends.net_sentiment(conn, f, freq)
+    net = aggregate("net", home, version, fields, freq)
     if not net.empty:
         st.subheader("Net sentiment index")
         st.caption("(positive − negative) / scored articles per period, with its rolling mean "
@@ -116,7 +148,7 @@ else:
         alert_markers(fig, 1.05)
         st.plotly_chart(fig, width="stretch", key="chart_net")
 
-    heat = trends.topic_week_negative(conn, f)
+    heat = aggregate("heat", home, version, fields)
     if not heat.empty:
         st.subheader("Negative share by topic and week")
         grid = heat.pivot_table(index="topic", columns="week", values="share")
@@ -130,8 +162,7 @@ else:
 # ---- drill-down ------------------------------------------------------------------------------------------------
 
 st.subheader("Drill down")
-days = sorted(trends.volume(conn, trends.Filters(feed_id, run_id, f.start, f.end, f.topic, f.source), "D")["period"].unique(),
-              reverse=True)
+days = sorted(aggregate("volume", home, version, fields, "D")["period"].unique(), reverse=True)
 if days:
     c1, c2 = st.columns(2)
     day = c1.selectbox("Day", days, key=f"drill_day_{feed_id}")
