@@ -462,6 +462,7 @@ def check_running(conn, children: dict[int, subprocess.Popen] | None = None) -> 
         status = conn.execute("SELECT status FROM jobs WHERE id = ?", [job["id"]]).fetchone()[0]
         if status == "running":
             mark_vanished(conn, job)
+            _kill_group(job["pid"], signal.SIGKILL)  # leftovers of its process group, if any
 
 
 def _kill_group(pid: int | None, sig: int) -> None:
@@ -506,6 +507,8 @@ class Supervisor:
             del self.children[job_id]
             self.cancel_seen.pop(job_id, None)
             status = self.conn.execute("SELECT status, cancel_requested FROM jobs WHERE id = ?", [job_id]).fetchone()
+            if code != 0:
+                _kill_group(proc.pid, signal.SIGKILL)  # its children (torchrun workers) must not outlive it
             if status and status[0] == "running":
                 if status[1]:
                     _finish(self.conn, job_id, "cancelled", "Cancelled on request (stopped forcefully).")
