@@ -77,7 +77,7 @@ FIELD_LABELS = {
 }
 
 # Fallback speeds (training samples per second at max length 128) before anything was measured on this machine.
-DEFAULT_SPEED = {"cpu": 25.0, "cuda": 600.0}
+DEFAULT_SPEED = {"cpu": 10.0, "cuda": 600.0}
 
 
 class ConfigError(UserError):

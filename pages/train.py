@@ -99,6 +99,7 @@ st.text_input(
     "hub id such as ProsusAI/finbert (needs the internet).",
 )
 field_error("base_model")
+base_spec = (state.get("train_base_model") or "default").strip()
 
 # ---- presets --------------------------------------------------------------------------------------------------
 
@@ -107,7 +108,7 @@ slot = jobs.default_slot()
 columns = st.columns(3)
 for column, (key, title) in zip(columns, PRESET_NAMES.items()):
     config = training.build_config(key)
-    seconds = training.estimate_seconds(conn, n_train, config, "default", slot)
+    seconds = training.estimate_seconds(conn, n_train, config, base_spec, slot)
     with column.container(border=True):
         st.markdown(f"**{title}**")
         st.caption(training.PRESET_TEXT[key])
@@ -161,7 +162,7 @@ with st.expander("Advanced options", expanded=bool(errors)):
 with plain_errors():
     try:
         estimate = training.estimate_seconds(conn, n_train, training.build_config(state["train_preset"], overrides()),
-                                             "default", slot)
+                                             base_spec, slot)
         st.caption(f"With these settings: {training.format_duration(estimate)} for {n_train:,} training rows.")
     except UserError:
         pass
