@@ -106,8 +106,9 @@ def train_run(conn, dataset: str, base_model: str, preset: str, overrides: dict 
         "wall_s": round(wall, 2),  # from submit (pressing Train) to the job process's exit, model saved
         "accuracy": round(float(m.get("validation_accuracy", m.get("accuracy")) or 0), 4),
         "macro_f1": round(float(f1 or 0), 4),
-        "per_epoch": [{"epoch": round(r["epoch"] or 0, 2), "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
-                      for r in evals],
+        # elapsed_s: from queueing to that evaluation (the store's timestamps have whole seconds).
+        "per_epoch": [{"epoch": round(r["epoch"] or 0, 2), "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                       "elapsed_s": _seconds_between(job["created_at"], r["created_at"])} for r in evals],
         "model_saved": model_ok,
         "time_to_usable_s": round(wall, 2) if model_ok and (f1 or 0) >= 0.80 else None,
         "model_dir": job.get("model_dir"),
@@ -184,6 +185,14 @@ def score_run(conn, feed_id: int, run_id: int) -> dict:
         "wall_s": round(wall, 2), "texts_per_s_wall": round(scored / wall, 1) if wall else None,
         "peak_rss_mb": proc["peak_rss_mb"], "labels": labels,
     }
+
+
+def _seconds_between(a: str | None, b: str | None) -> float | None:
+    from datetime import datetime
+
+    if not a or not b:
+        return None
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
 def self_peak_rss_mb() -> float:
