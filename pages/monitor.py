@@ -13,6 +13,7 @@ from engine import alerts, export, feeds, paths, trends
 from pages._shared import connect, current_user, plain_errors
 
 ALL = "(all)"
+MAX_VLINES = 25
 COLORS = {"negative": "#d62728", "neutral": "#9e9e9e", "positive": "#2ca02c", "unscored": "#d9d9d9"}
 
 conn = connect()
@@ -54,7 +55,8 @@ def data_version(feed_id: int) -> tuple:
     """Cheap: the newest article of the feed, the newest score and topic rows (rowids only grow)."""
     return tuple(conn.execute(
         "SELECT (SELECT MAX(id) FROM articles WHERE feed_id = ?), (SELECT MAX(rowid) FROM scores), "
-        "(SELECT MAX(rowid) FROM article_topics), (SELECT COUNT(*) FROM article_topics)", [feed_id]).fetchone())
+        "(SELECT MAX(rowid) FROM article_topics), (SELECT COUNT(*) || MAX(created_at) FROM topic_rules)",
+        [feed_id]).fetchone())
 
 
 # ---- filters ---------------------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def alert_markers(fig, y_top: float) -> None:
     if not alert_rows:
         return
     xs = [_marker_x(a["window_end"]) for a in alert_rows]
-    for x in sorted(set(xs)):
+    for x in sorted(set(xs))[-MAX_VLINES:]:  # each line is a plotly shape (slow by the hundred): the latest only
         fig.add_vline(x=x, line_dash="dot", line_color="#d62728", opacity=0.6)
     fig.add_trace(go.Scatter(x=xs, y=[y_top] * len(xs), mode="markers", name="alert",
                              marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
