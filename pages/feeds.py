@@ -30,8 +30,11 @@ if state.get("feed_flash"):
 
 all_feeds = feeds.list_feeds(conn)
 names = [f["name"] for f in all_feeds]
-choice = st.selectbox("Feed", names + [NEW_FEED], index=names.index(state["feed_selected"]) if state.get("feed_selected") in names else 0,
-                      key="feed_choice")
+if state.get("feed_selected") in names:  # a feed just created or chosen elsewhere: select it in the widget itself
+    state["feed_choice"] = state.pop("feed_selected")
+elif state.get("feed_choice") not in names + [NEW_FEED]:
+    state.pop("feed_choice", None)
+choice = st.selectbox("Feed", names + [NEW_FEED], key="feed_choice")
 if choice == NEW_FEED:
     feed_name = st.text_input("New feed name", placeholder="markets-daily", key="new_feed_name").strip()
     feed_row = None
@@ -92,7 +95,6 @@ if uploaded is not None:
                 state["feed_last_import"] = {"summary": result.summary(), "examples": result.examples}
                 state["feed_selected"] = feed_name
                 state["feed_upload_round"] += 1
-                state.pop("feed_choice", None)
                 st.rerun()
         if not feed_name:
             st.caption("Name the new feed to import.")
