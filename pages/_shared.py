@@ -45,6 +45,19 @@ def sign_in() -> None:
             st.error("That name and password do not match. Ask your administrator for the dashboard password.")
 
 
+def require_sign_in() -> str:
+    """Stop the page at the sign-in form unless someone is signed in.
+
+    streamlit_app.py signs people in before navigation, but Streamlit can also run a page file straight from its URL
+    (the pages/ folder convention), so every page calls this first.
+    """
+    user = current_user()
+    if user is None:
+        sign_in()
+        st.stop()
+    return user
+
+
 def sidebar_chrome() -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{current_user()}**")

@@ -10,11 +10,12 @@ import streamlit as st
 
 from engine import datasets, ingest, validate
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors
+from pages._shared import connect, current_user, plain_errors, require_sign_in
 
 NONE = "(none)"
 ACTION_WORDS = {"dropped": "Will be dropped", "merged": "Will be merged", "kept": "Kept"}
 
+require_sign_in()
 conn = connect()
 state = st.session_state
 state.setdefault("upload_round", 0)

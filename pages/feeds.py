@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import feeds, jobs, scoring, trends
-from pages._shared import connect, current_user, plain_errors
+from pages._shared import connect, current_user, plain_errors, require_sign_in
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -19,6 +19,7 @@ FIELD_LABELS = {
     "topic": "Topic or ticker (optional)",
 }
 
+require_sign_in()
 conn = connect()
 state = st.session_state
 state.setdefault("feed_upload_round", 0)

@@ -10,12 +10,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine import alerts, export, feeds, paths, trends
-from pages._shared import connect, current_user, plain_errors
+from pages._shared import connect, current_user, plain_errors, require_sign_in
 
 ALL = "(all)"
 MAX_VLINES = 25
 COLORS = {"negative": "#d62728", "neutral": "#9e9e9e", "positive": "#2ca02c", "unscored": "#d9d9d9"}
 
+require_sign_in()
 conn = connect()
 state = st.session_state
 

@@ -16,7 +16,7 @@ import streamlit as st
 from engine import export, reports
 from engine.readers import read_table
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors, sign_in
+from pages._shared import connect, current_user, plain_errors, require_sign_in
 
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
@@ -247,9 +247,7 @@ def try_tab(conn, run: dict) -> None:
 
 # ---- the screen --------------------------------------------------------------------------------------------------
 
-if current_user() is None:  # opened by its URL without going through streamlit_app.py's sign-in
-    sign_in()
-    st.stop()
+require_sign_in()
 
 st.title("Reports")
 conn = connect()

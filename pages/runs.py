@@ -8,7 +8,7 @@ import streamlit as st
 
 from engine import jobs
 from engine.cli_train import summary
-from pages._shared import connect, plain_errors
+from pages._shared import connect, plain_errors, require_sign_in
 
 REFRESH_S = 2.0
 BADGES = {
@@ -19,6 +19,7 @@ BADGES = {
     "cancelled": ("orange", ":material/cancel:"),
 }
 
+require_sign_in()
 conn = connect()
 st.title("Runs")
 

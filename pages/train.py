@@ -6,8 +6,9 @@ import streamlit as st
 
 from engine import jobs, training
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors
+from pages._shared import connect, current_user, plain_errors, require_sign_in
 
+require_sign_in()
 conn = connect()
 state = st.session_state
 PRESET_NAMES = {"quick": "Quick", "balanced": "Balanced", "thorough": "Thorough"}

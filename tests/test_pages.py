@@ -1,0 +1,93 @@
+"""Every page renders without an exception on an empty store and on a populated one, and none shows data to someone
+who has not signed in."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+from tests.helpers import make_finished_run
+
+PAGES = ["data", "train", "runs", "reports", "feeds", "monitor"]
+TITLES = {"data": "Data", "train": "Train a model", "runs": "Runs", "reports": "Reports", "feeds": "Feeds",
+          "monitor": "Monitor"}
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def populate(store, tiny_text_model) -> int:
+    """A saved dataset, a finished run with test predictions, a feed of scored articles."""
+    from engine import datasets, feeds, jobs, scoring
+
+    rows = "\n".join(f"Profit {'rose' if i % 3 == 0 else 'fell' if i % 3 == 1 else 'held'} at firm {i},"
+                     f"{('positive', 'negative', 'neutral')[i % 3]}" for i in range(60))
+    ds, _ = datasets.import_file(store, ("text,label\n" + rows).encode(), "fpb-mini.csv", "fpb-mini", created_by="test")
+    predictions = [
+        {"row_id": r["row_id"], "text": r["text"], "true_label": r["label"], "pred_label": r["label"],
+         "confidence": 0.9, "probs": {"negative": 0.05, "neutral": 0.05, "positive": 0.9}}
+        for r in datasets.rows(store, ds["id"], "test")
+    ]
+    run_id = make_finished_run(store, tiny_text_model, predictions=predictions, dataset_id=ds["id"],
+                               metrics={"accuracy": 1.0, "macro_f1": 1.0})
+    news = "Time,Headlines\n" + "\n".join(f"{1 + i % 9}-Jul-20,Headline number {i} about markets" for i in range(40))
+    feeds.import_file(store, news.encode(), "news.csv", "markets")
+    job_id = scoring.enqueue(store, "markets", run_id)
+    job = jobs.get(store, job_id)
+
+    class Ctx:  # the runner's context, without a separate process
+        log = __import__("logging").getLogger("test")
+
+        def progress(self, **fields):
+            pass
+
+        def should_cancel(self):
+            return False
+
+    scoring.run(store, job, Ctx())
+    return run_id
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_renders_on_an_empty_store(home, page):
+    at = open_page(page)
+    assert not at.exception, at.exception
+    assert at.title[0].value == TITLES[page]
+
+
+def test_each_page_renders_on_a_populated_store(home, store, tiny_text_model):
+    populate(store, tiny_text_model)
+    for page in PAGES:
+        at = open_page(page)
+        assert not at.exception, (page, at.exception)
+        assert at.title[0].value == TITLES[page]
+        shown = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.success])
+        assert "No dataset" not in shown and "No feeds yet" not in shown, page
+    # The populated pages show what is stored.
+    assert open_page("reports").metric[0].value == "1.000"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_page_opened_by_its_own_url_asks_for_sign_in_first(home, page, monkeypatch):
+    monkeypatch.setenv("BELLWETHER_PASSWORD", "s3cret")
+    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=60).run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert not at.title or at.title[0].value == "Bellwether"
+
+
+def test_sign_in_with_the_right_password_only(home, monkeypatch):
+    monkeypatch.setenv("BELLWETHER_PASSWORD", "s3cret")
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    at.text_input[0].input("Maria")
+    at.text_input[1].input("wrong")
+    at.button[0].click().run()
+    assert "do not match" in at.error[0].value
+    at.text_input[1].input("s3cret")
+    at.button[0].click().run()
+    assert at.title[0].value == "Data"
+    assert "Maria" in " ".join(c.value for c in at.sidebar.caption)
