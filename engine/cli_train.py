@@ -137,6 +137,7 @@ def cmd_train(args) -> int:
 def follow(conn, run_id: int, out=sys.stderr) -> int:
     """Show a progress bar until the run finishes; 0 only if it succeeded."""
     last = None
+    last_loss = None
     while True:
         job = jobs.get(conn, run_id)
         p = jobs.last_progress(conn, run_id)
@@ -144,7 +145,8 @@ def follow(conn, run_id: int, out=sys.stderr) -> int:
             frac = min(1.0, (p["step"] or 0) / p["total_steps"])
             bar = "#" * int(frac * 30)
             eta = f" ETA {int(p['eta_s'])} s" if p.get("eta_s") is not None else ""
-            loss = f" loss {p['loss']:.4f}" if p.get("loss") is not None else ""
+            last_loss = p["loss"] if p.get("loss") is not None else last_loss
+            loss = f" loss {last_loss:.4f}" if last_loss is not None else ""
             line = f"[{bar:<30}] {p['step']}/{p['total_steps']}{loss}{eta}"
         else:
             line = f"{job['status']}..."

@@ -493,12 +493,13 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
                     step=state.global_step,
                     total_steps=state.max_steps,
                     epoch=state.epoch,
-                    loss=self.loss,
+                    loss=self.loss,  # only on the row after a logging step, so that curves show real points
                     learning_rate=self.lr,
                     samples_per_s=(done * effective_batch / elapsed) if elapsed > 0 else None,
                     elapsed_s=elapsed,
                     eta_s=(state.max_steps - state.global_step) * per_step if per_step else None,
                 )
+                self.loss = None
             cancel = ctx.should_cancel() if is_main else False
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 flag = torch.tensor([1 if cancel else 0], device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
