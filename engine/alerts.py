@@ -117,20 +117,20 @@ def detect(daily: pd.DataFrame, rule: dict) -> pd.DataFrame:
 
 
 def _daily(conn, feed_id: int, run_id: int, neg: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scored articles and negative ones per day, overall and per topic, from the rollups kept by engine.db."""
     overall = pd.DataFrame(
         conn.execute(
-            "SELECT a.day, COUNT(*), SUM(s.label = ?) FROM articles a JOIN scores s ON s.article_id = a.id "
-            "AND s.run_id = ? WHERE a.feed_id = ? GROUP BY a.day ORDER BY a.day",
-            [neg, run_id, feed_id],
+            "SELECT day, SUM(n), SUM(CASE WHEN label = ? THEN n ELSE 0 END) FROM day_counts "
+            "WHERE feed_id = ? AND run_id = ? AND n > 0 GROUP BY day ORDER BY day",
+            [neg, feed_id, run_id],
         ).fetchall(),
         columns=["day", "n", "negative"],
     )
     by_topic = pd.DataFrame(
         conn.execute(
-            "SELECT t.topic, a.day, COUNT(*), SUM(s.label = ?) FROM article_topics t JOIN articles a ON a.id = t.article_id "
-            "JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE a.feed_id = ? GROUP BY t.topic, a.day "
-            "ORDER BY t.topic, a.day",
-            [neg, run_id, feed_id],
+            "SELECT topic, day, SUM(n), SUM(CASE WHEN label = ? THEN n ELSE 0 END) FROM topic_day_counts "
+            "WHERE feed_id = ? AND run_id = ? AND n > 0 GROUP BY topic, day ORDER BY topic, day",
+            [neg, feed_id, run_id],
         ).fetchall(),
         columns=["topic", "day", "n", "negative"],
     )

@@ -256,9 +256,96 @@ def _m002_feeds(db: sqlite_utils.Database) -> None:
     db["alerts"].create_index(["feed_id", "run_id", "window_end"])
 
 
+def _m003_sentiment_rollups(db: sqlite_utils.Database) -> None:
+    """Daily counts of articles and of their sentiment labels, kept by triggers, so the Monitor never scans articles.
+
+    ``day_counts``: one row per (feed, run, day, source, label) with its article count ``n``; ``topic_day_counts``: the
+    same per topic (an article counts once in each of its topics). ``run_id = 0`` with ``label = ''`` counts every
+    article (scored or not); other rows count the scores of that run (a NULL label is stored as ''). A NULL source is
+    ''. Triggers on ``articles``, ``scores`` and ``article_topics`` add and subtract in the same transaction as the
+    write (inserts, deletes, updates of the columns used), so the counts always equal a GROUP BY over the joins. Rows
+    may drop to n = 0: readers keep ``n > 0``.
+    """
+    db.execute(
+        "CREATE TABLE day_counts (feed_id INTEGER NOT NULL, run_id INTEGER NOT NULL, day TEXT NOT NULL, "
+        "source TEXT NOT NULL, label TEXT NOT NULL, n INTEGER NOT NULL, "
+        "PRIMARY KEY (feed_id, run_id, day, source, label)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE topic_day_counts (feed_id INTEGER NOT NULL, run_id INTEGER NOT NULL, topic TEXT NOT NULL, "
+        "day TEXT NOT NULL, source TEXT NOT NULL, label TEXT NOT NULL, n INTEGER NOT NULL, "
+        "PRIMARY KEY (feed_id, run_id, topic, day, source, label)) WITHOUT ROWID"
+    )
+    day_up = ("INSERT INTO day_counts (feed_id, run_id, day, source, label, n) {} "
+              "ON CONFLICT (feed_id, run_id, day, source, label) DO UPDATE SET n = n + excluded.n;")
+    topic_up = ("INSERT INTO topic_day_counts (feed_id, run_id, topic, day, source, label, n) {} "
+                "ON CONFLICT (feed_id, run_id, topic, day, source, label) DO UPDATE SET n = n + excluded.n;")
+
+    def article(x: str, sign: int) -> str:  # x: NEW or OLD row of articles
+        key = f"COALESCE({x}.feed_id, 0)"
+        day, src = f"COALESCE({x}.day, '')", f"COALESCE({x}.source, '')"
+        return "\n".join([
+            day_up.format(f"VALUES ({key}, 0, {day}, {src}, '', {sign})"),
+            day_up.format(f"SELECT {key}, sc.run_id, {day}, {src}, COALESCE(sc.label, ''), {sign} FROM scores sc "
+                          f"WHERE sc.article_id = {x}.id"),
+            topic_up.format(f"SELECT {key}, 0, COALESCE(t.topic, ''), {day}, {src}, '', {sign} FROM article_topics t "
+                            f"WHERE t.article_id = {x}.id"),
+            topic_up.format(f"SELECT {key}, sc.run_id, COALESCE(t.topic, ''), {day}, {src}, COALESCE(sc.label, ''), "
+                            f"{sign} FROM article_topics t JOIN scores sc ON sc.article_id = t.article_id "
+                            f"WHERE t.article_id = {x}.id"),
+        ])
+
+    def score(x: str, sign: int) -> str:  # x: NEW or OLD row of scores
+        cols = "COALESCE(a.feed_id, 0), {}, COALESCE(a.day, ''), COALESCE(a.source, ''), COALESCE({}.label, ''), {}"
+        return "\n".join([
+            day_up.format(f"SELECT {cols.format(f'{x}.run_id', x, sign)} FROM articles a WHERE a.id = {x}.article_id"),
+            topic_up.format(
+                "SELECT COALESCE(a.feed_id, 0), {r}.run_id, COALESCE(t.topic, ''), COALESCE(a.day, ''), "
+                "COALESCE(a.source, ''), COALESCE({r}.label, ''), {s} FROM articles a JOIN article_topics t "
+                "ON t.article_id = a.id WHERE a.id = {r}.article_id".format(r=x, s=sign)),
+        ])
+
+    def topic(x: str, sign: int) -> str:  # x: NEW or OLD row of article_topics
+        return "\n".join([
+            topic_up.format(f"SELECT COALESCE(a.feed_id, 0), 0, COALESCE({x}.topic, ''), COALESCE(a.day, ''), "
+                            f"COALESCE(a.source, ''), '', {sign} FROM articles a WHERE a.id = {x}.article_id"),
+            topic_up.format(f"SELECT COALESCE(a.feed_id, 0), sc.run_id, COALESCE({x}.topic, ''), COALESCE(a.day, ''), "
+                            f"COALESCE(a.source, ''), COALESCE(sc.label, ''), {sign} FROM articles a JOIN scores sc "
+                            f"ON sc.article_id = a.id WHERE a.id = {x}.article_id"),
+        ])
+
+    for table, body, update_of in [("articles", article, "id, feed_id, day, source"),
+                                   ("scores", score, "article_id, run_id, label"),
+                                   ("article_topics", topic, "article_id, topic")]:
+        db.execute(f"CREATE TRIGGER {table}_rollup_ai AFTER INSERT ON {table} BEGIN\n{body('NEW', 1)}\nEND")
+        db.execute(f"CREATE TRIGGER {table}_rollup_ad AFTER DELETE ON {table} BEGIN\n{body('OLD', -1)}\nEND")
+        db.execute(f"CREATE TRIGGER {table}_rollup_au AFTER UPDATE OF {update_of} ON {table} BEGIN\n"
+                   f"{body('OLD', -1)}\n{body('NEW', 1)}\nEND")
+    rebuild_rollups(db)
+
+
+def rebuild_rollups(db: sqlite_utils.Database) -> None:
+    """Recount ``day_counts`` and ``topic_day_counts`` from articles, scores and topics (the migration's backfill)."""
+    NULL_LABEL, EMPTY = "COALESCE(s.label, '')", "''"
+    db.execute("DELETE FROM day_counts")
+    db.execute("DELETE FROM topic_day_counts")
+    a = "COALESCE(a.feed_id, 0), {run}, COALESCE(a.day, ''), COALESCE(a.source, ''), {label}"
+    db.execute(f"INSERT INTO day_counts SELECT {a.format(run='0', label=EMPTY)}, COUNT(*) FROM articles a "
+               "GROUP BY 1, 2, 3, 4, 5")
+    db.execute(f"INSERT INTO day_counts SELECT {a.format(run='s.run_id', label=NULL_LABEL)}, COUNT(*) FROM scores s "
+               "JOIN articles a ON a.id = s.article_id GROUP BY 1, 2, 3, 4, 5")
+    t = "COALESCE(a.feed_id, 0), {run}, COALESCE(t.topic, ''), COALESCE(a.day, ''), COALESCE(a.source, ''), {label}"
+    db.execute(f"INSERT INTO topic_day_counts SELECT {t.format(run='0', label=EMPTY)}, COUNT(*) "
+               "FROM article_topics t JOIN articles a ON a.id = t.article_id GROUP BY 1, 2, 3, 4, 5, 6")
+    db.execute(f"INSERT INTO topic_day_counts SELECT {t.format(run='s.run_id', label=NULL_LABEL)}, "
+               "COUNT(*) FROM article_topics t JOIN articles a ON a.id = t.article_id JOIN scores s "
+               "ON s.article_id = t.article_id GROUP BY 1, 2, 3, 4, 5, 6")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
+    (3, _m003_sentiment_rollups),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -296,6 +383,7 @@ def connect(path: str | Path | None = None) -> sqlite_utils.Database:
     db.enable_wal()
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA recursive_triggers = ON")  # INSERT OR REPLACE then fires delete triggers (the rollups)
     migrate(db)
     return db
 

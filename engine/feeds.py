@@ -443,11 +443,42 @@ def topic_rules(conn, feed_id: int) -> list[TopicRule]:
 
 
 def _rule_matches(rules: list[TopicRule], ids: np.ndarray, text: pd.Series) -> list[tuple[int, str, str]]:
+    """(article id, rule name, 'rule') for every text a rule's pattern matches.
+
+    The pattern (word boundaries, any case) is a Python regex run row by row, so it only runs on the candidates: an
+    ASCII text can only match an all-ASCII rule if it contains one of the keywords, lower-cased, as a substring, and
+    that test runs vectorised in Arrow. Texts with other characters (where case rules are wider) always run the
+    regex, so the result is exactly the regex's own.
+    """
     out: list[tuple[int, str, str]] = []
+    rules = [r for r in rules if r.keywords]
+    if not rules or not len(text):
+        return out
+    values = text.fillna("").astype(str).to_numpy(dtype=object)
+    prefilter = None
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arrow = pa.array(values, type=pa.large_string())
+        ascii_ = pc.string_is_ascii(arrow).to_numpy(zero_copy_only=False)
+        lowered = pc.utf8_lower(arrow)
+
+        def prefilter(words: list[str]) -> np.ndarray:
+            hit = ~ascii_
+            for word in words:
+                hit = hit | pc.match_substring(lowered, word.lower()).to_numpy(zero_copy_only=False)
+            return hit
+    except ImportError:  # no Arrow: the regex runs on every row
+        pass
     for rule in rules:
-        if not rule.keywords:
-            continue
-        hit = text.str.contains(rule.pattern(), regex=True).to_numpy(dtype=bool)
+        pattern = rule.pattern()
+        if prefilter is not None and all(w.isascii() for w in rule.keywords):
+            rows = np.flatnonzero(prefilter(rule.keywords))
+        else:
+            rows = np.arange(len(values))
+        search = pattern.search
+        hit = [i for i in rows.tolist() if search(values[i])]
         out.extend((int(i), rule.name, "rule") for i in ids[hit])
     return out
 

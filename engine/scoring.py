@@ -170,8 +170,10 @@ def run(conn, job: dict, ctx) -> dict:
             ]
             with db.transaction(conn):
                 conn.conn.executemany(
-                    "INSERT OR REPLACE INTO scores (article_id, run_id, label, confidence, negative, probs_json, "
-                    "job_id, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO scores (article_id, run_id, label, confidence, negative, probs_json, job_id, "
+                    "scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (article_id, run_id) DO UPDATE SET "
+                    "label = excluded.label, confidence = excluded.confidence, negative = excluded.negative, "
+                    "probs_json = excluded.probs_json, job_id = excluded.job_id, scored_at = excluded.scored_at",
                     records,
                 )
             done += len(rows)

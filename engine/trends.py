@@ -83,19 +83,54 @@ def _polar_labels(conn, run_id: int | None) -> tuple[str | None, str | None]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _rollup(f: Filters, by_topic: bool = False) -> tuple[str, str, list[Any]]:
+    """The rollup table to read for these filters, and its WHERE clause (``n > 0`` keeps groups that have articles).
+
+    ``day_counts`` / ``topic_day_counts`` (engine.db, kept by triggers) hold the article and label counts per feed, run,
+    (topic,) day and source, so every aggregate below reads a few thousand small rows instead of the articles.
+    """
+    table = "topic_day_counts" if (by_topic or f.topic) else "day_counts"
+    clauses, params = ["feed_id = ?"], [f.feed_id]
+    if f.topic:
+        clauses.append("topic = ?")
+        params.append(f.topic)
+    if f.start:
+        clauses.append("day >= ?")
+        params.append(str(f.start)[:10])
+    if f.end:
+        clauses.append("day <= ?")
+        params.append(str(f.end)[:10])
+    if f.source:
+        clauses.append("source = ?")
+        params.append(f.source)
+    clauses.append("n > 0")
+    return table, " AND ".join(clauses), params
+
+
+def _period(freq: str) -> str:
+    return period_sql(freq).replace("a.day", "day")
+
+
 def volume(conn, f: Filters, freq: str = "D") -> pd.DataFrame:
-    """Long frame: period, label, n."""
-    where, params = _where(f)
+    """Long frame: period, label, n (from the rollups: the same numbers as counting the articles)."""
+    table, where, params = _rollup(f)
+    period = _period(freq)
     if f.run_id:
+        # Scored articles per label, and the rest of the period's articles as 'unscored' (a NULL label is '' here).
         sql = (
-            f"SELECT {period_sql(freq)} AS period, COALESCE(s.label, ?) AS label, COUNT(*) AS n FROM articles a "
-            f"LEFT JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} GROUP BY period, label "
-            "ORDER BY period, label"
+            f"WITH base AS (SELECT {period} AS period, run_id, label, n FROM {table} "
+            f"WHERE run_id IN (0, ?) AND {where}) "
+            "SELECT period, label, n FROM ("
+            " SELECT period, label, SUM(n) AS n FROM base WHERE run_id != 0 AND label != '' GROUP BY period, label"
+            " UNION ALL"
+            " SELECT period, ? AS label, SUM(CASE WHEN run_id = 0 THEN n WHEN label != '' THEN -n ELSE 0 END) AS n"
+            " FROM base GROUP BY period HAVING SUM(CASE WHEN run_id = 0 THEN n WHEN label != '' THEN -n ELSE 0 END) > 0"
+            ") ORDER BY period, label"
         )
-        params = [UNSCORED, f.run_id] + params
+        params = [f.run_id] + params + [UNSCORED]
     else:
         sql = (
-            f"SELECT {period_sql(freq)} AS period, ? AS label, COUNT(*) AS n FROM articles a WHERE {where} "
+            f"SELECT {period} AS period, ? AS label, SUM(n) AS n FROM {table} WHERE run_id = 0 AND {where} "
             "GROUP BY period ORDER BY period"
         )
         params = [UNSCORED] + params
@@ -131,10 +166,10 @@ def net_sentiment(conn, f: Filters, freq: str = "D", window: int | None = None) 
     if not f.run_id:
         return pd.DataFrame(columns=columns)
     pos, neg = _polar_labels(conn, f.run_id)
-    where, params = _where(f)
+    table, where, params = _rollup(f)
     sql = (
-        f"SELECT {period_sql(freq)} AS period, COUNT(*) AS n, SUM(s.label = ?) AS positive, SUM(s.label = ?) AS negative "
-        f"FROM articles a JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} "
+        f"SELECT {_period(freq)} AS period, SUM(n) AS n, SUM(CASE WHEN label = ? THEN n ELSE 0 END) AS positive, "
+        f"SUM(CASE WHEN label = ? THEN n ELSE 0 END) AS negative FROM {table} WHERE run_id = ? AND {where} "
         "GROUP BY period ORDER BY period"
     )
     frame = _frame(conn, sql, [pos or "", neg or "", f.run_id] + params, ["period", "n", "positive", "negative"])
@@ -153,15 +188,12 @@ def topic_week_negative(conn, f: Filters) -> pd.DataFrame:
     if not f.run_id:
         return pd.DataFrame(columns=columns)
     _, neg = _polar_labels(conn, f.run_id)
-    where, params = _where(replace(f, topic=None))
-    topic_clause, topic_params = ("AND t.topic = ?", [f.topic]) if f.topic else ("", [])
+    table, where, params = _rollup(f, by_topic=True)
     sql = (
-        f"SELECT t.topic, {period_sql('W')} AS week, COUNT(*) AS n, SUM(s.label = ?) AS negative "
-        "FROM article_topics t JOIN articles a ON a.id = t.article_id "
-        f"JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} {topic_clause} "
-        "GROUP BY t.topic, week ORDER BY t.topic, week"
+        f"SELECT topic, {_period('W')} AS week, SUM(n) AS n, SUM(CASE WHEN label = ? THEN n ELSE 0 END) AS negative "
+        f"FROM {table} WHERE run_id = ? AND {where} GROUP BY topic, week ORDER BY topic, week"
     )
-    frame = _frame(conn, sql, [neg or "", f.run_id] + params + topic_params, ["topic", "week", "n", "negative"])
+    frame = _frame(conn, sql, [neg or "", f.run_id] + params, ["topic", "week", "n", "negative"])
     frame["share"] = frame["negative"] / frame["n"]
     return frame[columns]
 
@@ -203,8 +235,8 @@ def articles(conn, f: Filters, limit: int = 100_000) -> pd.DataFrame:
 
 
 def count(conn, f: Filters) -> int:
-    where, params = _where(f)
-    return conn.execute(f"SELECT COUNT(*) FROM articles a WHERE {where}", params).fetchone()[0]
+    table, where, params = _rollup(f)
+    return conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE run_id = 0 AND {where}", params).fetchone()[0]
 
 
 def trend_table(conn, f: Filters, freq: str = "D", window: int | None = None) -> pd.DataFrame:
@@ -234,15 +266,15 @@ def date_range(conn, feed_id: int) -> tuple[str | None, str | None]:
 
 def sources(conn, feed_id: int, limit: int = 500) -> list[str]:
     return [r[0] for r in conn.execute(
-        "SELECT source FROM articles WHERE feed_id = ? AND source IS NOT NULL GROUP BY source "
-        "ORDER BY COUNT(*) DESC LIMIT ?", [feed_id, limit])]
+        "SELECT source FROM day_counts WHERE feed_id = ? AND run_id = 0 AND source != '' AND n > 0 GROUP BY source "
+        "ORDER BY SUM(n) DESC, source LIMIT ?", [feed_id, limit])]
 
 
 def topic_names(conn, feed_id: int) -> list[str]:
     """Topics that have articles in the feed (rule topics first come from the rules themselves)."""
     names = [r[0] for r in conn.execute(
-        "SELECT DISTINCT t.topic FROM article_topics t WHERE EXISTS "
-        "(SELECT 1 FROM articles a WHERE a.id = t.article_id AND a.feed_id = ?) ORDER BY t.topic", [feed_id])]
+        "SELECT DISTINCT topic FROM topic_day_counts WHERE feed_id = ? AND run_id = 0 AND n > 0 ORDER BY topic",
+        [feed_id])]
     return names
 
 
