@@ -707,6 +707,7 @@ def import_file(
             norm.to_numpy(dtype=object)[sel].tolist(),
             [import_id] * n_new,
         )
+        bulk = _rollup_triggers_aside(conn, n_new)
         _insert_articles(conn, rows, n_new, first_id)
         # Topics: the mapped column (several separated by , ; or |) and the feed's rules.
         topic_rows: list[tuple[int, str, str]] = []
@@ -721,6 +722,10 @@ def import_file(
         conn.conn.executemany(
             "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows
         )
+        if bulk:  # the new articles and their topics counted into the Monitor's rollups together
+            db.add_to_rollups(conn, first_id, first_id + n_new)
+            for sql in bulk:
+                conn.execute(sql)
         result = ImportResult(
             feed_id=feed_id,
             feed_name=feed,
@@ -776,6 +781,25 @@ def _insert_articles(conn, rows, n_new: int, first_id: int) -> None:
         [first_id, first_id + n_new],
     )
     conn.execute(trigger[0])
+
+
+ROLLUP_TRIGGERS = ("articles_rollup_ai", "article_topics_rollup_ai")
+
+
+def _rollup_triggers_aside(conn, n_new: int) -> list[str]:
+    """For a large import, drop the per-row rollup triggers of new articles and topics (inside the import's
+    transaction: a failure rolls the drop back too) and return their SQL, to count the new rows in one go
+    (:func:`engine.db.add_to_rollups`) and put the triggers back. Small imports keep the triggers."""
+    if n_new < BULK_FTS_FROM:
+        return []
+    saved = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?)", list(ROLLUP_TRIGGERS)
+    ).fetchall()
+    if len(saved) != len(ROLLUP_TRIGGERS):
+        return []
+    for name, _ in saved:
+        conn.execute(f"DROP TRIGGER {name}")
+    return [sql for _, sql in saved]
 
 
 def _in_feed(conn, feed_id: int, candidates: np.ndarray, url: np.ndarray, norm: np.ndarray, day: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ def _where(f: Filters) -> tuple[str, list[Any]]:
         clauses.append("a.source = ?")
         params.append(f.source)
     if f.topic:
-        clauses.append("a.id IN (SELECT article_id FROM article_topics WHERE topic = ?)")
+        clauses.append("EXISTS (SELECT 1 FROM article_topics t WHERE t.article_id = a.id AND t.topic = ?)")
         params.append(f.topic)
     return " AND ".join(clauses), params
 
@@ -189,9 +189,12 @@ def topic_week_negative(conn, f: Filters) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     _, neg = _polar_labels(conn, f.run_id)
     table, where, params = _rollup(f, by_topic=True)
+    # Days first (in the table's key order, no sort), then weeks: date() runs once per topic-day, not per row.
     sql = (
-        f"SELECT topic, {_period('W')} AS week, SUM(n) AS n, SUM(CASE WHEN label = ? THEN n ELSE 0 END) AS negative "
-        f"FROM {table} WHERE run_id = ? AND {where} GROUP BY topic, week ORDER BY topic, week"
+        "WITH d AS (SELECT topic, day, SUM(n) AS n, SUM(CASE WHEN label = ? THEN n ELSE 0 END) AS negative "
+        f"FROM {table} WHERE run_id = ? AND {where} GROUP BY topic, day) "
+        f"SELECT topic, {_period('W')} AS week, SUM(n) AS n, SUM(negative) AS negative FROM d "
+        "GROUP BY topic, week ORDER BY topic, week"
     )
     frame = _frame(conn, sql, [neg or "", f.run_id] + params, ["topic", "week", "n", "negative"])
     frame["share"] = frame["negative"] / frame["n"]

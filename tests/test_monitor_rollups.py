@@ -292,3 +292,27 @@ def test_topic_rule_matching_equals_the_plain_regex_on_tricky_text():
     assert got == want
     assert (texts.index("ſhell long-s text") + 100, "Energy", "rule") in got  # Python's case rules, kept
     assert (texts.index("embankment floods") + 100, "Banks", "rule") not in got
+
+
+def test_a_large_import_counts_its_articles_in_bulk_and_puts_the_triggers_back(store, monkeypatch):
+    """Above feeds.BULK_FTS_FROM new articles the per-row triggers are set aside and the range counted at once."""
+    monkeypatch.setattr(feeds, "BULK_FTS_FROM", 50)
+    feeds.import_file(store, _csv(60, seed=8), "small.csv", "bulk", tz="UTC")
+    feeds.set_topic_rule(store, "bulk", "Banks", "Barclays, HSBC, bank")  # applied on the next import too
+    run_id = _run(store, "a")
+    _score(store, run_id, seed=9)
+    # An orphan score for an id the next import will use: counted exactly as the per-row trigger would count it.
+    next_id = store.execute("SELECT MAX(id) + 1 FROM articles").fetchone()[0]
+    store.execute("INSERT INTO scores (article_id, run_id, label) VALUES (?, ?, 'negative')", [next_id, run_id])
+    triggers = {r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    result = feeds.import_file(store, _csv(300, seed=10, first_day="2021-03-20"), "big.csv", "bulk", tz="UTC")
+    assert result.n_new > 250
+    assert {r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")} == triggers
+    assert_same_as_direct(store, result.feed_id, [None, run_id])
+    kept = _rollup_rows(store)
+    db.rebuild_rollups(store)
+    assert _rollup_rows(store) == kept
+    # The triggers are back: a small import afterwards is counted row by row.
+    monkeypatch.setattr(feeds, "BULK_FTS_FROM", 10_000)
+    feeds.import_file(store, _csv(20, seed=11, first_day="2021-05-01", days=3), "late.csv", "bulk", tz="UTC")
+    assert_same_as_direct(store, result.feed_id, [None, run_id])
