@@ -1,4 +1,4 @@
-"""``python -m engine feed import|score|trends|search|list``, ``alerts``, ``topics set|list|delete``."""
+"""``python -m engine feed import|score|trends|search|list``, ``alerts``, ``topics set|list|delete|classify``."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def register(subparsers) -> None:
     al.add_argument("--format", default="table", choices=["table", "json"])
     al.set_defaults(func=cmd_alerts)
 
-    tp = subparsers.add_parser("topics", help="topic rules of a feed (keywords or tickers)")
+    tp = subparsers.add_parser("topics", help="topics of a feed: rules (keywords or tickers) or a topic classifier run")
     ts = tp.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
     st = ts.add_parser("set", help="create or replace a topic rule and re-tag the feed")
     st.add_argument("--feed", required=True)
@@ -83,6 +83,13 @@ def register(subparsers) -> None:
     td.add_argument("--feed", required=True)
     td.add_argument("--name", required=True)
     td.set_defaults(func=cmd_topics_delete)
+    tc = ts.add_parser("classify", help="queue a job that tags the feed's articles with a topic classifier run")
+    tc.add_argument("--feed", required=True)
+    tc.add_argument("--run", required=True, type=int, help="the id of a finished run trained on topic labels")
+    tc.add_argument("--text", default="title", choices=["title", "title_body"], help="what is classified")
+    tc.add_argument("--no-worker", action="store_true", help="only queue; do not start a supervisor")
+    tc.add_argument("--wait", action="store_true", help="follow the job; exit 0 only if it succeeds")
+    tc.set_defaults(func=cmd_topics_classify)
 
 
 def cmd_import(args) -> int:
@@ -159,6 +166,11 @@ def follow(conn, job_id: int, out=sys.stderr, poll_s: float = 1.0) -> int:
         if job["status"] in jobs.FINISHED:
             if job["status"] == "succeeded":
                 m = job["metrics"]
+                if m.get("purpose") == "topics":
+                    tags = ", ".join(f"{t} {n}" for t, n in sorted(m.get("topics", {}).items()))
+                    print(f"Job {job_id} succeeded: {m.get('tagged', 0)} articles tagged with topics"
+                          + (f" ({tags})" if tags else "") + ".", file=out)
+                    return 0
                 print(f"Job {job_id} succeeded: {m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts.",
                       file=out)
                 return 0
@@ -272,3 +284,16 @@ def cmd_topics_delete(args) -> int:
     feeds.delete_topic_rule(conn, args.feed, args.name)
     print(f"Topic rule '{args.name}' removed.")
     return 0
+
+
+def cmd_topics_classify(args) -> int:
+    from engine import jobs, topics
+
+    conn = db.connect()
+    job_id = topics.enqueue(conn, args.feed, args.run, created_by=getpass.getuser(), text=args.text)
+    print(f"Queued topics job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
+    if not args.no_worker:
+        jobs.ensure_supervisor()
+    code = follow(conn, job_id) if args.wait else 0
+    print(job_id)
+    return code

@@ -357,10 +357,16 @@ def add_to_rollups(db: sqlite_utils.Database, first_id: int | None = None, end_i
         db.execute(sql, params)
 
 
+def _m004_model_topics(db: sqlite_utils.Database) -> None:
+    """``article_topics.run_id``: the topic classifier run behind an origin='model' row (NULL for column and rule)."""
+    db.execute("ALTER TABLE article_topics ADD COLUMN run_id INTEGER")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
     (3, _m003_sentiment_rollups),
+    (4, _m004_model_topics),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -103,7 +103,8 @@ def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, t
     active = list(
         conn.query(
             "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
-            "AND status IN ('queued', 'running')",
+            "AND status IN ('queued', 'running') "
+            "AND COALESCE(json_extract(config_json, '$.purpose'), 'sentiment') <> 'topics'",
             [feed_row["id"], run["id"]],
         )
     )
@@ -123,8 +124,10 @@ def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, t
 
 def run(conn, job: dict, ctx) -> dict:
     """Score the feed's articles that run ``job['model_run_id']`` has not scored yet."""
-    from engine import inference
+    from engine import inference, topics
 
+    if topics.is_topics_job(job):  # {"purpose": "topics"}: a topic classifier tags articles instead (engine.topics)
+        return topics.run(conn, job, ctx)
     feed_id = job.get("feed_id")
     run_id = job.get("model_run_id")
     if not feed_id or not run_id:

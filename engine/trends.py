@@ -290,7 +290,8 @@ def runs_for_feed(conn, feed_id: int) -> list[dict]:
     """Model runs that have scored (or are queued to score) this feed, newest first."""
     return list(conn.query(
         "SELECT j.id AS run_id, j.name, j.base_model, j.finished_at FROM jobs j WHERE j.kind = 'train' AND ("
-        " j.id IN (SELECT model_run_id FROM jobs WHERE kind = 'score' AND feed_id = ?)"
+        " j.id IN (SELECT model_run_id FROM jobs WHERE kind = 'score' AND feed_id = ?"
+        " AND COALESCE(json_extract(config_json, '$.purpose'), 'sentiment') <> 'topics')"
         " OR EXISTS (SELECT 1 FROM scores s JOIN articles a ON a.id = s.article_id WHERE s.run_id = j.id"
         " AND a.feed_id = ?)) ORDER BY j.id DESC", [feed_id, feed_id]))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine import feeds, jobs, scoring, trends
+from engine import feeds, jobs, scoring, topics, trends
 from pages._shared import connect, current_user, plain_errors, require_sign_in
 
 NONE = "(none)"
@@ -122,8 +122,9 @@ st.caption("A topic is a name and its keywords or tickers, matched without case 
 rules = feeds.topic_rules(conn, feed_id)
 counts = {t["topic"]: t["n_articles"] for t in feeds.topics(conn, feed_id)}
 rows = [{"topic": r.name, "keywords": ", ".join(r.keywords), "articles": counts.get(r.name, 0), "from": "rule"} for r in rules]
-rows += [{"topic": t, "keywords": "", "articles": n, "from": "column"} for t, n in counts.items()
-         if t not in {r.name for r in rules}]
+model_counts = topics.model_topic_counts(conn, feed_id)
+rows += [{"topic": t, "keywords": "", "articles": n, "from": "model" if t in model_counts else "column"}
+         for t, n in counts.items() if t not in {r.name for r in rules}]
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 with st.form("topic_rule", clear_on_submit=True):
@@ -142,6 +143,31 @@ if rules:
         feeds.delete_topic_rule(conn, feed_id, gone)
         state["feed_flash"] = f"Topic rule '{gone}' removed."
         st.rerun()
+
+st.markdown("**Tag topics with a trained classifier**")
+topic_runs = trends.finished_runs(conn)
+if not topic_runs:
+    st.caption("No finished run yet. Train a text classifier on a dataset labelled with topics (earnings, M&A, "
+               "macro ...) on the Train page, then tag this feed with it.")
+else:
+    topic_labels = {r["id"]: f"Run {r['id']}" + (f" · {r['name']}" if r.get("name") else "") for r in topic_runs}
+    c1, c2 = st.columns([2, 1])
+    topic_run = c1.selectbox("Topic model (a finished run whose labels are topics)", list(topic_labels),
+                             format_func=topic_labels.get, key="topic_run")
+    c1.caption("Labels: " + ", ".join(scoring.run_labels(conn, topic_run)))
+    untagged = topics.count_untagged(conn, feed_id, topic_run)
+    current = [r for r in topics.model_topic_runs(conn, feed_id) if r != topic_run]
+    note = f" Tagging replaces the model topics of run {', '.join(map(str, current))}." if current else ""
+    st.caption(f"{untagged} articles not yet tagged by run {topic_run}.{note} Column and rule topics stay.")
+    if c2.button("Tag topics", key="topic_tag_btn", disabled=untagged == 0):
+        with plain_errors():
+            job_id = topics.enqueue(conn, feed_id, topic_run, created_by=current_user())
+            try:
+                jobs.ensure_supervisor()
+            except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
+                st.warning(f"The job is queued but no worker could be started ({exc}). Run `python -m engine worker`.")
+            state["feed_flash"] = f"Topics job {job_id} queued: progress below under Score with a trained model."
+            st.rerun()
 
 # ---- search ----------------------------------------------------------------------------------------------------
 
@@ -193,7 +219,8 @@ def score_progress() -> None:
     for job in recent:
         p = jobs.last_progress(fconn, job["id"], kind="score")
         done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
-        head = f"Job {job['id']} · run {job['model_run_id']} · **{job['status']}**"
+        what = "topics" if topics.is_topics_job(job) else "sentiment"
+        head = f"Job {job['id']} · run {job['model_run_id']} · **{job['status']}**" + (" · topics" if what == "topics" else "")
         if job["status"] in jobs.ACTIVE:
             st.progress(done / total if total else 0.0, f"{head} · {done}/{total} articles")
             if st.button("Cancel", key=f"cancel_score_{job['id']}"):
@@ -204,7 +231,8 @@ def score_progress() -> None:
             detail = job.get("error") or ""
             if job["status"] == "succeeded":
                 m = jobs.get(fconn, job["id"])["metrics"]
-                detail = f"{m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts"
+                detail = (f"{m.get('tagged', 0)} articles tagged with topics" if what == "topics"
+                          else f"{m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts")
             st.caption(f"{head} · {detail}")
 
 

@@ -1,0 +1,150 @@
+"""Topics from a trained topic classifier: a finished text-classification run whose labels are topics tags a feed.
+
+It is a score job (the same queue, progress bar, cancel and restart as sentiment scoring) whose config says
+``{"purpose": "topics"}``; :func:`engine.scoring.run` hands such a job to :func:`run` here. The runner writes
+``article_topics`` rows (article_id, topic = the predicted label, origin = 'model', run_id = the classifier run)
+instead of scores, in committed chunks, for the feed's articles that have no 'model' topic from that run yet.
+
+A feed has one topic classifier at a time: a job with another run first removes the feed's earlier origin='model'
+rows (of any other run) in the same transaction as its first chunk, then tags every article. Topics from a mapped
+column or from topic rules are never touched. When the predicted label equals a topic the article already has from a
+column or a rule, that row stays as it is (one row per article and topic). The rollup triggers on article_topics
+(engine.db, migration 3) keep the Monitor's topic counts in step.
+"""
+
+from __future__ import annotations
+
+import time
+
+from engine import db
+from engine.errors import UserError
+
+PURPOSE = "topics"
+
+
+def is_topics_job(job: dict) -> bool:
+    return (db.loads(job.get("config_json"), {}) or {}).get("purpose") == PURPOSE
+
+
+def count_untagged(conn, feed_id: int, run_id: int) -> int:
+    """Articles of the feed that run ``run_id`` has not tagged yet."""
+    return conn.execute(
+        "SELECT COUNT(*) FROM articles a WHERE a.feed_id = ? AND NOT EXISTS (SELECT 1 FROM article_topics t "
+        "WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?)",
+        [feed_id, run_id],
+    ).fetchone()[0]
+
+
+def model_topic_runs(conn, feed_id: int) -> list[int]:
+    """The runs whose model topics the feed holds now (one, or none; several only mid-replacement)."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT t.run_id FROM article_topics t JOIN articles a ON a.id = t.article_id "
+        "WHERE a.feed_id = ? AND t.origin = 'model' ORDER BY t.run_id", [feed_id])]
+
+
+def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
+    """Queue a job that tags ``feed``'s articles with the topics predicted by run ``run_id``; returns the job id."""
+    from engine import feeds, jobs, scoring
+
+    feed_row = feeds.get_feed(conn, feed)
+    run = scoring.model_run(conn, run_id)
+    if text not in ("title", "title_body"):
+        raise UserError("Tag topics from either the 'title' or 'title_body' (title and body together).")
+    active = list(conn.query(
+        "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
+        "AND status IN ('queued', 'running') AND json_extract(config_json, '$.purpose') = ?",
+        [feed_row["id"], run["id"], PURPOSE]))
+    if active:
+        return active[0]["id"]  # already queued: one job per feed and run is enough
+    return jobs.enqueue(
+        conn,
+        "score",
+        feed_id=feed_row["id"],
+        model_run_id=run["id"],
+        task="text-classification",
+        name=f"topics {feed_row['name']} with run {run['id']}",
+        config_json=db.dumps({"purpose": PURPOSE, "text": text, "batch_size": scoring.BATCH}),
+        created_by=created_by,
+    )
+
+
+def run(conn, job: dict, ctx) -> dict:
+    """Tag the feed's articles that run ``job['model_run_id']`` has not tagged yet with its predicted topic."""
+    from engine import inference, scoring
+
+    feed_id, run_id = job.get("feed_id"), job.get("model_run_id")
+    if not feed_id or not run_id:
+        raise UserError("This topics job has no feed or no model run; queue it again from the Feeds page.")
+    if not conn.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
+        raise UserError(f"Feed {feed_id} no longer exists.")
+    config = db.loads(job.get("config_json"), {}) or {}
+    text_mode = config.get("text", "title")
+    batch_size = int(config.get("batch_size", scoring.BATCH))
+    model = scoring.model_run(conn, run_id)
+    stale = [r for r in model_topic_runs(conn, feed_id) if r != run_id]
+    total = count_untagged(conn, feed_id, run_id)
+    log = getattr(ctx, "log", None)
+    if log:
+        log.info("tagging topics of %d articles of feed %s with run %s (replacing runs %s)", total, feed_id, run_id, stale)
+    ctx.progress(kind="score", step=0, total_steps=total, elapsed_s=0.0)
+    started = time.perf_counter()
+    done = replaced = 0
+    counts: dict[str, int] = {}
+    device = "none"
+    if total:
+        predictor = inference.load(model["model_dir"])
+        device = predictor.device
+        last_id = 0
+        while True:
+            if ctx.should_cancel():
+                ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
+                             extra_json=db.dumps({"cancelled": True}))
+                raise scoring._cancelled_error()(f"cancelled after {done} of {total} articles")
+            rows = conn.execute(
+                "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
+                "(SELECT 1 FROM article_topics t WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?) "
+                "ORDER BY a.id LIMIT ?",
+                [feed_id, last_id, run_id, scoring.CHUNK],
+            ).fetchall()
+            if not rows:
+                break
+            preds = predictor.predict([scoring.article_text(r[1], r[2], text_mode) for r in rows], batch_size=batch_size)
+            with db.transaction(conn):
+                if stale:  # another run's model topics give way to this run's (column and rule topics stay)
+                    replaced = conn.execute(
+                        "DELETE FROM article_topics WHERE origin = 'model' AND run_id <> ? AND article_id IN "
+                        "(SELECT id FROM articles WHERE feed_id = ?)", [run_id, feed_id]).rowcount
+                    stale = []
+                conn.conn.executemany(
+                    "INSERT OR IGNORE INTO article_topics (article_id, topic, origin, run_id) VALUES (?, ?, 'model', ?)",
+                    [(r[0], p.label, run_id) for r, p in zip(rows, preds)],
+                )
+            for p in preds:
+                counts[p.label] = counts.get(p.label, 0) + 1
+            done += len(rows)
+            last_id = rows[-1][0]
+            elapsed = time.perf_counter() - started
+            rate = done / elapsed if elapsed > 0 else None
+            ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=elapsed, samples_per_s=rate,
+                         eta_s=(total - done) / rate if rate else None)
+    elapsed = time.perf_counter() - started
+    if log:
+        log.info("tagged %d articles in %.1fs: %s", done, elapsed, counts)
+    return {
+        "purpose": PURPOSE,
+        "feed_id": feed_id,
+        "run_id": run_id,
+        "tagged": done,
+        "topics": counts,
+        "replaced": replaced,
+        "seconds": round(elapsed, 3),
+        "articles_per_s": round(done / elapsed, 1) if elapsed > 0 and done else None,
+        "device": device,
+    }
+
+
+def model_topic_counts(conn, feed_id: int) -> dict[str, int]:
+    """Topic -> articles tagged by the feed's topic classifier (origin 'model')."""
+    return {r[0]: r[1] for r in conn.execute(
+        "SELECT t.topic, COUNT(*) FROM article_topics t JOIN articles a ON a.id = t.article_id "
+        "WHERE a.feed_id = ? AND t.origin = 'model' GROUP BY t.topic ORDER BY t.topic", [feed_id])}
