@@ -53,7 +53,8 @@ def grouped_throughput(model_path: str, n_train: int | None, group_by_length: bo
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, learning_rate=2e-5,
                                  num_train_epochs=1, seed=data.SEED, report_to="none", disable_tqdm=True,
-                                 save_strategy="no", group_by_length=group_by_length, use_cpu=True)
+                                 save_strategy="no", use_cpu=True,
+                                 train_sampling_strategy="group_by_length" if group_by_length else "random")
         trainer = Trainer(model=model, args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tok))
         start = time.perf_counter()
         trainer.train()

@@ -211,3 +211,32 @@ def test_cli_train_prints_the_id_and_runs_list_show_as_json(fpb, tiny_text_model
     assert json.loads(cli("runs", "show", str(new_id), "--format", "json").stdout)["status"] == "cancelled"
     missing = cli("runs", "show", "999")
     assert missing.returncode == 2 and "no run" in missing.stderr
+
+
+def test_a_job_that_ignores_a_cancel_is_stopped_by_force_after_the_grace_period(store, monkeypatch):
+    """Cooperative first; then SIGTERM to its process group; then SIGKILL. The run ends cancelled, saying so."""
+    import subprocess as sp
+    import sys as _sys
+    import time as _time
+
+    from engine import db as _db
+    from engine import jobs as _jobs
+
+    monkeypatch.setenv("BELLWETHER_CANCEL_GRACE_S", "0.3")
+    stubborn = sp.Popen(
+        [_sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"],
+        start_new_session=True,
+    )
+    job_id = store["jobs"].insert({"kind": "train", "status": "running", "created_at": _db.now(), "pid": stubborn.pid,
+                                   "cancel_requested": 1, "device_slot": "cpu"}).last_pk
+    supervisor = _jobs.Supervisor(store, poll_s=0.05)
+    supervisor.children[job_id] = stubborn
+    deadline = _time.monotonic() + 10
+    while stubborn.poll() is None and _time.monotonic() < deadline:
+        supervisor.enforce_cancels()
+        _time.sleep(0.05)
+    assert stubborn.returncode == -9  # SIGTERM was ignored, so SIGKILL ended it
+    supervisor.reap()
+    job = _jobs.get(store, job_id)
+    assert job["status"] == "cancelled"
+    assert "forcefully" in job["error"]
