@@ -21,12 +21,9 @@ import io
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,22 +44,6 @@ VERBS = ["shares rise after", "shares slump on", "beats forecasts with", "warns 
 OBJECTS = ["strong quarter", "weak demand", "supply chain problems", "record sales", "regulatory pressure",
            "rate cut hopes", "falling margins", "new product launch", "currency swings", "lawsuit"]
 SOURCES = ["Reuters", "CNBC", "Guardian", "Bloomberg", "FT", "WSJ", "AP", "MarketWatch", "Barron's", "Xinhua"]
-
-
-@contextmanager
-def _temp_home(keep: bool = False):
-    old = os.environ.get("BELLWETHER_HOME")
-    path = Path(tempfile.mkdtemp(prefix="bellwether-monitor-bench-"))
-    os.environ["BELLWETHER_HOME"] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("BELLWETHER_HOME", None)
-        else:
-            os.environ["BELLWETHER_HOME"] = old
-        if not keep:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def make_files(n_rows: int, n_files: int, seed: int = 0) -> list[tuple[str, bytes, dict]]:
@@ -163,7 +144,7 @@ def dashboard_process(home: Path) -> dict:
 
 
 def run(mode: str = "full", rows: int | None = None, keep: bool = False, page: bool = True, log=sys.stderr) -> dict:
-    from engine import alerts, db, feeds, trends
+    from engine import alerts, db, feeds, paths, trends
 
     n_rows = rows or SIZES[mode]
     n_files = FILES.get(mode, 4) if rows is None else max(1, min(4, rows // 100_000 or 1))
@@ -172,7 +153,7 @@ def run(mode: str = "full", rows: int | None = None, keep: bool = False, page: b
     files = make_files(n_rows, n_files)
     result["generate_s"] = round(time.perf_counter() - t, 1)
     result["file_mb"] = round(sum(len(d) for _, d, _ in files) / 1e6, 1)
-    with _temp_home(keep) as home:
+    with paths.temporary_home("bellwether-monitor-bench-", keep) as home:
         conn = db.connect()
         imports = []
         total_rows = 0

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from pathlib import Path
 
+from engine import paths
 from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,25 +92,6 @@ def _ratio(a, b):
     return round(a / b, 2) if a and b else None
 
 
-@contextmanager
-def _bench_home(keep: bool):
-    """A fresh BELLWETHER_HOME for the benchmark (children inherit it), restored afterwards."""
-    old = os.environ.get("BELLWETHER_HOME")
-    path = Path(tempfile.mkdtemp(prefix="bellwether-bench-"))
-    os.environ["BELLWETHER_HOME"] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("BELLWETHER_HOME", None)
-        else:
-            os.environ["BELLWETHER_HOME"] = old
-        if keep:
-            print(f"benchmark data kept in {path}", file=sys.stderr)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def _mode(args) -> str:
     size = os.environ.get("BELLWETHER_BENCH_SIZE", "").strip().lower()
     if size:
@@ -137,7 +117,7 @@ def run(args) -> int:
     load_start = _load()
     result = {"benchmark": args.which, "mode": mode, "machine": machine(), "command": _command(args)}
     # Whatever the measured code prints (the Trainer's log lines) goes to stderr: stdout carries only the result.
-    with _bench_home(args.keep), redirect_stdout(sys.stderr):
+    with paths.temporary_home("bellwether-bench-", args.keep), redirect_stdout(sys.stderr):
         if args.which == "train":
             result.update(bench_train(mode))
         elif args.which == "score":
@@ -258,7 +238,7 @@ def _gpu_note() -> dict:
 
 def bench_score(mode: str, model_dir: str | None) -> dict:
     baselines, data, engine_side, runner = _bench()
-    from engine import db, paths
+    from engine import db
 
     sizes = data.sizes(mode)
     _, model_path = _base_model()

@@ -7,7 +7,12 @@ Default: ``~/.bellwether``. It holds ``bellwether.db`` (SQLite, WAL) and every f
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 DEFAULT_HOME = Path.home() / ".bellwether"
 
@@ -38,3 +43,25 @@ def uploads_dir() -> Path:
     path = home() / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def temporary_home(prefix: str = "bellwether-", keep: bool = False) -> Iterator[Path]:
+    """A fresh, empty BELLWETHER_HOME for a benchmark or a script (child processes inherit it), restored afterwards.
+
+    Never the analyst's own store. With ``keep`` the folder stays and its path is printed on stderr.
+    """
+    old = os.environ.get("BELLWETHER_HOME")
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["BELLWETHER_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("BELLWETHER_HOME", None)
+        else:
+            os.environ["BELLWETHER_HOME"] = old
+        if keep:
+            print(f"data kept in {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)

@@ -21,6 +21,7 @@ from engine.errors import NotFound, UserError
 
 CHUNK = 2048  # articles read, scored and committed together
 BATCH = 64  # inputs per forward pass
+SENTIMENT = "sentiment"  # a score job's purpose by default; engine.topics.PURPOSE is the other
 NEGATIVE_NAMES = {"negative", "neg", "bearish", "负面", "消极", "利空"}
 POSITIVE_NAMES = {"positive", "pos", "bullish", "正面", "积极", "利好"}
 
@@ -94,30 +95,42 @@ def article_text(title: str | None, body: str | None, text: str) -> str:
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
     """Queue a score job for ``feed`` with run ``run_id`` as the model; returns the job id."""
+    return enqueue_feed_job(conn, feed, run_id, SENTIMENT, created_by, text)
+
+
+def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_by: str | None = None,
+                     text: str = "title") -> int:
+    """Queue a job that runs ``run_id``'s model over ``feed`` for ``purpose`` ('sentiment' scores or 'topics').
+
+    One such job per feed, run and purpose is enough: an active one is returned instead of queueing another.
+    """
     from engine import feeds, jobs
 
     feed_row = feeds.get_feed(conn, feed)
     run = model_run(conn, run_id)
     if text not in ("title", "title_body"):
-        raise UserError("Score either the 'title' or 'title_body' (title and body together).")
+        raise UserError("Use either the 'title' or 'title_body' (title and body together) of each article.")
     active = list(
         conn.query(
             "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
             "AND status IN ('queued', 'running') "
-            "AND COALESCE(json_extract(config_json, '$.purpose'), 'sentiment') <> 'topics'",
-            [feed_row["id"], run["id"]],
+            "AND COALESCE(json_extract(config_json, '$.purpose'), ?) = ?",
+            [feed_row["id"], run["id"], SENTIMENT, purpose],
         )
     )
     if active:
-        return active[0]["id"]  # already queued: one job per feed and model is enough
+        return active[0]["id"]
+    config = {"text": text, "batch_size": BATCH}
+    if purpose != SENTIMENT:
+        config["purpose"] = purpose
     return jobs.enqueue(
         conn,
         "score",
         feed_id=feed_row["id"],
         model_run_id=run["id"],
         task="text-classification",
-        name=f"score {feed_row['name']} with run {run['id']}",
-        config_json=db.dumps({"text": text, "batch_size": BATCH}),
+        name=f"{'score' if purpose == SENTIMENT else purpose} {feed_row['name']} with run {run['id']}",
+        config_json=db.dumps(config),
         created_by=created_by,
     )
 

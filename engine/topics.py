@@ -44,28 +44,9 @@ def model_topic_runs(conn, feed_id: int) -> list[int]:
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
     """Queue a job that tags ``feed``'s articles with the topics predicted by run ``run_id``; returns the job id."""
-    from engine import feeds, jobs, scoring
+    from engine import scoring
 
-    feed_row = feeds.get_feed(conn, feed)
-    run = scoring.model_run(conn, run_id)
-    if text not in ("title", "title_body"):
-        raise UserError("Tag topics from either the 'title' or 'title_body' (title and body together).")
-    active = list(conn.query(
-        "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
-        "AND status IN ('queued', 'running') AND json_extract(config_json, '$.purpose') = ?",
-        [feed_row["id"], run["id"], PURPOSE]))
-    if active:
-        return active[0]["id"]  # already queued: one job per feed and run is enough
-    return jobs.enqueue(
-        conn,
-        "score",
-        feed_id=feed_row["id"],
-        model_run_id=run["id"],
-        task="text-classification",
-        name=f"topics {feed_row['name']} with run {run['id']}",
-        config_json=db.dumps({"purpose": PURPOSE, "text": text, "batch_size": scoring.BATCH}),
-        created_by=created_by,
-    )
+    return scoring.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text)
 
 
 def run(conn, job: dict, ctx) -> dict:
