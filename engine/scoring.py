@@ -93,6 +93,12 @@ def article_text(title: str | None, body: str | None, text: str) -> str:
     return title or body or ""
 
 
+def recent_jobs(conn, feed_id: int, limit: int = 5) -> list[dict]:
+    """The feed's latest score and topics jobs, newest first."""
+    return list(conn.query("SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT ?",
+                           [int(feed_id), int(limit)]))
+
+
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
     """Queue a score job for ``feed`` with run ``run_id`` as the model; returns the job id."""
     return enqueue_feed_job(conn, feed, run_id, SENTIMENT, created_by, text)

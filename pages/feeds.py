@@ -205,17 +205,14 @@ else:
             st.rerun()
 
 
-def _score_jobs() -> list[dict]:
-    return list(conn.query("SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT 5", [feed_id]))
-
-
-active = any(j["status"] in jobs.ACTIVE for j in _score_jobs())
+recent_jobs = scoring.recent_jobs(conn, feed_id)
+active = any(j["status"] in jobs.ACTIVE for j in recent_jobs)
 
 
 @st.fragment(run_every=2 if active else None)
 def score_progress() -> None:
     fconn = connect()
-    recent = list(fconn.query("SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT 5", [feed_id]))
+    recent = scoring.recent_jobs(fconn, feed_id)
     for job in recent:
         p = jobs.last_progress(fconn, job["id"], kind="score")
         done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
@@ -236,5 +233,5 @@ def score_progress() -> None:
             st.caption(f"{head} · {detail}")
 
 
-if _score_jobs():
+if recent_jobs:
     score_progress()
