@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     sc.add_argument("--feed", required=True)
     sc.add_argument("--run", required=True, type=int, help="the id of a finished training run")
     sc.add_argument("--text", default="title", choices=["title", "title_body"], help="what is scored")
+    sc.add_argument("--precision", default="fast", choices=["fast", "exact"],
+                    help="fast: bfloat16 on CPUs that compute it natively, float16 on GPUs (about 2x faster; the "
+                         "label agrees with float32 for over 99%% of texts); exact: float32, as the run was evaluated")
     sc.add_argument("--no-worker", action="store_true", help="only queue; do not start a supervisor")
     sc.add_argument("--wait", action="store_true", help="follow the job; exit 0 only if it succeeds")
     sc.set_defaults(func=cmd_score)
@@ -134,7 +137,8 @@ def cmd_score(args) -> int:
     from engine import jobs, scoring
 
     conn = db.connect()
-    job_id = scoring.enqueue(conn, args.feed, args.run, created_by=getpass.getuser(), text=args.text)
+    job_id = scoring.enqueue(conn, args.feed, args.run, created_by=getpass.getuser(), text=args.text,
+                             precision=args.precision)
     print(f"Queued score job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if not args.no_worker:
         jobs.ensure_supervisor()

@@ -99,23 +99,28 @@ def recent_jobs(conn, feed_id: int, limit: int = 5) -> list[dict]:
                            [int(feed_id), int(limit)]))
 
 
-def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
+def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title",
+            precision: str = "fast") -> int:
     """Queue a score job for ``feed`` with run ``run_id`` as the model; returns the job id."""
-    return enqueue_feed_job(conn, feed, run_id, SENTIMENT, created_by, text)
+    return enqueue_feed_job(conn, feed, run_id, SENTIMENT, created_by, text, precision)
 
 
 def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_by: str | None = None,
-                     text: str = "title") -> int:
+                     text: str = "title", precision: str = "fast") -> int:
     """Queue a job that runs ``run_id``'s model over ``feed`` for ``purpose`` ('sentiment' scores or 'topics').
 
-    One such job per feed, run and purpose is enough: an active one is returned instead of queueing another.
+    ``precision`` is 'fast' (reduced precision where the hardware computes it natively; see engine.inference) or
+    'exact' (float32, as the model was evaluated). One such job per feed, run and purpose is enough: an active one is
+    returned instead of queueing another.
     """
-    from engine import feeds, jobs
+    from engine import feeds, inference, jobs
 
     feed_row = feeds.get_feed(conn, feed)
     run = model_run(conn, run_id)
     if text not in ("title", "title_body"):
         raise UserError("Use either the 'title' or 'title_body' (title and body together) of each article.")
+    if precision not in inference.PRECISIONS:
+        raise UserError(f"Precision must be 'fast' or 'exact', not '{precision}'.")
     active = list(
         conn.query(
             "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
@@ -126,7 +131,7 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
     )
     if active:
         return active[0]["id"]
-    config = {"text": text, "batch_size": BATCH}
+    config = {"text": text, "batch_size": BATCH, "precision": precision}
     if purpose != SENTIMENT:
         config["purpose"] = purpose
     return jobs.enqueue(
@@ -156,6 +161,7 @@ def run(conn, job: dict, ctx) -> dict:
     config = db.loads(job.get("config_json"), {}) or {}
     text_mode = config.get("text", "title")
     batch_size = int(config.get("batch_size", BATCH))
+    precision = config.get("precision", "exact")  # jobs queued before precisions existed ran in float32
     model = model_run(conn, run_id)
     total = count_unscored(conn, feed_id, run_id)
     log = getattr(ctx, "log", None)
@@ -164,10 +170,14 @@ def run(conn, job: dict, ctx) -> dict:
     ctx.progress(kind="score", step=0, total_steps=total, elapsed_s=0.0)
     started = time.perf_counter()
     done = 0
-    device = "none"
+    device = dtype = "none"
+    load_s = 0.0
     if total:
-        predictor = inference.load(model["model_dir"])
-        device = predictor.device
+        predictor = inference.load(model["model_dir"], precision=precision)
+        device, dtype = predictor.device, predictor.dtype_name
+        load_s = time.perf_counter() - started
+        if log:
+            log.info("model loaded in %.1fs on %s in %s (precision '%s')", load_s, device, dtype, precision)
         neg = negative_label(predictor.labels)
         last_id = 0
         while True:
@@ -207,13 +217,18 @@ def run(conn, job: dict, ctx) -> dict:
                 eta_s=(total - done) / rate if rate else None,
             )
     elapsed = time.perf_counter() - started
+    score_s = elapsed - load_s  # reading articles, scoring them, writing scores and progress rows
     metrics = {
         "feed_id": feed_id,
         "run_id": run_id,
         "scored": done,
         "seconds": round(elapsed, 3),
-        "articles_per_s": round(done / elapsed, 1) if elapsed > 0 and done else None,
+        "load_s": round(load_s, 3),
+        "score_s": round(score_s, 3),
+        "articles_per_s": round(done / score_s, 1) if score_s > 0 and done else None,
         "device": device,
+        "precision": precision,
+        "dtype": dtype,
     }
     try:
         from engine import alerts

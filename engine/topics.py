@@ -71,10 +71,11 @@ def run(conn, job: dict, ctx) -> dict:
     started = time.perf_counter()
     done = replaced = 0
     counts: dict[str, int] = {}
-    device = "none"
+    device = dtype = "none"
     if total:
-        predictor = inference.load(model["model_dir"])
+        predictor = inference.load(model["model_dir"], precision=config.get("precision", "exact"))
         device = predictor.device
+        dtype = predictor.dtype_name
         last_id = 0
         while True:
             if ctx.should_cancel():
@@ -121,6 +122,7 @@ def run(conn, job: dict, ctx) -> dict:
         "seconds": round(elapsed, 3),
         "articles_per_s": round(done / elapsed, 1) if elapsed > 0 and done else None,
         "device": device,
+        "dtype": dtype,
     }
 
 

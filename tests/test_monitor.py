@@ -131,16 +131,46 @@ def test_score_job_through_the_queue_succeeds_with_progress_and_alerts(store, ru
     assert [r["run_id"] for r in trends.runs_for_feed(store, result.feed_id)] == [run_id]
 
 
+def test_score_job_records_its_precision_and_times_and_fast_agrees_with_exact(store, run_id, monkeypatch):
+    from engine import inference
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # as on a CPU with native bfloat16, whatever this one has
+    monkeypatch.setattr(inference, "_CACHE", type(inference._CACHE)())  # the job loads its model, as in a new process
+    titles = [f"Headline {i} about {w}" for i, w in enumerate(["profits", "losses", "a merger", "rates"] * 5)]
+    feeds.import_file(store, _csv([("2020-07-01", t) for t in titles]), "a.csv", "f")
+    fast = scoring.enqueue(store, "f", run_id)
+    assert jobs.get(store, fast)["config"]["precision"] == "fast"  # the default
+    assert jobs.run_job(fast) == 0
+    m = jobs.get(store, fast)["metrics"]
+    assert (m["precision"], m["dtype"], m["device"]) == ("fast", "bfloat16", "cpu")
+    assert m["scored"] == 20 and m["load_s"] > 0 and m["score_s"] > 0
+    assert m["seconds"] == pytest.approx(m["load_s"] + m["score_s"], abs=0.01)
+    # articles/s counts the scoring (read, score, write), not the model load; score_s is rounded to the millisecond
+    assert 20 / (m["score_s"] + 0.0006) <= m["articles_per_s"] <= 20 / max(m["score_s"] - 0.0006, 1e-9)
+    # The same feed again in float32 under another run id: almost every label agrees.
+    other = make_finished_run(store, scoring.model_run(store, run_id)["model_dir"])
+    exact = scoring.enqueue(store, "f", other, precision="exact")
+    assert jobs.run_job(exact) == 0
+    assert jobs.get(store, exact)["metrics"]["dtype"] == "float32"
+    pairs = store.execute("SELECT a.label, b.label, a.confidence, b.confidence FROM scores a JOIN scores b "
+                          "ON a.article_id = b.article_id AND a.run_id = ? AND b.run_id = ?", [run_id, other]).fetchall()
+    assert len(pairs) == 20
+    assert all(abs(c1 - c2) < 0.02 for _, _, c1, c2 in pairs)
+    with pytest.raises(UserError, match="Precision must be 'fast' or 'exact'"):
+        scoring.enqueue(store, "f", run_id, precision="int4")
+
+
 def test_cli_feed_score_wait_runs_the_job_through_the_supervisor(home, store, run_id):
     feeds.import_file(store, _csv([("2020-07-01", f"Headline {i}") for i in range(10)]), "a.csv", "f")
     env = {**os.environ, "BELLWETHER_HOME": str(home), "BELLWETHER_DEVICE_SLOT": "cpu"}
-    out = subprocess.run([sys.executable, "-m", "engine", "feed", "score", "--feed", "f", "--run", str(run_id), "--wait"],
-                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=240)
+    out = subprocess.run([sys.executable, "-m", "engine", "feed", "score", "--feed", "f", "--run", str(run_id), "--wait",
+                          "--precision", "exact"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=240)
     try:
         assert out.returncode == 0, out.stderr
         job_id = int(out.stdout.strip().splitlines()[-1])
         assert "10 articles scored" in out.stderr
         assert jobs.get(store, job_id)["status"] == "succeeded"
+        assert jobs.get(store, job_id)["metrics"]["dtype"] == "float32"
         assert store["scores"].count == 10
     finally:
         sup = jobs.supervisor_alive(store)

@@ -122,10 +122,14 @@ def test_feeds_page_topic_rules_search_and_score_button(app, store, tiny_text_mo
     at.text_input(key="feed_search").set_value("oil").run()
     assert next(d.value for d in at.dataframe if "title" in d.value.columns)["title"].tolist() == ["Oil slumps"]
     assert "3 articles not yet scored by run" in texts(at)
+    precision = by_label(at.selectbox, "Precision")
+    assert precision.value == "fast" and precision.options == ["Fast (recommended)", "Exact (float32)"]
+    precision.set_value("exact")
     by_label(at.button, "Score").click().run()
     assert not at.exception
-    job = store.execute("SELECT id, kind, status, feed_id, model_run_id FROM jobs WHERE kind = 'score'").fetchone()
-    assert job[1:] == ("score", "queued", 1, run_id)
+    job = store.execute("SELECT id, kind, status, feed_id, model_run_id, json_extract(config_json, '$.precision') "
+                        "FROM jobs WHERE kind = 'score'").fetchone()
+    assert job[1:] == ("score", "queued", 1, run_id, "exact")
     assert started == [1]
     assert f"Score job {job[0]} queued." in texts(at)
     assert any(f"Job {job[0]} · run {run_id} · **queued**" in str(p.proto) for p in at.get("progress"))
