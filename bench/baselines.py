@@ -193,3 +193,11 @@ def pipeline_scoring(model_dir: str, texts: list[str], batch_size: int | None = 
         "n_texts": len(texts), "batch_size": batch_size, "load_s": round(load_s, 2), "score_s": round(score_s, 2),
         "texts_per_s": round(len(texts) / score_s, 1), "labels": [o["label"] for o in out],
     }
+
+
+def with_process_rate(result: dict) -> dict:
+    """Add the whole-process figure to a pipeline case run by bench.runner: texts over the child's whole life
+    (starting Python, importing transformers and torch, building the pipeline, the call)."""
+    if result.get("process_s"):
+        result["texts_per_s_process"] = round(result["n_texts"] / result["process_s"], 1)
+    return result

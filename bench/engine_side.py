@@ -160,13 +160,13 @@ def article_titles(conn, feed_id: int) -> list[tuple[int, str]]:
         "SELECT id, title FROM articles WHERE feed_id = ? ORDER BY id", [feed_id]).fetchall()]
 
 
-def score_run(conn, feed_id: int, run_id: int) -> dict:
-    """Queue and run the score job; its figures and the stored labels by article id."""
+def score_run(conn, feed_id: int, run_id: int, precision: str = "fast") -> dict:
+    """Queue and run the score job as the Score button does; its figures and the stored labels by article id."""
     from engine import jobs, paths, scoring
     from engine.errors import UserError
 
     pressed = time.perf_counter()
-    job_id = scoring.enqueue(conn, feed_id, run_id, created_by="bench")
+    job_id = scoring.enqueue(conn, feed_id, run_id, created_by="bench", precision=precision)
     proc = run_job_process(job_id, paths.run_dir(job_id) / "bench-stdout.txt")
     wall = time.perf_counter() - pressed
     job = jobs.get(conn, job_id)
@@ -175,13 +175,18 @@ def score_run(conn, feed_id: int, run_id: int) -> dict:
     m = job["metrics"]
     labels = {r[0]: r[1] for r in conn.execute("SELECT article_id, label FROM scores WHERE run_id = ?", [run_id])}
     scored = int(m.get("scored") or len(labels))
-    seconds = float(m.get("seconds") or 0) or None
+    score_s = float(m.get("score_s") or 0) or None
+    job_s = float(m.get("seconds") or 0) or None
     return {
-        "job_id": job_id, "n_texts": scored,
-        # The job's own loop: model load, reading articles from SQLite, scoring, writing scores rows, progress rows.
-        "job_s": round(seconds, 2) if seconds else None,
-        "texts_per_s": round(scored / seconds, 1) if seconds else None,
-        # Everything from enqueue to the process's exit: Python, torch and the model loading included.
+        "job_id": job_id, "n_texts": scored, "precision": precision, "device": m.get("device"), "dtype": m.get("dtype"),
+        # Reading the articles from SQLite, scoring them, writing the scores and progress rows: the job's counterpart
+        # of the pipeline's call (neither counts loading the model).
+        "score_s": round(score_s, 2) if score_s else None,
+        "texts_per_s": round(scored / score_s, 1) if score_s else None,
+        # The job's own run, loading the model included.
+        "load_s": round(float(m.get("load_s") or 0), 2), "job_s": round(job_s, 2) if job_s else None,
+        "texts_per_s_job": round(scored / job_s, 1) if job_s else None,
+        # Everything from enqueue to the process's exit: starting Python, importing torch and loading the model.
         "wall_s": round(wall, 2), "texts_per_s_wall": round(scored / wall, 1) if wall else None,
         "peak_rss_mb": proc["peak_rss_mb"], "labels": labels,
     }

@@ -65,25 +65,45 @@ def test_bench_train_reports_every_figure_and_ratio_as_one_json_object(tiny_benc
     assert not (tiny_bench / "bellwether.db").exists()
 
 
-def test_bench_score_reports_identical_labels_to_the_pipeline(tiny_bench, capsys, tmp_path):
+def test_bench_score_reports_both_precisions_against_the_pipeline(tiny_bench, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # the fast job runs in bfloat16, as on a CPU that has it natively
     out_file = tmp_path / "score.json"
     capsys.readouterr()
     assert main(["bench", "score", "--format", "json", "--out", str(out_file)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out_file.read_text()) == printed
 
+    # No --model: the benchmark fine-tuned its own through the engine's Quick preset.
+    assert printed["model"]["source"].startswith("fine-tuned here with the Quick preset on fpb train (32 rows)")
     assert set(printed["sets"]) == {"dev", "headlines"}
     assert printed["sets"]["dev"]["n_texts"] == 16
     assert printed["sets"]["headlines"]["n_texts"] > 0
     for s in printed["sets"].values():
-        job = s["engine_score_job"]
-        assert job["n_texts"] == s["n_texts"]  # the job scored every stored article
-        assert job["texts_per_s"] > 0 and s["pipeline_default"]["texts_per_s"] > 0
+        fast, exact = s["engine_score_job"], s["engine_score_job_exact"]
+        assert fast["n_texts"] == exact["n_texts"] == s["n_texts"]  # each job scored every stored article
+        assert (fast["precision"], fast["dtype"]) == ("fast", "bfloat16")
+        assert (exact["precision"], exact["dtype"]) == ("exact", "float32")
+        assert fast["texts_per_s"] > 0 and s["pipeline_default"]["texts_per_s"] > 0
+        # the job's rate counts reading, scoring and writing; its whole-job and whole-process rates are lower
+        assert fast["texts_per_s"] >= fast["texts_per_s_job"] >= fast["texts_per_s_wall"] > 0
         assert s["pipeline_batch_32"]["batch_size"] == 32 and s["pipeline_default"]["batch_size"] is None
-        assert s["agreement_with_pipeline"] == 1.0  # same model, same labels for every text
-        assert s["ratios"]["vs_pipeline_batch_32"] == round(job["texts_per_s"] / s["pipeline_batch_32"]["texts_per_s"], 2)
-    assert printed["targets"]["dev_identical_labels"] is True
+        assert s["pipeline_default"]["texts_per_s_process"] > 0
+        assert s["agreement_exact_with_pipeline"] == 1.0  # float32: the same label as the pipeline for every text
+        assert 0.0 <= s["agreement_fast_with_pipeline"] <= 1.0
+        assert s["ratios"]["vs_pipeline_batch_32"] == round(fast["texts_per_s"] / s["pipeline_batch_32"]["texts_per_s"], 2)
+        assert s["ratios"]["exact_vs_pipeline_default"] == round(
+            exact["texts_per_s"] / s["pipeline_default"]["texts_per_s"], 2)
+    targets = printed["targets"]
+    assert targets["dev_exact_identical_labels"] is True
+    assert targets["dev_fast_agreement_reported"] == printed["sets"]["dev"]["agreement_fast_with_pipeline"]
+    assert targets["dev_3x_pipeline_default"] == (printed["sets"]["dev"]["ratios"]["vs_pipeline_default"] >= 3.0)
     assert "labels" not in printed["sets"]["dev"]["engine_score_job"]  # figures only, not every label
+    assert printed["machine"]["cpu_native_bfloat16"] is True
+
+
+def test_bench_score_with_a_model_folder_that_is_not_one_says_so(tiny_bench, capsys, tmp_path):
+    assert main(["bench", "score", "--model", str(tmp_path)]) == 2
+    assert "is not a trained model folder (it has no config.json)" in capsys.readouterr().err
 
 
 def test_bench_table_format_is_a_readable_table(tiny_bench, capsys):
