@@ -39,15 +39,35 @@ def train_table(r: dict) -> str:
 
 
 def score_table(r: dict) -> str:
-    lines = ["| texts | n | pipeline default texts/s | pipeline batch_size=32 texts/s | engine score job texts/s "
-             "| engine job, whole process texts/s | vs default | vs batched | same labels | peak RSS MB (job / default / batched) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    """The scoring table; runs from before the fast/exact split (one job, ``agreement_with_pipeline``) still read."""
+    two = any("engine_score_job_exact" in s for s in r["sets"].values())
+    if not two:
+        lines = ["| texts | n | pipeline default texts/s | pipeline batch_size=32 texts/s | engine score job texts/s "
+                 "| engine job, whole process texts/s | vs default | vs batched | same labels | peak RSS MB (job / default / batched) |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, s in r["sets"].items():
+            j, d, b = s["engine_score_job"], s["pipeline_default"], s["pipeline_batch_32"]
+            lines.append(f"| {name} | {s['n_texts']} | {_f(d['texts_per_s'], 1)} | {_f(b['texts_per_s'], 1)} | "
+                         f"{_f(j['texts_per_s'], 1)} | {_f(j['texts_per_s_wall'], 1)} | {_f(s['ratios']['vs_pipeline_default'])}x | "
+                         f"{_f(s['ratios']['vs_pipeline_batch_32'])}x | {s['agreement_with_pipeline']:.2%} | "
+                         f"{_f(j['peak_rss_mb'], 0)} / {_f(d['peak_rss_mb'], 0)} / {_f(b['peak_rss_mb'], 0)} |")
+        return "\n".join(lines)
+    lines = ["| texts | n | pipeline default texts/s | pipeline batch_size=32 texts/s | score job, fast texts/s "
+             "| score job, exact texts/s | fast vs default | fast vs batched | exact vs default | exact vs batched "
+             "| same labels: exact / fast | whole process texts/s (fast / default / batched) "
+             "| peak RSS MB (fast / exact / default / batched) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in r["sets"].items():
-        j, d, b = s["engine_score_job"], s["pipeline_default"], s["pipeline_batch_32"]
+        f, e, d, b = s["engine_score_job"], s["engine_score_job_exact"], s["pipeline_default"], s["pipeline_batch_32"]
+        x = s["ratios"]
         lines.append(f"| {name} | {s['n_texts']} | {_f(d['texts_per_s'], 1)} | {_f(b['texts_per_s'], 1)} | "
-                     f"{_f(j['texts_per_s'], 1)} | {_f(j['texts_per_s_wall'], 1)} | {_f(s['ratios']['vs_pipeline_default'])}x | "
-                     f"{_f(s['ratios']['vs_pipeline_batch_32'])}x | {s['agreement_with_pipeline']:.2%} | "
-                     f"{_f(j['peak_rss_mb'], 0)} / {_f(d['peak_rss_mb'], 0)} / {_f(b['peak_rss_mb'], 0)} |")
+                     f"{_f(f['texts_per_s'], 1)} ({f.get('dtype')}) | {_f(e['texts_per_s'], 1)} | "
+                     f"{_f(x['vs_pipeline_default'])}x | {_f(x['vs_pipeline_batch_32'])}x | "
+                     f"{_f(x['exact_vs_pipeline_default'])}x | {_f(x['exact_vs_pipeline_batch_32'])}x | "
+                     f"{s['agreement_exact_with_pipeline']:.2%} / {s['agreement_fast_with_pipeline']:.2%} | "
+                     f"{_f(f['texts_per_s_wall'], 1)} / {_f(d.get('texts_per_s_process'), 1)} / "
+                     f"{_f(b.get('texts_per_s_process'), 1)} | {_f(f['peak_rss_mb'], 0)} / {_f(e['peak_rss_mb'], 0)} / "
+                     f"{_f(d['peak_rss_mb'], 0)} / {_f(b['peak_rss_mb'], 0)} |")
     return "\n".join(lines)
 
 

@@ -93,6 +93,7 @@ class Predictor:
         self.dtype = pick_dtype(self.device, precision)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.dtype_name = str(self.dtype).replace("torch.", "")
+        self.fallback: str | None = None  # why a reduced precision was given up, if it was
         self.id2label = {int(k): v for k, v in config.id2label.items()}
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
         limit = getattr(config, "max_position_embeddings", 512) or 512
@@ -113,7 +114,7 @@ class Predictor:
         done = 0
         with torch.inference_mode():
             for idx, enc in self._batches(texts, batch_size):
-                logits = self.model(**enc).logits.float()
+                logits = self._forward(enc).logits.float()
                 probs = torch.softmax(logits, dim=-1).cpu().numpy()
                 for row, i in enumerate(idx):
                     p = probs[row]
@@ -127,6 +128,22 @@ class Predictor:
                 if progress:
                     progress(done, len(texts))
         return out  # type: ignore[return-value]
+
+    def _forward(self, enc):
+        """The model on one batch; a model that cannot run in reduced precision falls back to float32 for good."""
+        try:
+            return self.model(**enc)
+        except RuntimeError as exc:
+            if self.dtype == self._torch.float32:
+                raise
+            import logging
+
+            logging.getLogger("bellwether.inference").warning(
+                "this model cannot run in %s here (%s); scoring in float32 instead", self.dtype_name, exc)
+            self.fallback = f"{self.dtype_name} failed ({str(exc).splitlines()[0][:200]}); ran in float32"
+            self.model = self.model.float()
+            self.dtype, self.dtype_name = self._torch.float32, "float32"
+            return self.model(**enc)
 
     def _batches(self, texts: list[str], batch_size: int):
         """(input indices, padded tensors) per batch: all texts tokenized at once, batched by their token counts."""

@@ -210,6 +210,7 @@ def run(conn, job: dict, ctx) -> dict:
                 )
             done += len(rows)
             last_id = rows[-1][0]
+            dtype = predictor.dtype_name  # float32 after a fallback from reduced precision
             elapsed = time.perf_counter() - started
             rate = done / elapsed if elapsed > 0 else None
             ctx.progress(
@@ -230,6 +231,8 @@ def run(conn, job: dict, ctx) -> dict:
         "precision": precision,
         "dtype": dtype,
     }
+    if total and predictor.fallback:
+        metrics["precision_note"] = predictor.fallback
     try:
         from engine import alerts
 

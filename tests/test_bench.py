@@ -120,3 +120,17 @@ def test_bench_refuses_an_unknown_size_in_plain_words(home, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "BELLWETHER_BENCH_SIZE must be tiny, quick or full" in err
     assert not (home / "bellwether.db").exists()
+
+
+def test_report_renders_the_recorded_runs_in_docs(capsys):
+    """bench.report turns the JSON kept in docs/bench-results into the tables of docs/benchmarks.md."""
+    from bench import report
+    from tests.conftest import ROOT
+
+    results = ROOT / "docs" / "bench-results"
+    assert report.main([str(results / "score-fast-exact-2026-11-28.json"), str(results / "score-idle-2026-11-28.json"),
+                        str(results / "train-idle-2026-11-28.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| dev | 617 | 79.7 | 108.3 | 296.6 (bfloat16) | 180.4 | 3.72x | 2.74x | 2.26x | 1.67x | 100.00% / 99.84% |" in out
+    assert "| headlines | 1451 | 100.2 | 249.7 | 165.7 |" in out  # the earlier, single-job format
+    assert '"throughput_vs_trainer": 1.57' in out

@@ -82,3 +82,23 @@ def test_cpu_flags_decide_native_bfloat16(monkeypatch, tmp_path):
     assert inference.cpu_has_bf16()
     monkeypatch.setattr("builtins.open", fake_cpuinfo("fpu sse avx2 avx512f avx512_vnni"))
     assert not inference.cpu_has_bf16()
+
+
+def test_a_model_that_fails_in_reduced_precision_falls_back_to_float32(monkeypatch, tiny_text_model):
+    import torch
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    predictor = inference.Predictor(tiny_text_model, device="cpu", precision="fast")
+    real_forward = predictor.model.forward
+
+    def bf16_unsupported(*args, **kwargs):
+        if next(predictor.model.parameters()).dtype is torch.bfloat16:
+            raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(predictor.model, "forward", bf16_unsupported)
+    got = predictor.predict(TEXTS, batch_size=3)
+    exact = inference.Predictor(tiny_text_model, device="cpu", precision="exact").predict(TEXTS, batch_size=3)
+    assert [g.label for g in got] == [e.label for e in exact]
+    assert predictor.dtype_name == "float32"
+    assert predictor.fallback.startswith("bfloat16 failed (\"addmm_impl_cpu_\" not implemented")
