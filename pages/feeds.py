@@ -219,6 +219,8 @@ active = any(j["status"] in jobs.ACTIVE for j in recent_jobs)
 def score_progress() -> None:
     fconn = connect()
     recent = scoring.recent_jobs(fconn, feed_id)
+    if active and not any(j["status"] in jobs.ACTIVE for j in recent):
+        st.rerun()  # a job has just finished: the whole page again, so its counts and choices are current
     for job in recent:
         p = jobs.last_progress(fconn, job["id"], kind="score")
         done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)

@@ -158,6 +158,10 @@ def test_the_analysts_whole_journey(tmp_path):
             page.get_by_role("button", name="Score", exact=True).click()
             wait_for_app_run(page)
             expect(page.get_by_text(re.compile(r"Job \d+ · run 1 · succeeded"))).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+            # the page refreshes itself when the job ends: nothing left to score, and the job says how fast it went
+            expect(page.get_by_text("0 articles not yet scored by run 1.")).to_be_visible()
+            expect(page.get_by_role("button", name="Score", exact=True)).to_be_disabled()
+            expect(page.get_by_text(re.compile(r"articles scored, \d+ alerts · [\d,]+ articles/s on cpu"))).to_be_visible()
             shots("feed scored")
             go_to(page, "Monitor")
             expect(page.get_by_role("heading", name="Volume by sentiment", exact=True)).to_be_visible()
