@@ -294,6 +294,14 @@ def test_a_base_model_deleted_after_queueing_fails_with_its_reason(store, shared
     assert run_in_process(run_id) == 1
     job = jobs.get(store, run_id)
     assert job["status"] == "failed" and "was not found" in job["error"]
+    # `train --wait` (and `runs resume --wait`) follow the run and exit 1 with its reason: scripts can rely on it.
+    import io
+
+    from engine import cli_train
+
+    out = io.StringIO()
+    assert cli_train.follow(store, run_id, out=out) == 1
+    assert f"Run {run_id} failed: " in out.getvalue() and "was not found" in out.getvalue()
 
 
 # ---- slow: the real default model through the queue -----------------------------------------------------------
