@@ -155,16 +155,23 @@ def evaluate_tab(conn, run: dict) -> None:
     data = upload.getvalue()
     encoding = st.selectbox("Encoding", ["detect", "utf-8", "gb18030", "cp1252"], key="eval-encoding")
     encoding = None if encoding == "detect" else encoding
-    text_col = label_col = None
+    text_col = label_col = sheet = None
     if task != reports.TOKENS:
         with plain_errors():
             table = read_table(data, upload.name, encoding=encoding)
+            wanted = st.session_state.get("eval-sheet")
+            if wanted in (table.sheets or []) and wanted != table.sheet:  # a sheet chosen below, if this file has it
+                table = read_table(data, upload.name, encoding=encoding, sheet=wanted)
+            if len(table.sheets or []) > 1:
+                st.selectbox("Sheet", table.sheets, key="eval-sheet")
+            sheet = table.sheet
             columns = list(table.frame.columns)
             guessed_text, guessed_label = reports.guess_columns(table.frame, reports.model_labels(run))
             left, right = st.columns(2)
-            text_col = left.selectbox("Text column", columns, key="eval-text-col",
+            suffix = f"-{sheet}" if sheet and len(table.sheets) > 1 else ""  # another sheet: guess its columns afresh
+            text_col = left.selectbox("Text column", columns, key=f"eval-text-col{suffix}",
                                       index=columns.index(guessed_text) if guessed_text in columns else 0)
-            label_col = right.selectbox("Label column", columns, key="eval-label-col",
+            label_col = right.selectbox("Label column", columns, key=f"eval-label-col{suffix}",
                                         index=columns.index(guessed_label) if guessed_label in columns else 0)
         if text_col is None:
             return
@@ -173,7 +180,7 @@ def evaluate_tab(conn, run: dict) -> None:
         with plain_errors():
             bar = st.progress(0.0, "Predicting…")
             evaluation = reports.evaluate_file(conn, run["id"], data, upload.name, name=name, text_col=text_col,
-                                               label_col=label_col, encoding=encoding,
+                                               label_col=label_col, encoding=encoding, sheet=sheet,
                                                progress=lambda done, total: bar.progress(done / max(total, 1)))
             bar.empty()
             st.session_state["last-evaluation"] = (run["id"], evaluation.split)

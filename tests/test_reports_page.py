@@ -176,3 +176,36 @@ def test_opening_the_page_by_its_own_url_still_asks_to_sign_in(home, store, tiny
     assert not at.exception
     assert [t.label for t in at.text_input] == ["Your name", "Password"]
     assert not at.dataframe and not at.tabs
+
+
+def _workbook(sheets: dict[str, list[tuple[str, str]]]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with pd.ExcelWriter(buf, engine="openpyxl") as writer:
+        for name, rows in sheets.items():
+            pd.DataFrame(rows, columns=["text", "label"]).to_excel(writer, sheet_name=name, index=False)
+    return buf.getvalue()
+
+
+def test_evaluate_reads_the_sheet_the_analyst_picks(app, store, tiny_text_model):
+    run_id = make_finished_run(store, tiny_text_model, text_predictions())
+    at = app()
+    book = _workbook({"Notes": [("read me", "neutral")],
+                      "Q3 labels": [("Profit up", "positive"), ("Loss widens", "negative"), ("Flat", "neutral")]})
+    at.file_uploader(key=f"eval-upload-{run_id}").set_value(("q3.xlsx", book, "application/vnd.ms-excel"))
+    at.run()
+    sheet = at.selectbox(key="eval-sheet")
+    assert sheet.options == ["Notes", "Q3 labels"] and sheet.value == "Notes"
+    sheet.set_value("Q3 labels").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="eval-text-col-Q3 labels").value == "text"
+    at.button(key="eval-go").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert frame(at, columns=REPORT, n=1).set_index("class").loc["accuracy", "support"] == 3  # the 3 rows of Q3
+    # A CSV afterwards has no sheets: no sheet picker, and the columns are its own.
+    at.file_uploader(key=f"eval-upload-{run_id}").set_value(("extra.csv", b"headline,sentiment\nUp,positive\n", "text/csv"))
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not [s for s in at.selectbox if s.key == "eval-sheet"]
+    assert at.selectbox(key="eval-text-col").value == "headline"
