@@ -79,6 +79,21 @@ def run_labels(conn, run_id: int) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT label FROM scores WHERE run_id = ?", [int(run_id)])]
 
 
+def looks_like_sentiment(labels) -> bool:
+    """Whether a model's labels include a negative or a positive class (by name, English or Chinese)."""
+    return negative_label(labels) is not None or positive_label(labels) is not None
+
+
+def runs_by_purpose(conn, runs: list[dict], purpose: str = SENTIMENT) -> list[dict]:
+    """``runs`` with those whose labels suit ``purpose`` first ('sentiment': a negative or positive class; 'topics':
+    neither), each group newest first as given. The store has no purpose field, so the labels decide."""
+    def suits(run: dict) -> bool:
+        sentiment = looks_like_sentiment(run_labels(conn, run["id"]))
+        return sentiment if purpose == SENTIMENT else not sentiment
+
+    return sorted(runs, key=lambda run: not suits(run))  # stable: keeps the given order within each group
+
+
 def count_unscored(conn, feed_id: int, run_id: int) -> int:
     return conn.execute(
         "SELECT COUNT(*) FROM articles a WHERE a.feed_id = ? AND NOT EXISTS "

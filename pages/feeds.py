@@ -145,7 +145,7 @@ if rules:
         st.rerun()
 
 st.markdown("**Tag topics with a trained classifier**")
-topic_runs = trends.finished_runs(conn)
+topic_runs = scoring.runs_by_purpose(conn, trends.finished_runs(conn), "topics")
 if not topic_runs:
     st.caption("No finished run yet. Train a text classifier on a dataset labelled with topics (earnings, M&A, "
                "macro ...) on the Train page, then tag this feed with it.")
@@ -184,7 +184,7 @@ if query.strip():
 
 st.subheader("Score with a trained model")
 PRECISION_NAMES = {"fast": "Fast (recommended)", "exact": "Exact (float32)"}
-runs = trends.finished_runs(conn)
+runs = scoring.runs_by_purpose(conn, trends.finished_runs(conn))
 if not runs:
     st.info("No finished sentiment run yet. Train one on the Train page, then score this feed with it.")
 else:
@@ -197,6 +197,12 @@ else:
                              help="Fast runs the model in reduced precision where the processor supports it natively: "
                                   "about twice as fast, and the label matches the exact result for over 99% of "
                                   "texts. Exact runs it as it was evaluated on the Reports page.")
+    run_labels = scoring.run_labels(conn, run_choice)
+    c1.caption("Labels: " + ", ".join(run_labels))
+    if not scoring.negative_label(run_labels):
+        st.warning(f"Run {run_choice}'s labels ({', '.join(run_labels)}) have no negative class, so the Monitor's "
+                   "negative share and surge alerts would stay at zero. Pick a sentiment run, unless this is what "
+                   "you mean to do.")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):

@@ -199,3 +199,21 @@ def test_monitor_weekly_view_renders(app, store, tiny_text_model):
     at.radio(key="mon_freq").set_value("W").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_feeds_page_offers_sentiment_runs_for_scoring_and_topic_runs_for_topics(app, store, tiny_text_model, tmp_path):
+    from tests.helpers import build_tiny_model
+
+    feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise")]), "a.csv", "f")
+    sentiment = make_finished_run(store, tiny_text_model)
+    topic_model = build_tiny_model(tmp_path / "topics", ["earnings", "m&a", "macro"])
+    topic = make_finished_run(store, topic_model)  # newer, so it would come first by date alone
+    at = app("pages/feeds.py")
+    assert at.selectbox(key="score_run").value == sentiment
+    assert at.selectbox(key="score_run").options == [f"Run {sentiment}", f"Run {topic}"]
+    assert at.selectbox(key="topic_run").value == topic
+    assert "Labels: negative, neutral, positive" in texts(at)
+    assert not any("no negative class" in w.value for w in at.warning)
+    at.selectbox(key="score_run").set_value(topic).run()
+    assert not at.exception
+    assert any(f"Run {topic}'s labels (earnings, m&a, macro) have no negative class" in w.value for w in at.warning)
