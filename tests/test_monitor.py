@@ -372,3 +372,15 @@ def test_cli_alerts_json(home, store, run_id):
     out = subprocess.run([sys.executable, "-m", "engine", "alerts", "--feed", "nope"], cwd=ROOT, capture_output=True,
                          text=True, env=env)
     assert out.returncode == 2 and "no feed called 'nope'" in out.stderr
+
+
+def test_cli_feed_score_with_a_run_without_a_negative_class_says_so(home, store, tmp_path, capsys):
+    from engine.cli import main
+    from tests.helpers import build_tiny_model
+
+    feeds.import_file(store, _csv([("2020-07-01", "Quarterly results beat")]), "a.csv", "f")
+    topic = make_finished_run(store, build_tiny_model(tmp_path / "topics", ["earnings", "macro"]))
+    assert main(["feed", "score", "--feed", "f", "--run", str(topic), "--no-worker"]) == 0
+    err = capsys.readouterr().err
+    assert f"Note: run {topic}'s labels (earnings, macro) have no negative class" in err
+    assert store.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'score' AND status = 'queued'").fetchone()[0] == 1
