@@ -1,4 +1,4 @@
-"""What every page shares: the store connection, the signed-in analyst, the sidebar, and plain-word errors.
+"""What every page shares: the store connection, the signed-in analyst, the sidebar, plain-word errors, the worker.
 
 Not a page itself (streamlit_app.py lists the pages by name).
 """
@@ -71,3 +71,14 @@ def plain_errors() -> Iterator[None]:
         yield
     except UserError as exc:
         st.error(str(exc), icon=":material/error:")
+
+
+def start_worker() -> str:
+    """Make sure a worker runs the queue: '' when one does, else a sentence for the analyst saying what to do."""
+    from engine import jobs
+
+    try:
+        jobs.ensure_supervisor()
+    except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
+        return f" It waits: no worker could be started ({exc}). Run `python -m engine worker` on the server."
+    return ""

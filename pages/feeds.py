@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import feeds, jobs, scoring, topics, trends
-from pages._shared import connect, current_user, plain_errors, require_sign_in
+from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -27,7 +27,11 @@ state.setdefault("feed_upload_round", 0)
 st.title("Feeds")
 st.caption("Upload news exports or RSS/Atom files into a named feed, tag topics, search, and score with a trained model.")
 if state.get("feed_flash"):
-    st.success(state.pop("feed_flash"), icon=":material/check_circle:")
+    flash = state.pop("feed_flash")
+    if "no worker could be started" in flash:
+        st.warning(flash, icon=":material/warning:")
+    else:
+        st.success(flash, icon=":material/check_circle:")
 
 all_feeds = feeds.list_feeds(conn)
 names = [f["name"] for f in all_feeds]
@@ -162,11 +166,8 @@ else:
     if c2.button("Tag topics", key="topic_tag_btn", disabled=untagged == 0):
         with plain_errors():
             job_id = topics.enqueue(conn, feed_id, topic_run, created_by=current_user())
-            try:
-                jobs.ensure_supervisor()
-            except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
-                st.warning(f"The job is queued but no worker could be started ({exc}). Run `python -m engine worker`.")
-            state["feed_flash"] = f"Topics job {job_id} queued: progress below under Score with a trained model."
+            state["feed_flash"] = (f"Topics job {job_id} queued: progress below under Score with a trained model."
+                                   + start_worker())
             st.rerun()
 
 # ---- search ----------------------------------------------------------------------------------------------------
@@ -209,11 +210,7 @@ else:
         with plain_errors():
             job_id = scoring.enqueue(conn, feed_id, run_choice, created_by=current_user(), text=text_mode,
                                      precision=precision)
-            try:
-                jobs.ensure_supervisor()
-            except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
-                st.warning(f"The job is queued but no worker could be started ({exc}). Run `python -m engine worker`.")
-            state["feed_flash"] = f"Score job {job_id} queued."
+            state["feed_flash"] = f"Score job {job_id} queued." + start_worker()
             st.rerun()
 
 

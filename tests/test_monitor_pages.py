@@ -217,3 +217,20 @@ def test_feeds_page_offers_sentiment_runs_for_scoring_and_topic_runs_for_topics(
     at.selectbox(key="score_run").set_value(topic).run()
     assert not at.exception
     assert any(f"Run {topic}'s labels (earnings, m&a, macro) have no negative class" in w.value for w in at.warning)
+
+
+def test_feeds_page_says_plainly_when_no_worker_can_be_started(app, store, tiny_text_model, monkeypatch):
+    def cannot_start(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(jobs, "ensure_supervisor", cannot_start)
+    feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise")]), "a.csv", "f")
+    run_id = make_finished_run(store, tiny_text_model)
+    at = app("pages/feeds.py")
+    by_label(at.button, "Score").click().run()
+    assert not at.exception
+    job_id, status, model = store.execute("SELECT id, status, model_run_id FROM jobs WHERE kind = 'score'").fetchone()
+    assert (status, model) == ("queued", run_id)
+    shown = " ".join(w.value for w in at.warning)
+    assert f"Score job {job_id} queued. It waits: no worker could be started (No space left on device)" in shown
+    assert "python -m engine worker" in shown
