@@ -81,7 +81,11 @@ FIELD_LABELS = {
 }
 
 # Fallback speeds (training samples per second at max length 128) before anything was measured on this machine.
-DEFAULT_SPEED = {"cpu": 10.0, "cuda": 600.0}
+DEFAULT_SPEED = {"cpu": 10.0, "cuda": 600.0}  # samples/s at max length 128 when nothing is known of the model
+# The default model (all-MiniLM-L6-v2) trains at about 40 samples/s on 2 CPU cores with length-grouped batches
+# (docs/benchmarks.md); other models are guessed from their size relative to it until a run has been measured here.
+ANCHOR_SPEED = {"cpu": 40.0, "cuda": 600.0}  # the GPU figure is a guess: never measured here
+ANCHOR_WORK = 6 * (4 * 384**2 + 2 * 384 * 1536)  # encoder weights per token of the default model (6 layers, 384 wide)
 
 
 class ConfigError(UserError):
@@ -207,9 +211,31 @@ def measured_speed(conn, base_model: str, slot: str) -> float | None:
     return speeds[len(speeds) // 2]
 
 
+def guessed_speed(base_model: str, slot: str) -> float:
+    """Samples/s at max length 128 before any run of ``base_model`` has been measured on this machine: the default
+    model's measured speed scaled by the encoder's size (layers x width), or a cautious constant when the model's
+    config cannot be read here (a hub name)."""
+    from engine import models
+
+    fallback = DEFAULT_SPEED.get(slot, DEFAULT_SPEED["cpu"])
+    spec = (base_model or models.DEFAULT).strip()
+    folder = models.default_model_path() if spec == models.DEFAULT else Path(spec).expanduser()
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        hidden = int(cfg.get("hidden_size") or cfg.get("d_model") or cfg["dim"])
+        layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layers") or cfg["num_layers"])
+        inner = int(cfg.get("intermediate_size") or cfg.get("hidden_dim") or 4 * hidden)
+    except (OSError, ValueError, KeyError, TypeError):
+        return fallback
+    work = layers * (4 * hidden**2 + 2 * hidden * inner)
+    if work <= 0:
+        return fallback
+    return ANCHOR_SPEED.get(slot, ANCHOR_SPEED["cpu"]) * ANCHOR_WORK / work
+
+
 def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None) -> float:
     slot = slot or jobs.default_slot()
-    speed = measured_speed(conn, base_model, slot) or DEFAULT_SPEED.get(slot, DEFAULT_SPEED["cpu"])
+    speed = measured_speed(conn, base_model, slot) or guessed_speed(base_model, slot)
     speed = speed * 128 / max(16, int(config.get("max_length", 128)))
     if config.get("lora"):
         speed *= 1.3

@@ -150,11 +150,31 @@ def test_refused_choices_queue_nothing(store, shared, tiny_text_model):
     assert db.table_counts(store) == before
 
 
+def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(store, tmp_path):
+    from transformers import BertConfig
+
+    from engine import training
+
+    config = training.build_config("balanced")
+    default = training.estimate_seconds(store, 1000, config, "default", "cpu")
+    assert abs(default - (1000 * config["epochs"] / 40 + 15)) < 1  # 40 samples/s: measured on 2 cores
+    base = tmp_path / "bert-base-like"
+    BertConfig(hidden_size=768, num_hidden_layers=12, intermediate_size=3072).save_pretrained(base)
+    bigger = training.estimate_seconds(store, 1000, config, str(base), "cpu")
+    assert 7.5 < (bigger - 15) / (default - 15) < 8.5  # 8x the encoder work per token
+    # A hub name whose config is not on this machine: the cautious constant.
+    assert training.guessed_speed("ProsusAI/finbert", "cpu") == training.DEFAULT_SPEED["cpu"]
+
+
 def test_estimate_uses_speed_measured_on_this_machine(store):
     from engine import training
 
     config = training.build_config("balanced")
     guess = training.estimate_seconds(store, 1000, config, "default", "cpu")
+    store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
+                          "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
+                          "metrics_json": db.dumps({"train_samples_per_second": 10.0})})
+    assert training.estimate_seconds(store, 1000, config, "default", "cpu") > guess  # this machine is slower
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
                           "metrics_json": db.dumps({"train_samples_per_second": 300.0})})
