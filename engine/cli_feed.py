@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-import time
 from pathlib import Path
 
 from engine import db
@@ -154,37 +153,23 @@ def cmd_score(args) -> int:
     return 0
 
 
-def follow(conn, job_id: int, out=sys.stderr, poll_s: float = 1.0) -> int:
-    """Show the score job's progress until it finishes; 0 only if it succeeded."""
+def follow(conn, job_id: int, out=None, poll_s: float = 1.0) -> int:
+    """Show the score (or topics) job's progress until it finishes; 0 only if it succeeded."""
     from engine import jobs
 
-    last = None
-    while True:
-        job = jobs.get(conn, job_id)
-        p = jobs.last_progress(conn, job_id, kind="score")
-        if p and p.get("total_steps"):
-            frac = min(1.0, (p["step"] or 0) / p["total_steps"])
-            rate = f" {p['samples_per_s']:.0f} articles/s" if p.get("samples_per_s") else ""
-            line = f"[{'#' * int(frac * 30):<30}] {p['step']}/{p['total_steps']}{rate}"
-        else:
-            line = f"{job['status']}..."
-        if line != last:
-            print(line, file=out, flush=True)
-            last = line
-        if job["status"] in jobs.FINISHED:
-            if job["status"] == "succeeded":
-                m = job["metrics"]
-                if m.get("purpose") == "topics":
-                    tags = ", ".join(f"{t} {n}" for t, n in sorted(m.get("topics", {}).items()))
-                    print(f"Job {job_id} succeeded: {m.get('tagged', 0)} articles tagged with topics"
-                          + (f" ({tags})" if tags else "") + ".", file=out)
-                    return 0
-                print(f"Job {job_id} succeeded: {m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts.",
-                      file=out)
-                return 0
-            print(f"Job {job_id} {job['status']}: {job.get('error') or ''}", file=out)
-            return 1
-        time.sleep(poll_s)
+    def line(p: dict) -> str:
+        frac = min(1.0, (p["step"] or 0) / p["total_steps"])
+        rate = f" {p['samples_per_s']:.0f} articles/s" if p.get("samples_per_s") else ""
+        return f"[{'#' * int(frac * 30):<30}] {p['step']}/{p['total_steps']}{rate}"
+
+    def done(job: dict) -> str:
+        m = job["metrics"]
+        if m.get("purpose") == "topics":
+            tags = ", ".join(f"{t} {n}" for t, n in sorted(m.get("topics", {}).items()))
+            return f"Job {job_id} succeeded: {m.get('tagged', 0)} articles tagged with topics" + (f" ({tags})" if tags else "") + "."
+        return f"Job {job_id} succeeded: {m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts."
+
+    return jobs.follow(conn, job_id, "score", line, done, out=out, poll_s=poll_s)
 
 
 def cmd_trends(args) -> int:

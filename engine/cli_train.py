@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from engine import db, jobs
 from engine.errors import UserError
@@ -134,35 +133,24 @@ def cmd_train(args) -> int:
     return 0
 
 
-def follow(conn, run_id: int, out=sys.stderr) -> int:
+def follow(conn, run_id: int, out=None) -> int:
     """Show a progress bar until the run finishes; 0 only if it succeeded."""
-    last = None
-    last_loss = None
-    while True:
-        job = jobs.get(conn, run_id)
-        p = jobs.last_progress(conn, run_id)
-        if p and p["total_steps"]:
-            frac = min(1.0, (p["step"] or 0) / p["total_steps"])
-            bar = "#" * int(frac * 30)
-            eta = f" ETA {int(p['eta_s'])} s" if p.get("eta_s") is not None else ""
-            last_loss = p["loss"] if p.get("loss") is not None else last_loss
-            loss = f" loss {last_loss:.4f}" if last_loss is not None else ""
-            line = f"[{bar:<30}] {p['step']}/{p['total_steps']}{loss}{eta}"
-        else:
-            line = f"{job['status']}..."
-        if line != last:
-            print(("\r" if out.isatty() else "") + line, end="" if out.isatty() else "\n", file=out, flush=True)
-            last = line
-        if job["status"] in jobs.FINISHED:
-            print(file=out) if out.isatty() else None
-            if job["status"] == "succeeded":
-                m = job["metrics"]
-                print(f"Run {run_id} succeeded: accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. "
-                      f"Model: {job['model_dir']}", file=out)
-                return 0
-            print(f"Run {run_id} {job['status']}: {job.get('error') or ''}", file=out)
-            return 1
-        time.sleep(1.0)
+    last_loss: list[float] = []
+
+    def line(p: dict) -> str:
+        frac = min(1.0, (p["step"] or 0) / p["total_steps"])
+        eta = f" ETA {int(p['eta_s'])} s" if p.get("eta_s") is not None else ""
+        if p.get("loss") is not None:
+            last_loss[:] = [p["loss"]]
+        loss = f" loss {last_loss[0]:.4f}" if last_loss else ""
+        return f"[{'#' * int(frac * 30):<30}] {p['step']}/{p['total_steps']}{loss}{eta}"
+
+    def done(job: dict) -> str:
+        m = job["metrics"]
+        return (f"Run {run_id} succeeded: accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. "
+                f"Model: {job['model_dir']}")
+
+    return jobs.follow(conn, run_id, "train", line, done, failed_word="Run", out=out)
 
 
 def cmd_list(args) -> int:

@@ -178,6 +178,32 @@ def log_tail(job: dict, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def follow(conn, job_id: int, kind: str, line: Callable[[dict], str], done: Callable[[dict], str],
+           failed_word: str = "Job", out=None, poll_s: float = 1.0) -> int:
+    """Show job ``job_id``'s progress (rows of ``kind``, drawn by ``line``) until it finishes; 0 only if it
+    succeeded. ``done(job)`` is the closing sentence of a success; a failure prints its reason. On a terminal the
+    progress line is redrawn in place; into a file or pipe each change is its own line."""
+    out = out or sys.stderr
+    tty = hasattr(out, "isatty") and out.isatty()
+    last = None
+    while True:
+        job = get(conn, job_id)
+        p = last_progress(conn, job_id, kind=kind)
+        text = line(p) if p and p.get("total_steps") else f"{job['status']}..."
+        if text != last:
+            print(("\r" if tty else "") + text, end="" if tty else "\n", file=out, flush=True)
+            last = text
+        if job["status"] in FINISHED:
+            if tty:
+                print(file=out)
+            if job["status"] == "succeeded":
+                print(done(job), file=out)
+                return 0
+            print(f"{failed_word} {job_id} {job['status']}: {job.get('error') or ''}", file=out)
+            return 1
+        time.sleep(poll_s)
+
+
 def cancel(conn, job_id: int) -> str:
     """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next step. Returns the status."""
     job = get(conn, job_id)
