@@ -178,18 +178,30 @@ def bench_train(mode: str) -> dict:
         b[f"trainer_defaults_{sizes.epochs_long}_epochs"] = runner.run_case(
             "bench.baselines:trainer_defaults", {**common, "epochs": sizes.epochs_long})
 
+    gpu_name = _gpu_name()
+    gpu_runs: dict = {}
     conn = db.connect()
     try:
         dataset = engine_side.import_fpb(conn, sizes.n_train, sizes.n_dev)
         e = out["engine"]
+
+        def engine_run(name: str, preset: str, overrides: dict | None = None) -> None:
+            if not gpu_name:
+                e[name] = engine_side.train_run(conn, dataset, submit_model, preset, overrides)
+                return
+            from bench import gpu
+
+            e[name], util, _ = gpu.measure(engine_side.train_run, conn, dataset, submit_model, preset, overrides)
+            gpu_runs[name] = gpu.training_figures(e[name], util, model_path,
+                                                  [r["text"] for r in data.fpb("train", sizes.n_train)], gpu_name)
+
         # The engine at the Trainer-defaults/recipe settings: batch 16, max length 128, 1 epoch, lr 2e-5, no warm-up.
-        e["identical_settings_1_epoch"] = engine_side.train_run(
-            conn, dataset, submit_model, "balanced",
-            {"epochs": 1, "learning_rate": 2e-5, "batch_size": 16, "max_length": 128, "warmup_ratio": 0.0,
-             "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False})
-        e["balanced"] = engine_side.train_run(conn, dataset, submit_model, "balanced")
+        engine_run("identical_settings_1_epoch", "balanced",
+                   {"epochs": 1, "learning_rate": 2e-5, "batch_size": 16, "max_length": 128, "warmup_ratio": 0.0,
+                    "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False})
+        engine_run("balanced", "balanced")
         if sizes.thorough:
-            e["thorough"] = engine_side.train_run(conn, dataset, submit_model, "thorough")
+            engine_run("thorough", "thorough")
     finally:
         conn.close()
 
@@ -220,7 +232,7 @@ def bench_train(mode: str) -> dict:
         **{f"baseline_{k}": v.get("peak_rss_mb") for k, v in b.items()},
         **{f"engine_{k}": v.get("peak_rss_mb") for k, v in e.items()},
     }
-    out["gpu"] = _gpu_note()
+    out["gpu"] = _gpu_note(gpu_runs)
     return out
 
 
@@ -228,11 +240,18 @@ def _met(value, target) -> bool | None:
     return None if value is None else value >= target
 
 
-def _gpu_note() -> dict:
+def _gpu_name() -> str | None:
     import torch
 
-    if torch.cuda.is_available():
-        return {"available": True, "note": "GPU present; the CPU figures above ran on the device the engine picked."}
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def _gpu_note(runs: dict | None = None) -> dict:
+    name = _gpu_name()
+    if name:
+        return {"available": True, "device": name, "runs": runs or {},
+                "note": "Every case ran on the GPU: the engine's jobs, the Trainer and the tutorial recipe on CUDA, "
+                        "the pipelines with device=0."}
     return {"available": False, "note": "No GPU on this machine: GPU utilisation and training MFU not measured."}
 
 
@@ -251,6 +270,7 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
 
     sizes = data.sizes(mode)
     submit_model, _ = _base_model()
+    gpu_name = _gpu_name()
     out: dict = {"sizes": sizes.as_dict(), "sets": {}}
     conn = db.connect()
     try:
@@ -272,7 +292,15 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
         for name, feed_id in feeds.items():
             titles = engine_side.article_titles(conn, feed_id)
             texts = [t for _, t in titles]
-            jobs = {precision: engine_side.score_run(conn, feed_id, run_id, precision) for precision, run_id in runs.items()}
+            jobs = {}
+            for precision, run_id in runs.items():
+                if gpu_name:
+                    from bench import gpu
+
+                    jobs[precision], util, _ = gpu.measure(engine_side.score_run, conn, feed_id, run_id, precision)
+                    jobs[precision]["gpu_utilisation"] = util
+                else:
+                    jobs[precision] = engine_side.score_run(conn, feed_id, run_id, precision)
             p_default = baselines.with_process_rate(
                 runner.run_case("bench.baselines:pipeline_scoring", {"model_dir": model_dir, "texts": texts}))
             p_batched = baselines.with_process_rate(runner.run_case(
