@@ -139,10 +139,8 @@ def cmd_score(args) -> int:
     job_id = scoring.enqueue(conn, args.feed, args.run, created_by=getpass.getuser(), text=args.text,
                              precision=args.precision)
     print(f"Queued score job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
-    labels = scoring.run_labels(conn, args.run)
-    if not scoring.negative_label(labels):
-        print(f"Note: run {args.run}'s labels ({', '.join(labels)}) have no negative class, so the negative share "
-              "and surge alerts will stay at zero.", file=sys.stderr)
+    if warning := scoring.no_negative_class(scoring.run_labels(conn, args.run)):
+        print(f"Note: run {args.run}'s {warning}.", file=sys.stderr)
     if not args.no_worker:
         jobs.ensure_supervisor()
     if args.wait:

@@ -89,7 +89,6 @@ class Predictor:
         self.device = device or pick_device()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
         model = auto.from_pretrained(model_dir, trust_remote_code=False)
-        self.precision = precision
         self.dtype = pick_dtype(self.device, precision)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.dtype_name = str(self.dtype).replace("torch.", "")
@@ -215,6 +214,4 @@ def load(model_dir: str | Path, device: str | None = None, cache_size: int = 2, 
 
 def simple_tokens(text: str) -> list[str]:
     """Split free text into word and punctuation tokens, as CoNLL files are split."""
-    import re
-
     return re.findall(r"\w+(?:[-'.]\w+)*|[^\w\s]", text)

@@ -26,17 +26,11 @@ NEGATIVE_NAMES = {"negative", "neg", "bearish", "负面", "消极", "利空"}
 POSITIVE_NAMES = {"positive", "pos", "bullish", "正面", "积极", "利好"}
 
 
-class _Cancelled(Exception):
-    pass
-
-
-def _cancelled_error():
-    try:
-        from engine import jobs
-
-        return jobs.Cancelled
-    except ImportError:  # the queue is not installed: a plain exception stands in
-        return _Cancelled
+# The feed's articles that a run has not scored yet, a chunk at a time in id order (see pending_chunks).
+UNSCORED_CHUNK = (
+    "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
+    "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.run_id = ?) ORDER BY a.id LIMIT ?"
+)
 
 
 def negative_label(labels) -> str | None:
@@ -84,14 +78,21 @@ def looks_like_sentiment(labels) -> bool:
     return negative_label(labels) is not None or positive_label(labels) is not None
 
 
-def runs_by_purpose(conn, runs: list[dict], purpose: str = SENTIMENT) -> list[dict]:
-    """``runs`` with those whose labels suit ``purpose`` first ('sentiment': a negative or positive class; 'topics':
-    neither), each group newest first as given. The store has no purpose field, so the labels decide."""
-    def suits(run: dict) -> bool:
-        sentiment = looks_like_sentiment(run_labels(conn, run["id"]))
-        return sentiment if purpose == SENTIMENT else not sentiment
+def runs_by_purpose(conn, runs: list[dict]) -> dict[str, list[dict]]:
+    """``runs`` in two orders: 'sentiment' puts those whose labels have a negative or positive class first, 'topics'
+    puts the others first; each group keeps the order given (newest first). The store has no purpose field, so the
+    labels decide."""
+    sentiment = {run["id"]: looks_like_sentiment(run_labels(conn, run["id"])) for run in runs}
+    return {SENTIMENT: sorted(runs, key=lambda run: not sentiment[run["id"]]),  # sorted is stable
+            "topics": sorted(runs, key=lambda run: sentiment[run["id"]])}
 
-    return sorted(runs, key=lambda run: not suits(run))  # stable: keeps the given order within each group
+
+def no_negative_class(labels) -> str | None:
+    """The plain warning for scoring sentiment with a model whose ``labels`` have no negative class, else None."""
+    if negative_label(labels):
+        return None
+    return (f"labels ({', '.join(labels)}) have no negative class, so the Monitor's negative share and surge alerts "
+            "would stay at zero")
 
 
 def count_unscored(conn, feed_id: int, run_id: int) -> int:
@@ -102,6 +103,31 @@ def count_unscored(conn, feed_id: int, run_id: int) -> int:
     ).fetchone()[0]
 
 
+def pending_chunks(conn, ctx, chunk_sql: str, feed_id: int, run_id: int, total: int, started: float):
+    """Yield the rows (id, title, body) that ``chunk_sql`` selects (parameters: feed id, last id seen, run id, chunk
+    size), a chunk at a time, until none are left. Before each chunk a cancel request stops the job (raising
+    jobs.Cancelled, with a progress row saying so); after the caller has handled a chunk, a progress row with the rate
+    and ETA. Shared by the score job and the topics job (engine.topics)."""
+    from engine.jobs import Cancelled
+
+    done = last_id = 0
+    while True:
+        if ctx.should_cancel():
+            ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
+                         extra_json=db.dumps({"cancelled": True}))
+            raise Cancelled(f"cancelled after {done} of {total} articles")
+        rows = conn.execute(chunk_sql, [feed_id, last_id, run_id, CHUNK]).fetchall()
+        if not rows:
+            return
+        yield rows
+        done += len(rows)
+        last_id = rows[-1][0]
+        elapsed = time.perf_counter() - started
+        rate = done / elapsed if elapsed > 0 else None
+        ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=elapsed, samples_per_s=rate,
+                     eta_s=(total - done) / rate if rate else None)
+
+
 def article_text(title: str | None, body: str | None, text: str) -> str:
     if text == "title_body" and body:
         return f"{title or ''}. {body}"
@@ -109,9 +135,9 @@ def article_text(title: str | None, body: str | None, text: str) -> str:
 
 
 def recent_jobs(conn, feed_id: int, limit: int = 5) -> list[dict]:
-    """The feed's latest score and topics jobs, newest first."""
-    return list(conn.query("SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT ?",
-                           [int(feed_id), int(limit)]))
+    """The feed's latest score and topics jobs, newest first, each with its ``metrics`` decoded."""
+    return [{**row, "metrics": db.loads(row.get("metrics_json"), {}) or {}} for row in conn.query(
+        "SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT ?", [int(feed_id), int(limit)])]
 
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title",
@@ -194,19 +220,7 @@ def run(conn, job: dict, ctx) -> dict:
         if log:
             log.info("model loaded in %.1fs on %s in %s (precision '%s')", load_s, device, dtype, precision)
         neg = negative_label(predictor.labels)
-        last_id = 0
-        while True:
-            if ctx.should_cancel():
-                ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
-                             extra_json=db.dumps({"cancelled": True}))
-                raise _cancelled_error()(f"cancelled after {done} of {total} articles")
-            rows = conn.execute(
-                "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
-                "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.run_id = ?) ORDER BY a.id LIMIT ?",
-                [feed_id, last_id, run_id, CHUNK],
-            ).fetchall()
-            if not rows:
-                break
+        for rows in pending_chunks(conn, ctx, UNSCORED_CHUNK, feed_id, run_id, total, started):
             texts = [article_text(r[1], r[2], text_mode) for r in rows]
             preds = predictor.predict(texts, batch_size=batch_size)
             now = db.now()
@@ -224,14 +238,7 @@ def run(conn, job: dict, ctx) -> dict:
                     records,
                 )
             done += len(rows)
-            last_id = rows[-1][0]
-            dtype = predictor.dtype_name  # float32 after a fallback from reduced precision
-            elapsed = time.perf_counter() - started
-            rate = done / elapsed if elapsed > 0 else None
-            ctx.progress(
-                kind="score", step=done, total_steps=total, elapsed_s=elapsed, samples_per_s=rate,
-                eta_s=(total - done) / rate if rate else None,
-            )
+        dtype = predictor.dtype_name  # float32 after a fallback from reduced precision
     elapsed = time.perf_counter() - started
     score_s = elapsed - load_s  # reading articles, scoring them, writing scores and progress rows
     metrics = {

@@ -49,6 +49,14 @@ def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, t
     return scoring.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text)
 
 
+# The feed's articles that a topic run has not tagged yet, a chunk at a time (engine.scoring.pending_chunks).
+UNTAGGED_CHUNK = (
+    "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
+    "(SELECT 1 FROM article_topics t WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?) "
+    "ORDER BY a.id LIMIT ?"
+)
+
+
 def run(conn, job: dict, ctx) -> dict:
     """Tag the feed's articles that run ``job['model_run_id']`` has not tagged yet with its predicted topic."""
     from engine import inference, scoring
@@ -75,21 +83,7 @@ def run(conn, job: dict, ctx) -> dict:
     if total:
         predictor = inference.load(model["model_dir"], precision=config.get("precision", "exact"))
         device = predictor.device
-        dtype = predictor.dtype_name
-        last_id = 0
-        while True:
-            if ctx.should_cancel():
-                ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
-                             extra_json=db.dumps({"cancelled": True}))
-                raise scoring._cancelled_error()(f"cancelled after {done} of {total} articles")
-            rows = conn.execute(
-                "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
-                "(SELECT 1 FROM article_topics t WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?) "
-                "ORDER BY a.id LIMIT ?",
-                [feed_id, last_id, run_id, scoring.CHUNK],
-            ).fetchall()
-            if not rows:
-                break
+        for rows in scoring.pending_chunks(conn, ctx, UNTAGGED_CHUNK, feed_id, run_id, total, started):
             preds = predictor.predict([scoring.article_text(r[1], r[2], text_mode) for r in rows], batch_size=batch_size)
             with db.transaction(conn):
                 if stale:  # another run's model topics give way to this run's (column and rule topics stay)
@@ -104,15 +98,11 @@ def run(conn, job: dict, ctx) -> dict:
             for p in preds:
                 counts[p.label] = counts.get(p.label, 0) + 1
             done += len(rows)
-            last_id = rows[-1][0]
-            elapsed = time.perf_counter() - started
-            rate = done / elapsed if elapsed > 0 else None
-            ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=elapsed, samples_per_s=rate,
-                         eta_s=(total - done) / rate if rate else None)
+        dtype = predictor.dtype_name  # float32 after a fallback from reduced precision
     elapsed = time.perf_counter() - started
     if log:
         log.info("tagged %d articles in %.1fs: %s", done, elapsed, counts)
-    return {
+    metrics = {
         "purpose": PURPOSE,
         "feed_id": feed_id,
         "run_id": run_id,
@@ -124,6 +114,9 @@ def run(conn, job: dict, ctx) -> dict:
         "device": device,
         "dtype": dtype,
     }
+    if total and predictor.fallback:
+        metrics["precision_note"] = predictor.fallback
+    return metrics
 
 
 def model_topic_counts(conn, feed_id: int) -> dict[str, int]:

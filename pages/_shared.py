@@ -82,3 +82,10 @@ def start_worker() -> str:
     except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
         return f" It waits: no worker could be started ({exc}). Run `python -m engine worker` on the server."
     return ""
+
+
+def queued(message: str) -> tuple[str, str]:
+    """A flash for a job just queued, once a worker has been asked to run it: (message, 'success'), or the message
+    with why the job waits and the level 'warning'."""
+    why = start_worker()
+    return message + why, "warning" if why else "success"

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import feeds, jobs, scoring, topics, trends
-from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
+from pages._shared import connect, current_user, plain_errors, queued, require_sign_in
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -28,10 +28,11 @@ st.title("Feeds")
 st.caption("Upload news exports or RSS/Atom files into a named feed, tag topics, search, and score with a trained model.")
 if state.get("feed_flash"):
     flash = state.pop("feed_flash")
-    if "no worker could be started" in flash:
-        st.warning(flash, icon=":material/warning:")
+    message, level = flash if isinstance(flash, tuple) else (flash, "success")
+    if level == "warning":
+        st.warning(message, icon=":material/warning:")
     else:
-        st.success(flash, icon=":material/check_circle:")
+        st.success(message, icon=":material/check_circle:")
 
 all_feeds = feeds.list_feeds(conn)
 names = [f["name"] for f in all_feeds]
@@ -149,7 +150,8 @@ if rules:
         st.rerun()
 
 st.markdown("**Tag topics with a trained classifier**")
-topic_runs = scoring.runs_by_purpose(conn, trends.finished_runs(conn), "topics")
+runs_in_order = scoring.runs_by_purpose(conn, trends.finished_runs(conn))
+topic_runs = runs_in_order["topics"]
 if not topic_runs:
     st.caption("No finished run yet. Train a text classifier on a dataset labelled with topics (earnings, M&A, "
                "macro ...) on the Train page, then tag this feed with it.")
@@ -166,8 +168,7 @@ else:
     if c2.button("Tag topics", key="topic_tag_btn", disabled=untagged == 0):
         with plain_errors():
             job_id = topics.enqueue(conn, feed_id, topic_run, created_by=current_user())
-            state["feed_flash"] = (f"Topics job {job_id} queued: progress below under Score with a trained model."
-                                   + start_worker())
+            state["feed_flash"] = queued(f"Topics job {job_id} queued: progress below under Score with a trained model.")
             st.rerun()
 
 # ---- search ----------------------------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ if query.strip():
 
 st.subheader("Score with a trained model")
 PRECISION_NAMES = {"fast": "Fast (recommended)", "exact": "Exact (float32)"}
-runs = scoring.runs_by_purpose(conn, trends.finished_runs(conn))
+runs = runs_in_order[scoring.SENTIMENT]
 if not runs:
     st.info("No finished sentiment run yet. Train one on the Train page, then score this feed with it.")
 else:
@@ -200,17 +201,15 @@ else:
                                   "texts. Exact runs it as it was evaluated on the Reports page.")
     run_labels = scoring.run_labels(conn, run_choice)
     c1.caption("Labels: " + ", ".join(run_labels))
-    if not scoring.negative_label(run_labels):
-        st.warning(f"Run {run_choice}'s labels ({', '.join(run_labels)}) have no negative class, so the Monitor's "
-                   "negative share and surge alerts would stay at zero. Pick a sentiment run, unless this is what "
-                   "you mean to do.")
+    if warning := scoring.no_negative_class(run_labels):
+        st.warning(f"Run {run_choice}'s {warning}. Pick a sentiment run, unless this is what you mean to do.")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):
         with plain_errors():
             job_id = scoring.enqueue(conn, feed_id, run_choice, created_by=current_user(), text=text_mode,
                                      precision=precision)
-            state["feed_flash"] = f"Score job {job_id} queued." + start_worker()
+            state["feed_flash"] = queued(f"Score job {job_id} queued.")
             st.rerun()
 
 
@@ -225,11 +224,11 @@ def score_progress() -> None:
     if active and not any(j["status"] in jobs.ACTIVE for j in recent):
         st.rerun()  # a job has just finished: the whole page again, so its counts and choices are current
     for job in recent:
-        p = jobs.last_progress(fconn, job["id"], kind="score")
-        done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
         what = "topics" if topics.is_topics_job(job) else "sentiment"
         head = f"Job {job['id']} · run {job['model_run_id']} · **{job['status']}**" + (" · topics" if what == "topics" else "")
         if job["status"] in jobs.ACTIVE:
+            p = jobs.last_progress(fconn, job["id"], kind="score")
+            done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
             st.progress(done / total if total else 0.0, f"{head} · {done}/{total} articles")
             if st.button("Cancel", key=f"cancel_score_{job['id']}"):
                 with plain_errors():
@@ -238,7 +237,7 @@ def score_progress() -> None:
         else:
             detail = job.get("error") or ""
             if job["status"] == "succeeded":
-                m = jobs.get(fconn, job["id"])["metrics"]
+                m = job["metrics"]
                 detail = (f"{m.get('tagged', 0)} articles tagged with topics" if what == "topics"
                           else f"{m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts")
                 if m.get("articles_per_s"):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from engine import jobs
 from engine.cli_train import summary
-from pages._shared import connect, plain_errors, require_sign_in
+from pages._shared import connect, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
 BADGES = {
@@ -29,8 +29,8 @@ if not runs:
     st.info("No training runs yet. Start one on the Train page.", icon=":material/info:")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
-if any(r["status"] == "queued" for r in runs):
-    jobs.ensure_supervisor()  # queued runs need a supervisor; start one if none is alive
+if any(r["status"] == "queued" for r in runs) and (why := start_worker()):  # queued runs need a worker
+    st.warning("A queued run" + why.replace(" It waits", " waits"), icon=":material/warning:")
 
 ids = [r["id"] for r in runs]
 by_id = {r["id"]: r for r in runs}
@@ -110,7 +110,7 @@ def live_view(run_id: int, active: bool) -> None:
         if job["status"] in ("failed", "cancelled"):
             if st.button("Resume", key=f"resume_{run_id}", type="primary", icon=":material/play_arrow:"):
                 jobs.resume(conn, run_id)
-                jobs.ensure_supervisor()
+                start_worker()  # if none starts, the page says so at the top when it reruns
                 st.rerun(scope="app")
     if job.get("error"):
         (st.warning if job["status"] == "cancelled" else st.error)(job["error"])

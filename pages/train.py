@@ -6,7 +6,7 @@ import streamlit as st
 
 from engine import jobs, training
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors, require_sign_in
+from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
 
 require_sign_in()
 conn = connect()
@@ -65,7 +65,7 @@ if state.pop("train_clicked", False):
     else:
         state.pop("train_errors", None)
         state["train_flash"] = run_id
-        jobs.ensure_supervisor()
+        state["train_worker_note"] = start_worker()
 errors: dict[str, str] = state.get("train_errors") or {}
 
 
@@ -76,8 +76,11 @@ def field_error(key: str) -> None:
 
 if state.get("train_flash"):
     run_id = state["train_flash"]
-    st.success(f"Run {run_id} is queued. It trains in the background; you may close this page.",
-               icon=":material/check_circle:")
+    if note := state.get("train_worker_note"):
+        st.warning(f"Run {run_id} is queued.{note}", icon=":material/warning:")
+    else:
+        st.success(f"Run {run_id} is queued. It trains in the background; you may close this page.",
+                   icon=":material/check_circle:")
     st.page_link("pages/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
                  query_params={"run": str(run_id)})
 if errors:
