@@ -37,7 +37,7 @@ worker: venv
 test: venv-test chromium
 	$(PY) -m pytest
 
-bench: venv-test
+bench: venv
 	$(PY) -m engine bench train --quick
 	$(PY) -m engine bench score --quick
 	$(PY) -m engine bench monitor --quick

@@ -129,7 +129,7 @@ def trainer_defaults(model_path: str, n_train: int | None, n_dev: int | None, ep
         return data.metrics([data.LABELS[i] for i in p.label_ids], [data.LABELS[i] for i in pred])
 
     state = {"eval_s": 0.0, "save_s": 0.0, "usable_s": None, "per_epoch": [], "t_train": None}
-    save_dir = tempfile.mkdtemp(prefix="bench-trainer-")
+    save_dir = tempfile.mkdtemp(prefix="bench-trainer-", dir=os.environ.get("BELLWETHER_HOME"))  # removed with it
 
     class Timed(Trainer):
         def evaluate(self, *a, **k):
@@ -167,17 +167,6 @@ def trainer_defaults(model_path: str, n_train: int | None, n_dev: int | None, ep
         "time_to_usable_s": round(state["usable_s"], 2) if state["usable_s"] else None,
         "per_epoch": state["per_epoch"], "accuracy": last["accuracy"], "macro_f1": last["macro_f1"],
     }
-
-
-def make_scoring_model(model_path: str, out_dir: str, seed: int = data.SEED) -> str:
-    """A sentiment model folder for the scoring benchmark when no trained one is given: the base model with a seeded
-    classification head. Scoring speed does not depend on the weights; label agreement is checked all the same."""
-    _seed(seed)
-    tok, model = _load(model_path)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
 
 
 def pipeline_scoring(model_dir: str, texts: list[str], batch_size: int | None = None) -> dict:

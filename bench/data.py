@@ -70,18 +70,6 @@ def fpb(split: str, n: int | None = None) -> list[dict]:
     return _subsample(rows, n)
 
 
-def headlines(n: int | None = None) -> list[str]:
-    """The news headlines (CNBC, Guardian, Reuters), blank rows dropped: about a day's worth of a busy desk's news."""
-    out: list[str] = []
-    for name in NEWS_FILES:
-        frame = _read_csv(shared_dir() / "news" / name, encoding="cp1252", dtype=str, keep_default_na=False)
-        out += [h.strip() for h in frame["Headlines"] if h and h.strip()]
-    if n is not None and n < len(out):
-        keep = sorted(random.Random(SEED).sample(range(len(out)), n))
-        out = [out[i] for i in keep]
-    return out
-
-
 def metrics(true: list[str], pred: list[str]) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 

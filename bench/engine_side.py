@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ def run_job_process(job_id: int, log_path: Path) -> dict:
         start = time.perf_counter()
         status = jobs.run_job(job_id)
         return {"exit_status": status, "process_s": round(time.perf_counter() - start, 2),
-                "peak_rss_mb": self_peak_rss_mb()}
+                "peak_rss_mb": runner.peak_rss_mb()}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     start = time.perf_counter()
@@ -132,11 +131,19 @@ def register_model(conn, model_dir: str) -> int:
     }).last_pk)
 
 
-def import_headlines(conn, n: int | None, feed: str = "bench-news") -> tuple[int, int]:
-    """Import the three news files (subsampled to ``n`` when given) into one feed; returns (feed id, articles)."""
-    import pandas as pd
-
+def _import_frame(conn, frame, feed: str, mapping: dict) -> int:
+    """Import a frame of articles into ``feed`` through the product's own CSV import; returns the feed id."""
     from engine import feeds
+
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return int(feeds.import_file(conn, buf.getvalue().encode("utf-8"), f"{feed}.csv", feed, created_by="bench",
+                                 mapping=mapping).feed_id)
+
+
+def import_headlines(conn, n: int | None, feed: str = "bench-news") -> int:
+    """Import the three news files (subsampled to ``n`` when given) into one feed; returns the feed id."""
+    import pandas as pd
 
     frames = []
     for name in data.NEWS_FILES:
@@ -146,13 +153,16 @@ def import_headlines(conn, n: int | None, feed: str = "bench-news") -> tuple[int
     frame = frame[frame["Headlines"].str.strip() != ""]
     if n is not None and n < len(frame):
         frame = frame.sample(n=n, random_state=data.SEED).sort_index()
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    feeds.import_file(conn, buf.getvalue().encode("utf-8"), "headlines.csv", feed, created_by="bench",
-                      mapping={"title": "Headlines", "time": "Time"})
-    feed_id = conn.execute("SELECT id FROM feeds WHERE name = ?", [feed]).fetchone()[0]
-    n_articles = conn.execute("SELECT COUNT(*) FROM articles WHERE feed_id = ?", [feed_id]).fetchone()[0]
-    return int(feed_id), int(n_articles)
+    return _import_frame(conn, frame, feed, {"title": "Headlines", "time": "Time"})
+
+
+def import_dev_feed(conn, n_dev: int | None, feed: str = "bench-dev") -> int:
+    """fpb dev sentences as a feed (one day), so the scoring job reads and writes them through SQLite."""
+    import pandas as pd
+
+    rows = data.fpb("dev", n_dev)
+    frame = pd.DataFrame({"title": [r["text"] for r in rows], "time": ["2020-07-17 12:00"] * len(rows)})
+    return _import_frame(conn, frame, feed, {"title": "title", "time": "time"})
 
 
 def article_titles(conn, feed_id: int) -> list[tuple[int, str]]:
@@ -198,7 +208,3 @@ def _seconds_between(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
-
-
-def self_peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -42,17 +42,11 @@ def peak_flops(device_name: str | None) -> float | None:
     return None
 
 
-def encoder_shape(config: dict) -> tuple[int, int, int]:
-    """(layers, width, feed-forward width) of a BERT-like config."""
-    hidden = int(config.get("hidden_size") or config.get("d_model") or config["dim"])
-    layers = int(config.get("num_hidden_layers") or config.get("n_layers") or config["num_layers"])
-    inner = int(config.get("intermediate_size") or config.get("hidden_dim") or 4 * hidden)
-    return layers, hidden, inner
-
-
 def training_flops(config: dict, tokens: int, mean_seq_len: float) -> float:
     """FLOPs to train on ``tokens`` token positions (padding included: the GPU computes it) of mean length
     ``mean_seq_len``."""
+    from engine.models import encoder_shape
+
     layers, hidden, inner = encoder_shape(config)
     params = layers * (4 * hidden * hidden + 2 * hidden * inner)  # attention projections + feed-forward
     per_token = 6 * params + 12 * layers * hidden * mean_seq_len

@@ -20,7 +20,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.runner import peak_rss_mb  # noqa: E402 - after the path is set for `python bench/monitor_bench.py`
 
 SIZES = {"tiny": 5_000, "quick": 100_000, "full": 1_000_000}
 FILES = {"tiny": 2, "quick": 2, "full": 4}
@@ -222,7 +223,7 @@ def run(mode: str = "full", rows: int | None = None, keep: bool = False, page: b
             days=int(vol["period"].nunique()), topics=len(topics), alerts_fired=len(fired), search_hits=len(hits),
             exported_rows=len(exported),
             db_size_mb=round(sum(p.stat().st_size for p in home.glob("bellwether.db*")) / 1e6, 1),
-            bench_process_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            bench_process_peak_rss_mb=peak_rss_mb(),
         )
         conn.close()
         if page:

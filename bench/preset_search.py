@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -64,7 +63,7 @@ def grouped_throughput(model_path: str, n_train: int | None, group_by_length: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine import db
+    from engine import db, paths
     from engine.models import default_model_path
 
     from bench import engine_side, runner
@@ -77,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = data.sizes("quick" if args.quick else "full")
     results: dict = {"sizes": sizes.as_dict(), "load_start": list(os.getloadavg()), "runs": {}}
-    home = Path(tempfile.mkdtemp(prefix="bellwether-search-"))
-    os.environ["BELLWETHER_HOME"] = str(home)
-    try:
+    with paths.temporary_home("bellwether-search-"):
         if args.grouped or not args.only:
             for grouped in (False, True):
                 results["runs"][f"grouped_{grouped}"] = runner.run_case(
@@ -97,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(name, json.dumps({k: run[k] for k in ("macro_f1", "wall_s", "per_epoch", "samples_per_s")}),
                       file=sys.stderr, flush=True)
             conn.close()
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
     results["load_end"] = list(os.getloadavg())
     text = json.dumps(results, indent=2)
     if args.out:

@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
-    p.add_argument("--model", help="a trained model folder to score with (bench score); default: the base model with a seeded head")
+    p.add_argument("--model", help="a trained model folder to score with (bench score); default: one fine-tuned here with the Quick preset")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
     p.set_defaults(func=run)
 
@@ -152,6 +152,7 @@ def _command(args) -> str:
 
 def bench_train(mode: str) -> dict:
     baselines, data, engine_side, runner = _bench()
+    from bench import gpu  # standard library only until it measures
     from engine import db
 
     sizes = data.sizes(mode)
@@ -180,6 +181,7 @@ def bench_train(mode: str) -> dict:
 
     gpu_name = _gpu_name()
     gpu_runs: dict = {}
+    train_texts = [r["text"] for r in data.fpb("train", sizes.n_train)] if gpu_name else []
     conn = db.connect()
     try:
         dataset = engine_side.import_fpb(conn, sizes.n_train, sizes.n_dev)
@@ -189,11 +191,8 @@ def bench_train(mode: str) -> dict:
             if not gpu_name:
                 e[name] = engine_side.train_run(conn, dataset, submit_model, preset, overrides)
                 return
-            from bench import gpu
-
             e[name], util, _ = gpu.measure(engine_side.train_run, conn, dataset, submit_model, preset, overrides)
-            gpu_runs[name] = gpu.training_figures(e[name], util, model_path,
-                                                  [r["text"] for r in data.fpb("train", sizes.n_train)], gpu_name)
+            gpu_runs[name] = gpu.training_figures(e[name], util, model_path, train_texts, gpu_name)
 
         # The engine at the Trainer-defaults/recipe settings: batch 16, max length 128, 1 epoch, lr 2e-5, no warm-up.
         engine_run("identical_settings_1_epoch", "balanced",
@@ -232,7 +231,7 @@ def bench_train(mode: str) -> dict:
         **{f"baseline_{k}": v.get("peak_rss_mb") for k, v in b.items()},
         **{f"engine_{k}": v.get("peak_rss_mb") for k, v in e.items()},
     }
-    out["gpu"] = _gpu_note(gpu_runs)
+    out["gpu"] = _gpu_note(gpu_name, gpu_runs)
     return out
 
 
@@ -246,8 +245,7 @@ def _gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def _gpu_note(runs: dict | None = None) -> dict:
-    name = _gpu_name()
+def _gpu_note(name: str | None, runs: dict | None = None) -> dict:
     if name:
         return {"available": True, "device": name, "runs": runs or {},
                 "note": "Every case ran on the GPU: the engine's jobs, the Trainer and the tutorial recipe on CUDA, "
@@ -266,6 +264,7 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
     agreement means little on an untrained head, whose classes are near ties).
     """
     baselines, data, engine_side, runner = _bench()
+    from bench import gpu  # standard library only until it measures
     from engine import db
 
     sizes = data.sizes(mode)
@@ -286,8 +285,8 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
                             "dev_macro_f1": trained["macro_f1"], "train_wall_s": trained["wall_s"]}
         runs = {precision: engine_side.register_model(conn, model_dir) for precision in ("fast", "exact")}
         feeds = {
-            "dev": _dev_feed(conn, data, sizes.n_dev),
-            "headlines": engine_side.import_headlines(conn, sizes.n_news)[0],
+            "dev": engine_side.import_dev_feed(conn, sizes.n_dev),
+            "headlines": engine_side.import_headlines(conn, sizes.n_news),
         }
         for name, feed_id in feeds.items():
             titles = engine_side.article_titles(conn, feed_id)
@@ -295,8 +294,6 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
             jobs = {}
             for precision, run_id in runs.items():
                 if gpu_name:
-                    from bench import gpu
-
                     jobs[precision], util, _ = gpu.measure(engine_side.score_run, conn, feed_id, run_id, precision)
                     jobs[precision]["gpu_utilisation"] = util
                 else:
@@ -343,25 +340,8 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
         targets[f"{name}_fast_agreement_reported"] = s["agreement_fast_with_pipeline"]
     out["peak_rss_mb"] = {f"{name}_{k}": s[k]["peak_rss_mb"] for name, s in out["sets"].items()
                           for k in ("engine_score_job", "engine_score_job_exact", "pipeline_default", "pipeline_batch_32")}
-    out["gpu"] = _gpu_note()
+    out["gpu"] = _gpu_note(gpu_name)
     return out
-
-
-def _dev_feed(conn, data, n_dev) -> int:
-    """fpb dev sentences as a feed (one day), so the scoring job reads and writes them through SQLite."""
-    import io
-
-    import pandas as pd
-
-    from engine import feeds
-
-    rows = data.fpb("dev", n_dev)
-    frame = pd.DataFrame({"title": [r["text"] for r in rows], "time": ["2020-07-17 12:00"] * len(rows)})
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    feeds.import_file(conn, buf.getvalue().encode("utf-8"), "dev.csv", "bench-dev", created_by="bench",
-                      mapping={"title": "title", "time": "time"})
-    return int(conn.execute("SELECT id FROM feeds WHERE name = ?", ["bench-dev"]).fetchone()[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -41,6 +41,14 @@ def _max_length(config, tokenizer_config: dict | None = None) -> int:
     return min(limits)
 
 
+def encoder_shape(config: dict) -> tuple[int, int, int]:
+    """(layers, width, feed-forward width) of a BERT-like model's config.json (DistilBERT's names too)."""
+    hidden = int(config.get("hidden_size") or config.get("d_model") or config["dim"])
+    layers = int(config.get("num_hidden_layers") or config.get("n_layers") or config["num_layers"])
+    inner = int(config.get("intermediate_size") or config.get("hidden_dim") or 4 * hidden)
+    return layers, hidden, inner
+
+
 def resolve(spec: str | None) -> BaseModel:
     """Check that a base model can be loaded; raise UserError with a plain reason otherwise."""
     from transformers import AutoConfig

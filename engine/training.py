@@ -221,10 +221,7 @@ def guessed_speed(base_model: str, slot: str) -> float:
     spec = (base_model or models.DEFAULT).strip()
     folder = models.default_model_path() if spec == models.DEFAULT else Path(spec).expanduser()
     try:
-        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-        hidden = int(cfg.get("hidden_size") or cfg.get("d_model") or cfg["dim"])
-        layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layers") or cfg["num_layers"])
-        inner = int(cfg.get("intermediate_size") or cfg.get("hidden_dim") or 4 * hidden)
+        layers, hidden, inner = models.encoder_shape(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return fallback
     work = layers * (4 * hidden**2 + 2 * hidden * inner)

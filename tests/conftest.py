@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.data import shared_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = shared_dir()  # ../shared/data beside the checkout, or BELLWETHER_SHARED_DATA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
