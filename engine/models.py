@@ -41,6 +41,18 @@ def _max_length(config, tokenizer_config: dict | None = None) -> int:
     return min(limits)
 
 
+def config_labels(model_dir: str | Path) -> list[str] | None:
+    """A saved model's class labels in class order (config.json's id2label), without loading it; None when the
+    folder has no config.json."""
+    import json
+
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    id2label = json.loads(path.read_text(encoding="utf-8")).get("id2label") or {}
+    return [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
+
+
 def encoder_shape(config: dict) -> tuple[int, int, int]:
     """(layers, width, feed-forward width) of a BERT-like model's config.json (DistilBERT's names too)."""
     hidden = int(config.get("hidden_size") or config.get("d_model") or config["dim"])

@@ -107,15 +107,15 @@ def run_task(run: dict) -> str:
 
 def model_labels(run: dict) -> list[str]:
     """The run's labels in the model's own order (config.id2label), read without loading the model."""
+    from engine.models import config_labels
+
     model_dir = Path(run.get("model_dir") or "")
-    config_path = model_dir / "config.json"
-    if not run.get("model_dir") or not config_path.is_file():
+    labels = config_labels(model_dir) if run.get("model_dir") else None
+    if labels is None:
         raise UserError(
             f"Run {run['id']} has no saved model (looked in {model_dir}). It may have been deleted; train it again."
         )
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    id2label = config.get("id2label") or {}
-    return [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
+    return labels
 
 
 def splits(conn, run_id: int) -> list[str]:
@@ -283,6 +283,7 @@ class Report:
     report: dict = field(default_factory=dict)  # scikit-learn (text) or seqeval (entities) report dict
     token_report: dict | None = None  # entities: token-level per-tag report
     scored: pd.DataFrame | None = None  # the predictions counted in the metrics
+    predictions: pd.DataFrame | None = None  # every stored prediction, those left out of the metrics too
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -357,7 +358,7 @@ def build_report(run_id: int, task: str, split: str, predictions: pd.DataFrame, 
     result = Report(run_id=run_id, task=task, split=split, labels=labels, n_rows=len(predictions),
                     n_scored=len(scored), unknown_labels=dict(sorted(unknown.items())), n_unknown_rows=n_unknown_rows,
                     n_unlabelled=unlabelled,
-                    scored=scored.reset_index(drop=True))
+                    scored=scored.reset_index(drop=True), predictions=predictions)
     if len(scored) == 0:
         if len(predictions) == 0:
             raise UserError(f"Run {run_id} has no predictions for the {split_title(split).lower()} to report on.")
@@ -438,6 +439,12 @@ def mistakes(report: Report, true: Sequence[str] | None = None, predicted: Seque
             }
         )
         frame = frame.sort_values(["confidence", "row_id"], ascending=[False, True], kind="stable")
+    return filter_mistakes(frame, true, predicted)
+
+
+def filter_mistakes(frame: pd.DataFrame, true: Sequence[str] | None = None,
+                    predicted: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows of a ``mistakes`` frame with these true and/or predicted classes (all when not given)."""
     if true:
         frame = frame[frame["true"].isin(list(true))]
     if predicted:
@@ -450,6 +457,11 @@ def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     from seqeval.metrics.sequence_labeling import get_entities
 
     return [(kind, int(start), int(end)) for kind, start, end in get_entities(list(tags))]
+
+
+def described_spans(tokens: Sequence[str], tags: Sequence[str]) -> list[dict]:
+    """The entities of a tagged sentence: type, first and last token, and their text."""
+    return [{"type": k, "start": s, "end": e, "text": " ".join(tokens[s:e + 1])} for k, s, e in spans(tags)]
 
 
 def entity_mistakes(scored: pd.DataFrame) -> pd.DataFrame:
@@ -500,11 +512,8 @@ def sentence_spans(conn, run_id: int, row_id: int, split: str = TEST) -> dict:
     tokens = store.loads(row["tokens_json"], []) or []
     gold_tags = store.loads(row["true_tags_json"], []) or []
     pred_tags = store.loads(row["pred_tags_json"], []) or []
-
-    def described(tags):
-        return [{"type": k, "start": s, "end": e, "text": " ".join(tokens[s:e + 1])} for k, s, e in spans(tags)]
-
-    return {"row_id": row["row_id"], "tokens": tokens, "gold": described(gold_tags), "predicted": described(pred_tags)}
+    return {"row_id": row["row_id"], "tokens": tokens, "gold": described_spans(tokens, gold_tags),
+            "predicted": described_spans(tokens, pred_tags)}
 
 
 def highlight_html(tokens: Sequence[str], entity_spans: Sequence[dict | tuple]) -> str:
@@ -598,9 +607,9 @@ def tradeoff_curve(confidence: Sequence[float], correct: Sequence[bool], steps: 
 # Exports
 
 
-def predictions_frame(report: Report, include_unscored: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The predictions as a flat table for download."""
-    s = report.scored if include_unscored is None else include_unscored
+def predictions_frame(report: Report) -> pd.DataFrame:
+    """Every stored prediction (those left out of the metrics too) as a flat table for download."""
+    s = report.predictions if report.predictions is not None else report.scored
     if report.task == TOKENS:
         return pd.DataFrame(
             {
@@ -619,12 +628,12 @@ def predictions_frame(report: Report, include_unscored: pd.DataFrame | None = No
     return frame
 
 
-def export_sheets(report: Report, all_predictions: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+def export_sheets(report: Report) -> dict[str, pd.DataFrame]:
     """The sheets of a report workbook: the report (and the token report), and the predictions."""
     sheets = {"entity report" if report.task == TOKENS else "report": report.frame}
     if report.token_report is not None:
         sheets["token report"] = report.token_frame
-    sheets["predictions"] = predictions_frame(report, all_predictions)
+    sheets["predictions"] = predictions_frame(report)
     return sheets
 
 
@@ -891,8 +900,7 @@ def try_it(conn, run_id: Any, texts: Sequence[str]) -> list[dict]:
         tags_list = predictor.predict_tokens(token_lists) if any(token_lists) else [[] for _ in texts]
         out = []
         for text, tokens, tags in zip(texts, token_lists, tags_list):
-            entities = [{"type": k, "start": s, "end": e, "text": " ".join(tokens[s:e + 1])} for k, s, e in spans(tags)]
-            out.append({"text": text, "tokens": tokens, "tags": tags, "entities": entities})
+            out.append({"text": text, "tokens": tokens, "tags": tags, "entities": described_spans(tokens, tags)})
         return out
     return [
         {"text": text, "label": p.label, "confidence": p.confidence,

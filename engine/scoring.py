@@ -12,7 +12,6 @@ When it is done it evaluates the feed's alert rule for that run (engine.alerts).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -64,12 +63,11 @@ def model_run(conn, run_id: int) -> dict:
 
 def run_labels(conn, run_id: int) -> list[str]:
     """The class labels of a run's model (from its config), in class order."""
+    from engine.models import config_labels
+
     run = list(conn.query("SELECT model_dir FROM jobs WHERE id = ?", [int(run_id)]))
-    if run and run[0]["model_dir"]:
-        path = Path(run[0]["model_dir"]) / "config.json"
-        if path.is_file():
-            id2label = json.loads(path.read_text()).get("id2label") or {}
-            return [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
+    if run and run[0]["model_dir"] and (labels := config_labels(run[0]["model_dir"])) is not None:
+        return labels
     return [r[0] for r in conn.execute("SELECT DISTINCT label FROM scores WHERE run_id = ?", [int(run_id)])]
 
 

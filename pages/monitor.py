@@ -235,20 +235,20 @@ with st.expander("Alert rule for this feed"):
 
 st.subheader("Export")
 EXPORT_LIMIT = 100_000
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = st.columns(4)  # files are built when their button is clicked, not on every rerun
 if c1.button("Prepare article export", key="prep_export"):
     state["mon_export"] = (repr(f), trends.articles(conn, f, EXPORT_LIMIT))
 cached = state.get("mon_export")
 exported = cached[1] if cached and cached[0] == repr(f) else None
 if exported is not None:
-    c2.download_button("Articles (CSV)", export.to_csv_bytes(exported), f"{feed_name}-articles.csv", "text/csv",
+    c2.download_button("Articles (CSV)", lambda: export.to_csv_bytes(exported), f"{feed_name}-articles.csv", "text/csv",
                        key="dl_articles_csv")
-    c3.download_button("Articles (XLSX)", export.to_xlsx_bytes({"articles": exported}), f"{feed_name}-articles.xlsx",
+    c3.download_button("Articles (XLSX)", lambda: export.to_xlsx_bytes({"articles": exported}), f"{feed_name}-articles.xlsx",
                        key="dl_articles_xlsx")
     note = f" (the newest {EXPORT_LIMIT:,})" if len(exported) >= EXPORT_LIMIT else ""
     st.caption(f"{len(exported):,} filtered articles{note}, with run {run_id}'s sentiment.")
 alerts_export = alerts.alerts_frame(alert_rows)
-c4.download_button("Alerts (CSV)", export.to_csv_bytes(alerts_export), f"{feed_name}-alerts.csv", "text/csv",
+c4.download_button("Alerts (CSV)", lambda: export.to_csv_bytes(alerts_export), f"{feed_name}-alerts.csv", "text/csv",
                    key="dl_alerts_csv")
-c4.download_button("Alerts (XLSX)", export.to_xlsx_bytes({"alerts": alerts_export}), f"{feed_name}-alerts.xlsx",
+c4.download_button("Alerts (XLSX)", lambda: export.to_xlsx_bytes({"alerts": alerts_export}), f"{feed_name}-alerts.xlsx",
                    key="dl_alerts_xlsx")

@@ -16,7 +16,7 @@ import streamlit as st
 from engine import export, reports
 from engine.readers import read_table
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors, require_sign_in
+from pages._shared import connect, plain_errors, require_sign_in
 
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
@@ -27,20 +27,20 @@ def show_report_table(frame: pd.DataFrame, key: str) -> None:
     st.dataframe(frame, hide_index=True, column_config=REPORT_COLUMNS, key=key)
 
 
-def downloads(report: reports.Report, stem: str, key: str, all_predictions: pd.DataFrame | None = None) -> None:
-    sheets = reports.export_sheets(report, all_predictions)
-    first = next(iter(sheets))
+def downloads(report: reports.Report, stem: str, key: str) -> None:
+    # The files are built when a button is clicked, not on every rerun of the page.
     left, middle, right = st.columns(3)
-    left.download_button("Report (CSV)", export.to_csv_bytes(sheets[first]), f"{stem}-report.csv", "text/csv",
+    left.download_button("Report (CSV)", lambda: export.to_csv_bytes(report.frame), f"{stem}-report.csv", "text/csv",
                          key=f"{key}-csv", on_click="ignore", icon=":material/download:")
-    middle.download_button("Report and predictions (XLSX)", export.to_xlsx_bytes(sheets), f"{stem}-report.xlsx",
-                           "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}-xlsx",
-                           on_click="ignore", icon=":material/download:")
-    right.download_button("Predictions (CSV)", export.to_csv_bytes(sheets["predictions"]), f"{stem}-predictions.csv",
-                          "text/csv", key=f"{key}-pred", on_click="ignore", icon=":material/download:")
+    middle.download_button("Report and predictions (XLSX)", lambda: export.to_xlsx_bytes(reports.export_sheets(report)),
+                           f"{stem}-report.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                           key=f"{key}-xlsx", on_click="ignore", icon=":material/download:")
+    right.download_button("Predictions (CSV)", lambda: export.to_csv_bytes(reports.predictions_frame(report)),
+                          f"{stem}-predictions.csv", "text/csv", key=f"{key}-pred", on_click="ignore",
+                          icon=":material/download:")
 
 
-def report_body(conn, report: reports.Report, stem: str, key: str) -> None:
+def report_body(report: reports.Report, stem: str, key: str) -> None:
     for note in report.notes():
         st.warning(note, icon=":material/warning:")
     a, b, c = st.columns(3)
@@ -60,8 +60,7 @@ def report_body(conn, report: reports.Report, stem: str, key: str) -> None:
         c.metric("Rows scored", f"{report.n_scored} of {report.n_rows}")
         st.caption("Per class precision, recall, F1 and support, as scikit-learn's classification_report computes them.")
         show_report_table(report.frame, f"{key}-table")
-    downloads(report, stem, key, reports.load_predictions(conn, report.run_id, report.split)
-              if report.unknown_labels or report.n_unlabelled else None)
+    downloads(report, stem, key)
 
 
 def confusion_tab(report: reports.Report) -> None:
@@ -88,14 +87,14 @@ def mistakes_tab(conn, report: reports.Report) -> None:
     left, right = st.columns(2)
     true = left.multiselect("True class", sorted(all_wrong["true"].unique()), key="mistakes-true")
     predicted = right.multiselect("Predicted class", sorted(all_wrong["predicted"].unique()), key="mistakes-pred")
-    wrong = reports.mistakes(report, true=true, predicted=predicted)
+    wrong = reports.filter_mistakes(all_wrong, true=true, predicted=predicted)
     if report.task == reports.TOKENS:
         st.caption(f"{len(wrong)} entity errors. 'O' on one side means the entity was missed or is spurious.")
         st.dataframe(wrong.drop(columns="confidence"), hide_index=True, key="mistakes-table")
-        ids = list(dict.fromkeys(wrong["row_id"].tolist()))
-        if ids:
-            sentence_id = st.selectbox("Sentence", ids, key="mistakes-sentence",
-                                       format_func=lambda i: f"{i}: {wrong[wrong['row_id'] == i]['sentence'].iloc[0][:90]}")
+        sentences = dict(zip(wrong["row_id"], wrong["sentence"]))  # first appearance order, one sentence per id
+        if sentences:
+            sentence_id = st.selectbox("Sentence", list(sentences), key="mistakes-sentence",
+                                       format_func=lambda i: f"{i}: {sentences[i][:90]}")
             shown = reports.sentence_spans(conn, report.run_id, sentence_id, report.split)
             st.markdown("**Gold**")
             st.html(reports.highlight_html(shown["tokens"], shown["gold"]))
@@ -106,7 +105,7 @@ def mistakes_tab(conn, report: reports.Report) -> None:
         st.dataframe(wrong, hide_index=True, key="mistakes-table",
                      column_config={"confidence": st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
                                                                                   max_value=1.0)})
-    st.download_button("Mistakes (CSV)", export.to_csv_bytes(wrong), "mistakes.csv", "text/csv", key="mistakes-csv",
+    st.download_button("Mistakes (CSV)", lambda: export.to_csv_bytes(wrong), "mistakes.csv", "text/csv", key="mistakes-csv",
                        on_click="ignore", icon=":material/download:")
 
 
@@ -193,10 +192,10 @@ def evaluate_tab(conn, run: dict) -> None:
             st.subheader(reports.split_title(report.split))
             st.caption("Stored with the run: pick it under 'Predictions' above to see its confusion matrix, mistakes "
                        "and confidence.")
-            report_body(conn, report, f"run{run['id']}-{last[1][len(reports.EVAL_PREFIX):]}", "eval-report")
+            report_body(report, f"run{run['id']}-{last[1][len(reports.EVAL_PREFIX):]}", "eval-report")
 
 
-def compare_tab(conn, runs: list[dict], current: int) -> None:
+def compare_tab(conn, runs: list[dict]) -> None:
     titles = {r["id"]: reports.run_title(r) for r in runs}
     if len(runs) < 2:
         st.info("Comparing needs at least two finished runs.")
@@ -283,7 +282,7 @@ tabs = st.tabs(["Report", "Confusion matrix", "Mistakes", "Confidence", "Evaluat
 with tabs[0]:
     if report is not None:
         with plain_errors():
-            report_body(conn, report, f"run{run_id}-{split.replace(':', '-')}", "main-report")
+            report_body(report, f"run{run_id}-{split.replace(':', '-')}", "main-report")
 with tabs[1]:
     if report is not None:
         with plain_errors():
@@ -299,6 +298,6 @@ with tabs[3]:
 with tabs[4]:
     evaluate_tab(conn, run)
 with tabs[5]:
-    compare_tab(conn, runs, run_id)
+    compare_tab(conn, runs)
 with tabs[6]:
     try_tab(conn, run)

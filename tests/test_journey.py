@@ -11,6 +11,7 @@ import csv
 import re
 import shutil
 
+import pandas as pd
 import pytest
 
 from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page, streamlit_server, wait_for_app_run
@@ -140,6 +141,12 @@ def test_the_analysts_whole_journey(tmp_path):
                 # The grid draws on a canvas; its accessible cells carry the same text.
                 expect(table.locator("[role=gridcell]").filter(has_text=label).first).to_be_attached()
             shots("classification report")
+            # The download is built when the button is clicked: the analyst gets every prediction with its classes.
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Predictions (CSV)").click()
+            predictions = pd.read_csv(download.value.path())
+            assert list(predictions.columns[:5]) == ["row_id", "text", "true", "predicted", "confidence"]
+            assert {"p(negative)", "p(neutral)", "p(positive)"} <= set(predictions.columns) and len(predictions) > 0
             page.get_by_role("tab", name="Confusion matrix").click()
             wait_for_app_run(page)
             expect(page.locator(".st-key-confusion-chart [data-testid='stPlotlyChart']")).to_be_visible()
