@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import current_user, sidebar_chrome, sign_in
+from pages._shared import require_sign_in, sidebar_chrome
 
 st.set_page_config(page_title="Bellwether", page_icon=":material/query_stats:", layout="wide")
 
@@ -21,9 +21,7 @@ PAGES = {
     ],
 }
 
-if current_user() is None:
-    sign_in()
-    st.stop()
+require_sign_in()
 
 navigation = st.navigation(PAGES)
 sidebar_chrome()

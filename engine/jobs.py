@@ -166,6 +166,12 @@ def last_progress(conn, job_id: int, kind: str = "train") -> dict | None:
     return rows[0] if rows else None
 
 
+def jobs_ahead(conn, job_id: int) -> int:
+    """How many queued or running jobs were queued before ``job_id``."""
+    return conn.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running') AND id < ?",
+                        [int(job_id)]).fetchone()[0]
+
+
 def log_tail(job: dict, lines: int = 20) -> str:
     path = Path(job.get("log_path") or paths.run_dir(job["id"]) / "log.txt")
     if not path.is_file():
@@ -666,15 +672,15 @@ def ensure_supervisor(idle_exit_s: float | None = 600.0) -> int:
         )
     # Wait until it has claimed the supervisor row (or lost to another one), so callers see it at once.
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        conn = db.connect()
-        try:
+    conn = db.connect()
+    try:
+        while time.monotonic() < deadline:
             alive = supervisor_alive(conn)
-        finally:
-            conn.close()
-        if alive:
-            return int(alive["pid"])
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
+            if alive:
+                return int(alive["pid"])
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        conn.close()
     return proc.pid

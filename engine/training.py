@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import db, jobs, models, paths
-from engine.errors import NotFound, UserError
+from engine.errors import UserError
 
 TASKS = ("text-classification", "token-classification")
 
@@ -215,8 +215,6 @@ def guessed_speed(base_model: str, slot: str) -> float:
     """Samples/s at max length 128 before any run of ``base_model`` has been measured on this machine: the default
     model's measured speed scaled by the encoder's size (layers x width), or a cautious constant when the model's
     config cannot be read here (a hub name)."""
-    from engine import models
-
     fallback = DEFAULT_SPEED.get(slot, DEFAULT_SPEED["cpu"])
     spec = (base_model or models.DEFAULT).strip()
     folder = models.default_model_path() if spec == models.DEFAULT else Path(spec).expanduser()
@@ -230,9 +228,16 @@ def guessed_speed(base_model: str, slot: str) -> float:
     return ANCHOR_SPEED.get(slot, ANCHOR_SPEED["cpu"]) * ANCHOR_WORK / work
 
 
-def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None) -> float:
+def base_speed(conn, base_model: str = "default", slot: str | None = None) -> float:
+    """Training samples/s at max length 128 for ``base_model`` here: measured by earlier runs, else guessed."""
     slot = slot or jobs.default_slot()
-    speed = measured_speed(conn, base_model, slot) or guessed_speed(base_model, slot)
+    return measured_speed(conn, base_model, slot) or guessed_speed(base_model, slot)
+
+
+def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None,
+                     speed: float | None = None) -> float:
+    """Seconds to train ``n_train`` rows with ``config``; ``speed`` (from base_speed) saves looking it up again."""
+    speed = speed or base_speed(conn, base_model, slot)
     speed = speed * 128 / max(16, int(config.get("max_length", 128)))
     if config.get("lora"):
         speed *= 1.3
@@ -591,12 +596,10 @@ def train(conn, job: dict, ctx) -> dict:
     rows = {s: _dataset_rows(conn, job["dataset_id"], s) for s in ("train", "validation", "test")}
     if task == "text-classification":
         seen = sorted({r["label"] for split in rows.values() for r in split if r["label"] is not None})
-        labels = labels or seen
-        labels += [x for x in seen if x not in labels]
     else:
         seen = sorted({t for split in rows.values() for r in split for t in (r["tags"] or [])})
-        labels = labels or seen
-        labels += [x for x in seen if x not in labels]
+    labels = labels or seen
+    labels += [x for x in seen if x not in labels]
     if not rows["validation"]:  # carve a validation slice from train, deterministically
         n_val = max(1, len(rows["train"]) // 10)
         rows["validation"] = rows["train"][-n_val:]

@@ -118,7 +118,7 @@ def live_view(run_id: int, active: bool) -> None:
     evals = jobs.progress_rows(conn, run_id, "eval")
     last = rows[-1] if rows else None
     if job["status"] == "queued":
-        ahead = sum(1 for r in jobs.list_jobs(conn) if r["status"] in jobs.ACTIVE and r["id"] < run_id)
+        ahead = jobs.jobs_ahead(conn, run_id)
         st.info(f"Waiting in the queue ({ahead} job{'s' if ahead != 1 else ''} ahead).", icon=":material/schedule:")
     if last and last.get("total_steps"):
         frac = min(1.0, (last["step"] or 0) / last["total_steps"])

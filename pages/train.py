@@ -93,7 +93,7 @@ st.selectbox("Dataset", list(labels), format_func=labels.get, key="train_dataset
 field_error("dataset")
 field_error("task")
 dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
-n_train = (dataset.get("split_sizes") or {}).get("train") or dataset.get("n_rows") or 0
+n_train = training.split_counts(conn, dataset["id"]).get("train") or dataset.get("n_rows") or 0  # rows, not tags
 
 st.text_input(
     "Base model",
@@ -109,10 +109,11 @@ base_spec = (state.get("train_base_model") or "default").strip()
 
 st.subheader("How thoroughly")
 slot = jobs.default_slot()
+speed = training.base_speed(conn, base_spec, slot)  # once for the three cards and the custom settings
 columns = st.columns(3)
 for column, (key, title) in zip(columns, PRESET_NAMES.items()):
     config = training.build_config(key)
-    seconds = training.estimate_seconds(conn, n_train, config, base_spec, slot)
+    seconds = training.estimate_seconds(conn, n_train, config, speed=speed)
     with column.container(border=True):
         st.markdown(f"**{title}**")
         st.caption(training.PRESET_TEXT[key])
@@ -166,7 +167,7 @@ with st.expander("Advanced options", expanded=bool(errors)):
 with plain_errors():
     try:
         estimate = training.estimate_seconds(conn, n_train, training.build_config(state["train_preset"], overrides()),
-                                             base_spec, slot)
+                                             speed=speed)
         st.caption(f"With these settings: {training.format_duration(estimate)} for {n_train:,} training rows.")
     except UserError:
         pass

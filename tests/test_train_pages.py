@@ -102,3 +102,17 @@ def test_runs_page_shows_a_finished_run_and_the_history(app, tiny_text_model):
     next(b for b in at.button if b.label == "Resume").click().run()
     assert not at.exception
     assert jobs.get(conn, failed)["status"] == "queued" and app.started
+
+
+def test_train_page_counts_sentences_not_tags_for_an_entity_dataset(app):
+    from engine import datasets, training
+
+    conn = db.connect()
+    lines = []
+    for i in range(40):
+        lines += [f"Company{i} B-ORG", "rose O", "in O", "New B-LOC", "York I-LOC", f"on{i} O", ". O", ""]
+    ds, _ = datasets.import_file(conn, "\n".join(lines).encode(), "ner.conll", "ner", created_by="test")
+    sentences = training.split_counts(conn, ds["id"])["train"]
+    at = app("train")
+    assert f"for {sentences:,} training rows" in texts(at)
+    assert sentences < 40 < sentences * 7  # sentences, not their 7 tags each
