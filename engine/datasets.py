@@ -7,14 +7,12 @@ and deleting is refused while a queued or running job uses it.
 
 from __future__ import annotations
 
-import builtins
 import re
 from pathlib import Path
 
 from engine import db, ingest, paths, validate
 from engine.errors import NotFound, UserError
 
-_list = builtins.list
 ACTIVE_JOB_STATUSES = ("queued", "running")
 NAME_RE = re.compile(r"^[^:/\\\x00-\x1f]{1,100}$")
 
@@ -57,15 +55,15 @@ def _decode(row: dict) -> dict:
 def get(conn, ref: str | int) -> dict:
     """A dataset by 'name' (latest version), 'name:version' or id. Raises NotFound."""
     if isinstance(ref, int):
-        found = _list(conn.query("select * from datasets where id = ?", [ref]))
+        found = list(conn.query("select * from datasets where id = ?", [ref]))
         if not found:
             raise NotFound(f"There is no dataset with id {ref}.")
         return _decode(found[0])
     name, version = parse_ref(str(ref))
     if version is None:
-        found = _list(conn.query("select * from datasets where name = ? order by version desc limit 1", [name]))
+        found = list(conn.query("select * from datasets where name = ? order by version desc limit 1", [name]))
     else:
-        found = _list(conn.query("select * from datasets where name = ? and version = ?", [name, version]))
+        found = list(conn.query("select * from datasets where name = ? and version = ?", [name, version]))
     if not found:
         names = [r["name"] for r in conn.query("select distinct name from datasets order by name")]
         known = f" Saved datasets: {', '.join(names)}." if names else " No dataset has been saved yet."
@@ -102,7 +100,6 @@ def list_datasets(conn, name: str | None = None) -> list[dict]:
     return [_decode(r) for r in found]
 
 
-list = list_datasets  # noqa: A001 - `datasets.list(conn)` reads well; inside this module use _list for the builtin
 
 
 def _safe_file_name(name: str) -> str:
@@ -193,9 +190,9 @@ def import_file(
     return save(conn, candidate, prepared, name, created_by), prepared.report
 
 
-def jobs_using(conn, dataset_id: int) -> _list:
+def jobs_using(conn, dataset_id: int) -> list:
     placeholders = ", ".join("?" for _ in ACTIVE_JOB_STATUSES)
-    return _list(conn.query(
+    return list(conn.query(
         f"select id, kind, status from jobs where dataset_id = ? and status in ({placeholders}) order by id",
         [int(dataset_id), *ACTIVE_JOB_STATUSES],
     ))

@@ -181,10 +181,11 @@ def read_file(
     enc = None if encoding in (None, "", "auto") else readers.ENCODING_NAMES.get(encoding.lower(), encoding)
     readers.check_not_empty_or_binary(data, file_name)
     sha = hashlib.sha256(data).hexdigest()
+    text = used = None
     if fmt == "auto":
         fmt = readers.guess_format(file_name, data)
         if fmt == "csv" and Path(file_name).suffix.lower() in CONLL_EXTENSIONS:
-            text, _ = readers.decode(data, enc, file_name)
+            text, used = readers.decode(data, enc, file_name)
             if looks_like_conll(text.lstrip("\ufeff")):
                 fmt = "conll"
         if fmt == "rss":
@@ -193,7 +194,8 @@ def read_file(
                 "upload a CSV, XLSX, JSONL or CoNLL file here."
             )
     if fmt == "conll":
-        text, used = readers.decode(data, enc, file_name)
+        if text is None:  # not decoded yet to sniff the format
+            text, used = readers.decode(data, enc, file_name)
         sentences, bad, scheme, rewritten = parse_conll(text.lstrip("\ufeff"), file_name)
         return Candidate(
             file_name=file_name, data=data, sha256=sha, format="conll", task="token-classification", encoding=used,

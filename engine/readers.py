@@ -16,8 +16,6 @@ import pandas as pd
 
 from engine.errors import UserError
 
-# Encodings tried when none is given, in the order a tie is broken.
-CANDIDATE_ENCODINGS = ["utf_8", "gb18030", "cp1252"]
 ENCODING_NAMES = {"utf_8": "utf-8", "utf-8": "utf-8", "utf_8_sig": "utf-8-sig", "gb18030": "gb18030", "gbk": "gb18030", "cp1252": "cp1252", "windows-1252": "cp1252"}
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".conll": "conll", ".rss": "rss", ".xml": "rss", ".atom": "rss"}
 
@@ -142,20 +140,17 @@ def _read_csv_row_by_row(text: str, sep: str) -> tuple[pd.DataFrame, list[tuple[
 
 
 def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataFrame, str, list[str]]:
-    import openpyxl
-
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        book = pd.ExcelFile(io.BytesIO(data), engine="openpyxl")  # parsed once: the sheet names and the chosen sheet
     except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a damaged file
         raise UserError(f"{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.") from None
-    sheets = list(book.sheetnames)
-    book.close()
+    sheets = list(book.sheet_names)
     if not sheets:
         raise UserError(f"{file_name} has no sheets.")
     sheet = sheet or sheets[0]
     if sheet not in sheets:
         raise UserError(f"{file_name} has no sheet called '{sheet}'. Its sheets are: {', '.join(sheets)}.")
-    frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str, engine="openpyxl").fillna("")
+    frame = book.parse(sheet, dtype=str).fillna("")
     return frame, sheet, sheets
 
 

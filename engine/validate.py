@@ -74,12 +74,6 @@ class Report:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Report":
-        data = dict(data)
-        data["problems"] = [Problem(**p) for p in data.get("problems", [])]
-        return cls(**data)
-
     def unit(self) -> str:
         return "sentences" if self.task == "token-classification" else "rows"
 

@@ -25,6 +25,19 @@ if state.get("flash"):
     st.success(state.pop("flash"), icon=":material/check_circle:")
 
 
+# Reading and checking a file are cached on their inputs: typing a dataset name or clicking in the saved datasets
+# reruns the page, and checking a large file (every text through the tokenizer) takes seconds.
+@st.cache_data(max_entries=4, show_spinner=False)
+def read_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | None) -> ingest.Candidate:
+    return ingest.read_file(data, file_name, fmt, enc, sheet)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def check_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | None, mapping: dict, ratios: tuple,
+                 seed: int):
+    return validate.build(read_upload(data, file_name, fmt, enc, sheet), mapping, ratios=ratios, seed=seed)
+
+
 def reset_upload(message: str | None = None) -> None:
     state["upload_round"] += 1  # a new key empties the uploader and every picker below it
     if message:
@@ -53,7 +66,7 @@ if uploaded is not None:
     sheet = state.get(f"sheet_{key}")
     prepared = candidate = None
     with plain_errors():
-        candidate = ingest.read_file(data, uploaded.name, fmt, enc, sheet)
+        candidate = read_upload(data, uploaded.name, fmt, enc, sheet)
     if candidate is not None:
         if candidate.format == "xlsx":
             right.selectbox("Sheet", candidate.sheets, key=f"sheet_{key}")
@@ -92,7 +105,7 @@ if uploaded is not None:
         )
         with st.spinner("Checking the file..."):
             with plain_errors():
-                prepared = validate.build(candidate, mapping, ratios=ratios, seed=seed)
+                prepared = check_upload(data, uploaded.name, fmt, enc, sheet, mapping, tuple(ratios), seed)
 
     if prepared is not None:
         report = prepared.report
