@@ -19,6 +19,13 @@ FIELD_LABELS = {
     "topic": "Topic or ticker (optional)",
 }
 
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def read_upload(data: bytes, file_name: str, fmt: str):
+    """The uploaded news file, read once per file and format (each column pick reruns the page)."""
+    return feeds.read_feed_file(data, file_name, fmt)
+
+
 require_sign_in()
 conn = connect()
 state = st.session_state
@@ -74,7 +81,7 @@ if uploaded is not None:
                        help="UTC, ET, PT, Europe/London, Asia/Shanghai ... Times that name their zone (ET, +02:00) keep it.")
     parsed = None
     with plain_errors():
-        parsed = feeds.read_feed_file(data, uploaded.name, fmt)
+        parsed = read_upload(data, uploaded.name, fmt)
     if parsed is not None:
         c3.text_input("Read as", f"{parsed.format}" + (f", {parsed.encoding}" if parsed.encoding else ""), disabled=True,
                       key=f"fread_{key}")
