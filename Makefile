@@ -8,8 +8,12 @@ PIP_FLAGS := --disable-pip-version-check -q
 
 .PHONY: run test venv venv-test chromium worker bench clean
 
+# Debian's python3 ships without venv/ensurepip until python3-venv is installed: install it when venv fails.
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q python3-venv && \
+	  $(PYTHON) -m venv $(VENV); }
 
 $(VENV)/.run-installed: requirements.txt constraints.txt | $(VENV)/bin/python
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements.txt -c constraints.txt

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-from engine import datasets, db, ingest, validate
+from engine import datasets, db, ingest, paths, validate
 from engine.errors import UserError
 
 
@@ -25,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--format", default="auto", choices=ingest.FORMAT_CHOICES)
     p.add_argument("--encoding", default="auto", help="auto, utf-8, utf-8-sig, gb18030, cp1252, ...")
     p.add_argument("--sheet", help="XLSX: the sheet to read (the first when omitted)")
-    p.add_argument("--ratios", default="80/10/10", help="train/validation/test shares when no split column (80/10/10)")
+    shares = "/".join(f"{r * 100:g}" for r in validate.DEFAULT_RATIOS)
+    p.add_argument("--ratios", default=shares, help=f"train/validation/test shares when no split column ({shares})")
     p.add_argument("--seed", type=int, default=validate.DEFAULT_SEED, help="seed of the split (42)")
     p.add_argument("--yes", action="store_true", help="accept the report's problems without asking")
     p.add_argument("--user", help="who is importing (default: $BELLWETHER_USER or $USER)")
@@ -55,7 +55,7 @@ def _ratios(text: str) -> list[float]:
 
 
 def _user(args) -> str:
-    return getattr(args, "user", None) or os.environ.get("BELLWETHER_USER") or os.environ.get("USER") or "analyst"
+    return getattr(args, "user", None) or paths.default_user()
 
 
 def cmd_import(args) -> int:

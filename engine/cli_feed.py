@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
 
-from engine import db
+from engine import db, paths
 from engine.errors import UserError
 
 
@@ -104,7 +103,7 @@ def cmd_import(args) -> int:
     conn = db.connect()
     result = feeds.import_file(conn, path.read_bytes(), path.name, args.feed, mapping=mapping, tz=args.tz,
                                format=args.format, encoding=args.encoding, sheet=args.sheet,
-                               created_by=getpass.getuser())
+                               created_by=paths.default_user())
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False, default=str))
         return 0
@@ -136,7 +135,7 @@ def cmd_score(args) -> int:
     from engine import jobs, scoring
 
     conn = db.connect()
-    job_id = scoring.enqueue(conn, args.feed, args.run, created_by=getpass.getuser(), text=args.text,
+    job_id = scoring.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text,
                              precision=args.precision)
     print(f"Queued score job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if warning := scoring.no_negative_class(scoring.run_labels(conn, args.run)):
@@ -217,7 +216,7 @@ def cmd_alerts(args) -> int:
     conn = db.connect()
     feed = _feed(conn, args.feed)
     if args.ack:
-        alerts.acknowledge(conn, args.ack, getpass.getuser())
+        alerts.acknowledge(conn, args.ack, paths.default_user())
         print(f"Alert {args.ack} acknowledged.", file=sys.stderr)
     changes = {k: getattr(args, k) for k in ("window_days", "baseline_days", "k", "abs_threshold", "min_articles")
                if getattr(args, k) is not None}
@@ -281,7 +280,7 @@ def cmd_topics_classify(args) -> int:
     from engine import jobs, topics
 
     conn = db.connect()
-    job_id = topics.enqueue(conn, args.feed, args.run, created_by=getpass.getuser(), text=args.text)
+    job_id = topics.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text)
     print(f"Queued topics job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if not args.no_worker:
         jobs.ensure_supervisor()

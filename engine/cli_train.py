@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from engine import db, jobs
+from engine import db, jobs, paths
 from engine.errors import UserError
 
 KEY_METRIC = "macro_f1"
@@ -111,15 +111,11 @@ def summary(conn, job: dict) -> dict:
 def cmd_train(args) -> int:
     from engine import training
 
-    names = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-             "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience", "class_weighting", "lora",
-             "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"]
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    # every training setting that has an option (all of training.DEFAULTS but group_by_length) and was given
+    overrides = {n: getattr(args, n, None) for n in training.DEFAULTS if getattr(args, n, None) is not None}
     conn = db.connect()
-    import getpass
-
     run_id = training.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
-                             created_by=getpass.getuser(), name=args.name)
+                             created_by=paths.default_user(), name=args.name)
     job = jobs.get(conn, run_id)
     print(f"Queued run {run_id}: {job['name']} ({job['config'].get('max_length')} tokens, "
           f"{job['config'].get('epochs')} epochs).", file=sys.stderr)

@@ -333,13 +333,19 @@ def guess_mapping(columns: list[str]) -> dict[str, str | None]:
     return mapping
 
 
-def resolve_mapping(columns: list[str], overrides: dict[str, str | None] | None = None,
-                    stored: dict[str, str | None] | None = None, file_name: str = "the file") -> dict[str, str | None]:
-    """Guessed mapping, then the feed's stored mapping where its columns exist, then explicit overrides."""
+def default_mapping(columns: list[str], stored: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """The guessed mapping, with the feed's stored mapping wherever its columns exist in this file."""
     mapping = guess_mapping(columns)
     for fld, col in (stored or {}).items():
         if fld in FIELDS and col and col in columns:
             mapping[fld] = col
+    return mapping
+
+
+def resolve_mapping(columns: list[str], overrides: dict[str, str | None] | None = None,
+                    stored: dict[str, str | None] | None = None, file_name: str = "the file") -> dict[str, str | None]:
+    """Guessed mapping, then the feed's stored mapping where its columns exist, then explicit overrides."""
+    mapping = default_mapping(columns, stored)
     for fld, col in (overrides or {}).items():
         if fld not in FIELDS or col is None:
             continue

@@ -124,7 +124,10 @@ def get(conn, job_id: int) -> dict:
     rows = list(conn.query("SELECT * FROM jobs WHERE id = ?", [int(job_id)]))
     if not rows:
         raise NotFound(f"There is no run or job with id {job_id}. `python -m engine runs list` shows them.")
-    job = rows[0]
+    return _decoded(rows[0])
+
+
+def _decoded(job: dict) -> dict:
     job["config"] = db.loads(job.get("config_json"), {})
     job["metrics"] = db.loads(job.get("metrics_json"), {})
     job["device"] = db.loads(job.get("device_json"), {})
@@ -141,13 +144,7 @@ def list_jobs(conn, kind: str | None = None, limit: int | None = None) -> list[d
     if limit:
         sql += " LIMIT ?"
         params.append(int(limit))
-    out = []
-    for job in conn.query(sql, params):
-        job["config"] = db.loads(job.get("config_json"), {})
-        job["metrics"] = db.loads(job.get("metrics_json"), {})
-        job["device"] = db.loads(job.get("device_json"), {})
-        out.append(job)
-    return out
+    return [_decoded(job) for job in conn.query(sql, params)]
 
 
 def progress_rows(conn, job_id: int, kind: str | None = None) -> list[dict]:

@@ -17,6 +17,11 @@ from typing import Iterator
 DEFAULT_HOME = Path.home() / ".bellwether"
 
 
+def default_user() -> str:
+    """Who acts when nobody signed in by name: $BELLWETHER_USER, else the OS user, else 'analyst'."""
+    return os.environ.get("BELLWETHER_USER") or os.environ.get("USER") or "analyst"
+
+
 def home() -> Path:
     path = Path(os.environ.get("BELLWETHER_HOME") or DEFAULT_HOME).expanduser()
     path.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ def current_user() -> str | None:
     if "user" in st.session_state:
         return st.session_state["user"]
     if not os.environ.get("BELLWETHER_PASSWORD"):
-        st.session_state["user"] = os.environ.get("BELLWETHER_USER") or os.environ.get("USER") or "analyst"
+        st.session_state["user"] = paths.default_user()
         return st.session_state["user"]
     return None
 

@@ -94,9 +94,10 @@ if uploaded is not None:
         ratios, seed = validate.DEFAULT_RATIOS, validate.DEFAULT_SEED
         if not mapping.get("split"):
             r1, r2, r3, r4 = st.columns(4)
-            train = r1.number_input("Train %", 1, 100, 80, key=f"rtrain_{key}")
-            val = r2.number_input("Validation %", 0, 99, 10, key=f"rval_{key}")
-            test = r3.number_input("Test %", 0, 99, 10, key=f"rtest_{key}")
+            default_train, default_val, default_test = (round(r * 100) for r in validate.DEFAULT_RATIOS)
+            train = r1.number_input("Train %", 1, 100, default_train, key=f"rtrain_{key}")
+            val = r2.number_input("Validation %", 0, 99, default_val, key=f"rval_{key}")
+            test = r3.number_input("Test %", 0, 99, default_test, key=f"rtest_{key}")
             seed = int(r4.number_input("Seed", 0, 2**31 - 1, validate.DEFAULT_SEED, key=f"seed_{key}"))
             ratios = (train, val, test)
         name = st.text_input(

@@ -86,10 +86,7 @@ if uploaded is not None:
         c3.text_input("Read as", f"{parsed.format}" + (f", {parsed.encoding}" if parsed.encoding else ""), disabled=True,
                       key=f"fread_{key}")
         stored = feed_row and feeds.get_feed(conn, feed_row["id"])["mapping"]
-        guess = feeds.guess_mapping(parsed.columns)
-        for fld, col in (stored or {}).items():
-            if col in parsed.columns:
-                guess[fld] = col
+        guess = feeds.default_mapping(parsed.columns, stored)
         options = [NONE] + parsed.columns
         st.markdown("**Columns** (guessed from their names; change them if they are wrong)")
         mapping = {}
