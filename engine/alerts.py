@@ -212,8 +212,15 @@ def _num(value):
 
 
 def list_alerts(conn, feed_id: int, run_id: int | None = None, topic: str | None = None,
-                include_acknowledged: bool = True) -> list[dict]:
+                include_acknowledged: bool = True, start: str | None = None, end: str | None = None) -> list[dict]:
+    """The feed's alerts, newest first; ``start`` / ``end`` keep those whose window ends in that date range."""
     clauses, params = ["feed_id = ?"], [feed_id]
+    if start:
+        clauses.append("window_end >= ?")
+        params.append(start)
+    if end:
+        clauses.append("window_end <= ?")
+        params.append(end)
     if run_id:
         clauses.append("run_id = ?")
         params.append(run_id)

@@ -100,8 +100,6 @@ def list_datasets(conn, name: str | None = None) -> list[dict]:
     return [_decode(r) for r in found]
 
 
-
-
 def _safe_file_name(name: str) -> str:
     name = Path(name).name
     name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._") or "upload"

@@ -38,6 +38,12 @@ def check_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | N
     return validate.build(read_upload(data, file_name, fmt, enc, sheet), mapping, ratios=ratios, seed=seed)
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def dataset_rows(_conn, dataset_id: int, created_at: str) -> pd.DataFrame:
+    """A saved version's rows (never changed once saved; created_at tells a new version from a deleted one's id)."""
+    return pd.DataFrame(datasets.rows(_conn, dataset_id))
+
+
 def reset_upload(message: str | None = None) -> None:
     state["upload_round"] += 1  # a new key empties the uploader and every picker below it
     if message:
@@ -172,8 +178,8 @@ if state.get("show_dataset") not in refs:
     state.pop("show_dataset", None)
 ref = st.selectbox("Show dataset", refs, key="show_dataset")
 with plain_errors():
-    dataset = datasets.get(conn, ref)
-    rows = pd.DataFrame(datasets.rows(conn, dataset["id"]))
+    dataset = next(d for d in saved_all if d["ref"] == ref)
+    rows = dataset_rows(conn, dataset["id"], dataset["created_at"])
     tagging = dataset["task"] == "token-classification"
     st.markdown(
         f"**{dataset['ref']}** — {dataset['task']}, {dataset['n_rows']:,} {'sentences' if tagging else 'rows'}, "

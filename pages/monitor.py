@@ -92,8 +92,7 @@ st.caption(trends.model_caption(conn, run_id) + f" · {f.describe()}")
 if run_id is None:
     st.warning("This feed has not been scored yet: the charts show volume only. Score it on the Feeds page.")
 
-alert_rows = alerts.list_alerts(conn, feed_id, run_id, topic=f.topic) if run_id else []
-alert_rows = [a for a in alert_rows if f.start <= a["window_end"] <= f.end]
+alert_rows = alerts.list_alerts(conn, feed_id, run_id, topic=f.topic, start=f.start, end=f.end) if run_id else []
 open_alerts = [a for a in alert_rows if not a.get("acknowledged_at")]
 n_articles = trends.count(conn, f)
 m1, m2, m3 = st.columns(3)
