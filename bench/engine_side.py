@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import data
 
 ROOT = Path(__file__).resolve().parent.parent
-JOB_CMD = "import sys; from engine import jobs; sys.exit(jobs.run_job(int(sys.argv[1])))"
+JOB_CMD = "import sys; from engine import jobs; sys.exit(queue.run_job(int(sys.argv[1])))"
 
 
 def run_job_process(job_id: int, log_path: Path) -> dict:
@@ -29,10 +29,10 @@ def run_job_process(job_id: int, log_path: Path) -> dict:
     from bench import runner
 
     if runner.in_process():  # tests only: the job runs here, as `python -m engine _job` would run it
-        from engine import jobs
+        from engine.jobs import queue
 
         start = time.perf_counter()
-        status = jobs.run_job(job_id)
+        status = queue.run_job(job_id)
         return {"exit_status": status, "process_s": round(time.perf_counter() - start, 2),
                 "peak_rss_mb": runner.peak_rss_mb()}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -48,10 +48,10 @@ def run_job_process(job_id: int, log_path: Path) -> dict:
 
 
 def _job_error(conn, job_id: int) -> str:
-    from engine import jobs
+    from engine.jobs import queue
 
-    job = jobs.get(conn, job_id)
-    return f"job {job_id} ended {job['status']}: {job.get('error') or ''}\n{jobs.log_tail(job, 15)}"
+    job = queue.get(conn, job_id)
+    return f"job {job_id} ended {job['status']}: {job.get('error') or ''}\n{queue.log_tail(job, 15)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def _job_error(conn, job_id: int) -> str:
 def import_fpb(conn, n_train: int | None, n_dev: int | None, name: str = "fpb-bench") -> str:
     import pandas as pd
 
-    from engine import datasets
+    from engine.data import datasets
 
     rows = [{**r, "split": "train"} for r in data.fpb("train", n_train)]
     rows += [{**r, "split": "validation"} for r in data.fpb("dev", n_dev)]
@@ -73,20 +73,22 @@ def import_fpb(conn, n_train: int | None, n_dev: int | None, name: str = "fpb-be
 
 def train_run(conn, dataset: str, base_model: str, preset: str, overrides: dict | None = None) -> dict:
     """Queue a run as the Train button does, run its job process, and read back what the analyst would see."""
-    from engine import jobs, paths, training
+    from engine import paths
+    from engine.jobs import queue
+    from engine.training import finetune
 
     pressed = time.perf_counter()
-    job_id = training.submit(conn, dataset, base_model=base_model, preset=preset, overrides=overrides,
+    job_id = finetune.submit(conn, dataset, base_model=base_model, preset=preset, overrides=overrides,
                              created_by="bench", name=f"bench {preset}")
     proc = run_job_process(job_id, paths.run_dir(job_id) / "bench-stdout.txt")
     wall = time.perf_counter() - pressed
-    job = jobs.get(conn, job_id)
+    job = queue.get(conn, job_id)
     if job["status"] != "succeeded":
         from engine.errors import UserError
 
         raise UserError(f"The engine's training run failed: {_job_error(conn, job_id)}")
     m = job["metrics"]
-    evals = [r for r in jobs.progress_rows(conn, job_id, "eval")]
+    evals = [r for r in queue.progress_rows(conn, job_id, "eval")]
     n_train = int(m.get("n_train") or 0)
     epochs = float(job["config"].get("epochs") or 1)
     runtime = float(m.get("train_runtime_s") or 0) or None
@@ -133,7 +135,7 @@ def register_model(conn, model_dir: str) -> int:
 
 def _import_frame(conn, frame, feed: str, mapping: dict) -> int:
     """Import a frame of articles into ``feed`` through the product's own CSV import; returns the feed id."""
-    from engine import feeds
+    from engine.monitor import feeds
 
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
@@ -172,14 +174,16 @@ def article_titles(conn, feed_id: int) -> list[tuple[int, str]]:
 
 def score_run(conn, feed_id: int, run_id: int, precision: str = "fast") -> dict:
     """Queue and run the score job as the Score button does; its figures and the stored labels by article id."""
-    from engine import jobs, paths, scoring
+    from engine import paths
+    from engine.jobs import queue
+    from engine.monitor import scoring
     from engine.errors import UserError
 
     pressed = time.perf_counter()
     job_id = scoring.enqueue(conn, feed_id, run_id, created_by="bench", precision=precision)
     proc = run_job_process(job_id, paths.run_dir(job_id) / "bench-stdout.txt")
     wall = time.perf_counter() - pressed
-    job = jobs.get(conn, job_id)
+    job = queue.get(conn, job_id)
     if job["status"] != "succeeded":
         raise UserError(f"The engine's scoring job failed: {_job_error(conn, job_id)}")
     m = job["metrics"]

@@ -45,7 +45,7 @@ def peak_flops(device_name: str | None) -> float | None:
 def training_flops(config: dict, tokens: int, mean_seq_len: float) -> float:
     """FLOPs to train on ``tokens`` token positions (padding included: the GPU computes it) of mean length
     ``mean_seq_len``."""
-    from engine.models import encoder_shape
+    from engine.models.catalog import encoder_shape
 
     layers, hidden, inner = encoder_shape(config)
     params = layers * (4 * hidden * hidden + 2 * hidden * inner)  # attention projections + feed-forward

@@ -145,7 +145,10 @@ def dashboard_process(home: Path) -> dict:
 
 
 def run(mode: str = "full", rows: int | None = None, keep: bool = False, page: bool = True, log=sys.stderr) -> dict:
-    from engine import alerts, db, feeds, paths, trends
+    from engine import db, paths
+    from engine.monitor import alerts
+    from engine.monitor import feeds
+    from engine.monitor import trends
 
     n_rows = rows or SIZES[mode]
     n_files = FILES.get(mode, 4) if rows is None else max(1, min(4, rows // 100_000 or 1))

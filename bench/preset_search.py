@@ -64,7 +64,7 @@ def grouped_throughput(model_path: str, n_train: int | None, group_by_length: bo
 
 def main(argv: list[str] | None = None) -> int:
     from engine import db, paths
-    from engine.models import default_model_path
+    from engine.models.catalog import default_model_path
 
     from bench import engine_side, runner
 

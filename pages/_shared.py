@@ -75,10 +75,10 @@ def plain_errors() -> Iterator[None]:
 
 def start_worker() -> str:
     """Make sure a worker runs the queue: '' when one does, else a sentence for the analyst saying what to do."""
-    from engine import jobs
+    from engine.jobs import queue
 
     try:
-        jobs.ensure_supervisor()
+        queue.ensure_supervisor()
     except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
         return f" It waits: no worker could be started ({exc}). Run `python -m engine worker` on the server."
     return ""

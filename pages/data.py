@@ -8,7 +8,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine import datasets, ingest, validate
+from engine.data import datasets
+from engine.data import ingest
+from engine.data import validate
 from engine.errors import UserError
 from pages._shared import connect, current_user, plain_errors, require_sign_in
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine import feeds, jobs, scoring, topics, trends
+from engine.monitor import feeds
+from engine.jobs import queue
+from engine.monitor import scoring
+from engine.monitor import topics
+from engine.monitor import trends
 from pages._shared import connect, current_user, plain_errors, queued, require_sign_in
 
 NONE = "(none)"
@@ -218,25 +222,25 @@ else:
 
 
 recent_jobs = scoring.recent_jobs(conn, feed_id)
-active = any(j["status"] in jobs.ACTIVE for j in recent_jobs)
+active = any(j["status"] in queue.ACTIVE for j in recent_jobs)
 
 
 @st.fragment(run_every=2 if active else None)
 def score_progress() -> None:
     fconn = connect()
     recent = scoring.recent_jobs(fconn, feed_id)
-    if active and not any(j["status"] in jobs.ACTIVE for j in recent):
+    if active and not any(j["status"] in queue.ACTIVE for j in recent):
         st.rerun()  # a job has just finished: the whole page again, so its counts and choices are current
     for job in recent:
         what = "topics" if topics.is_topics_job(job) else "sentiment"
         head = f"Job {job['id']} · run {job['model_run_id']} · **{job['status']}**" + (" · topics" if what == "topics" else "")
-        if job["status"] in jobs.ACTIVE:
-            p = jobs.last_progress(fconn, job["id"], kind="score")
+        if job["status"] in queue.ACTIVE:
+            p = queue.last_progress(fconn, job["id"], kind="score")
             done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
             st.progress(done / total if total else 0.0, f"{head} · {done}/{total} articles")
             if st.button("Cancel", key=f"cancel_score_{job['id']}"):
                 with plain_errors():
-                    jobs.cancel(fconn, job["id"])
+                    queue.cancel(fconn, job["id"])
                     st.rerun()
         else:
             detail = job.get("error") or ""

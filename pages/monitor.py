@@ -9,7 +9,10 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import alerts, export, feeds, paths, trends
+from engine import export, paths
+from engine.monitor import alerts
+from engine.monitor import feeds
+from engine.monitor import trends
 from pages._shared import connect, current_user, plain_errors, require_sign_in
 
 ALL = "(all)"

@@ -13,8 +13,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import export, reports
-from engine.readers import read_table
+from engine import export
+from engine.reports import reporting
+from engine.data.readers import read_table
 from engine.errors import UserError
 from pages._shared import connect, plain_errors, require_sign_in
 
@@ -27,24 +28,24 @@ def show_report_table(frame: pd.DataFrame, key: str) -> None:
     st.dataframe(frame, hide_index=True, column_config=REPORT_COLUMNS, key=key)
 
 
-def downloads(report: reports.Report, stem: str, key: str) -> None:
+def downloads(report: reporting.Report, stem: str, key: str) -> None:
     # The files are built when a button is clicked, not on every rerun of the page.
     left, middle, right = st.columns(3)
     left.download_button("Report (CSV)", lambda: export.to_csv_bytes(report.frame), f"{stem}-report.csv", "text/csv",
                          key=f"{key}-csv", on_click="ignore", icon=":material/download:")
-    middle.download_button("Report and predictions (XLSX)", lambda: export.to_xlsx_bytes(reports.export_sheets(report)),
+    middle.download_button("Report and predictions (XLSX)", lambda: export.to_xlsx_bytes(reporting.export_sheets(report)),
                            f"{stem}-report.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                            key=f"{key}-xlsx", on_click="ignore", icon=":material/download:")
-    right.download_button("Predictions (CSV)", lambda: export.to_csv_bytes(reports.predictions_frame(report)),
+    right.download_button("Predictions (CSV)", lambda: export.to_csv_bytes(reporting.predictions_frame(report)),
                           f"{stem}-predictions.csv", "text/csv", key=f"{key}-pred", on_click="ignore",
                           icon=":material/download:")
 
 
-def report_body(report: reports.Report, stem: str, key: str) -> None:
+def report_body(report: reporting.Report, stem: str, key: str) -> None:
     for note in report.notes():
         st.warning(note, icon=":material/warning:")
     a, b, c = st.columns(3)
-    if report.task == reports.TOKENS:
+    if report.task == reporting.TOKENS:
         micro = report.report.get("micro avg", {})
         a.metric("Entity F1 (micro)", f"{micro.get('f1-score', 0):.3f}")
         b.metric("Entity F1 (macro)", f"{report.report.get('macro avg', {}).get('f1-score', 0):.3f}")
@@ -63,43 +64,43 @@ def report_body(report: reports.Report, stem: str, key: str) -> None:
     downloads(report, stem, key)
 
 
-def confusion_tab(report: reports.Report) -> None:
+def confusion_tab(report: reporting.Report) -> None:
     mode = st.radio("Show", ["Counts", "Row-normalised"], horizontal=True, key="confusion-mode",
                     help="Row-normalised: each row is divided by how many examples truly have that label (recall "
                          "on the diagonal).")
     normalised = mode == "Row-normalised"
-    matrix = reports.confusion(report, normalize=normalised)
+    matrix = reporting.confusion(report, normalize=normalised)
     figure = px.imshow(matrix, text_auto=".2f" if normalised else True, color_continuous_scale="Blues",
                        labels={"x": "Predicted", "y": "True", "color": "Share" if normalised else "Count"},
                        aspect="auto")
     figure.update_xaxes(side="top", type="category")
     figure.update_yaxes(type="category")
-    if report.task == reports.TOKENS:
+    if report.task == reporting.TOKENS:
         st.caption("Token tags, gold (rows) against predicted (columns).")
     st.plotly_chart(figure, key="confusion-chart")
 
 
-def mistakes_tab(conn, report: reports.Report) -> None:
-    all_wrong = reports.mistakes(report)
+def mistakes_tab(conn, report: reporting.Report) -> None:
+    all_wrong = reporting.mistakes(report)
     if all_wrong.empty:
         st.success("No mistakes in these predictions.", icon=":material/check_circle:")
         return
     left, right = st.columns(2)
     true = left.multiselect("True class", sorted(all_wrong["true"].unique()), key="mistakes-true")
     predicted = right.multiselect("Predicted class", sorted(all_wrong["predicted"].unique()), key="mistakes-pred")
-    wrong = reports.filter_mistakes(all_wrong, true=true, predicted=predicted)
-    if report.task == reports.TOKENS:
+    wrong = reporting.filter_mistakes(all_wrong, true=true, predicted=predicted)
+    if report.task == reporting.TOKENS:
         st.caption(f"{len(wrong)} entity errors. 'O' on one side means the entity was missed or is spurious.")
         st.dataframe(wrong.drop(columns="confidence"), hide_index=True, key="mistakes-table")
         sentences = dict(zip(wrong["row_id"], wrong["sentence"]))  # first appearance order, one sentence per id
         if sentences:
             sentence_id = st.selectbox("Sentence", list(sentences), key="mistakes-sentence",
                                        format_func=lambda i: f"{i}: {sentences[i][:90]}")
-            shown = reports.sentence_spans(conn, report.run_id, sentence_id, report.split)
+            shown = reporting.sentence_spans(conn, report.run_id, sentence_id, report.split)
             st.markdown("**Gold**")
-            st.html(reports.highlight_html(shown["tokens"], shown["gold"]))
+            st.html(reporting.highlight_html(shown["tokens"], shown["gold"]))
             st.markdown("**Predicted**")
-            st.html(reports.highlight_html(shown["tokens"], shown["predicted"]))
+            st.html(reporting.highlight_html(shown["tokens"], shown["predicted"]))
     else:
         st.caption(f"{len(wrong)} misclassified examples, most confident first.")
         st.dataframe(wrong, hide_index=True, key="mistakes-table",
@@ -109,15 +110,15 @@ def mistakes_tab(conn, report: reports.Report) -> None:
                        on_click="ignore", icon=":material/download:")
 
 
-def confidence_tab(report: reports.Report) -> None:
-    if report.task == reports.TOKENS:
+def confidence_tab(report: reporting.Report) -> None:
+    if report.task == reporting.TOKENS:
         st.info("Entity tagging runs record no confidence per prediction, so there is no confidence view.")
         return
-    conf, correct = reports.correct_and_confidence(report)
+    conf, correct = reporting.correct_and_confidence(report)
     if len(conf) == 0:
         st.info("These predictions carry no confidence.")
         return
-    bins, ece = reports.reliability(conf, correct)
+    bins, ece = reporting.reliability(conf, correct)
     figure = go.Figure()
     filled = bins[bins["count"] > 0]
     figure.add_bar(x=(filled["lower"] + filled["upper"]) / 2, y=filled["accuracy"], width=0.09, name="Accuracy",
@@ -130,24 +131,24 @@ def confidence_tab(report: reports.Report) -> None:
     st.plotly_chart(figure, key="reliability-chart")
     threshold = st.slider("Leave predictions below this confidence for a person", 0.0, 1.0, 0.5, 0.01,
                           key="confidence-threshold")
-    at = reports.tradeoff(conf, correct, threshold)
+    at = reporting.tradeoff(conf, correct, threshold)
     a, b, c = st.columns(3)
     a.metric("Accuracy on what the model decides", "—" if at["accuracy"] is None else f"{at['accuracy']:.1%}")
     b.metric("Coverage (decided by the model)", f"{at['coverage']:.1%}")
     c.metric("Left for a person", f"{at['n_deferred']} of {at['n_total']}")
-    curve = reports.tradeoff_curve(conf, correct)
+    curve = reporting.tradeoff_curve(conf, correct)
     figure = px.line(curve, x="coverage", y="accuracy", hover_data=["threshold"], markers=True,
                      title="Accuracy against coverage as the threshold rises")
     st.plotly_chart(figure, key="tradeoff-chart")
 
 
 def evaluate_tab(conn, run: dict) -> None:
-    task = reports.run_task(run)
+    task = reporting.run_task(run)
     st.caption("Upload another labelled file to score this run on it. Labels are matched to the model's by name; "
                "rows with labels the model does not know are counted and left out of the metrics."
-               + (" For entity tagging, upload a CoNLL file (a token and its tag per line)." if task == reports.TOKENS
+               + (" For entity tagging, upload a CoNLL file (a token and its tag per line)." if task == reporting.TOKENS
                   else ""))
-    kinds = ["conll", "txt"] if task == reports.TOKENS else ["csv", "tsv", "txt", "xlsx", "jsonl"]
+    kinds = ["conll", "txt"] if task == reporting.TOKENS else ["csv", "tsv", "txt", "xlsx", "jsonl"]
     upload = st.file_uploader("Labelled file", type=kinds, key=f"eval-upload-{run['id']}")
     if upload is None:
         return
@@ -155,7 +156,7 @@ def evaluate_tab(conn, run: dict) -> None:
     encoding = st.selectbox("Encoding", ["detect", "utf-8", "gb18030", "cp1252"], key="eval-encoding")
     encoding = None if encoding == "detect" else encoding
     text_col = label_col = sheet = None
-    if task != reports.TOKENS:
+    if task != reporting.TOKENS:
         with plain_errors():
             table = read_table(data, upload.name, encoding=encoding)
             wanted = st.session_state.get("eval-sheet")
@@ -165,7 +166,7 @@ def evaluate_tab(conn, run: dict) -> None:
                 st.selectbox("Sheet", table.sheets, key="eval-sheet")
             sheet = table.sheet
             columns = list(table.frame.columns)
-            guessed_text, guessed_label = reports.guess_columns(table.frame, reports.model_labels(run))
+            guessed_text, guessed_label = reporting.guess_columns(table.frame, reporting.model_labels(run))
             left, right = st.columns(2)
             suffix = f"-{sheet}" if sheet and len(table.sheets) > 1 else ""  # another sheet: guess its columns afresh
             text_col = left.selectbox("Text column", columns, key=f"eval-text-col{suffix}",
@@ -178,7 +179,7 @@ def evaluate_tab(conn, run: dict) -> None:
     if st.button("Evaluate", type="primary", key="eval-go"):
         with plain_errors():
             bar = st.progress(0.0, "Predicting…")
-            evaluation = reports.evaluate_file(conn, run["id"], data, upload.name, name=name, text_col=text_col,
+            evaluation = reporting.evaluate_file(conn, run["id"], data, upload.name, name=name, text_col=text_col,
                                                label_col=label_col, encoding=encoding, sheet=sheet,
                                                progress=lambda done, total: bar.progress(done / max(total, 1)))
             bar.empty()
@@ -188,15 +189,15 @@ def evaluate_tab(conn, run: dict) -> None:
     last = st.session_state.get("last-evaluation")
     if last and last[0] == run["id"]:
         with plain_errors():
-            report = reports.run_report(conn, run["id"], last[1])
-            st.subheader(reports.split_title(report.split))
+            report = reporting.run_report(conn, run["id"], last[1])
+            st.subheader(reporting.split_title(report.split))
             st.caption("Stored with the run: pick it under 'Predictions' above to see its confusion matrix, mistakes "
                        "and confidence.")
-            report_body(report, f"run{run['id']}-{last[1][len(reports.EVAL_PREFIX):]}", "eval-report")
+            report_body(report, f"run{run['id']}-{last[1][len(reporting.EVAL_PREFIX):]}", "eval-report")
 
 
 def compare_tab(conn, runs: list[dict]) -> None:
-    titles = {r["id"]: reports.run_title(r) for r in runs}
+    titles = {r["id"]: reporting.run_title(r) for r in runs}
     if len(runs) < 2:
         st.info("Comparing needs at least two finished runs.")
         return
@@ -206,7 +207,7 @@ def compare_tab(conn, runs: list[dict]) -> None:
         st.caption("Pick two or more runs to see their metrics, loss curves and settings side by side.")
         return
     with plain_errors():
-        comparison = reports.compare_runs(conn, chosen)
+        comparison = reporting.compare_runs(conn, chosen)
         st.subheader("Metrics")
         if comparison.metrics.empty:
             st.caption("These runs recorded no metrics.")
@@ -234,10 +235,10 @@ def try_tab(conn, run: dict) -> None:
     text = st.text_area("Text", key="try-text", placeholder="Type a headline or a sentence")
     if st.button("Predict", type="primary", key="try-go"):
         with plain_errors():
-            [result] = reports.try_it(conn, run["id"], [text])
+            [result] = reporting.try_it(conn, run["id"], [text])
             if "entities" in result:
                 if result["entities"]:
-                    st.html(reports.highlight_html(result["tokens"], result["entities"]))
+                    st.html(reporting.highlight_html(result["tokens"], result["entities"]))
                     st.dataframe(pd.DataFrame(result["entities"])[["text", "type", "start", "end"]], hide_index=True,
                                  key="try-entities")
                 else:
@@ -257,7 +258,7 @@ require_sign_in()
 
 st.title("Reports")
 conn = connect()
-runs = reports.finished_runs(conn)
+runs = reporting.finished_runs(conn)
 if not runs:
     st.info("No finished run yet. Train a model on the Train page; its report appears here when training finishes.",
             icon=":material/hourglass_empty:")
@@ -267,14 +268,14 @@ by_id = {r["id"]: r for r in runs}
 ids = list(by_id)
 asked = st.query_params.get("run")
 start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
-run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: reports.run_title(by_id[i]), key="report-run")
+run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: reporting.run_title(by_id[i]), key="report-run")
 run = by_id[run_id]
-available = reports.splits(conn, run_id) or [reports.TEST]
-split = st.selectbox("Predictions", available, format_func=reports.split_title, key=f"report-split-{run_id}")
+available = reporting.splits(conn, run_id) or [reporting.TEST]
+split = st.selectbox("Predictions", available, format_func=reporting.split_title, key=f"report-split-{run_id}")
 
 report = None
 try:
-    report = reports.run_report(conn, run_id, split)
+    report = reporting.run_report(conn, run_id, split)
 except UserError as exc:
     st.warning(str(exc), icon=":material/warning:")
 

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import jobs
-from engine.cli_train import summary
+from engine.jobs import queue
+from engine.cli.train import summary
 from pages._shared import connect, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
@@ -23,8 +23,8 @@ require_sign_in()
 conn = connect()
 st.title("Runs")
 
-jobs.check_running(conn)  # a run whose process vanished is shown as failed, not as running forever
-runs = jobs.list_jobs(conn, kind="train")
+queue.check_running(conn)  # a run whose process vanished is shown as failed, not as running forever
+runs = queue.list_jobs(conn, kind="train")
 if not runs:
     st.info("No training runs yet. Start one on the Train page.", icon=":material/info:")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -91,8 +91,8 @@ def eta_text(seconds) -> str:
 
 def live_view(run_id: int, active: bool) -> None:
     conn = connect()
-    job = jobs.get(conn, run_id)
-    if active and job["status"] not in jobs.ACTIVE:
+    job = queue.get(conn, run_id)
+    if active and job["status"] not in queue.ACTIVE:
         st.rerun()  # it just finished: redraw the whole page once, without the timer
     head, actions = st.columns([3, 1])
     with head:
@@ -101,24 +101,24 @@ def live_view(run_id: int, active: bool) -> None:
         st.caption(f"{job.get('task')} · base model {job.get('base_model')} · created {job['created_at']}"
                    f"{' · attempt ' + str(job['attempt']) if (job.get('attempt') or 1) > 1 else ''}")
     with actions, plain_errors():
-        if job["status"] in jobs.ACTIVE:
+        if job["status"] in queue.ACTIVE:
             if job.get("cancel_requested"):
                 st.caption("Cancel requested: stopping at the next step.")
             elif st.button("Cancel", key=f"cancel_{run_id}", icon=":material/cancel:"):
-                jobs.cancel(conn, run_id)
+                queue.cancel(conn, run_id)
                 st.rerun()
         if job["status"] in ("failed", "cancelled"):
             if st.button("Resume", key=f"resume_{run_id}", type="primary", icon=":material/play_arrow:"):
-                jobs.resume(conn, run_id)
+                queue.resume(conn, run_id)
                 start_worker()  # if none starts, the page says so at the top when it reruns
                 st.rerun(scope="app")
     if job.get("error"):
         (st.warning if job["status"] == "cancelled" else st.error)(job["error"])
-    rows = jobs.progress_rows(conn, run_id, "train")
-    evals = jobs.progress_rows(conn, run_id, "eval")
+    rows = queue.progress_rows(conn, run_id, "train")
+    evals = queue.progress_rows(conn, run_id, "eval")
     last = rows[-1] if rows else None
     if job["status"] == "queued":
-        ahead = jobs.jobs_ahead(conn, run_id)
+        ahead = queue.jobs_ahead(conn, run_id)
         st.info(f"Waiting in the queue ({ahead} job{'s' if ahead != 1 else ''} ahead).", icon=":material/schedule:")
     if last and last.get("total_steps"):
         frac = min(1.0, (last["step"] or 0) / last["total_steps"])
@@ -149,13 +149,13 @@ def live_view(run_id: int, active: bool) -> None:
         st.caption(f"Model saved in `{job.get('model_dir')}`")
         st.page_link("pages/reports.py", label="Open the evaluation report", icon=":material/fact_check:",
                      query_params={"run": str(run_id)})
-    tail = jobs.log_tail(job, 15)
+    tail = queue.log_tail(job, 15)
     if tail:
         with st.expander("Last log lines", expanded=job["status"] == "failed"):
             st.code(tail, language=None)
 
 
-active = by_id[run_id]["status"] in jobs.ACTIVE
+active = by_id[run_id]["status"] in queue.ACTIVE
 st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active)
 
 st.divider()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import jobs, training
+from engine.jobs import queue
+from engine.training import finetune
 from engine.errors import UserError
 from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
 
@@ -18,7 +19,7 @@ LORA = ["lora_r", "lora_alpha", "lora_dropout"]
 
 st.title("Train a model")
 
-choices = training.dataset_choices(conn)
+choices = finetune.dataset_choices(conn)
 if not choices:
     st.info("There is no dataset yet. Import a labelled file on the Data page first.", icon=":material/info:")
     st.page_link("pages/data.py", label="Go to Data", icon=":material/table_view:")
@@ -27,7 +28,7 @@ if not choices:
 
 def fill_advanced() -> None:
     """Put the chosen preset's values into the Advanced fields."""
-    config = training.build_config(state.get("train_preset", "balanced"))
+    config = finetune.build_config(state.get("train_preset", "balanced"))
     for key in ADVANCED + LORA:
         state[f"adv_{key}"] = config[key]
     state["adv_lora_target_modules"] = config["lora_target_modules"]
@@ -52,7 +53,7 @@ def overrides() -> dict:
 # The Train button's click is handled before the fields are drawn, so that each error shows next to its field.
 if state.pop("train_clicked", False):
     try:
-        run_id = training.submit(
+        run_id = finetune.submit(
             conn,
             state["train_dataset"],
             base_model=state.get("train_base_model") or "default",
@@ -60,7 +61,7 @@ if state.pop("train_clicked", False):
             overrides=overrides(),
             created_by=current_user(),
         )
-    except training.ConfigError as exc:
+    except finetune.ConfigError as exc:
         state["train_errors"] = exc.errors
     else:
         state.pop("train_errors", None)
@@ -93,7 +94,7 @@ st.selectbox("Dataset", list(labels), format_func=labels.get, key="train_dataset
 field_error("dataset")
 field_error("task")
 dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
-n_train = training.split_counts(conn, dataset["id"]).get("train") or dataset.get("n_rows") or 0  # rows, not tags
+n_train = finetune.split_counts(conn, dataset["id"]).get("train") or dataset.get("n_rows") or 0  # rows, not tags
 
 st.text_input(
     "Base model",
@@ -108,21 +109,21 @@ base_spec = (state.get("train_base_model") or "default").strip()
 # ---- presets --------------------------------------------------------------------------------------------------
 
 st.subheader("How thoroughly")
-slot = jobs.default_slot()
-speed = training.base_speed(conn, base_spec, slot)  # once for the three cards and the custom settings
+slot = queue.default_slot()
+speed = finetune.base_speed(conn, base_spec, slot)  # once for the three cards and the custom settings
 columns = st.columns(3)
 for column, (key, title) in zip(columns, PRESET_NAMES.items()):
-    config = training.build_config(key)
-    seconds = training.estimate_seconds(conn, n_train, config, speed=speed)
+    config = finetune.build_config(key)
+    seconds = finetune.estimate_seconds(conn, n_train, config, speed=speed)
     with column.container(border=True):
         st.markdown(f"**{title}**")
-        st.caption(training.PRESET_TEXT[key])
+        st.caption(finetune.PRESET_TEXT[key])
         st.markdown(
             f"{config['epochs']:g} epoch{'s' if config['epochs'] != 1 else ''} · learning rate {config['learning_rate']:g}"
             f" · batch {config['batch_size']} · max length {config['max_length']}"
             + (f" · early stop after {config['early_stopping_patience']}" if config["early_stopping_patience"] else "")
         )
-        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{training.format_duration(seconds)}**")
+        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{finetune.format_duration(seconds)}**")
 st.radio("Preset", list(PRESET_NAMES), format_func=PRESET_NAMES.get, key="train_preset", horizontal=True,
          on_change=fill_advanced)
 field_error("preset")
@@ -166,9 +167,9 @@ with st.expander("Advanced options", expanded=bool(errors)):
 
 with plain_errors():
     try:
-        estimate = training.estimate_seconds(conn, n_train, training.build_config(state["train_preset"], overrides()),
+        estimate = finetune.estimate_seconds(conn, n_train, finetune.build_config(state["train_preset"], overrides()),
                                              speed=speed)
-        st.caption(f"With these settings: {training.format_duration(estimate)} for {n_train:,} training rows.")
+        st.caption(f"With these settings: {finetune.format_duration(estimate)} for {n_train:,} training rows.")
     except UserError:
         pass
 

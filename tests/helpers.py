@@ -10,7 +10,7 @@ def build_tiny_model(path: Path, labels: list[str], task: str = "text-classifica
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertForTokenClassification
 
-    from engine.models import default_model_path
+    from engine.models.catalog import default_model_path
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(default_model_path(), trust_remote_code=False)

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import datasets, db
+from engine import db
+from engine.data import datasets
 from tests.conftest import ROOT, file_snapshot
 
 SAMPLE = (

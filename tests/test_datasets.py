@@ -10,8 +10,9 @@ import sys
 import pandas as pd
 import pytest
 
-from engine import datasets, db
-from engine.cli import main as cli
+from engine import db
+from engine.data import datasets
+from engine.cli.main import main as cli
 from engine.errors import NotFound, UserError
 from tests.conftest import ROOT, file_snapshot
 
@@ -175,7 +176,8 @@ def test_a_refused_upload_changes_nothing(store, home, what, data, file_name, kw
 
 
 def test_a_failure_while_saving_rolls_back_rows_and_file(store, home, monkeypatch):
-    from engine import ingest, validate
+    from engine.data import ingest
+    from engine.data import validate
 
     candidate = ingest.read_file(SAMPLE, "s.csv")
     prepared = validate.build(candidate)

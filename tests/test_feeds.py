@@ -10,7 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from engine import db, feeds
+from engine import db
+from engine.monitor import feeds
 from engine.errors import UserError
 from tests.conftest import ROOT
 

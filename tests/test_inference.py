@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import inference
+from engine.models import inference
 from engine.errors import UserError
 
 TEXTS = [

@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from engine import ingest, validate
+from engine.data import ingest
+from engine.data import validate
 from engine.errors import UserError
 
 FPB_COUNTS = {

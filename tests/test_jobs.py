@@ -47,15 +47,15 @@ def workers(home, monkeypatch):
 
 
 def wait_for(conn, run_id, predicate, timeout=120, what="the run"):
-    from engine import jobs
+    from engine.jobs import queue
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = jobs.get(conn, run_id)
+        job = queue.get(conn, run_id)
         if predicate(job):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {jobs.get(conn, run_id)}\n{jobs.log_tail(job, 30)}")
+    raise AssertionError(f"timed out waiting for {what}: {queue.get(conn, run_id)}\n{queue.log_tail(job, 30)}")
 
 
 def last_step(conn, run_id) -> int:
@@ -64,10 +64,10 @@ def last_step(conn, run_id) -> int:
 
 
 def submit_tiny(conn, model, **overrides):
-    from engine import training
+    from engine.training import finetune
 
     options = {"max_length": 32, "batch_size": 8, **overrides}
-    return training.submit(conn, "fpb", base_model=str(model), preset="quick", overrides=options)
+    return finetune.submit(conn, "fpb", base_model=str(model), preset="quick", overrides=options)
 
 
 @pytest.fixture
@@ -77,43 +77,43 @@ def fpb(store, shared):
 
 
 def test_fifo_one_at_a_time_cancel_with_checkpoint_then_resume(fpb, tiny_text_model, workers):
-    from engine import jobs
+    from engine.jobs import queue
 
     conn = fpb
     long_run = submit_tiny(conn, tiny_text_model, epochs=3)  # 24 steps
     short_run = submit_tiny(conn, tiny_text_model, epochs=1)
     workers()
     wait_for(conn, long_run, lambda j: last_step(conn, long_run) >= 4, what="steps of the first run")
-    assert jobs.get(conn, short_run)["status"] == "queued"  # one at a time on this device, first in first out
-    assert jobs.cancel(conn, long_run) == "cancelling"
+    assert queue.get(conn, short_run)["status"] == "queued"  # one at a time on this device, first in first out
+    assert queue.cancel(conn, long_run) == "cancelling"
     job = wait_for(conn, long_run, lambda j: j["status"] != "running", what="the cancel")
     assert job["status"] == "cancelled" and job["error"] == "Cancelled on request."
     assert job["resume_from"] and Path(job["resume_from"], "trainer_state.json").is_file()
     stopped_at = int(Path(job["resume_from"]).name.split("-")[1])
     assert 4 <= stopped_at < 24  # the checkpoint is where it stopped, mid-run
 
-    n_before = len(jobs.progress_rows(conn, long_run, "train"))
-    short = wait_for(conn, short_run, lambda j: j["status"] in jobs.FINISHED, what="the second run")
+    n_before = len(queue.progress_rows(conn, long_run, "train"))
+    short = wait_for(conn, short_run, lambda j: j["status"] in queue.FINISHED, what="the second run")
     assert short["status"] == "succeeded" and short["started_at"] >= job["finished_at"]
 
-    jobs.resume(conn, long_run)
-    done = wait_for(conn, long_run, lambda j: j["status"] in jobs.FINISHED and j["attempt"] == 2, what="the resumed run")
+    queue.resume(conn, long_run)
+    done = wait_for(conn, long_run, lambda j: j["status"] in queue.FINISHED and j["attempt"] == 2, what="the resumed run")
     assert done["status"] == "succeeded", done["error"]
-    resumed = [r["step"] for r in jobs.progress_rows(conn, long_run, "train")][n_before:]
+    resumed = [r["step"] for r in queue.progress_rows(conn, long_run, "train")][n_before:]
     assert resumed and min(resumed) > stopped_at  # continued from the checkpoint, not from step 0
     assert max(resumed) == 24
     assert Path(done["model_dir"], "config.json").is_file()
 
 
 def test_kill_9_of_the_training_process_fails_it_and_damages_nothing_else(fpb, tiny_text_model, workers):
-    from engine import jobs
+    from engine.jobs import queue
     from tests.helpers import make_finished_run
 
     conn = fpb
     other = make_finished_run(conn, tiny_text_model, predictions=[
         {"row_id": 1, "text": "x", "true_label": "neutral", "pred_label": "neutral", "confidence": 0.9, "probs": {"neutral": 0.9}}])
     before = {t: list(conn.query(f"SELECT * FROM [{t}]")) for t in ("datasets", "dataset_rows", "predictions")}
-    before_other = jobs.get(conn, other)
+    before_other = queue.get(conn, other)
     run_id = submit_tiny(conn, tiny_text_model, epochs=5)
     workers()
     job = wait_for(conn, run_id, lambda j: j["pid"] and last_step(conn, run_id) >= 3, what="training steps")
@@ -123,14 +123,14 @@ def test_kill_9_of_the_training_process_fails_it_and_damages_nothing_else(fpb, t
     assert "engine stopped unexpectedly" in job["error"] and "signal 9" in job["error"]
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert {t: list(conn.query(f"SELECT * FROM [{t}]")) for t in before} == before
-    assert jobs.get(conn, other) == before_other
-    jobs.resume(conn, run_id)  # it can be resumed
-    assert jobs.get(conn, run_id)["status"] in ("queued", "running")
-    jobs.cancel(conn, run_id)
+    assert queue.get(conn, other) == before_other
+    queue.resume(conn, run_id)  # it can be resumed
+    assert queue.get(conn, run_id)["status"] in ("queued", "running")
+    queue.cancel(conn, run_id)
 
 
 def test_a_supervisor_restart_leaves_the_running_job_alone(fpb, tiny_text_model, workers):
-    from engine import jobs
+    from engine.jobs import queue
 
     conn = fpb
     run_id = submit_tiny(conn, tiny_text_model, epochs=4)
@@ -138,44 +138,44 @@ def test_a_supervisor_restart_leaves_the_running_job_alone(fpb, tiny_text_model,
     job = wait_for(conn, run_id, lambda j: j["pid"] and last_step(conn, run_id) >= 2, what="training steps")
     first.send_signal(signal.SIGTERM)
     first.wait(10)
-    assert jobs.supervisor_alive(conn) is None
-    assert jobs.get(conn, run_id)["status"] == "running"  # the job process lives on without its supervisor
-    pid = jobs.ensure_supervisor()  # as the dashboard does
-    assert pid != first.pid and jobs.ensure_supervisor() == pid  # a second call finds the live one
-    done = wait_for(conn, run_id, lambda j: j["status"] in jobs.FINISHED, what="the adopted run")
+    assert queue.supervisor_alive(conn) is None
+    assert queue.get(conn, run_id)["status"] == "running"  # the job process lives on without its supervisor
+    pid = queue.ensure_supervisor()  # as the dashboard does
+    assert pid != first.pid and queue.ensure_supervisor() == pid  # a second call finds the live one
+    done = wait_for(conn, run_id, lambda j: j["status"] in queue.FINISHED, what="the adopted run")
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 1 and job["pid"] not in (first.pid, pid)
 
 
 def test_a_vanished_job_is_marked_failed_and_can_be_resumed(store):
-    from engine import jobs
+    from engine.jobs import queue
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     run_id = store["jobs"].insert({"kind": "train", "status": "running", "created_at": db.now(), "pid": dead.pid,
                                    "heartbeat_at": "2020-01-01T00:00:00+00:00", "attempt": 1}).last_pk
-    jobs.check_running(store)
-    job = jobs.get(store, run_id)
+    queue.check_running(store)
+    job = queue.get(store, run_id)
     assert job["status"] == "failed" and job["error"].startswith("The engine stopped unexpectedly")
-    jobs.resume(store, run_id)
-    assert jobs.get(store, run_id)["status"] == "queued" and jobs.get(store, run_id)["attempt"] == 2
+    queue.resume(store, run_id)
+    assert queue.get(store, run_id)["status"] == "queued" and queue.get(store, run_id)["attempt"] == 2
 
 
 def test_cancel_and_resume_refuse_what_they_cannot_do(store, tiny_text_model):
-    from engine import jobs
+    from engine.jobs import queue
     from engine.errors import NotFound, UserError
     from tests.helpers import make_finished_run
 
-    queued = jobs.enqueue(store, "train", task="text-classification", config={})
-    assert jobs.cancel(store, queued) == "cancelled"
-    assert jobs.get(store, queued)["status"] == "cancelled"
+    queued = queue.enqueue(store, "train", task="text-classification", config={})
+    assert queue.cancel(store, queued) == "cancelled"
+    assert queue.get(store, queued)["status"] == "cancelled"
     finished = make_finished_run(store, tiny_text_model)
     with pytest.raises(UserError, match="only a failed or cancelled run can be resumed"):
-        jobs.resume(store, finished)
+        queue.resume(store, finished)
     with pytest.raises(UserError, match="nothing to cancel"):
-        jobs.cancel(store, finished)
+        queue.cancel(store, finished)
     with pytest.raises(NotFound):
-        jobs.get(store, 999)
+        queue.get(store, 999)
 
 
 def test_cli_refuses_invalid_configurations_with_status_2_and_queues_nothing(fpb, tiny_text_model, home):
@@ -220,7 +220,7 @@ def test_a_job_that_ignores_a_cancel_is_stopped_by_force_after_the_grace_period(
     import time as _time
 
     from engine import db as _db
-    from engine import jobs as _jobs
+    from engine.jobs import queue as _jobs
 
     monkeypatch.setenv("BELLWETHER_CANCEL_GRACE_S", "0.3")
     stubborn = sp.Popen(

@@ -10,7 +10,12 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import db, feeds, jobs, scoring, topics, trends
+from engine import db
+from engine.monitor import feeds
+from engine.jobs import queue
+from engine.monitor import scoring
+from engine.monitor import topics
+from engine.monitor import trends
 from engine.errors import NotFound, UserError
 from tests.conftest import ROOT
 from tests.helpers import build_tiny_model, make_finished_run
@@ -64,7 +69,7 @@ def test_topics_job_tags_untagged_articles_replaces_another_run_and_keeps_rule_t
     first = make_finished_run(store, topic_models[0])
     second = make_finished_run(store, topic_models[1])
     job_id = topics.enqueue(store, "wire", first)
-    job = jobs.get(store, job_id)
+    job = queue.get(store, job_id)
     assert (job["kind"], job["status"], job["config"]["purpose"]) == ("score", "queued", "topics")
     assert topics.enqueue(store, "wire", first) == job_id  # queued once per feed and run
     assert trends.runs_for_feed(store, feed_id) == []  # a topics job does not make its run a sentiment model
@@ -98,7 +103,7 @@ def test_topics_job_tags_untagged_articles_replaces_another_run_and_keeps_rule_t
     assert scoring.run(store, job, FakeContext())["tagged"] == 1
 
     # Another run replaces the feed's model topics; the rule topic stays.
-    other = jobs.get(store, topics.enqueue(store, "wire", second))
+    other = queue.get(store, topics.enqueue(store, "wire", second))
     metrics = scoring.run(store, other, FakeContext())
     assert metrics["tagged"] == 13 and metrics["replaced"] == 13
     rows = _model_rows(store)
@@ -112,7 +117,7 @@ def test_topics_job_cancel_keeps_committed_chunks(store, topic_models, monkeypat
     feed_id = _feed(store)
     run_id = make_finished_run(store, topic_models[0])
     monkeypatch.setattr(scoring, "CHUNK", 5)
-    job = jobs.get(store, topics.enqueue(store, "wire", run_id))
+    job = queue.get(store, topics.enqueue(store, "wire", run_id))
     with pytest.raises(Exception, match="cancelled after 5 of 12"):
         scoring.run(store, job, FakeContext(cancel_after_checks=1))
     assert topics.count_untagged(store, feed_id, run_id) == 7
@@ -144,14 +149,14 @@ def test_cli_topics_classify_wait(home, store, topic_models):
         assert out.returncode == 0, out.stderr
         job_id = int(out.stdout.strip().splitlines()[-1])
         assert "12 articles tagged with topics" in out.stderr
-        assert jobs.get(store, job_id)["status"] == "succeeded"
+        assert queue.get(store, job_id)["status"] == "succeeded"
         assert len(_model_rows(store)) == 12
         listed = subprocess.run([sys.executable, "-m", "engine", "topics", "list", "--feed", "wire"], cwd=ROOT,
                                 capture_output=True, text=True, env=env, timeout=60)
         assert {line.split()[0] for line in listed.stdout.splitlines()} & set(TOPICS)
         assert set(trends.topic_names(store, feed_id)) - {"Banks"} <= set(TOPICS)
     finally:
-        sup = jobs.supervisor_alive(store)
+        sup = queue.supervisor_alive(store)
         if sup:
             os.kill(sup["pid"], 15)
     bad = subprocess.run([sys.executable, "-m", "engine", "topics", "classify", "--feed", "wire", "--run", "999"],
@@ -163,7 +168,7 @@ def test_feeds_page_tag_topics_button_queues_a_topics_job(home, store, topic_mod
     monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
     started = []
-    monkeypatch.setattr(jobs, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
+    monkeypatch.setattr(queue, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
     _feed(store)
     run_id = make_finished_run(store, topic_models[0])
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)

@@ -12,7 +12,12 @@ import sys
 import pandas as pd
 import pytest
 
-from engine import alerts, db, feeds, jobs, scoring, trends
+from engine import db
+from engine.monitor import alerts
+from engine.monitor import feeds
+from engine.jobs import queue
+from engine.monitor import scoring
+from engine.monitor import trends
 from engine.errors import UserError
 from tests.conftest import ROOT
 from tests.helpers import make_finished_run
@@ -79,7 +84,7 @@ def test_score_runner_scores_each_article_once_with_label_probs_and_progress(sto
 
 
 def test_scores_match_the_predictor_for_the_same_text(store, run_id):
-    from engine import inference
+    from engine.models import inference
 
     titles = ["Profit soars", "Shares plunge after a long and painful warning about the outlook", "Flat"]
     result = feeds.import_file(store, _csv([("2020-07-01", t) for t in titles]), "a.csv", "f")
@@ -97,7 +102,7 @@ def test_cancel_keeps_the_finished_chunks_and_a_rerun_scores_only_the_rest(store
     monkeypatch.setattr(scoring, "CHUNK", 5)
     result = feeds.import_file(store, _csv([("2020-07-01", f"Headline number {i}") for i in range(12)]), "a.csv", "f")
     job = {"id": 1, "feed_id": result.feed_id, "model_run_id": run_id}
-    with pytest.raises(jobs.Cancelled):
+    with pytest.raises(queue.Cancelled):
         scoring.run(store, job, FakeContext(cancel_after_checks=1))
     assert store["scores"].count == 5
     assert scoring.run(store, job, FakeContext())["scored"] == 7
@@ -121,27 +126,27 @@ def test_score_job_through_the_queue_succeeds_with_progress_and_alerts(store, ru
     result = feeds.import_file(store, _csv([("2020-07-01", f"Headline {i}") for i in range(30)]), "a.csv", "f")
     job_id = scoring.enqueue(store, "f", run_id, created_by="ann")
     assert scoring.enqueue(store, "f", run_id) == job_id  # already queued: not queued twice
-    assert jobs.run_job(job_id) == 0
-    job = jobs.get(store, job_id)
+    assert queue.run_job(job_id) == 0
+    job = queue.get(store, job_id)
     assert job["status"] == "succeeded", job["error"]
     assert job["metrics"]["scored"] == 30 and job["metrics"]["run_id"] == run_id
-    progress = jobs.progress_rows(store, job_id, kind="score")
+    progress = queue.progress_rows(store, job_id, kind="score")
     assert progress[-1]["step"] == 30 and progress[-1]["total_steps"] == 30
     assert store.execute("SELECT COUNT(*) FROM scores WHERE job_id = ?", [job_id]).fetchone()[0] == 30
     assert [r["run_id"] for r in trends.runs_for_feed(store, result.feed_id)] == [run_id]
 
 
 def test_score_job_records_its_precision_and_times_and_fast_agrees_with_exact(store, run_id, monkeypatch):
-    from engine import inference
+    from engine.models import inference
 
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # as on a CPU with native bfloat16, whatever this one has
     monkeypatch.setattr(inference, "_CACHE", type(inference._CACHE)())  # the job loads its model, as in a new process
     titles = [f"Headline {i} about {w}" for i, w in enumerate(["profits", "losses", "a merger", "rates"] * 5)]
     feeds.import_file(store, _csv([("2020-07-01", t) for t in titles]), "a.csv", "f")
     fast = scoring.enqueue(store, "f", run_id)
-    assert jobs.get(store, fast)["config"]["precision"] == "fast"  # the default
-    assert jobs.run_job(fast) == 0
-    m = jobs.get(store, fast)["metrics"]
+    assert queue.get(store, fast)["config"]["precision"] == "fast"  # the default
+    assert queue.run_job(fast) == 0
+    m = queue.get(store, fast)["metrics"]
     assert (m["precision"], m["dtype"], m["device"]) == ("fast", "bfloat16", "cpu")
     assert m["scored"] == 20 and m["load_s"] > 0 and m["score_s"] > 0
     assert m["seconds"] == pytest.approx(m["load_s"] + m["score_s"], abs=0.01)
@@ -150,8 +155,8 @@ def test_score_job_records_its_precision_and_times_and_fast_agrees_with_exact(st
     # The same feed again in float32 under another run id: almost every label agrees.
     other = make_finished_run(store, scoring.model_run(store, run_id)["model_dir"])
     exact = scoring.enqueue(store, "f", other, precision="exact")
-    assert jobs.run_job(exact) == 0
-    assert jobs.get(store, exact)["metrics"]["dtype"] == "float32"
+    assert queue.run_job(exact) == 0
+    assert queue.get(store, exact)["metrics"]["dtype"] == "float32"
     pairs = store.execute("SELECT a.label, b.label, a.confidence, b.confidence FROM scores a JOIN scores b "
                           "ON a.article_id = b.article_id AND a.run_id = ? AND b.run_id = ?", [run_id, other]).fetchall()
     assert len(pairs) == 20
@@ -169,11 +174,11 @@ def test_cli_feed_score_wait_runs_the_job_through_the_supervisor(home, store, ru
         assert out.returncode == 0, out.stderr
         job_id = int(out.stdout.strip().splitlines()[-1])
         assert "10 articles scored" in out.stderr
-        assert jobs.get(store, job_id)["status"] == "succeeded"
-        assert jobs.get(store, job_id)["metrics"]["dtype"] == "float32"
+        assert queue.get(store, job_id)["status"] == "succeeded"
+        assert queue.get(store, job_id)["metrics"]["dtype"] == "float32"
         assert store["scores"].count == 10
     finally:
-        sup = jobs.supervisor_alive(store)
+        sup = queue.supervisor_alive(store)
         if sup:
             os.kill(sup["pid"], 15)
 
@@ -375,7 +380,7 @@ def test_cli_alerts_json(home, store, run_id):
 
 
 def test_cli_feed_score_with_a_run_without_a_negative_class_says_so(home, store, tmp_path, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
     from tests.helpers import build_tiny_model
 
     feeds.import_file(store, _csv([("2020-07-01", "Quarterly results beat")]), "a.csv", "f")

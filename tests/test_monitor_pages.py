@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import alerts, db, feeds, jobs
+from engine import db
+from engine.monitor import alerts
+from engine.monitor import feeds
+from engine.jobs import queue
 from tests.conftest import ROOT
 from tests.helpers import make_finished_run
 
@@ -106,7 +109,7 @@ def test_feeds_page_reports_rejected_rows_and_a_bad_file_plainly(app, store):
 
 def test_feeds_page_topic_rules_search_and_score_button(app, store, tiny_text_model, monkeypatch):
     started = []
-    monkeypatch.setattr(jobs, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
+    monkeypatch.setattr(queue, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
     feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise"), ("2020-07-01", "Oil slumps"),
                                    ("2020-07-02", "银行板块下跌")]), "a.csv", "f")
     run_id = make_finished_run(store, tiny_text_model)
@@ -223,7 +226,7 @@ def test_feeds_page_says_plainly_when_no_worker_can_be_started(app, store, tiny_
     def cannot_start(*a, **k):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(jobs, "ensure_supervisor", cannot_start)
+    monkeypatch.setattr(queue, "ensure_supervisor", cannot_start)
     feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise")]), "a.csv", "f")
     run_id = make_finished_run(store, tiny_text_model)
     at = app("pages/feeds.py")

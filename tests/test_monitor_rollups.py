@@ -16,8 +16,11 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from engine import alerts, db, feeds, trends
-from engine.scoring import negative_label, positive_label, run_labels
+from engine import db
+from engine.monitor import alerts
+from engine.monitor import feeds
+from engine.monitor import trends
+from engine.monitor.scoring import negative_label, positive_label, run_labels
 
 LABELS = ["negative", "neutral", "positive"]
 COMPANIES = ["Barclays", "HSBC", "Shell", "BP", "Apple", "Tesla"]

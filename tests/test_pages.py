@@ -22,7 +22,10 @@ def open_page(page: str) -> AppTest:
 
 def populate(store, tiny_text_model) -> int:
     """A saved dataset, a finished run with test predictions, a feed of scored articles."""
-    from engine import datasets, feeds, jobs, scoring
+    from engine.data import datasets
+    from engine.monitor import feeds
+    from engine.jobs import queue
+    from engine.monitor import scoring
 
     rows = "\n".join(f"Profit {'rose' if i % 3 == 0 else 'fell' if i % 3 == 1 else 'held'} at firm {i},"
                      f"{('positive', 'negative', 'neutral')[i % 3]}" for i in range(60))
@@ -37,7 +40,7 @@ def populate(store, tiny_text_model) -> int:
     news = "Time,Headlines\n" + "\n".join(f"{1 + i % 9}-Jul-20,Headline number {i} about markets" for i in range(40))
     feeds.import_file(store, news.encode(), "news.csv", "markets")
     job_id = scoring.enqueue(store, "markets", run_id)
-    job = jobs.get(store, job_id)
+    job = queue.get(store, job_id)
 
     class Ctx:  # the runner's context, without a separate process
         log = __import__("logging").getLogger("test")

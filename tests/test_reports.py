@@ -15,8 +15,9 @@ import pytest
 from seqeval.metrics import classification_report as seqeval_report
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-from engine import db, export, reports
-from engine.cli import main
+from engine import db, export
+from engine.reports import reporting
+from engine.cli.main import main
 from engine.errors import NotFound, UserError
 from tests.conftest import ROOT
 from tests.helpers import build_tiny_model, make_finished_run
@@ -85,7 +86,7 @@ def entity_run(store, tiny_tagger):
 
 
 def test_text_report_is_scikit_learns_classification_report(store, text_run):
-    report = reports.run_report(store, text_run)
+    report = reporting.run_report(store, text_run)
     y_true = [t for t, _, _ in KNOWN]
     y_pred = [p for _, p, _ in KNOWN]
     expected = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
@@ -108,7 +109,7 @@ def test_text_report_is_scikit_learns_classification_report(store, text_run):
 def test_a_label_the_model_knows_but_the_test_split_lacks_does_not_change_the_averages(store, tmp_path):
     model = build_tiny_model(tmp_path / "m4", LABELS + ["mixed"])
     run_id = make_finished_run(store, model, text_predictions())
-    report = reports.run_report(store, run_id)
+    report = reporting.run_report(store, run_id)
     expected = classification_report([t for t, _, _ in KNOWN], [p for _, p, _ in KNOWN], output_dict=True,
                                      zero_division=0)
     assert "mixed" not in report.report
@@ -116,7 +117,7 @@ def test_a_label_the_model_knows_but_the_test_split_lacks_does_not_change_the_av
 
 
 def test_entity_reports_are_seqeval_and_scikit_learn_per_tag(store, entity_run):
-    report = reports.run_report(store, entity_run)
+    report = reporting.run_report(store, entity_run)
     gold = [g for _, g, _ in SENTENCES]
     pred = [p for _, _, p in SENTENCES]
     expected = seqeval_report(gold, pred, output_dict=True, zero_division=0)
@@ -140,32 +141,32 @@ def test_entity_reports_are_seqeval_and_scikit_learn_per_tag(store, entity_run):
 
 
 def test_confusion_matrix_counts_and_row_normalised(store, text_run):
-    report = reports.run_report(store, text_run)
-    counts = reports.confusion(report)
+    report = reporting.run_report(store, text_run)
+    counts = reporting.confusion(report)
     expected = confusion_matrix([t for t, _, _ in KNOWN], [p for _, p, _ in KNOWN], labels=LABELS)
     assert list(counts.index) == LABELS and list(counts.columns) == LABELS
     assert (counts.to_numpy() == expected).all()
-    share = reports.confusion(report, normalize=True)
+    share = reporting.confusion(report, normalize=True)
     assert np.allclose(share.sum(axis=1), 1.0)
     assert share.loc["neutral", "neutral"] == pytest.approx(2 / 4)
 
 
 def test_mistakes_most_confident_first_and_filterable(store, text_run):
-    report = reports.run_report(store, text_run)
-    wrong = reports.mistakes(report)
+    report = reporting.run_report(store, text_run)
+    wrong = reporting.mistakes(report)
     assert len(wrong) == 4
     assert list(wrong["confidence"]) == [0.97, 0.91, 0.62, 0.55]
     assert list(wrong.columns) == ["row_id", "text", "true", "predicted", "confidence"]
     assert wrong.iloc[0].to_dict() | {} == {"row_id": 108, "text": "sentence 8", "true": "neutral",
                                             "predicted": "positive", "confidence": 0.97}
-    only = reports.mistakes(report, true=["neutral"], predicted=["positive"])
+    only = reporting.mistakes(report, true=["neutral"], predicted=["positive"])
     assert list(only["row_id"]) == [108]
-    assert reports.mistakes(report, true=["positive"], predicted=["negative"]).empty
+    assert reporting.mistakes(report, true=["positive"], predicted=["negative"]).empty
 
 
 def test_entity_mistakes_and_spans_of_a_sentence(store, entity_run):
-    report = reports.run_report(store, entity_run)
-    wrong = reports.mistakes(report)
+    report = reporting.run_report(store, entity_run)
+    wrong = reporting.mistakes(report)
     kinds = {(r.span, r.true, r.predicted, r.error.split(" (")[0]) for r in wrong.itertuples()}
     assert kinds == {
         ("New York", "LOC", "LOC", "wrong boundary"),
@@ -173,8 +174,8 @@ def test_entity_mistakes_and_spans_of_a_sentence(store, entity_run):
         ("<script>alert(1)</script>", "O", "PER", "spurious"),
         ("Mary", "PER", "O", "missed"),
     }
-    assert list(reports.mistakes(report, true=["PER"])["span"]) == ["Mary"]
-    spans = reports.sentence_spans(store, entity_run, 1)
+    assert list(reporting.mistakes(report, true=["PER"])["span"]) == ["Mary"]
+    spans = reporting.sentence_spans(store, entity_run, 1)
     assert spans["gold"] == [{"type": "ORG", "start": 0, "end": 1, "text": "Acme Corp"},
                              {"type": "LOC", "start": 4, "end": 5, "text": "New York"}]
     assert spans["predicted"][1] == {"type": "LOC", "start": 4, "end": 4, "text": "New"}
@@ -182,18 +183,18 @@ def test_entity_mistakes_and_spans_of_a_sentence(store, entity_run):
 
 def test_highlighted_sentence_escapes_the_data():
     tokens, _, pred = SENTENCES[3]
-    out = reports.highlight_html(tokens, reports.spans(pred))
+    out = reporting.highlight_html(tokens, reporting.spans(pred))
     assert "<script>" not in out
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
     assert out.count("<mark") == 1 and "PER" in out
-    tricky = reports.highlight_html(["a", "b"], [("<img src=x onerror=alert(1)>", 0, 1)])
+    tricky = reporting.highlight_html(["a", "b"], [("<img src=x onerror=alert(1)>", 0, 1)])
     assert "<img" not in tricky and "&lt;img" in tricky
 
 
 def test_reliability_bins_and_threshold_tradeoff(store, text_run):
-    report = reports.run_report(store, text_run)
-    conf, correct = reports.correct_and_confidence(report)
-    bins, ece = reports.reliability(conf, correct, n_bins=10)
+    report = reporting.run_report(store, text_run)
+    conf, correct = reporting.correct_and_confidence(report)
+    bins, ece = reporting.reliability(conf, correct, n_bins=10)
     assert bins["count"].sum() == 10
     top = bins[bins["bin"] == "0.9–1.0"].iloc[0]  # 0.95 ok, 0.91 wrong, 0.99 ok, 0.97 wrong
     assert top["count"] == 4 and top["accuracy"] == pytest.approx(0.5)
@@ -204,11 +205,11 @@ def test_reliability_bins_and_threshold_tradeoff(store, text_run):
         if m.sum()
     )
     assert ece == pytest.approx(expected_ece)
-    at = reports.tradeoff(conf, correct, 0.65)  # keeps 0.95 .91 .80 .99 .70 .66 .97 -> 5 right of 7
+    at = reporting.tradeoff(conf, correct, 0.65)  # keeps 0.95 .91 .80 .99 .70 .66 .97 -> 5 right of 7
     assert at["n_kept"] == 7 and at["n_deferred"] == 3
     assert at["coverage"] == pytest.approx(0.7) and at["accuracy"] == pytest.approx(5 / 7)
-    assert reports.tradeoff(conf, correct, 0.0)["accuracy"] == pytest.approx(0.6)
-    assert reports.tradeoff(conf, correct, 1.0)["accuracy"] is None
+    assert reporting.tradeoff(conf, correct, 0.0)["accuracy"] == pytest.approx(0.6)
+    assert reporting.tradeoff(conf, correct, 1.0)["accuracy"] is None
 
 
 # ---- exports ---------------------------------------------------------------------------------------------------
@@ -219,8 +220,8 @@ DANGEROUS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\
 def test_exports_escape_formula_cells_in_csv_and_xlsx(store, tiny_text_model):
     rows = KNOWN[: len(DANGEROUS)]
     run_id = make_finished_run(store, tiny_text_model, text_predictions(rows, texts=DANGEROUS))
-    report = reports.run_report(store, run_id)
-    sheets = reports.export_sheets(report)
+    report = reporting.run_report(store, run_id)
+    sheets = reporting.export_sheets(report)
     preds = sheets["predictions"]
     assert sorted(preds["text"]) == sorted(DANGEROUS)  # the table itself keeps the data as it is
 
@@ -255,14 +256,14 @@ def test_evaluating_a_file_with_unknown_labels_reports_them_and_scores_the_rest(
             "sentiment": ["Positive", "negative", " neutral ", "bullish", "bearish", "neutral", ""],
         }
     )
-    result = reports.evaluate_file(store, text_run, frame.to_csv(index=False).encode(), "q3 news.csv")
+    result = reporting.evaluate_file(store, text_run, frame.to_csv(index=False).encode(), "q3 news.csv")
     report = result.report
     assert result.split == "eval:q3 news" and result.text_column == "sentence" and result.label_column == "sentiment"
     assert result.renamed == {"Positive": "positive", " neutral ": "neutral"}
     assert report.unknown_labels == {"bearish": 1, "bullish": 1} and report.n_unknown_rows == 2
     assert report.n_unlabelled == 1 and report.n_rows == 7 and report.n_scored == 4
     assert any("bullish" in n and "the model does not know" in n for n in report.notes())
-    stored = reports.load_predictions(store, text_run, "eval:q3 news")
+    stored = reporting.load_predictions(store, text_run, "eval:q3 news")
     assert len(stored) == 7  # every row predicted and kept, the unknown ones only left out of the metrics
     scored = stored[stored["true_label"].isin(LABELS)]
     expected = classification_report(list(scored["true_label"]), list(scored["pred_label"]), output_dict=True,
@@ -270,21 +271,21 @@ def test_evaluating_a_file_with_unknown_labels_reports_them_and_scores_the_rest(
     assert report.report["accuracy"] == pytest.approx(expected["accuracy"])
     assert report.report["macro avg"]["f1-score"] == pytest.approx(expected["macro avg"]["f1-score"])
     # the stored evaluation can be reported on again, and re-running it replaces rather than duplicates
-    assert reports.splits(store, text_run) == ["test", "eval:q3 news"]
-    again = reports.run_report(store, text_run, "eval:q3 news")
+    assert reporting.splits(store, text_run) == ["test", "eval:q3 news"]
+    again = reporting.run_report(store, text_run, "eval:q3 news")
     assert again.report == report.report and again.unknown_labels == report.unknown_labels
-    reports.evaluate_file(store, text_run, frame.to_csv(index=False).encode(), "q3 news.csv")
-    assert len(reports.load_predictions(store, text_run, "eval:q3 news")) == 7
+    reporting.evaluate_file(store, text_run, frame.to_csv(index=False).encode(), "q3 news.csv")
+    assert len(reporting.load_predictions(store, text_run, "eval:q3 news")) == 7
 
 
 def test_a_file_with_no_known_label_is_refused_and_changes_nothing(store, text_run):
     before = db.table_counts(store)
     data = "text,label\nGood,bullish\nBad,bearish\n".encode()
     with pytest.raises(UserError, match="None of the rows has a gold label the model knows"):
-        reports.evaluate_file(store, text_run, data, "odd.csv")
+        reporting.evaluate_file(store, text_run, data, "odd.csv")
     assert db.table_counts(store) == before
     with pytest.raises(UserError, match="no column called 'nope'"):
-        reports.evaluate_file(store, text_run, data, "odd.csv", text_col="nope")
+        reporting.evaluate_file(store, text_run, data, "odd.csv", text_col="nope")
 
 
 @pytest.mark.parametrize(
@@ -299,10 +300,10 @@ def test_evaluating_a_file_in_another_encoding(store, text_run, encoding, texts)
         encoding)
     with pytest.raises(UnicodeDecodeError):
         data.decode("utf-8")
-    result = reports.evaluate_file(store, text_run, data, "other.csv")
+    result = reporting.evaluate_file(store, text_run, data, "other.csv")
     assert result.encoding == encoding
     assert result.text_column == "headline"
-    stored = reports.load_predictions(store, text_run, "eval:other")
+    stored = reporting.load_predictions(store, text_run, "eval:other")
     assert list(stored["text"]) == texts
     assert list(stored["true_label"]) == ["positive", "negative"]
     assert result.report.n_scored == 2
@@ -311,12 +312,12 @@ def test_evaluating_a_file_in_another_encoding(store, text_run, encoding, texts)
 def test_evaluating_a_conll_file_for_a_tagging_run(store, entity_run):
     data = ("-DOCSTART- -X- O O\n\nAcme NNP B-ORG\nrose VBD O\n\nParis NNP B-LOC\nfell VBD O\nBoom NN B-MISC\n"
             "Bust NN I-MISC\n").encode()
-    result = reports.evaluate_file(store, entity_run, data, "extra.conll")
+    result = reporting.evaluate_file(store, entity_run, data, "extra.conll")
     report = result.report
     assert report.n_rows == 2 and report.n_scored == 1 and report.n_unknown_rows == 1
     assert report.unknown_labels == {"B-MISC": 1, "I-MISC": 1}
     assert report.notes()[0].startswith("1 row(s) have tags the model does not know")
-    stored = reports.load_predictions(store, entity_run, "eval:extra")
+    stored = reporting.load_predictions(store, entity_run, "eval:extra")
     assert stored.iloc[0]["tokens"] == ["Acme", "rose"] and stored.iloc[0]["true_tags"] == ["B-ORG", "O"]
     expected = seqeval_report([["B-ORG", "O"]], [stored.iloc[0]["pred_tags"]], output_dict=True, zero_division=0)
     assert report.report["micro avg"]["f1-score"] == pytest.approx(expected["micro avg"]["f1-score"])
@@ -328,13 +329,13 @@ def test_evaluating_a_conll_file_for_a_tagging_run(store, entity_run):
 
 def test_unknown_and_unfinished_runs_get_plain_errors(store, tiny_text_model):
     with pytest.raises(NotFound, match="no training run 999"):
-        reports.run_report(store, 999)
+        reporting.run_report(store, 999)
     running = store["jobs"].insert({"kind": "train", "status": "running", "created_at": db.now()}).last_pk
     with pytest.raises(UserError, match="has not finished"):
-        reports.run_report(store, running)
+        reporting.run_report(store, running)
     empty = make_finished_run(store, tiny_text_model, [])
     with pytest.raises(UserError, match="no stored test predictions"):
-        reports.run_report(store, empty)
+        reporting.run_report(store, empty)
 
 
 def test_compare_runs_side_by_side(store, tiny_text_model):
@@ -347,7 +348,7 @@ def test_compare_runs_side_by_side(store, tiny_text_model):
                                       "created_at": db.now()})
         store["progress"].insert({"job_id": job, "kind": "eval", "step": 20, "eval_loss": 0.8, "accuracy": 0.6,
                                   "created_at": db.now()})
-    comparison = reports.compare_runs(store, [a, b])
+    comparison = reporting.compare_runs(store, [a, b])
     titles = list(comparison.metrics.columns)
     assert titles == [f"#{a} · tiny", f"#{b} · tiny"]
     assert comparison.metrics.loc["accuracy"].tolist() == [0.6, 0.7]
@@ -358,24 +359,24 @@ def test_compare_runs_side_by_side(store, tiny_text_model):
     curves = comparison.curves
     assert len(curves[curves["kind"] == "train loss"]) == 5 and len(curves[curves["kind"] == "eval loss"]) == 2
     with pytest.raises(UserError, match="at least two"):
-        reports.compare_runs(store, [a, a])
+        reporting.compare_runs(store, [a, a])
 
 
 def test_try_it_gives_every_class_probability(store, text_run):
-    [result] = reports.try_it(store, text_run, ["Profit rose sharply"])
+    [result] = reporting.try_it(store, text_run, ["Profit rose sharply"])
     assert list(result["probs"]) == LABELS
     assert sum(result["probs"].values()) == pytest.approx(1.0, abs=1e-5)
     assert result["label"] == max(result["probs"], key=result["probs"].get)
     with pytest.raises(UserError, match="Type some text"):
-        reports.try_it(store, text_run, ["  "])
+        reporting.try_it(store, text_run, ["  "])
 
 
 def test_try_it_on_a_tagging_run_gives_tags_and_entities(store, entity_run):
-    [result] = reports.try_it(store, entity_run, ["Acme Corp opened in New York."])
+    [result] = reporting.try_it(store, entity_run, ["Acme Corp opened in New York."])
     assert result["tokens"] == ["Acme", "Corp", "opened", "in", "New", "York", "."]
     assert len(result["tags"]) == 7 and set(result["tags"]) <= set(TAGS)
     assert result["entities"] == [{"type": k, "start": s, "end": e, "text": " ".join(result["tokens"][s:e + 1])}
-                                  for k, s, e in reports.spans(result["tags"])]
+                                  for k, s, e in reporting.spans(result["tags"])]
 
 
 # ---- command line ----------------------------------------------------------------------------------------------
@@ -433,23 +434,23 @@ def test_cli_unknown_run_exits_2_with_a_plain_message(home):
 
 
 def test_report_and_compare_on_runs_the_training_engine_left(store, shared, tiny_text_model):
-    from engine import training
+    from engine.training import finetune
     from tests.test_training import insert_text_dataset, run_in_process
 
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=15)
     ids = []
     for epochs in (1, 2):
-        run_id = training.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+        run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
                                  overrides={"max_length": 32, "batch_size": 8, "epochs": epochs})
         assert run_in_process(run_id) == 0
         ids.append(run_id)
     job = store["jobs"].get(ids[1])
     metrics = json.loads(job["metrics_json"])
-    report = reports.run_report(store, ids[1])
+    report = reporting.run_report(store, ids[1])
     assert report.n_scored == report.n_rows == 15
     assert report.report["accuracy"] == pytest.approx(metrics["accuracy"])
     assert report.report["macro avg"]["f1-score"] == pytest.approx(metrics["macro_f1"])
-    comparison = reports.compare_runs(store, ids)
+    comparison = reporting.compare_runs(store, ids)
     assert "epochs" in comparison.differences.index
     assert set(comparison.curves["kind"]) == {"train loss", "eval loss"}
     assert list(comparison.metrics.loc["accuracy"]) == [

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import db, jobs
+from engine import db
+from engine.jobs import queue
 from tests.conftest import ROOT
 from tests.helpers import make_finished_run
 from tests.test_training import insert_text_dataset
@@ -18,7 +19,7 @@ def app(home, monkeypatch):
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
     started = []
     # the page starts a supervisor after queueing; here we only record that it asked for one
-    monkeypatch.setattr(jobs, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
+    monkeypatch.setattr(queue, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
 
     def open_page(name: str, **query) -> AppTest:
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
@@ -68,7 +69,7 @@ def test_train_page_queues_a_run_and_refuses_bad_options_next_to_the_field(app, 
     at.button[0].click().run()
     assert not at.exception
     assert conn["jobs"].count == 1 and app.started
-    job = jobs.list_jobs(conn)[0]
+    job = queue.list_jobs(conn)[0]
     assert job["status"] == "queued" and job["config"]["epochs"] == 1 and job["config"]["learning_rate"] == 5e-5
     assert job["created_by"] == "ana"
     assert f"Run {job['id']} is queued" in texts(at)
@@ -101,18 +102,19 @@ def test_runs_page_shows_a_finished_run_and_the_history(app, tiny_text_model):
     assert "The engine stopped unexpectedly" in texts(at)
     next(b for b in at.button if b.label == "Resume").click().run()
     assert not at.exception
-    assert jobs.get(conn, failed)["status"] == "queued" and app.started
+    assert queue.get(conn, failed)["status"] == "queued" and app.started
 
 
 def test_train_page_counts_sentences_not_tags_for_an_entity_dataset(app):
-    from engine import datasets, training
+    from engine.data import datasets
+    from engine.training import finetune
 
     conn = db.connect()
     lines = []
     for i in range(40):
         lines += [f"Company{i} B-ORG", "rose O", "in O", "New B-LOC", "York I-LOC", f"on{i} O", ". O", ""]
     ds, _ = datasets.import_file(conn, "\n".join(lines).encode(), "ner.conll", "ner", created_by="test")
-    sentences = training.split_counts(conn, ds["id"])["train"]
+    sentences = finetune.split_counts(conn, ds["id"])["train"]
     at = app("train")
     assert f"for {sentences:,} training rows" in texts(at)
     assert sentences < 40 < sentences * 7  # sentences, not their 7 tags each

@@ -83,11 +83,11 @@ def insert_conll_dataset(conn, path: Path, n=90, name="finer") -> int:
 
 def run_in_process(job_id: int) -> int:
     """Run one job here (as `python -m engine _job ID` does), restoring the SIGTERM handler afterwards."""
-    from engine import jobs
+    from engine.jobs import queue
 
     old = signal.getsignal(signal.SIGTERM)
     try:
-        return jobs.run_job(job_id)
+        return queue.run_job(job_id)
     finally:
         signal.signal(signal.SIGTERM, old)
 
@@ -99,7 +99,7 @@ def cli(*args, env=None, timeout=240):
 
 def stop_supervisor(home: Path) -> None:
     """Stop any supervisor ensure_supervisor() started for this data directory."""
-    from engine import jobs
+    from engine.jobs import queue
 
     conn = db.connect()
     for row in conn.query("SELECT pid FROM supervisor"):
@@ -114,38 +114,38 @@ def stop_supervisor(home: Path) -> None:
 
 
 def test_presets_and_validation_name_each_bad_field():
-    from engine import training
+    from engine.training import finetune
 
-    quick = training.build_config("Quick")
+    quick = finetune.build_config("Quick")
     assert quick["epochs"] == 1 and quick["preset"] == "quick"
-    with pytest.raises(training.ConfigError) as err:
-        training.build_config("balanced", {"learning_rate": -1, "batch_size": 0, "epochs": "many", "lora_dropout": 2})
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.build_config("balanced", {"learning_rate": -1, "batch_size": 0, "epochs": "many", "lora_dropout": 2})
     assert set(err.value.errors) == {"learning_rate", "batch_size", "epochs", "lora_dropout"}
     assert "Learning rate" in str(err.value) and "Batch size" in str(err.value)
-    with pytest.raises(training.ConfigError) as err:
-        training.build_config("fastest")
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.build_config("fastest")
     assert "preset" in err.value.errors
     # the base model's maximum length caps the max length
-    capped = training.build_config("balanced", {"max_length": 1024}, max_length_limit=128)
+    capped = finetune.build_config("balanced", {"max_length": 1024}, max_length_limit=128)
     assert capped["max_length"] == 128 and capped["max_length_requested"] == 1024
 
 
 def test_refused_choices_queue_nothing(store, shared, tiny_text_model):
-    from engine import training
+    from engine.training import finetune
 
     insert_text_dataset(store, shared("fpb", "train.csv"))
     before = db.table_counts(store)
-    with pytest.raises(training.ConfigError) as err:
-        training.submit(store, "fpb", base_model="/nowhere/model", preset="quick")
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.submit(store, "fpb", base_model="/nowhere/model", preset="quick")
     assert "base_model" in err.value.errors and "does not exist" in err.value.errors["base_model"]
-    with pytest.raises(training.ConfigError) as err:
-        training.submit(store, "fpb", base_model="someone/not-a-model-xyz", preset="quick")
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.submit(store, "fpb", base_model="someone/not-a-model-xyz", preset="quick")
     assert "offline" in err.value.errors["base_model"] and "misspelt" in err.value.errors["base_model"]
-    with pytest.raises(training.ConfigError) as err:
-        training.submit(store, "nosuch", base_model=str(tiny_text_model))
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.submit(store, "nosuch", base_model=str(tiny_text_model))
     assert "dataset" in err.value.errors
-    with pytest.raises(training.ConfigError) as err:
-        training.submit(store, "fpb", task="token-classification", base_model=str(tiny_text_model))
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.submit(store, "fpb", task="token-classification", base_model=str(tiny_text_model))
     assert "text-classification" in err.value.errors["task"]
     assert db.table_counts(store) == before
 
@@ -153,32 +153,32 @@ def test_refused_choices_queue_nothing(store, shared, tiny_text_model):
 def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(store, tmp_path):
     from transformers import BertConfig
 
-    from engine import training
+    from engine.training import finetune
 
-    config = training.build_config("balanced")
-    default = training.estimate_seconds(store, 1000, config, "default", "cpu")
+    config = finetune.build_config("balanced")
+    default = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     assert abs(default - (1000 * config["epochs"] / 40 + 15)) < 1  # 40 samples/s: measured on 2 cores
     base = tmp_path / "bert-base-like"
     BertConfig(hidden_size=768, num_hidden_layers=12, intermediate_size=3072).save_pretrained(base)
-    bigger = training.estimate_seconds(store, 1000, config, str(base), "cpu")
+    bigger = finetune.estimate_seconds(store, 1000, config, str(base), "cpu")
     assert 7.5 < (bigger - 15) / (default - 15) < 8.5  # 8x the encoder work per token
     # A hub name whose config is not on this machine: the cautious constant.
-    assert training.guessed_speed("ProsusAI/finbert", "cpu") == training.DEFAULT_SPEED["cpu"]
+    assert finetune.guessed_speed("ProsusAI/finbert", "cpu") == finetune.DEFAULT_SPEED["cpu"]
 
 
 def test_estimate_uses_speed_measured_on_this_machine(store):
-    from engine import training
+    from engine.training import finetune
 
-    config = training.build_config("balanced")
-    guess = training.estimate_seconds(store, 1000, config, "default", "cpu")
+    config = finetune.build_config("balanced")
+    guess = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
                           "metrics_json": db.dumps({"train_samples_per_second": 10.0})})
-    assert training.estimate_seconds(store, 1000, config, "default", "cpu") > guess  # this machine is slower
+    assert finetune.estimate_seconds(store, 1000, config, "default", "cpu") > guess  # this machine is slower
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
                           "metrics_json": db.dumps({"train_samples_per_second": 300.0})})
-    measured = training.estimate_seconds(store, 1000, config, "default", "cpu")
+    measured = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     assert measured < guess
     assert abs(measured - (1000 * config["epochs"] / 300 + 15)) < 1  # epochs x rows at the measured speed, plus start-up
 
@@ -187,19 +187,21 @@ def test_estimate_uses_speed_measured_on_this_machine(store):
 
 
 def test_text_run_saves_model_predictions_by_row_id_and_metrics(store, shared, tiny_text_model):
-    from engine import inference, jobs, training
+    from engine.models import inference
+    from engine.jobs import queue
+    from engine.training import finetune
 
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=60, n_val=15, n_test=15)
-    run_id = training.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
                              overrides={"max_length": 32, "batch_size": 8, "epochs": 2, "class_weighting": True})
     assert run_in_process(run_id) == 0
-    job = jobs.get(store, run_id)
+    job = queue.get(store, run_id)
     assert job["status"] == "succeeded", job["error"]
     assert job["device"]["device"] == "cpu" and job["device"]["precision"] == "fp32"
     for key in ("accuracy", "macro_f1", "weighted_f1", "validation_macro_f1", "train_samples_per_second"):
         assert job["metrics"][key] is not None
-    train_rows = jobs.progress_rows(store, run_id, "train")
-    eval_rows = jobs.progress_rows(store, run_id, "eval")
+    train_rows = queue.progress_rows(store, run_id, "train")
+    eval_rows = queue.progress_rows(store, run_id, "eval")
     assert train_rows[-1]["step"] == train_rows[-1]["total_steps"] > 0
     assert len(eval_rows) == 2 and all(r["macro_f1"] is not None for r in eval_rows)  # one each epoch
     assert len(list((Path(job["model_dir"]).parent / "checkpoints").glob("checkpoint-*"))) >= 1
@@ -217,14 +219,16 @@ def test_text_run_saves_model_predictions_by_row_id_and_metrics(store, shared, t
 
 
 def test_lora_is_merged_into_a_plain_model(store, shared, tiny_text_model):
-    from engine import inference, jobs, training
+    from engine.models import inference
+    from engine.jobs import queue
+    from engine.training import finetune
 
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=48, n_val=12, n_test=12)
-    run_id = training.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
                              overrides={"max_length": 32, "batch_size": 8, "lora": True, "lora_r": 4,
                                         "lora_target_modules": "query,value"})
     assert run_in_process(run_id) == 0
-    job = jobs.get(store, run_id)
+    job = queue.get(store, run_id)
     assert job["status"] == "succeeded", job["error"]
     files = {p.name for p in Path(job["model_dir"]).iterdir()}
     assert "adapter_config.json" not in files and "model.safetensors" in files
@@ -234,17 +238,19 @@ def test_lora_is_merged_into_a_plain_model(store, shared, tiny_text_model):
 
 
 def test_entity_tagging_on_a_conll_sample(store, shared, tmp_path):
-    from engine import inference, jobs, training
+    from engine.models import inference
+    from engine.jobs import queue
+    from engine.training import finetune
     from tests.helpers import build_tiny_model
 
     insert_conll_dataset(store, shared("finer", "FIN5.txt"), n=60)
     labels = json.loads(store.execute("SELECT labels_json FROM datasets").fetchone()[0])
     assert "I-ORG" in labels
     base = build_tiny_model(tmp_path / "tiny-ner", labels, task="token-classification")
-    run_id = training.submit(store, "finer", task="token-classification", base_model=str(base), preset="quick",
+    run_id = finetune.submit(store, "finer", task="token-classification", base_model=str(base), preset="quick",
                              overrides={"max_length": 64, "batch_size": 8})
     assert run_in_process(run_id) == 0
-    job = jobs.get(store, run_id)
+    job = queue.get(store, run_id)
     assert job["status"] == "succeeded", job["error"]
     assert "entity_f1" in job["metrics"] and job["metrics"]["accuracy"] > 0
     preds = list(store.query("SELECT * FROM predictions WHERE run_id = ? ORDER BY row_id", [run_id]))
@@ -262,11 +268,11 @@ def test_entity_tagging_on_a_conll_sample(store, shared, tmp_path):
 def test_first_sub_token_carries_the_label():
     from transformers import AutoTokenizer
 
-    from engine import training
-    from engine.models import default_model_path
+    from engine.training import finetune
+    from engine.models.catalog import default_model_path
 
     tok = AutoTokenizer.from_pretrained(default_model_path())
-    items = training._encode_tokens(tok, [{"tokens": ["Elcoteq", "laid", "off"], "tags": ["I-ORG", "O", "O"]}],
+    items = finetune._encode_tokens(tok, [{"tokens": ["Elcoteq", "laid", "off"], "tags": ["I-ORG", "O", "O"]}],
                                     {"O": 0, "I-ORG": 1}, 32)
     labels = items[0]["labels"]
     pieces = tok.convert_ids_to_tokens(items[0]["input_ids"])
@@ -277,50 +283,52 @@ def test_first_sub_token_carries_the_label():
 
 
 def test_data_parallel_with_two_cpu_processes(store, shared, tiny_text_model):
-    from engine import jobs, training
+    from engine.jobs import queue
+    from engine.training import finetune
 
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=64, n_val=16, n_test=16)
-    run_id = training.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
                              overrides={"max_length": 32, "batch_size": 8})
     done = cli("_job", str(run_id), env={"BELLWETHER_DDP_CPU_PROCS": "2"})
-    job = jobs.get(store, run_id)
+    job = queue.get(store, run_id)
     assert job["status"] == "succeeded", (job["error"], done.stderr[-2000:])
     assert job["device"]["world_size"] == 2 and job["metrics"]["world_size"] == 2
     # 64 rows, 8 per process, 2 processes: 4 steps, not 8
-    assert jobs.progress_rows(store, run_id, "train")[-1]["total_steps"] == 4
+    assert queue.progress_rows(store, run_id, "train")[-1]["total_steps"] == 4
     assert store.execute("SELECT COUNT(*) FROM predictions WHERE run_id = ?", [run_id]).fetchone()[0] == 16
 
 
 def test_crash_reasons_in_plain_words(store):
-    from engine import jobs
+    from engine.jobs import queue
 
     job = {"id": 1, "log_path": None}
     oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    assert "reduce the batch size or the max length" in jobs.explain_failure(oom, job)
+    assert "reduce the batch size or the max length" in queue.explain_failure(oom, job)
     full = OSError(28, "No space left on device")
-    assert "disk is full" in jobs.explain_failure(full, job)
+    assert "disk is full" in queue.explain_failure(full, job)
 
 
 def test_a_base_model_deleted_after_queueing_fails_with_its_reason(store, shared, tmp_path):
     import shutil
 
-    from engine import jobs, training
+    from engine.jobs import queue
+    from engine.training import finetune
     from tests.helpers import build_tiny_model
 
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=30, n_val=6, n_test=6)
     base = build_tiny_model(tmp_path / "doomed", ["negative", "neutral", "positive"])
-    run_id = training.submit(store, "fpb", base_model=str(base), preset="quick")
+    run_id = finetune.submit(store, "fpb", base_model=str(base), preset="quick")
     shutil.rmtree(base)
     assert run_in_process(run_id) == 1
-    job = jobs.get(store, run_id)
+    job = queue.get(store, run_id)
     assert job["status"] == "failed" and "was not found" in job["error"]
     # `train --wait` (and `runs resume --wait`) follow the run and exit 1 with its reason: scripts can rely on it.
     import io
 
-    from engine import cli_train
+    from engine.cli import train
 
     out = io.StringIO()
-    assert cli_train.follow(store, run_id, out=out) == 1
+    assert train.follow(store, run_id, out=out) == 1
     assert f"Run {run_id} failed: " in out.getvalue() and "was not found" in out.getvalue()
 
 
@@ -329,7 +337,8 @@ def test_a_base_model_deleted_after_queueing_fails_with_its_reason(store, shared
 
 @pytest.mark.slow
 def test_real_fine_tune_of_the_default_model_through_the_queue(home, shared):
-    from engine import inference, jobs
+    from engine.models import inference
+    from engine.jobs import queue
 
     conn = db.connect()
     # a 200-row slice (the CPU is shared: 128 rows train, so that this stays near a minute)
@@ -341,9 +350,9 @@ def test_real_fine_tune_of_the_default_model_through_the_queue(home, shared):
         stop_supervisor(home)
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = int(done.stdout.strip().splitlines()[-1])
-    job = jobs.get(conn, run_id)
+    job = queue.get(conn, run_id)
     assert job["status"] == "succeeded" and job["base_model"] == "default"
-    assert len(jobs.progress_rows(conn, run_id, "train")) >= 2
+    assert len(queue.progress_rows(conn, run_id, "train")) >= 2
     assert job["metrics"]["n_test"] == 40 and 0 <= job["metrics"]["macro_f1"] <= 1
     predictor = inference.load(job["model_dir"])
     out = predictor.predict(["Profit rose sharply and the company raised its outlook."])

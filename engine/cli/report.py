@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine import db, export, reports
+from engine import db, export
+from engine.reports import reporting
 from engine.errors import UserError
 
 FORMATS = ["text", "json", "csv"]
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="a finished run's classification report on its test split")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--format", choices=FORMATS, default="text")
-    p.add_argument("--split", default=reports.TEST,
+    p.add_argument("--split", default=reporting.TEST,
                    help="'test' (default) or 'eval:<name>' for a file evaluated earlier")
     p.set_defaults(func=cmd_report)
 
@@ -47,7 +48,7 @@ def _quiet_model_loading() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _print_report(report: reports.Report, fmt: str, header: str, extra: dict | None = None) -> None:
+def _print_report(report: reporting.Report, fmt: str, header: str, extra: dict | None = None) -> None:
     if fmt == "json":
         out = report.to_json()
         out.update(extra or {})
@@ -67,21 +68,21 @@ def _print_report(report: reports.Report, fmt: str, header: str, extra: dict | N
     for note in report.notes():
         print(f"Note: {note}")
     print()
-    if report.task == reports.TOKENS:
+    if report.task == reporting.TOKENS:
         print("Entity level (seqeval)")
-        print(reports.format_text(report.frame))
+        print(reporting.format_text(report.frame))
         print()
         print("Token level (per tag)")
-        print(reports.format_text(report.token_frame))
+        print(reporting.format_text(report.token_frame))
     else:
-        print(reports.format_text(report.frame))
+        print(reporting.format_text(report.frame))
 
 
 def cmd_report(args) -> int:
     conn = db.connect()
     try:
-        report = reports.run_report(conn, args.run_id, args.split)
-        _print_report(report, args.format, f"Run {report.run_id} · {reports.split_title(report.split)}")
+        report = reporting.run_report(conn, args.run_id, args.split)
+        _print_report(report, args.format, f"Run {report.run_id} · {reporting.split_title(report.split)}")
     finally:
         conn.close()
     return 0
@@ -94,7 +95,7 @@ def cmd_evaluate(args) -> int:
     _quiet_model_loading()
     conn = db.connect()
     try:
-        evaluation = reports.evaluate_file(conn, args.run_id, path.read_bytes(), path.name, name=args.name,
+        evaluation = reporting.evaluate_file(conn, args.run_id, path.read_bytes(), path.name, name=args.name,
                                            text_col=args.text_col, label_col=args.label_col, encoding=args.encoding,
                                            sheet=args.sheet)
         header = (f"Run {evaluation.report.run_id} on {evaluation.file_name} (stored as '{evaluation.split}'; "
@@ -115,7 +116,7 @@ def cmd_predict(args) -> int:
     _quiet_model_loading()
     conn = db.connect()
     try:
-        results = reports.try_it(conn, args.run_id, args.texts)
+        results = reporting.try_it(conn, args.run_id, args.texts)
     finally:
         conn.close()
     if args.format == "json":

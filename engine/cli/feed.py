@@ -94,7 +94,7 @@ def register(subparsers) -> None:
 
 
 def cmd_import(args) -> int:
-    from engine import feeds
+    from engine.monitor import feeds
 
     path = Path(args.file)
     if not path.is_file():
@@ -117,13 +117,13 @@ def cmd_import(args) -> int:
 
 
 def _feed(conn, name: str) -> dict:
-    from engine import feeds
+    from engine.monitor import feeds
 
     return feeds.get_feed(conn, name)
 
 
 def _default_run(conn, feed_id: int, run_id: int | None) -> int | None:
-    from engine import trends
+    from engine.monitor import trends
 
     if run_id:
         return run_id
@@ -132,7 +132,8 @@ def _default_run(conn, feed_id: int, run_id: int | None) -> int | None:
 
 
 def cmd_score(args) -> int:
-    from engine import jobs, scoring
+    from engine.jobs import queue
+    from engine.monitor import scoring
 
     conn = db.connect()
     job_id = scoring.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text,
@@ -141,7 +142,7 @@ def cmd_score(args) -> int:
     if warning := scoring.no_negative_class(scoring.run_labels(conn, args.run)):
         print(f"Note: run {args.run}'s {warning}.", file=sys.stderr)
     if not args.no_worker:
-        jobs.ensure_supervisor()
+        queue.ensure_supervisor()
     if args.wait:
         code = follow(conn, job_id)
         print(job_id)
@@ -152,7 +153,7 @@ def cmd_score(args) -> int:
 
 def follow(conn, job_id: int, out=None, poll_s: float = 1.0) -> int:
     """Show the score (or topics) job's progress until it finishes; 0 only if it succeeded."""
-    from engine import jobs
+    from engine.jobs import queue
 
     def line(p: dict) -> str:
         frac = min(1.0, (p["step"] or 0) / p["total_steps"])
@@ -166,11 +167,11 @@ def follow(conn, job_id: int, out=None, poll_s: float = 1.0) -> int:
             return f"Job {job_id} succeeded: {m.get('tagged', 0)} articles tagged with topics" + (f" ({tags})" if tags else "") + "."
         return f"Job {job_id} succeeded: {m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts."
 
-    return jobs.follow(conn, job_id, "score", line, done, out=out, poll_s=poll_s)
+    return queue.follow(conn, job_id, "score", line, done, out=out, poll_s=poll_s)
 
 
 def cmd_trends(args) -> int:
-    from engine import trends
+    from engine.monitor import trends
 
     conn = db.connect()
     feed = _feed(conn, args.feed)
@@ -186,7 +187,7 @@ def cmd_trends(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from engine import feeds
+    from engine.monitor import feeds
 
     conn = db.connect()
     feed = _feed(conn, args.feed)
@@ -199,7 +200,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from engine import feeds
+    from engine.monitor import feeds
 
     conn = db.connect()
     rows = feeds.list_feeds(conn)
@@ -211,7 +212,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_alerts(args) -> int:
-    from engine import alerts
+    from engine.monitor import alerts
 
     conn = db.connect()
     feed = _feed(conn, args.feed)
@@ -246,7 +247,7 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_topics_set(args) -> int:
-    from engine import feeds
+    from engine.monitor import feeds
 
     conn = db.connect()
     info = feeds.set_topic_rule(conn, args.feed, args.name, args.keywords)
@@ -256,7 +257,7 @@ def cmd_topics_set(args) -> int:
 
 
 def cmd_topics_list(args) -> int:
-    from engine import feeds
+    from engine.monitor import feeds
 
     conn = db.connect()
     feed = _feed(conn, args.feed)
@@ -268,7 +269,7 @@ def cmd_topics_list(args) -> int:
 
 
 def cmd_topics_delete(args) -> int:
-    from engine import feeds
+    from engine.monitor import feeds
 
     conn = db.connect()
     feeds.delete_topic_rule(conn, args.feed, args.name)
@@ -277,13 +278,14 @@ def cmd_topics_delete(args) -> int:
 
 
 def cmd_topics_classify(args) -> int:
-    from engine import jobs, topics
+    from engine.jobs import queue
+    from engine.monitor import topics
 
     conn = db.connect()
     job_id = topics.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text)
     print(f"Queued topics job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if not args.no_worker:
-        jobs.ensure_supervisor()
+        queue.ensure_supervisor()
     code = follow(conn, job_id) if args.wait else 0
     print(job_id)
     return code

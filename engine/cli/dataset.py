@@ -6,7 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from engine import datasets, db, ingest, paths, validate
+from engine import db, paths
+from engine.data import datasets
+from engine.data import ingest
+from engine.data import validate
 from engine.errors import UserError
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from engine import db
-from engine.scoring import negative_label, positive_label, run_labels
+from engine.monitor.scoring import negative_label, positive_label, run_labels
 
 UNSCORED = "unscored"
 

@@ -62,7 +62,7 @@ def machine() -> dict:
     import torch
     import transformers
 
-    from engine import inference
+    from engine.models import inference
 
     cpu = platform.processor() or ""
     try:
@@ -105,7 +105,7 @@ def _mode(args) -> str:
 
 def _base_model() -> tuple[str, str]:
     """(what training.submit is given, the folder the baselines load)."""
-    from engine.models import default_model_path
+    from engine.models.catalog import default_model_path
 
     override = os.environ.get("BELLWETHER_BENCH_MODEL")
     if override:

@@ -44,7 +44,7 @@ def model_topic_runs(conn, feed_id: int) -> list[int]:
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
     """Queue a job that tags ``feed``'s articles with the topics predicted by run ``run_id``; returns the job id."""
-    from engine import scoring
+    from engine.monitor import scoring
 
     return scoring.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text)
 
@@ -59,7 +59,8 @@ UNTAGGED_CHUNK = (
 
 def run(conn, job: dict, ctx) -> dict:
     """Tag the feed's articles that run ``job['model_run_id']`` has not tagged yet with its predicted topic."""
-    from engine import inference, scoring
+    from engine.models import inference
+    from engine.monitor import scoring
 
     feed_id, run_id = job.get("feed_id"), job.get("model_run_id")
     if not feed_id or not run_id:

@@ -107,7 +107,7 @@ def run_task(run: dict) -> str:
 
 def model_labels(run: dict) -> list[str]:
     """The run's labels in the model's own order (config.id2label), read without loading the model."""
-    from engine.models import config_labels
+    from engine.models.catalog import config_labels
 
     model_dir = Path(run.get("model_dir") or "")
     labels = config_labels(model_dir) if run.get("model_dir") else None
@@ -699,7 +699,7 @@ def eval_name(name: str | None, file_name: str) -> str:
 def read_conll(data: bytes, file_name: str, encoding: str | None = None) -> tuple[list[tuple[list[str], list[str]]], str]:
     """Sentences from a CoNLL file: a token per line (first column) with its tag (last column), blank lines
     between sentences, -DOCSTART- lines skipped."""
-    from engine.readers import check_not_empty_or_binary, decode
+    from engine.data.readers import check_not_empty_or_binary, decode
 
     check_not_empty_or_binary(data, file_name)
     text, used = decode(data, encoding, file_name)
@@ -743,7 +743,7 @@ def evaluate_file(
     Labels are matched to the model's by name (ignoring case and surrounding spaces). Rows whose label the model does
     not know are predicted and stored, counted in the report's notes, and left out of the metrics.
     """
-    from engine import inference
+    from engine.models import inference
 
     run = get_run(conn, run_id)
     labels = model_labels(run)
@@ -776,7 +776,7 @@ def evaluate_file(
             rows.append({"row_id": i, "text": " ".join(tokens), "tokens_json": store.dumps(tokens),
                          "true_tags_json": store.dumps([match(t) for t in tags]), "pred_tags_json": store.dumps(pred)})
     else:
-        from engine.readers import read_table
+        from engine.data.readers import read_table
 
         table = read_table(data, file_name, encoding=encoding, sheet=sheet)
         frame = table.frame
@@ -887,7 +887,7 @@ def try_it(conn, run_id: Any, texts: Sequence[str]) -> list[dict]:
     Text: {text, label, confidence, probs (every class, in the model's order)}. Entities: {text, tokens, tags,
     entities: [{type, start, end, text}]}.
     """
-    from engine import inference
+    from engine.models import inference
 
     texts = [str(t) for t in texts]
     if not texts or not any(t.strip() for t in texts):

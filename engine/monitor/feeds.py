@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from engine import db, readers
+from engine import db
+from engine.data import readers
 from engine.errors import NotFound, UserError
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "rss"]

@@ -15,11 +15,11 @@ from engine.errors import UserError
 
 # The modules that add sub-commands, in the order their commands appear in --help.
 COMMAND_MODULES = [
-    "engine.cli_dataset",
-    "engine.cli_train",
-    "engine.cli_report",
-    "engine.cli_feed",
-    "engine.cli_bench",
+    "engine.cli.dataset",
+    "engine.cli.train",
+    "engine.cli.report",
+    "engine.cli.feed",
+    "bench.cli",
 ]
 
 

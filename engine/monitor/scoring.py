@@ -63,7 +63,7 @@ def model_run(conn, run_id: int) -> dict:
 
 def run_labels(conn, run_id: int) -> list[str]:
     """The class labels of a run's model (from its config), in class order."""
-    from engine.models import config_labels
+    from engine.models.catalog import config_labels
 
     run = list(conn.query("SELECT model_dir FROM jobs WHERE id = ?", [int(run_id)]))
     if run and run[0]["model_dir"] and (labels := config_labels(run[0]["model_dir"])) is not None:
@@ -104,9 +104,9 @@ def count_unscored(conn, feed_id: int, run_id: int) -> int:
 def pending_chunks(conn, ctx, chunk_sql: str, feed_id: int, run_id: int, total: int, started: float):
     """Yield the rows (id, title, body) that ``chunk_sql`` selects (parameters: feed id, last id seen, run id, chunk
     size), a chunk at a time, until none are left. Before each chunk a cancel request stops the job (raising
-    jobs.Cancelled, with a progress row saying so); after the caller has handled a chunk, a progress row with the rate
+    queue.Cancelled, with a progress row saying so); after the caller has handled a chunk, a progress row with the rate
     and ETA. Shared by the score job and the topics job (engine.topics)."""
-    from engine.jobs import Cancelled
+    from engine.jobs.queue import Cancelled
 
     done = last_id = 0
     while True:
@@ -152,7 +152,9 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
     'exact' (float32, as the model was evaluated). One such job per feed, run and purpose is enough: an active one is
     returned instead of queueing another.
     """
-    from engine import feeds, inference, jobs
+    from engine.monitor import feeds
+    from engine.models import inference
+    from engine.jobs import queue
 
     feed_row = feeds.get_feed(conn, feed)
     run = model_run(conn, run_id)
@@ -173,7 +175,7 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
     config = {"text": text, "batch_size": BATCH, "precision": precision}
     if purpose != SENTIMENT:
         config["purpose"] = purpose
-    return jobs.enqueue(
+    return queue.enqueue(
         conn,
         "score",
         feed_id=feed_row["id"],
@@ -187,7 +189,8 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
 
 def run(conn, job: dict, ctx) -> dict:
     """Score the feed's articles that run ``job['model_run_id']`` has not scored yet."""
-    from engine import inference, topics
+    from engine.models import inference
+    from engine.monitor import topics
 
     if topics.is_topics_job(job):  # {"purpose": "topics"}: a topic classifier tags articles instead (engine.topics)
         return topics.run(conn, job, ctx)
@@ -254,7 +257,7 @@ def run(conn, job: dict, ctx) -> dict:
     if total and predictor.fallback:
         metrics["precision_note"] = predictor.fallback
     try:
-        from engine import alerts
+        from engine.monitor import alerts
 
         fired = alerts.evaluate(conn, feed_id, run_id)
         metrics["alerts"] = len(fired)

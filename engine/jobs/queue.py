@@ -41,8 +41,8 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 # kind -> "module:function"; imported only when a job of that kind runs.
 RUNNERS: dict[str, str] = {
-    "train": "engine.training:run",
-    "score": "engine.scoring:run",
+    "train": "engine.training.finetune:run",
+    "score": "engine.monitor.scoring:run",
 }
 
 VANISHED = "The engine stopped unexpectedly"
@@ -589,7 +589,7 @@ class Supervisor:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    cwd=str(Path(__file__).resolve().parent.parent),
+                    cwd=str(Path(__file__).resolve().parents[2]),
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:
@@ -665,7 +665,7 @@ def ensure_supervisor(idle_exit_s: float | None = 600.0) -> int:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=str(Path(__file__).resolve().parent.parent),
+            cwd=str(Path(__file__).resolve().parents[2]),
         )
     # Wait until it has claimed the supervisor row (or lost to another one), so callers see it at once.
     deadline = time.monotonic() + 20

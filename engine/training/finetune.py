@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import db, jobs, models, paths
+from engine import db, paths
+from engine.jobs import queue
+from engine.models import catalog
 from engine.errors import UserError
 
 TASKS = ("text-classification", "token-classification")
@@ -168,20 +170,20 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
 
 
 def _dataset_get(conn, spec: str) -> dict:
-    from engine import datasets
+    from engine.data import datasets
 
     return datasets.get(conn, spec)
 
 
 def _dataset_rows(conn, dataset_id: int, split: str | None) -> list[dict]:
-    from engine import datasets
+    from engine.data import datasets
 
     return datasets.rows(conn, dataset_id, split)
 
 
 def dataset_choices(conn) -> list[dict]:
     """Saved dataset versions that can be trained on, newest first within each name."""
-    from engine import datasets
+    from engine.data import datasets
 
     return datasets.list_datasets(conn)
 
@@ -216,10 +218,10 @@ def guessed_speed(base_model: str, slot: str) -> float:
     model's measured speed scaled by the encoder's size (layers x width), or a cautious constant when the model's
     config cannot be read here (a hub name)."""
     fallback = DEFAULT_SPEED.get(slot, DEFAULT_SPEED["cpu"])
-    spec = (base_model or models.DEFAULT).strip()
-    folder = models.default_model_path() if spec == models.DEFAULT else Path(spec).expanduser()
+    spec = (base_model or catalog.DEFAULT).strip()
+    folder = catalog.default_model_path() if spec == catalog.DEFAULT else Path(spec).expanduser()
     try:
-        layers, hidden, inner = models.encoder_shape(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
+        layers, hidden, inner = catalog.encoder_shape(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return fallback
     work = layers * (4 * hidden**2 + 2 * hidden * inner)
@@ -230,7 +232,7 @@ def guessed_speed(base_model: str, slot: str) -> float:
 
 def base_speed(conn, base_model: str = "default", slot: str | None = None) -> float:
     """Training samples/s at max length 128 for ``base_model`` here: measured by earlier runs, else guessed."""
-    slot = slot or jobs.default_slot()
+    slot = slot or queue.default_slot()
     return measured_speed(conn, base_model, slot) or guessed_speed(base_model, slot)
 
 
@@ -283,7 +285,7 @@ def submit(
             errors["dataset"] = f"the dataset {ds['name']} has only one label; a classifier needs at least two."
     base = None
     try:
-        base = models.resolve(base_model)
+        base = catalog.resolve(base_model)
     except UserError as exc:
         errors["base_model"] = str(exc)
     try:
@@ -294,7 +296,7 @@ def submit(
         raise ConfigError(errors)
     config["base_model_source"] = base.source
     config["dataset"] = f"{ds['name']}:{ds['version']}"
-    return jobs.enqueue(
+    return queue.enqueue(
         conn,
         "train",
         task=ds["task"],
@@ -359,7 +361,7 @@ def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
     log_file = open(ctx.job_dir / "log.txt", "ab")  # noqa: SIM115
     try:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+                                cwd=str(Path(__file__).resolve().parents[2]))
         code = proc.wait()
     finally:
         log_file.close()
@@ -367,7 +369,7 @@ def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
         raise RuntimeError(f"the data-parallel workers exited with status {code}")
     result = json.loads(result_path.read_text())
     if result.get("cancelled"):
-        raise jobs.Cancelled()
+        raise queue.Cancelled()
     if result.get("user_error"):
         raise UserError(result["user_error"])
     ctx.update(model_dir=result["model_dir"])
@@ -377,16 +379,16 @@ def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
 def ddp_worker(job_id: int) -> int:
     """One torchrun worker (``python -m engine _ddp ID``); rank 0 writes progress and the outputs."""
     conn = db.connect()
-    job = jobs.get(conn, job_id)
+    job = queue.get(conn, job_id)
     rank = int(os.environ.get("RANK", "0"))
     job_dir = paths.run_dir(job_id)
-    log = jobs.job_logger(job_id, job_dir / "log.txt")
-    ctx = jobs.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
+    log = queue.job_logger(job_id, job_dir / "log.txt")
+    ctx = queue.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
     result: dict[str, Any] = {}
     try:
         metrics = train(conn, job, ctx)
         result = {"metrics": metrics, "model_dir": str(job_dir / "model")}
-    except jobs.Cancelled:
+    except queue.Cancelled:
         result = {"cancelled": True}
     except UserError as exc:
         result = {"user_error": str(exc)}
@@ -607,7 +609,7 @@ def train(conn, job: dict, ctx) -> dict:
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
 
-    source = config.get("base_model_source") or models.resolve(job.get("base_model")).source
+    source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
     log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
     auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     try:
@@ -725,7 +727,7 @@ def train(conn, job: dict, ctx) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     progress_cb = callbacks[0]
     if progress_cb.cancelled:
-        raise jobs.Cancelled()
+        raise queue.Cancelled()
     best = trainer.state.best_metric
     progress_cb.finished = True
     val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures (all ranks)

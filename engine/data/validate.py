@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import UserError
-from engine.ingest import Candidate
+from engine.data.ingest import Candidate
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
@@ -194,9 +194,9 @@ def _looks_like_split(series, share: float = 1.0) -> bool:
 def _tokenizer_and_limit(model: str = "default"):
     from transformers import AutoTokenizer
 
-    from engine import models
+    from engine.models import catalog
 
-    base = models.resolve(model)
+    base = catalog.resolve(model)
     return AutoTokenizer.from_pretrained(base.source, trust_remote_code=False), base.max_length
 
 

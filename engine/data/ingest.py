@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine import readers
+from engine.data import readers
 from engine.errors import UserError
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "conll"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine import db, ingest, paths, validate
+from engine import db, paths
+from engine.data import ingest
+from engine.data import validate
 from engine.errors import NotFound, UserError
 
 ACTIVE_JOB_STATUSES = ("queued", "running")

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from engine import db, jobs, paths
+from engine import db, paths
+from engine.jobs import queue
 from engine.errors import UserError
 
 KEY_METRIC = "macro_f1"
@@ -65,20 +66,20 @@ def register(subparsers) -> None:
     w = subparsers.add_parser("worker", help="run the supervisor that starts queued jobs (Ctrl-C stops it)")
     w.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     w.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
-    w.set_defaults(func=lambda a: jobs.worker(a.poll, a.idle_exit))
+    w.set_defaults(func=lambda a: queue.worker(a.poll, a.idle_exit))
 
     j = subparsers.add_parser("_job")  # hidden: the supervisor's entry point for one job
     j.add_argument("id", type=int)
-    j.set_defaults(func=lambda a: jobs.run_job(a.id))
+    j.set_defaults(func=lambda a: queue.run_job(a.id))
     d = subparsers.add_parser("_ddp")  # hidden: one torchrun worker
     d.add_argument("id", type=int)
     d.set_defaults(func=_ddp)
 
 
 def _ddp(args) -> int:
-    from engine import training
+    from engine.training import finetune
 
-    return training.ddp_worker(args.id)
+    return finetune.ddp_worker(args.id)
 
 
 def summary(conn, job: dict) -> dict:
@@ -109,18 +110,18 @@ def summary(conn, job: dict) -> dict:
 
 
 def cmd_train(args) -> int:
-    from engine import training
+    from engine.training import finetune
 
-    # every training setting that has an option (all of training.DEFAULTS but group_by_length) and was given
-    overrides = {n: getattr(args, n, None) for n in training.DEFAULTS if getattr(args, n, None) is not None}
+    # every training setting that has an option (all of finetune.DEFAULTS but group_by_length) and was given
+    overrides = {n: getattr(args, n, None) for n in finetune.DEFAULTS if getattr(args, n, None) is not None}
     conn = db.connect()
-    run_id = training.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
+    run_id = finetune.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
                              created_by=paths.default_user(), name=args.name)
-    job = jobs.get(conn, run_id)
+    job = queue.get(conn, run_id)
     print(f"Queued run {run_id}: {job['name']} ({job['config'].get('max_length')} tokens, "
           f"{job['config'].get('epochs')} epochs).", file=sys.stderr)
     if not args.no_worker:
-        jobs.ensure_supervisor()
+        queue.ensure_supervisor()
     if args.wait:
         code = follow(conn, run_id)
         print(run_id)
@@ -146,12 +147,12 @@ def follow(conn, run_id: int, out=None) -> int:
         return (f"Run {run_id} succeeded: accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. "
                 f"Model: {job['model_dir']}")
 
-    return jobs.follow(conn, run_id, "train", line, done, failed_word="Run", out=out)
+    return queue.follow(conn, run_id, "train", line, done, failed_word="Run", out=out)
 
 
 def cmd_list(args) -> int:
     conn = db.connect()
-    rows = [summary(conn, j) for j in jobs.list_jobs(conn, kind="train", limit=args.limit)]
+    rows = [summary(conn, j) for j in queue.list_jobs(conn, kind="train", limit=args.limit)]
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
@@ -167,11 +168,11 @@ def cmd_list(args) -> int:
 
 def cmd_show(args) -> int:
     conn = db.connect()
-    job = jobs.get(conn, args.id)
+    job = queue.get(conn, args.id)
     out = summary(conn, job)
     out.update(config=job["config"], metrics=job["metrics"], attempt=job.get("attempt"),
                resume_from=job.get("resume_from"), log_path=job.get("log_path"))
-    p = jobs.last_progress(conn, args.id)
+    p = queue.last_progress(conn, args.id)
     out["progress"] = {k: p[k] for k in ("step", "total_steps", "epoch", "loss", "eta_s")} if p else None
     if args.format == "json":
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
@@ -191,19 +192,19 @@ def cmd_show(args) -> int:
 
 def cmd_cancel(args) -> int:
     conn = db.connect()
-    state = jobs.cancel(conn, args.id)
+    state = queue.cancel(conn, args.id)
     print(f"Run {args.id}: {'cancelled' if state == 'cancelled' else 'cancel requested; it stops at its next step'}.")
     return 0
 
 
 def cmd_resume(args) -> int:
     conn = db.connect()
-    jobs.resume(conn, args.id)
-    job = jobs.get(conn, args.id)
+    queue.resume(conn, args.id)
+    job = queue.get(conn, args.id)
     where = f"from {job['resume_from']}" if job.get("resume_from") else "from the beginning (no checkpoint was saved)"
     print(f"Run {args.id} queued again, {where}.", file=sys.stderr)
     if not args.no_worker:
-        jobs.ensure_supervisor()
+        queue.ensure_supervisor()
     if args.wait:
         return follow(conn, args.id)
     return 0
@@ -211,8 +212,8 @@ def cmd_resume(args) -> int:
 
 def cmd_logs(args) -> int:
     conn = db.connect()
-    job = jobs.get(conn, args.id)
-    text = jobs.log_tail(job, args.tail) if args.tail else _read_all(job)
+    job = queue.get(conn, args.id)
+    text = queue.log_tail(job, args.tail) if args.tail else _read_all(job)
     if not text:
         raise UserError(f"Run {args.id} has no log yet.")
     print(text)
