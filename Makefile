@@ -42,9 +42,9 @@ test: venv-test chromium
 	$(PY) -m pytest
 
 bench: venv
-	$(PY) -m engine bench train --quick
-	$(PY) -m engine bench score --quick
-	$(PY) -m engine bench monitor --quick
+	$(PY) -m bench train --quick
+	$(PY) -m bench score --quick
+	$(PY) -m bench monitor --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

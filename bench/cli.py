@@ -1,4 +1,4 @@
-"""``python -m engine bench train|score|monitor [--quick] [--format json]``: the engine against the usual tools.
+"""``python -m bench train|score|monitor [--quick] [--format json]``: the engine against the usual tools.
 
 Every run measures the baselines and the engine side by side on this machine, in a data directory of its own (a
 temporary ``BELLWETHER_HOME``; the analyst's store is never touched). The baselines and the measurements live in
@@ -11,6 +11,7 @@ model (a tiny one); the figures are then meaningless, only the shape counts.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -22,7 +23,6 @@ from pathlib import Path
 from engine import paths
 from engine.errors import UserError
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
     "throughput_vs_trainer": 1.0,
     "throughput_vs_recipe": 2.5,
@@ -33,27 +33,34 @@ TARGETS = {
 }
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="benchmark the engine against the usual tools (training, scoring, monitor)")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench",
+                                description="Benchmark the engine against the usual tools (training, scoring, monitor).")
     p.add_argument("which", choices=["train", "score", "monitor"], help="what to measure")
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
     p.add_argument("--model", help="a trained model folder to score with (bench score); default: one fine-tuned here with the Quick preset")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
-    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run one benchmark; a UserError becomes one line on stderr and status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def _bench():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        from bench import baselines, data, engine_side, runner
-    except ModuleNotFoundError as exc:
-        raise UserError(f"The benchmarks need the project's bench/ folder beside engine/ ({exc}).") from None
+    from bench import baselines, data, engine_side, runner
+
     return baselines, data, engine_side, runner
 
 
@@ -136,7 +143,7 @@ def run(args) -> int:
 
 
 def _command(args) -> str:
-    parts = ["python -m engine bench", args.which]
+    parts = ["python -m bench", args.which]
     if args.quick:
         parts.append("--quick")
     if args.format == "json":
@@ -349,12 +356,8 @@ def bench_score(mode: str, model_dir: str | None) -> dict:
 
 
 def bench_monitor(mode: str) -> dict:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    try:
-        from bench import monitor_bench
-    except ModuleNotFoundError:
-        raise UserError("The monitor benchmark (bench/monitor_bench.py) is not built yet.") from None
+    from bench import monitor_bench
+
     return {"monitor": monitor_bench.run(mode=mode)}
 
 

@@ -8,10 +8,10 @@ drill-down, alert evaluation over the whole history, search, export), and the me
     python bench/monitor_bench.py            # 1,000,000 articles
     python bench/monitor_bench.py --quick    # 100,000
     python bench/monitor_bench.py --rows 20000 --json
-    python -m engine bench monitor [--quick]  # the same, through the engine's bench command
+    python -m bench monitor [--quick]  # the same, through the engine's bench command
 
 Scores are written directly (random labels, a fixed seed) for a stand-in run: model inference speed is measured by
-``python -m engine bench score``, not here.
+``python -m bench score``, not here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Markdown tables for docs/benchmarks.md from the JSON that ``python -m engine bench ... --out FILE`` writes.
+"""Markdown tables for docs/benchmarks.md from the JSON that ``python -m bench ... --out FILE`` writes.
 
     python -m bench.report train.json score.json [search.json]
 """

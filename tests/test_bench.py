@@ -1,4 +1,4 @@
-"""`python -m engine bench ...`: the shape of what it reports, on a tiny model and a few rows (speed is never asserted).
+"""`python -m bench ...`: the shape of what it reports, on a tiny model and a few rows (speed is never asserted).
 
 BELLWETHER_BENCH_SIZE=tiny shrinks the data to a few dozen rows, BELLWETHER_BENCH_MODEL points at a tiny model built
 from a config, and BELLWETHER_BENCH_INPROCESS=1 runs the cases in the test's process, so each command takes seconds.
@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from engine.cli.main import main
+from bench.cli import main
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def tiny_bench(home, monkeypatch, tiny_text_model, shared):
 
 def _run_json(capsys, *argv) -> dict:
     capsys.readouterr()
-    assert main(["bench", *argv, "--format", "json"]) == 0
+    assert main([*argv, "--format", "json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -69,7 +69,7 @@ def test_bench_score_reports_both_precisions_against_the_pipeline(tiny_bench, ca
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # the fast job runs in bfloat16, as on a CPU that has it natively
     out_file = tmp_path / "score.json"
     capsys.readouterr()
-    assert main(["bench", "score", "--format", "json", "--out", str(out_file)]) == 0
+    assert main(["score", "--format", "json", "--out", str(out_file)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out_file.read_text()) == printed
 
@@ -102,13 +102,13 @@ def test_bench_score_reports_both_precisions_against_the_pipeline(tiny_bench, ca
 
 
 def test_bench_score_with_a_model_folder_that_is_not_one_says_so(tiny_bench, capsys, tmp_path):
-    assert main(["bench", "score", "--model", str(tmp_path)]) == 2
+    assert main(["score", "--model", str(tmp_path)]) == 2
     assert "is not a trained model folder (it has no config.json)" in capsys.readouterr().err
 
 
 def test_bench_table_format_is_a_readable_table(tiny_bench, capsys):
     capsys.readouterr()
-    assert main(["bench", "score"]) == 0
+    assert main(["score"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("# bench score (tiny)")
     assert "| dev | 16 |" in text and "agreement" in text
@@ -116,7 +116,7 @@ def test_bench_table_format_is_a_readable_table(tiny_bench, capsys):
 
 def test_bench_refuses_an_unknown_size_in_plain_words(home, monkeypatch, capsys):
     monkeypatch.setenv("BELLWETHER_BENCH_SIZE", "enormous")
-    assert main(["bench", "train", "--format", "json"]) == 2
+    assert main(["train", "--format", "json"]) == 2
     err = capsys.readouterr().err
     assert "BELLWETHER_BENCH_SIZE must be tiny, quick or full" in err
     assert not (home / "bellwether.db").exists()

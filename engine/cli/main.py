@@ -19,7 +19,6 @@ COMMAND_MODULES = [
     "engine.cli.train",
     "engine.cli.report",
     "engine.cli.feed",
-    "bench.cli",
 ]
 
 
