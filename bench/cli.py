@@ -20,7 +20,7 @@ import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from engine import paths
+from engine import paths, settings
 from engine.errors import UserError
 
 TARGETS = {
@@ -102,19 +102,14 @@ def _ratio(a, b):
 
 
 def _mode(args) -> str:
-    size = os.environ.get("BELLWETHER_BENCH_SIZE", "").strip().lower()
-    if size:
-        if size not in ("tiny", "quick", "full"):
-            raise UserError("BELLWETHER_BENCH_SIZE must be tiny, quick or full.")
-        return size
-    return "quick" if args.quick else "full"
+    return settings.bench_size() or ("quick" if args.quick else "full")
 
 
 def _base_model() -> tuple[str, str]:
     """(what training.submit is given, the folder the baselines load)."""
     from engine.models.catalog import default_model_path
 
-    override = os.environ.get("BELLWETHER_BENCH_MODEL")
+    override = settings.bench_model()
     if override:
         return override, override
     return "default", str(default_model_path())

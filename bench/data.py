@@ -7,6 +7,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine import settings
 from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +17,7 @@ NEWS_FILES = ["cnbc_headlines.csv", "guardian_headlines.csv", "reuters_headlines
 
 
 def shared_dir() -> Path:
-    return Path(os.environ.get("BELLWETHER_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    return settings.shared_data() or ROOT.parent / "shared" / "data"
 
 
 @dataclass

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine import settings
 from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ def peak_rss_mb() -> float:
 def in_process() -> bool:
     """BELLWETHER_BENCH_INPROCESS=1 (tests only): run cases in this process, so that a tiny run takes seconds.
     Peak RSS is then this process's, not the case's own."""
-    return os.environ.get("BELLWETHER_BENCH_INPROCESS", "") not in ("", "0")
+    return settings.bench_inprocess()
 
 
 def _call(target: str, kwargs: dict):

@@ -14,16 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-DEFAULT_HOME = Path.home() / ".bellwether"
-
+from engine import settings
 
 def default_user() -> str:
     """Who acts when nobody signed in by name: $BELLWETHER_USER, else the OS user, else 'analyst'."""
-    return os.environ.get("BELLWETHER_USER") or os.environ.get("USER") or "analyst"
+    return settings.user() or os.environ.get("USER") or "analyst"
 
 
 def home() -> Path:
-    path = Path(os.environ.get("BELLWETHER_HOME") or DEFAULT_HOME).expanduser()
+    path = settings.home()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

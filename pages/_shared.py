@@ -13,7 +13,7 @@ from typing import Iterator
 import streamlit as st
 
 from engine import db as store
-from engine import paths
+from engine import paths, settings
 from engine.errors import UserError
 
 
@@ -26,7 +26,7 @@ def current_user() -> str | None:
     """The signed-in analyst. Without BELLWETHER_PASSWORD set, everyone is signed in as their OS user name."""
     if "user" in st.session_state:
         return st.session_state["user"]
-    if not os.environ.get("BELLWETHER_PASSWORD"):
+    if not settings.password():
         st.session_state["user"] = paths.default_user()
         return st.session_state["user"]
     return None
@@ -38,7 +38,7 @@ def sign_in() -> None:
         name = st.text_input("Your name")
         password = st.text_input("Password", type="password")
         if st.form_submit_button("Sign in", type="primary"):
-            expected = os.environ.get("BELLWETHER_PASSWORD", "")
+            expected = settings.password()
             if name.strip() and hmac.compare_digest(password.encode(), expected.encode()):
                 st.session_state["user"] = name.strip()
                 st.rerun()

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import db, paths
+from engine import db, paths, settings
 from engine.errors import NotFound, UserError
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -48,39 +48,29 @@ RUNNERS: dict[str, str] = {
 VANISHED = "The engine stopped unexpectedly"
 
 
-def _float_env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 def heartbeat_interval() -> float:
-    return _float_env("BELLWETHER_HEARTBEAT_S", 5.0)
+    return settings.heartbeat_s()
 
 
 def heartbeat_timeout() -> float:
     """A running job whose heartbeat is older than this (seconds) is considered dead."""
-    return _float_env("BELLWETHER_HEARTBEAT_TIMEOUT_S", 90.0)
+    return settings.heartbeat_timeout_s()
 
 
 def cancel_grace() -> float:
     """Seconds a cancel waits for the trainer to stop on its own before SIGTERM (and as long again before SIGKILL)."""
-    return _float_env("BELLWETHER_CANCEL_GRACE_S", 60.0)
+    return settings.cancel_grace_s()
 
 
 def concurrency(slot: str) -> int:
-    try:
-        return max(1, int(os.environ.get(f"BELLWETHER_CONCURRENCY_{slot.upper()}", "1")))
-    except ValueError:
-        return 1
+    return settings.concurrency(slot)
 
 
 def default_slot() -> str:
-    if os.environ.get("BELLWETHER_DEVICE_SLOT"):
-        return os.environ["BELLWETHER_DEVICE_SLOT"]
+    if forced := settings.device_slot():
+        return forced
     try:
-        import torch
+        import torch  # only here: the queue is read by the dashboard, which need not load torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     except Exception:  # noqa: BLE001
@@ -337,7 +327,7 @@ def job_logger(job_id: int, log_path: Path) -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout) if os.environ.get("BELLWETHER_JOB_STDOUT_IS_LOG") else logging.FileHandler(
+        handler = logging.StreamHandler(sys.stdout) if settings.job_stdout_is_log() else logging.FileHandler(
             log_path, encoding="utf-8"
         )
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from engine import settings
 from engine.errors import UserError
 
 
@@ -45,9 +46,9 @@ def cpu_has_bf16() -> bool:
 
     ``BELLWETHER_CPU_BF16=0`` or ``1`` overrides the check.
     """
-    forced = os.environ.get("BELLWETHER_CPU_BF16", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
+    forced = settings.cpu_bf16()
+    if forced is not None:
+        return forced
     try:
         info = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
     except OSError:

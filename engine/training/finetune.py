@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import db, paths
+from engine import db, paths, settings
 from engine.jobs import queue
 from engine.models import catalog
 from engine.errors import UserError
@@ -314,7 +314,7 @@ def submit(
 
 def ddp_plan() -> tuple[int, str]:
     """How many processes to run and on what: (1, ..) means a single process."""
-    cpu_procs = int(os.environ.get("BELLWETHER_DDP_CPU_PROCS", "0") or 0)
+    cpu_procs = settings.ddp_cpu_procs()
     if cpu_procs > 1:
         return cpu_procs, "cpu"
     import torch
@@ -477,7 +477,7 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
     import torch
     from transformers import TrainerCallback
 
-    step_delay = float(os.environ.get("BELLWETHER_TEST_STEP_DELAY_S", "0") or 0)
+    step_delay = settings.test_step_delay_s()
 
     class Progress(TrainerCallback):
         def __init__(self):
@@ -678,7 +678,7 @@ def train(conn, job: dict, ctx) -> dict:
         metric_for_best_model="macro_f1",
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=int(os.environ.get("BELLWETHER_LOGGING_STEPS", "5")),
+        logging_steps=settings.logging_steps(),
         logging_first_step=True,
         report_to="none",
         disable_tqdm=True,

@@ -1,0 +1,193 @@
+"""Every environment variable Bellwether reads, in one place, each with a typed accessor.
+
+Nothing else in the product reads ``BELLWETHER_*`` variables: call the accessor here. A value that cannot be used
+(``BELLWETHER_HEARTBEAT_S=fast``) is refused with :class:`SettingError`, a plain sentence naming the variable and
+what it must be, instead of a crash or a silent default. Unset or empty means the default. ``SETTINGS`` lists them
+all (the README's table of settings is checked against it by tests/test_architecture.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import UserError
+
+
+class SettingError(UserError):
+    """An environment variable holds a value Bellwether cannot use."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str  # "path", "text", "number", "whole number", "flag", "choice"
+    default: str
+    doc: str
+    audience: str = "operator"  # "operator" (people who run Bellwether), "test" (tests and benchmarks only)
+
+
+SETTINGS: list[Setting] = [
+    Setting("BELLWETHER_HOME", "path", "~/.bellwether", "the data directory: the SQLite store, runs/ and uploads/"),
+    Setting("BELLWETHER_USER", "text", "$USER", "who acts when nobody signed in by name (the CLI's user)"),
+    Setting("BELLWETHER_PASSWORD", "text", "", "the dashboard's shared sign-in password; empty: no password"),
+    Setting("BELLWETHER_CONCURRENCY_CPU", "whole number", "1", "jobs run at once on the CPU"),
+    Setting("BELLWETHER_CONCURRENCY_CUDA", "whole number", "1", "jobs run at once on the GPU"),
+    Setting("BELLWETHER_DEVICE_SLOT", "choice", "", "force new jobs onto 'cpu' or 'cuda' (default: cuda when present)"),
+    Setting("BELLWETHER_HEARTBEAT_S", "number", "5", "seconds between a running job's heartbeats"),
+    Setting("BELLWETHER_HEARTBEAT_TIMEOUT_S", "number", "90", "a job silent this many seconds is marked failed"),
+    Setting("BELLWETHER_CANCEL_GRACE_S", "number", "60",
+            "seconds a cancel waits for a job to stop by itself before SIGTERM (as long again before SIGKILL)"),
+    Setting("BELLWETHER_CPU_BF16", "flag", "", "1 or 0 overrides the check for a CPU that computes bfloat16 natively"),
+    Setting("BELLWETHER_LOGGING_STEPS", "whole number", "5", "training steps between logged losses"),
+    Setting("BELLWETHER_JOB_STDOUT_IS_LOG", "flag", "0", "a job logs to standard output instead of its log file",
+            "test"),
+    Setting("BELLWETHER_DDP_CPU_PROCS", "whole number", "0",
+            "train with this many gloo processes on the CPU (distributed training without a GPU)", "test"),
+    Setting("BELLWETHER_TEST_STEP_DELAY_S", "number", "0", "seconds of sleep after each training step", "test"),
+    Setting("BELLWETHER_BENCH_SIZE", "choice", "", "tiny, quick or full: the benchmarks' data size", "test"),
+    Setting("BELLWETHER_BENCH_MODEL", "path", "", "a base model folder the benchmarks use instead of the default",
+            "test"),
+    Setting("BELLWETHER_BENCH_INPROCESS", "flag", "0", "benchmarks run their cases in one process", "test"),
+    Setting("BELLWETHER_SHARED_DATA", "path", "../shared/data", "where the benchmarks find the real data", "test"),
+]
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _raw(name: str) -> str:
+    if name not in _BY_NAME:  # a typo here would be read as "unset" forever
+        raise KeyError(f"{name} is not a Bellwether setting")
+    return os.environ.get(name, "").strip()
+
+
+def _number(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = _raw(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum or value == float("inf"):
+        raise SettingError(f"{name} must be a number of at least {minimum:g}, for example {default:g} (it is '{raw}'). "
+                           "Fix or unset it.")
+    return value
+
+
+def _whole(name: str, default: int, minimum: int = 0) -> int:
+    raw = _raw(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise SettingError(f"{name} must be a whole number of at least {minimum}, for example {default} (it is "
+                           f"'{raw}'). Fix or unset it.")
+    return value
+
+
+def _flag(name: str) -> bool | None:
+    """True for 1/true/yes/on, False for 0/false/no/off, None when unset."""
+    raw = _raw(name).lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingError(f"{name} must be 1 or 0 (it is '{raw}'). Fix or unset it.")
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = _raw(name).lower()
+    if not raw:
+        return None
+    if raw not in choices:
+        listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise SettingError(f"{name} must be {listed} (it is '{raw}'). Fix or unset it.")
+    return raw
+
+
+# --- storage and people -------------------------------------------------------------------------------------------
+
+
+def home() -> Path:
+    return Path(_raw("BELLWETHER_HOME") or Path.home() / ".bellwether").expanduser()
+
+
+def user() -> str | None:
+    return _raw("BELLWETHER_USER") or None
+
+
+def password() -> str:
+    return os.environ.get("BELLWETHER_PASSWORD", "")  # not stripped: spaces may be part of a password
+
+
+# --- jobs -----------------------------------------------------------------------------------------------------------
+
+
+def concurrency(slot: str) -> int:
+    return _whole(f"BELLWETHER_CONCURRENCY_{slot.upper()}", 1, minimum=1)
+
+
+def device_slot() -> str | None:
+    return _choice("BELLWETHER_DEVICE_SLOT", ("cpu", "cuda"))
+
+
+def heartbeat_s() -> float:
+    return _number("BELLWETHER_HEARTBEAT_S", 5.0, minimum=0.01)
+
+
+def heartbeat_timeout_s() -> float:
+    return _number("BELLWETHER_HEARTBEAT_TIMEOUT_S", 90.0, minimum=0.01)
+
+
+def cancel_grace_s() -> float:
+    return _number("BELLWETHER_CANCEL_GRACE_S", 60.0)
+
+
+def job_stdout_is_log() -> bool:
+    return bool(_flag("BELLWETHER_JOB_STDOUT_IS_LOG"))
+
+
+# --- training and scoring -------------------------------------------------------------------------------------------
+
+
+def cpu_bf16() -> bool | None:
+    """True / False when forced, None to check the processor."""
+    return _flag("BELLWETHER_CPU_BF16")
+
+
+def logging_steps() -> int:
+    return _whole("BELLWETHER_LOGGING_STEPS", 5, minimum=1)
+
+
+def ddp_cpu_procs() -> int:
+    return _whole("BELLWETHER_DDP_CPU_PROCS", 0)
+
+
+def test_step_delay_s() -> float:
+    return _number("BELLWETHER_TEST_STEP_DELAY_S", 0.0)
+
+
+# --- benchmarks -----------------------------------------------------------------------------------------------------
+
+
+def bench_size() -> str | None:
+    return _choice("BELLWETHER_BENCH_SIZE", ("tiny", "quick", "full"))
+
+
+def bench_model() -> str | None:
+    return _raw("BELLWETHER_BENCH_MODEL") or None
+
+
+def bench_inprocess() -> bool:
+    return bool(_flag("BELLWETHER_BENCH_INPROCESS"))
+
+
+def shared_data() -> Path | None:
+    raw = _raw("BELLWETHER_SHARED_DATA")
+    return Path(raw).expanduser() if raw else None
