@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from engine import paths
 from engine.data import datasets
 from engine.data import ingest
 from engine.data import validate
@@ -41,8 +42,9 @@ def check_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | N
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def dataset_rows(_conn, dataset_id: int, created_at: str) -> pd.DataFrame:
-    """A saved version's rows (never changed once saved; created_at tells a new version from a deleted one's id)."""
+def dataset_rows(_conn, home: str, dataset_id: int, created_at: str) -> pd.DataFrame:
+    """A saved version's rows (never changed once saved; created_at tells a new version from a deleted one's id, the
+    data directory one store's dataset 1 from another's)."""
     return pd.DataFrame(datasets.rows(_conn, dataset_id))
 
 
@@ -181,7 +183,7 @@ if state.get("show_dataset") not in refs:
 ref = st.selectbox("Show dataset", refs, key="show_dataset")
 with plain_errors():
     dataset = next(d for d in saved_all if d["ref"] == ref)
-    rows = dataset_rows(conn, dataset["id"], dataset["created_at"])
+    rows = dataset_rows(conn, str(paths.home()), dataset["id"], dataset["created_at"])
     tagging = dataset["task"] == "token-classification"
     st.markdown(
         f"**{dataset['ref']}** — {dataset['task']}, {dataset['n_rows']:,} {'sentences' if tagging else 'rows'}, "
