@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import data
 
 ROOT = Path(__file__).resolve().parent.parent
-JOB_CMD = "import sys; from engine import jobs; sys.exit(queue.run_job(int(sys.argv[1])))"
+JOB_CMD = "import sys; from engine.cli.job import run_job; sys.exit(run_job(int(sys.argv[1])))"
 
 
 def run_job_process(job_id: int, log_path: Path) -> dict:
@@ -29,10 +29,10 @@ def run_job_process(job_id: int, log_path: Path) -> dict:
     from bench import runner
 
     if runner.in_process():  # tests only: the job runs here, as `python -m engine _job` would run it
-        from engine.jobs import queue
+        from engine.cli.job import run_job
 
         start = time.perf_counter()
-        status = queue.run_job(job_id)
+        status = run_job(job_id)
         return {"exit_status": status, "process_s": round(time.perf_counter() - start, 2),
                 "peak_rss_mb": runner.peak_rss_mb()}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}

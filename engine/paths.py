@@ -55,7 +55,7 @@ def temporary_home(prefix: str = "bellwether-", keep: bool = False) -> Iterator[
 
     Never the analyst's own store. With ``keep`` the folder stays and its path is printed on stderr.
     """
-    old = os.environ.get("BELLWETHER_HOME")
+    old = os.environ.pop("BELLWETHER_HOME", None)  # restored below
     path = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["BELLWETHER_HOME"] = str(path)
     try:

@@ -6,7 +6,6 @@ Not a page itself (streamlit_app.py lists the pages by name).
 from __future__ import annotations
 
 import hmac
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -75,10 +74,10 @@ def plain_errors() -> Iterator[None]:
 
 def start_worker() -> str:
     """Make sure a worker runs the queue: '' when one does, else a sentence for the analyst saying what to do."""
-    from engine.jobs import queue
+    from engine.jobs import supervisor
 
     try:
-        queue.ensure_supervisor()
+        supervisor.ensure_supervisor()
     except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
         return f" It waits: no worker could be started ({exc}). Run `python -m engine worker` on the server."
     return ""

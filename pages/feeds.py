@@ -6,10 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from engine.monitor import feeds
+from engine.jobs import runs
 from engine.jobs import queue
 from engine.monitor import scoring
+from engine.monitor import vocabulary
+from engine.monitor import feedjobs
 from engine.monitor import topics
-from engine.monitor import trends
 from pages._shared import connect, current_user, plain_errors, queued, require_sign_in
 
 NONE = "(none)"
@@ -158,17 +160,17 @@ if rules:
         st.rerun()
 
 st.markdown("**Tag topics with a trained classifier**")
-runs_in_order = scoring.runs_by_purpose(conn, trends.finished_runs(conn))
+runs_in_order = vocabulary.runs_by_purpose(conn, runs.finished_runs(conn, runs.TEXT))
 topic_runs = runs_in_order["topics"]
 if not topic_runs:
     st.caption("No finished run yet. Train a text classifier on a dataset labelled with topics (earnings, M&A, "
                "macro ...) on the Train page, then tag this feed with it.")
 else:
-    topic_labels = {r["id"]: f"Run {r['id']}" + (f" · {r['name']}" if r.get("name") else "") for r in topic_runs}
+    topic_labels = {r["id"]: runs.title(r) for r in topic_runs}
     c1, c2 = st.columns([2, 1])
     topic_run = c1.selectbox("Topic model (a finished run whose labels are topics)", list(topic_labels),
                              format_func=topic_labels.get, key="topic_run")
-    c1.caption("Labels: " + ", ".join(scoring.run_labels(conn, topic_run)))
+    c1.caption("Labels: " + ", ".join(vocabulary.run_labels(conn, topic_run)))
     untagged = topics.count_untagged(conn, feed_id, topic_run)
     current = [r for r in topics.model_topic_runs(conn, feed_id) if r != topic_run]
     note = f" Tagging replaces the model topics of run {', '.join(map(str, current))}." if current else ""
@@ -194,11 +196,11 @@ if query.strip():
 
 st.subheader("Score with a trained model")
 PRECISION_NAMES = {"fast": "Fast (recommended)", "exact": "Exact (float32)"}
-runs = runs_in_order[scoring.SENTIMENT]
-if not runs:
+score_runs = runs_in_order[vocabulary.SENTIMENT]
+if not score_runs:
     st.info("No finished sentiment run yet. Train one on the Train page, then score this feed with it.")
 else:
-    labels = {r["id"]: f"Run {r['id']}" + (f" · {r['name']}" if r.get("name") else "") for r in runs}
+    labels = {r["id"]: runs.title(r) for r in score_runs}
     c1, c2, c3 = st.columns([2, 1, 1])
     run_choice = c1.selectbox("Model (a finished run)", list(labels), format_func=labels.get, key="score_run")
     text_mode = c2.selectbox("Score", ["title", "title_body"], format_func={"title": "Titles",
@@ -207,9 +209,9 @@ else:
                              help="Fast runs the model in reduced precision where the processor supports it natively: "
                                   "about twice as fast, and the label matches the exact result for over 99% of "
                                   "texts. Exact runs it as it was evaluated on the Reports page.")
-    run_labels = scoring.run_labels(conn, run_choice)
+    run_labels = vocabulary.run_labels(conn, run_choice)
     c1.caption("Labels: " + ", ".join(run_labels))
-    if warning := scoring.no_negative_class(run_labels):
+    if warning := vocabulary.no_negative_class(run_labels):
         st.warning(f"Run {run_choice}'s {warning}. Pick a sentiment run, unless this is what you mean to do.")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
@@ -221,14 +223,14 @@ else:
             st.rerun()
 
 
-recent_jobs = scoring.recent_jobs(conn, feed_id)
+recent_jobs = feedjobs.recent_jobs(conn, feed_id)
 active = any(j["status"] in queue.ACTIVE for j in recent_jobs)
 
 
 @st.fragment(run_every=2 if active else None)
 def score_progress() -> None:
     fconn = connect()
-    recent = scoring.recent_jobs(fconn, feed_id)
+    recent = feedjobs.recent_jobs(fconn, feed_id)
     if active and not any(j["status"] in queue.ACTIVE for j in recent):
         st.rerun()  # a job has just finished: the whole page again, so its counts and choices are current
     for job in recent:

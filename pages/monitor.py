@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine import export, paths
+from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.monitor import trends
@@ -57,10 +58,7 @@ def aggregate(what: str, home: str, version: tuple, fields: tuple, freq: str = "
 
 def data_version(feed_id: int) -> tuple:
     """Cheap: the newest article of the feed, the newest score and topic rows (rowids only grow)."""
-    return tuple(conn.execute(
-        "SELECT (SELECT MAX(id) FROM articles WHERE feed_id = ?), (SELECT MAX(rowid) FROM scores), "
-        "(SELECT MAX(rowid) FROM article_topics), (SELECT COUNT(*) || MAX(created_at) FROM topic_rules)",
-        [feed_id]).fetchone())
+    return trends.data_version(conn, feed_id)
 
 
 # ---- filters ---------------------------------------------------------------------------------------------------
@@ -69,9 +67,9 @@ c1, c2, c3 = st.columns([2, 2, 1])
 feed_name = c1.selectbox("Feed", [f["name"] for f in all_feeds], key="mon_feed")
 feed = next(f for f in all_feeds if f["name"] == feed_name)
 feed_id = feed["id"]
-runs = trends.runs_for_feed(conn, feed_id)
-run_labels = {r["run_id"]: f"Run {r['run_id']}" + (f" · {r['name']}" if r.get("name") else "") for r in runs}
-run_id = c2.selectbox("Model", list(run_labels), format_func=run_labels.get, key="mon_run") if runs else None
+feed_runs = trends.runs_for_feed(conn, feed_id)
+run_labels = {r["run_id"]: runs.title({**r, "id": r["run_id"]}) for r in feed_runs}
+run_id = c2.selectbox("Model", list(run_labels), format_func=run_labels.get, key="mon_run") if feed_runs else None
 freq = c3.radio("Period", ["D", "W"], format_func={"D": "Daily", "W": "Weekly"}.get, horizontal=True, key="mon_freq")
 
 first, last = trends.date_range(conn, feed_id)

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine import export
+from engine.jobs import runs
 from engine.reports import reporting
 from engine.data.readers import read_table
 from engine.errors import UserError
@@ -143,7 +144,7 @@ def confidence_tab(report: reporting.Report) -> None:
 
 
 def evaluate_tab(conn, run: dict) -> None:
-    task = reporting.run_task(run)
+    task = runs.task(run)
     st.caption("Upload another labelled file to score this run on it. Labels are matched to the model's by name; "
                "rows with labels the model does not know are counted and left out of the metrics."
                + (" For entity tagging, upload a CoNLL file (a token and its tag per line)." if task == reporting.TOKENS
@@ -166,7 +167,7 @@ def evaluate_tab(conn, run: dict) -> None:
                 st.selectbox("Sheet", table.sheets, key="eval-sheet")
             sheet = table.sheet
             columns = list(table.frame.columns)
-            guessed_text, guessed_label = reporting.guess_columns(table.frame, reporting.model_labels(run))
+            guessed_text, guessed_label = reporting.guess_columns(table.frame, runs.labels(run))
             left, right = st.columns(2)
             suffix = f"-{sheet}" if sheet and len(table.sheets) > 1 else ""  # another sheet: guess its columns afresh
             text_col = left.selectbox("Text column", columns, key=f"eval-text-col{suffix}",
@@ -196,9 +197,9 @@ def evaluate_tab(conn, run: dict) -> None:
             report_body(report, f"run{run['id']}-{last[1][len(reporting.EVAL_PREFIX):]}", "eval-report")
 
 
-def compare_tab(conn, runs: list[dict]) -> None:
-    titles = {r["id"]: reporting.run_title(r) for r in runs}
-    if len(runs) < 2:
+def compare_tab(conn, finished: list[dict]) -> None:
+    titles = {r["id"]: runs.title(r) for r in finished}
+    if len(finished) < 2:
         st.info("Comparing needs at least two finished runs.")
         return
     chosen = st.multiselect("Runs to compare", list(titles), default=[], format_func=titles.get, key="compare-runs",
@@ -258,17 +259,17 @@ require_sign_in()
 
 st.title("Reports")
 conn = connect()
-runs = reporting.finished_runs(conn)
-if not runs:
+finished = runs.finished_runs(conn)
+if not finished:
     st.info("No finished run yet. Train a model on the Train page; its report appears here when training finishes.",
             icon=":material/hourglass_empty:")
     st.stop()
 
-by_id = {r["id"]: r for r in runs}
+by_id = {r["id"]: r for r in finished}
 ids = list(by_id)
 asked = st.query_params.get("run")
 start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
-run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: reporting.run_title(by_id[i]), key="report-run")
+run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key="report-run")
 run = by_id[run_id]
 available = reporting.splits(conn, run_id) or [reporting.TEST]
 split = st.selectbox("Predictions", available, format_func=reporting.split_title, key=f"report-split-{run_id}")
@@ -299,6 +300,6 @@ with tabs[3]:
 with tabs[4]:
     evaluate_tab(conn, run)
 with tabs[5]:
-    compare_tab(conn, runs)
+    compare_tab(conn, finished)
 with tabs[6]:
     try_tab(conn, run)

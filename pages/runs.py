@@ -7,7 +7,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.jobs import queue
-from engine.cli.train import summary
+from engine.jobs import runs
+
+from engine.jobs import supervisor
 from pages._shared import connect, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
@@ -23,17 +25,17 @@ require_sign_in()
 conn = connect()
 st.title("Runs")
 
-queue.check_running(conn)  # a run whose process vanished is shown as failed, not as running forever
-runs = queue.list_jobs(conn, kind="train")
-if not runs:
+supervisor.check_running(conn)  # a run whose process vanished is shown as failed, not as running forever
+all_runs = queue.list_jobs(conn, kind="train")
+if not all_runs:
     st.info("No training runs yet. Start one on the Train page.", icon=":material/info:")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
-if any(r["status"] == "queued" for r in runs) and (why := start_worker()):  # queued runs need a worker
+if any(r["status"] == "queued" for r in all_runs) and (why := start_worker()):  # queued runs need a worker
     st.warning("A queued run" + why.replace(" It waits", " waits"), icon=":material/warning:")
 
-ids = [r["id"] for r in runs]
-by_id = {r["id"]: r for r in runs}
+ids = [r["id"] for r in all_runs]
+by_id = {r["id"]: r for r in all_runs}
 wanted = st.query_params.get("run")
 if wanted and wanted.isdigit() and int(wanted) in by_id and st.session_state.get("runs_pick") != int(wanted):
     st.session_state["runs_pick"] = int(wanted)
@@ -160,7 +162,7 @@ st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active)
 
 st.divider()
 st.subheader("All runs")
-table = pd.DataFrame([summary(conn, r) for r in runs])[
+table = pd.DataFrame([runs.summary(conn, r) for r in all_runs])[
     ["id", "name", "status", "task", "dataset", "base_model", "macro_f1", "accuracy", "created_at", "finished_at"]
 ]
 event = st.dataframe(

@@ -131,6 +131,7 @@ def test_kill_9_of_the_training_process_fails_it_and_damages_nothing_else(fpb, t
 
 def test_a_supervisor_restart_leaves_the_running_job_alone(fpb, tiny_text_model, workers):
     from engine.jobs import queue
+    from engine.jobs import supervisor
 
     conn = fpb
     run_id = submit_tiny(conn, tiny_text_model, epochs=4)
@@ -138,10 +139,10 @@ def test_a_supervisor_restart_leaves_the_running_job_alone(fpb, tiny_text_model,
     job = wait_for(conn, run_id, lambda j: j["pid"] and last_step(conn, run_id) >= 2, what="training steps")
     first.send_signal(signal.SIGTERM)
     first.wait(10)
-    assert queue.supervisor_alive(conn) is None
+    assert supervisor.supervisor_alive(conn) is None
     assert queue.get(conn, run_id)["status"] == "running"  # the job process lives on without its supervisor
-    pid = queue.ensure_supervisor()  # as the dashboard does
-    assert pid != first.pid and queue.ensure_supervisor() == pid  # a second call finds the live one
+    pid = supervisor.ensure_supervisor()  # as the dashboard does
+    assert pid != first.pid and supervisor.ensure_supervisor() == pid  # a second call finds the live one
     done = wait_for(conn, run_id, lambda j: j["status"] in queue.FINISHED, what="the adopted run")
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 1 and job["pid"] not in (first.pid, pid)
@@ -149,12 +150,13 @@ def test_a_supervisor_restart_leaves_the_running_job_alone(fpb, tiny_text_model,
 
 def test_a_vanished_job_is_marked_failed_and_can_be_resumed(store):
     from engine.jobs import queue
+    from engine.jobs import supervisor
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     run_id = store["jobs"].insert({"kind": "train", "status": "running", "created_at": db.now(), "pid": dead.pid,
                                    "heartbeat_at": "2020-01-01T00:00:00+00:00", "attempt": 1}).last_pk
-    queue.check_running(store)
+    supervisor.check_running(store)
     job = queue.get(store, run_id)
     assert job["status"] == "failed" and job["error"].startswith("The engine stopped unexpectedly")
     queue.resume(store, run_id)
@@ -220,7 +222,8 @@ def test_a_job_that_ignores_a_cancel_is_stopped_by_force_after_the_grace_period(
     import time as _time
 
     from engine import db as _db
-    from engine.jobs import queue as _jobs
+    from engine.jobs import queue
+    from engine.jobs import supervisor as _supervisor
 
     monkeypatch.setenv("BELLWETHER_CANCEL_GRACE_S", "0.3")
     stubborn = sp.Popen(
@@ -229,7 +232,7 @@ def test_a_job_that_ignores_a_cancel_is_stopped_by_force_after_the_grace_period(
     )
     job_id = store["jobs"].insert({"kind": "train", "status": "running", "created_at": _db.now(), "pid": stubborn.pid,
                                    "cancel_requested": 1, "device_slot": "cpu"}).last_pk
-    supervisor = _jobs.Supervisor(store, poll_s=0.05)
+    supervisor = _supervisor.Supervisor(store, poll_s=0.05)
     supervisor.children[job_id] = stubborn
     deadline = _time.monotonic() + 10
     while stubborn.poll() is None and _time.monotonic() < deadline:
@@ -237,6 +240,6 @@ def test_a_job_that_ignores_a_cancel_is_stopped_by_force_after_the_grace_period(
         _time.sleep(0.05)
     assert stubborn.returncode == -9  # SIGTERM was ignored, so SIGKILL ended it
     supervisor.reap()
-    job = _jobs.get(store, job_id)
+    job = queue.get(store, job_id)
     assert job["status"] == "cancelled"
     assert "forcefully" in job["error"]

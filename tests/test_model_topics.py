@@ -12,8 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from engine import db
 from engine.monitor import feeds
+from engine.cli.job import runner_for
 from engine.jobs import queue
+from engine.jobs import supervisor
 from engine.monitor import scoring
+from engine.monitor import feedjobs
 from engine.monitor import topics
 from engine.monitor import trends
 from engine.errors import NotFound, UserError
@@ -78,7 +81,7 @@ def test_topics_job_tags_untagged_articles_replaces_another_run_and_keeps_rule_t
     store.execute("UPDATE jobs SET status = 'cancelled' WHERE id = ?", [sentiment_job])
 
     ctx = FakeContext()
-    metrics = scoring.run(store, job, ctx)  # the score runner hands it to engine.topics
+    metrics = runner_for(job)(store, job, ctx)  # a score job's runner: engine.monitor.topics for this purpose
     assert metrics["tagged"] == 12 and sum(metrics["topics"].values()) == 12
     assert ctx.rows[0]["total_steps"] == 12 and ctx.rows[-1]["step"] == 12
     rows = _model_rows(store)
@@ -97,14 +100,14 @@ def test_topics_job_tags_untagged_articles_replaces_another_run_and_keeps_rule_t
     assert trends.count(store, f) == sum(1 for _, t, _ in rows if t == t0)
 
     # A re-run with the same run tags only new articles.
-    assert scoring.run(store, job, FakeContext())["tagged"] == 0
+    assert runner_for(job)(store, job, FakeContext())["tagged"] == 0
     feeds.import_file(store, _csv([("2020-07-04", "Takeover bid for brewer")]), "b.csv", "wire")
     assert topics.count_untagged(store, feed_id, first) == 1
-    assert scoring.run(store, job, FakeContext())["tagged"] == 1
+    assert runner_for(job)(store, job, FakeContext())["tagged"] == 1
 
     # Another run replaces the feed's model topics; the rule topic stays.
     other = queue.get(store, topics.enqueue(store, "wire", second))
-    metrics = scoring.run(store, other, FakeContext())
+    metrics = runner_for(other)(store, other, FakeContext())
     assert metrics["tagged"] == 13 and metrics["replaced"] == 13
     rows = _model_rows(store)
     assert len(rows) == 13 and {r for _, _, r in rows} == {second}
@@ -116,12 +119,12 @@ def test_topics_job_tags_untagged_articles_replaces_another_run_and_keeps_rule_t
 def test_topics_job_cancel_keeps_committed_chunks(store, topic_models, monkeypatch):
     feed_id = _feed(store)
     run_id = make_finished_run(store, topic_models[0])
-    monkeypatch.setattr(scoring, "CHUNK", 5)
+    monkeypatch.setattr(feedjobs, "CHUNK", 5)
     job = queue.get(store, topics.enqueue(store, "wire", run_id))
     with pytest.raises(Exception, match="cancelled after 5 of 12"):
-        scoring.run(store, job, FakeContext(cancel_after_checks=1))
+        runner_for(job)(store, job, FakeContext(cancel_after_checks=1))
     assert topics.count_untagged(store, feed_id, run_id) == 7
-    assert scoring.run(store, job, FakeContext())["tagged"] == 7
+    assert runner_for(job)(store, job, FakeContext())["tagged"] == 7
 
 
 def test_topics_enqueue_refuses_a_missing_or_unfinished_run_and_changes_nothing(store, topic_models):
@@ -156,7 +159,7 @@ def test_cli_topics_classify_wait(home, store, topic_models):
         assert {line.split()[0] for line in listed.stdout.splitlines()} & set(TOPICS)
         assert set(trends.topic_names(store, feed_id)) - {"Banks"} <= set(TOPICS)
     finally:
-        sup = queue.supervisor_alive(store)
+        sup = supervisor.supervisor_alive(store)
         if sup:
             os.kill(sup["pid"], 15)
     bad = subprocess.run([sys.executable, "-m", "engine", "topics", "classify", "--feed", "wire", "--run", "999"],
@@ -168,7 +171,7 @@ def test_feeds_page_tag_topics_button_queues_a_topics_job(home, store, topic_mod
     monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
     started = []
-    monkeypatch.setattr(queue, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
+    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
     _feed(store)
     run_id = make_finished_run(store, topic_models[0])
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)

@@ -13,10 +13,15 @@ import pandas as pd
 import pytest
 
 from engine import db
+from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.jobs import queue
+from engine.jobs import supervisor
+from engine.jobs import process
+from engine.cli.job import run_job
 from engine.monitor import scoring
+from engine.monitor import feedjobs
 from engine.monitor import trends
 from engine.errors import UserError
 from tests.conftest import ROOT
@@ -78,7 +83,7 @@ def test_score_runner_scores_each_article_once_with_label_probs_and_progress(sto
     feeds.import_file(store, _csv([("2020-07-20", "A brand new headline")]), "n.csv", "news")
     assert scoring.run(store, job, FakeContext())["scored"] == 1
     # A second model keeps its own scores beside the first (history is kept).
-    other = make_finished_run(store, scoring.model_run(store, run_id)["model_dir"])
+    other = make_finished_run(store, runs.for_scoring(store, run_id)["model_dir"])
     scoring.run(store, {**job, "model_run_id": other}, FakeContext())
     assert store.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 1000
 
@@ -89,7 +94,7 @@ def test_scores_match_the_predictor_for_the_same_text(store, run_id):
     titles = ["Profit soars", "Shares plunge after a long and painful warning about the outlook", "Flat"]
     result = feeds.import_file(store, _csv([("2020-07-01", t) for t in titles]), "a.csv", "f")
     scoring.run(store, {"id": 7, "feed_id": result.feed_id, "model_run_id": run_id}, FakeContext())
-    expected = inference.load(scoring.model_run(store, run_id)["model_dir"]).predict(titles)
+    expected = inference.load(runs.for_scoring(store, run_id)["model_dir"]).predict(titles)
     got = store.execute("SELECT a.title, s.label, s.confidence, s.job_id FROM scores s JOIN articles a ON a.id = s.article_id").fetchall()
     by_title = {t: (label, conf, job) for t, label, conf, job in got}
     for title, pred in zip(titles, expected):
@@ -99,10 +104,10 @@ def test_scores_match_the_predictor_for_the_same_text(store, run_id):
 
 
 def test_cancel_keeps_the_finished_chunks_and_a_rerun_scores_only_the_rest(store, run_id, monkeypatch):
-    monkeypatch.setattr(scoring, "CHUNK", 5)
+    monkeypatch.setattr(feedjobs, "CHUNK", 5)
     result = feeds.import_file(store, _csv([("2020-07-01", f"Headline number {i}") for i in range(12)]), "a.csv", "f")
     job = {"id": 1, "feed_id": result.feed_id, "model_run_id": run_id}
-    with pytest.raises(queue.Cancelled):
+    with pytest.raises(process.Cancelled):
         scoring.run(store, job, FakeContext(cancel_after_checks=1))
     assert store["scores"].count == 5
     assert scoring.run(store, job, FakeContext())["scored"] == 7
@@ -126,7 +131,7 @@ def test_score_job_through_the_queue_succeeds_with_progress_and_alerts(store, ru
     result = feeds.import_file(store, _csv([("2020-07-01", f"Headline {i}") for i in range(30)]), "a.csv", "f")
     job_id = scoring.enqueue(store, "f", run_id, created_by="ann")
     assert scoring.enqueue(store, "f", run_id) == job_id  # already queued: not queued twice
-    assert queue.run_job(job_id) == 0
+    assert run_job(job_id) == 0
     job = queue.get(store, job_id)
     assert job["status"] == "succeeded", job["error"]
     assert job["metrics"]["scored"] == 30 and job["metrics"]["run_id"] == run_id
@@ -145,7 +150,7 @@ def test_score_job_records_its_precision_and_times_and_fast_agrees_with_exact(st
     feeds.import_file(store, _csv([("2020-07-01", t) for t in titles]), "a.csv", "f")
     fast = scoring.enqueue(store, "f", run_id)
     assert queue.get(store, fast)["config"]["precision"] == "fast"  # the default
-    assert queue.run_job(fast) == 0
+    assert run_job(fast) == 0
     m = queue.get(store, fast)["metrics"]
     assert (m["precision"], m["dtype"], m["device"]) == ("fast", "bfloat16", "cpu")
     assert m["scored"] == 20 and m["load_s"] > 0 and m["score_s"] > 0
@@ -153,9 +158,9 @@ def test_score_job_records_its_precision_and_times_and_fast_agrees_with_exact(st
     # articles/s counts the scoring (read, score, write), not the model load; score_s is rounded to the millisecond
     assert 20 / (m["score_s"] + 0.0006) <= m["articles_per_s"] <= 20 / max(m["score_s"] - 0.0006, 1e-9)
     # The same feed again in float32 under another run id: almost every label agrees.
-    other = make_finished_run(store, scoring.model_run(store, run_id)["model_dir"])
+    other = make_finished_run(store, runs.for_scoring(store, run_id)["model_dir"])
     exact = scoring.enqueue(store, "f", other, precision="exact")
-    assert queue.run_job(exact) == 0
+    assert run_job(exact) == 0
     assert queue.get(store, exact)["metrics"]["dtype"] == "float32"
     pairs = store.execute("SELECT a.label, b.label, a.confidence, b.confidence FROM scores a JOIN scores b "
                           "ON a.article_id = b.article_id AND a.run_id = ? AND b.run_id = ?", [run_id, other]).fetchall()
@@ -178,7 +183,7 @@ def test_cli_feed_score_wait_runs_the_job_through_the_supervisor(home, store, ru
         assert queue.get(store, job_id)["metrics"]["dtype"] == "float32"
         assert store["scores"].count == 10
     finally:
-        sup = queue.supervisor_alive(store)
+        sup = supervisor.supervisor_alive(store)
         if sup:
             os.kill(sup["pid"], 15)
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from engine import db
 from engine.monitor import alerts
 from engine.monitor import feeds
-from engine.jobs import queue
+from engine.jobs import supervisor
 from tests.conftest import ROOT
 from tests.helpers import make_finished_run
 
@@ -109,7 +109,7 @@ def test_feeds_page_reports_rejected_rows_and_a_bad_file_plainly(app, store):
 
 def test_feeds_page_topic_rules_search_and_score_button(app, store, tiny_text_model, monkeypatch):
     started = []
-    monkeypatch.setattr(queue, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
+    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
     feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise"), ("2020-07-01", "Oil slumps"),
                                    ("2020-07-02", "银行板块下跌")]), "a.csv", "f")
     run_id = make_finished_run(store, tiny_text_model)
@@ -213,7 +213,7 @@ def test_feeds_page_offers_sentiment_runs_for_scoring_and_topic_runs_for_topics(
     topic = make_finished_run(store, topic_model)  # newer, so it would come first by date alone
     at = app("pages/feeds.py")
     assert at.selectbox(key="score_run").value == sentiment
-    assert at.selectbox(key="score_run").options == [f"Run {sentiment}", f"Run {topic}"]
+    assert at.selectbox(key="score_run").options == [f"#{sentiment} · tiny", f"#{topic} · tiny"]  # runs.title
     assert at.selectbox(key="topic_run").value == topic
     assert "Labels: negative, neutral, positive" in texts(at)
     assert not any("no negative class" in w.value for w in at.warning)
@@ -226,7 +226,7 @@ def test_feeds_page_says_plainly_when_no_worker_can_be_started(app, store, tiny_
     def cannot_start(*a, **k):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(queue, "ensure_supervisor", cannot_start)
+    monkeypatch.setattr(supervisor, "ensure_supervisor", cannot_start)
     feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise")]), "a.csv", "f")
     run_id = make_finished_run(store, tiny_text_model)
     at = app("pages/feeds.py")

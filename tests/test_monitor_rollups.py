@@ -20,7 +20,7 @@ from engine import db
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.monitor import trends
-from engine.monitor.scoring import negative_label, positive_label, run_labels
+from engine.monitor.vocabulary import negative_label, positive_label, run_labels
 
 LABELS = ["negative", "neutral", "positive"]
 COMPANIES = ["Barclays", "HSBC", "Shell", "BP", "Apple", "Tesla"]

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine import db
 from engine.jobs import queue
+from engine.jobs import supervisor
 from tests.conftest import ROOT
 from tests.helpers import make_finished_run
 from tests.test_training import insert_text_dataset
@@ -19,7 +20,7 @@ def app(home, monkeypatch):
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
     started = []
     # the page starts a supervisor after queueing; here we only record that it asked for one
-    monkeypatch.setattr(queue, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
+    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
 
     def open_page(name: str, **query) -> AppTest:
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -83,11 +82,11 @@ def insert_conll_dataset(conn, path: Path, n=90, name="finer") -> int:
 
 def run_in_process(job_id: int) -> int:
     """Run one job here (as `python -m engine _job ID` does), restoring the SIGTERM handler afterwards."""
-    from engine.jobs import queue
+    from engine.cli.job import run_job
 
     old = signal.getsignal(signal.SIGTERM)
     try:
-        return queue.run_job(job_id)
+        return run_job(job_id)
     finally:
         signal.signal(signal.SIGTERM, old)
 
@@ -99,7 +98,6 @@ def cli(*args, env=None, timeout=240):
 
 def stop_supervisor(home: Path) -> None:
     """Stop any supervisor ensure_supervisor() started for this data directory."""
-    from engine.jobs import queue
 
     conn = db.connect()
     for row in conn.query("SELECT pid FROM supervisor"):
@@ -299,13 +297,13 @@ def test_data_parallel_with_two_cpu_processes(store, shared, tiny_text_model):
 
 
 def test_crash_reasons_in_plain_words(store):
-    from engine.jobs import queue
+    from engine.jobs import process
 
     job = {"id": 1, "log_path": None}
     oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    assert "reduce the batch size or the max length" in queue.explain_failure(oom, job)
+    assert "reduce the batch size or the max length" in process.explain_failure(oom, job)
     full = OSError(28, "No space left on device")
-    assert "disk is full" in queue.explain_failure(full, job)
+    assert "disk is full" in process.explain_failure(full, job)
 
 
 def test_a_base_model_deleted_after_queueing_fails_with_its_reason(store, shared, tmp_path):

@@ -8,6 +8,14 @@ from pathlib import Path
 
 from engine import db, paths
 from engine.errors import UserError
+from engine.jobs import queue
+from engine.jobs import supervisor
+from engine.monitor import alerts
+from engine.monitor import feeds
+from engine.monitor import scoring
+from engine.monitor import topics
+from engine.monitor import trends
+from engine.monitor import vocabulary
 
 
 def register(subparsers) -> None:
@@ -94,8 +102,6 @@ def register(subparsers) -> None:
 
 
 def cmd_import(args) -> int:
-    from engine.monitor import feeds
-
     path = Path(args.file)
     if not path.is_file():
         raise UserError(f"{args.file} is not a file. Check the path.")
@@ -117,14 +123,10 @@ def cmd_import(args) -> int:
 
 
 def _feed(conn, name: str) -> dict:
-    from engine.monitor import feeds
-
     return feeds.get_feed(conn, name)
 
 
 def _default_run(conn, feed_id: int, run_id: int | None) -> int | None:
-    from engine.monitor import trends
-
     if run_id:
         return run_id
     runs = trends.runs_for_feed(conn, feed_id)
@@ -132,17 +134,14 @@ def _default_run(conn, feed_id: int, run_id: int | None) -> int | None:
 
 
 def cmd_score(args) -> int:
-    from engine.jobs import queue
-    from engine.monitor import scoring
-
     conn = db.connect()
     job_id = scoring.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text,
                              precision=args.precision)
     print(f"Queued score job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
-    if warning := scoring.no_negative_class(scoring.run_labels(conn, args.run)):
+    if warning := vocabulary.no_negative_class(vocabulary.run_labels(conn, args.run)):
         print(f"Note: run {args.run}'s {warning}.", file=sys.stderr)
     if not args.no_worker:
-        queue.ensure_supervisor()
+        supervisor.ensure_supervisor()
     if args.wait:
         code = follow(conn, job_id)
         print(job_id)
@@ -153,8 +152,6 @@ def cmd_score(args) -> int:
 
 def follow(conn, job_id: int, out=None, poll_s: float = 1.0) -> int:
     """Show the score (or topics) job's progress until it finishes; 0 only if it succeeded."""
-    from engine.jobs import queue
-
     def line(p: dict) -> str:
         frac = min(1.0, (p["step"] or 0) / p["total_steps"])
         rate = f" {p['samples_per_s']:.0f} articles/s" if p.get("samples_per_s") else ""
@@ -171,8 +168,6 @@ def follow(conn, job_id: int, out=None, poll_s: float = 1.0) -> int:
 
 
 def cmd_trends(args) -> int:
-    from engine.monitor import trends
-
     conn = db.connect()
     feed = _feed(conn, args.feed)
     f = trends.Filters(feed["id"], _default_run(conn, feed["id"], args.run), args.start, args.end, args.topic, args.source)
@@ -187,8 +182,6 @@ def cmd_trends(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from engine.monitor import feeds
-
     conn = db.connect()
     feed = _feed(conn, args.feed)
     hits = feeds.search(conn, feed["id"], args.query, args.limit)
@@ -200,8 +193,6 @@ def cmd_search(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from engine.monitor import feeds
-
     conn = db.connect()
     rows = feeds.list_feeds(conn)
     if not rows:
@@ -212,8 +203,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_alerts(args) -> int:
-    from engine.monitor import alerts
-
     conn = db.connect()
     feed = _feed(conn, args.feed)
     if args.ack:
@@ -247,8 +236,6 @@ def cmd_alerts(args) -> int:
 
 
 def cmd_topics_set(args) -> int:
-    from engine.monitor import feeds
-
     conn = db.connect()
     info = feeds.set_topic_rule(conn, args.feed, args.name, args.keywords)
     print(f"Topic '{info['name']}' ({', '.join(info['keywords'])}): {info['matches']} articles tagged by rules "
@@ -257,8 +244,6 @@ def cmd_topics_set(args) -> int:
 
 
 def cmd_topics_list(args) -> int:
-    from engine.monitor import feeds
-
     conn = db.connect()
     feed = _feed(conn, args.feed)
     rules = {r.name: r.keywords for r in feeds.topic_rules(conn, feed["id"])}
@@ -269,8 +254,6 @@ def cmd_topics_list(args) -> int:
 
 
 def cmd_topics_delete(args) -> int:
-    from engine.monitor import feeds
-
     conn = db.connect()
     feeds.delete_topic_rule(conn, args.feed, args.name)
     print(f"Topic rule '{args.name}' removed.")
@@ -278,14 +261,11 @@ def cmd_topics_delete(args) -> int:
 
 
 def cmd_topics_classify(args) -> int:
-    from engine.jobs import queue
-    from engine.monitor import topics
-
     conn = db.connect()
     job_id = topics.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text)
     print(f"Queued topics job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if not args.no_worker:
-        queue.ensure_supervisor()
+        supervisor.ensure_supervisor()
     code = follow(conn, job_id) if args.wait else 0
     print(job_id)
     return code

@@ -1,4 +1,4 @@
-"""``python -m engine train ...``, ``runs list|show|cancel|resume|logs``, ``worker``, and the hidden ``_job ID``."""
+"""``python -m engine train ...``, ``runs list|show|cancel|resume|logs``, ``worker``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import sys
 
 from engine import db, paths
-from engine.jobs import queue
+from engine.jobs import queue, runs
+from engine.jobs import supervisor
 from engine.errors import UserError
-
-KEY_METRIC = "macro_f1"
+from engine.training import finetune
 
 
 def register(subparsers) -> None:
@@ -66,52 +66,10 @@ def register(subparsers) -> None:
     w = subparsers.add_parser("worker", help="run the supervisor that starts queued jobs (Ctrl-C stops it)")
     w.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     w.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
-    w.set_defaults(func=lambda a: queue.worker(a.poll, a.idle_exit))
-
-    j = subparsers.add_parser("_job")  # hidden: the supervisor's entry point for one job
-    j.add_argument("id", type=int)
-    j.set_defaults(func=lambda a: queue.run_job(a.id))
-    d = subparsers.add_parser("_ddp")  # hidden: one torchrun worker
-    d.add_argument("id", type=int)
-    d.set_defaults(func=_ddp)
-
-
-def _ddp(args) -> int:
-    from engine.training import finetune
-
-    return finetune.ddp_worker(args.id)
-
-
-def summary(conn, job: dict) -> dict:
-    """The object `runs list/show --format json` prints for one run."""
-    ds = None
-    if job.get("dataset_id"):
-        row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job["dataset_id"]]).fetchone()
-        ds = f"{row[0]}:{row[1]}" if row else None
-    metrics = job.get("metrics") or {}
-    return {
-        "id": job["id"],
-        "kind": job["kind"],
-        "name": job.get("name"),
-        "status": job["status"],
-        "task": job.get("task"),
-        "dataset": ds or (job.get("config") or {}).get("dataset"),
-        "base_model": job.get("base_model"),
-        "created_at": job["created_at"],
-        "started_at": job.get("started_at"),
-        "finished_at": job.get("finished_at"),
-        "key_metric": KEY_METRIC,
-        KEY_METRIC: metrics.get(KEY_METRIC),
-        "accuracy": metrics.get("accuracy"),
-        "error": job.get("error"),
-        "device": job.get("device") or {},
-        "model_dir": job.get("model_dir"),
-    }
+    w.set_defaults(func=lambda a: supervisor.worker(a.poll, a.idle_exit))
 
 
 def cmd_train(args) -> int:
-    from engine.training import finetune
-
     # every training setting that has an option (all of finetune.DEFAULTS but group_by_length) and was given
     overrides = {n: getattr(args, n, None) for n in finetune.DEFAULTS if getattr(args, n, None) is not None}
     conn = db.connect()
@@ -121,7 +79,7 @@ def cmd_train(args) -> int:
     print(f"Queued run {run_id}: {job['name']} ({job['config'].get('max_length')} tokens, "
           f"{job['config'].get('epochs')} epochs).", file=sys.stderr)
     if not args.no_worker:
-        queue.ensure_supervisor()
+        supervisor.ensure_supervisor()
     if args.wait:
         code = follow(conn, run_id)
         print(run_id)
@@ -152,7 +110,7 @@ def follow(conn, run_id: int, out=None) -> int:
 
 def cmd_list(args) -> int:
     conn = db.connect()
-    rows = [summary(conn, j) for j in queue.list_jobs(conn, kind="train", limit=args.limit)]
+    rows = [runs.summary(conn, j) for j in queue.list_jobs(conn, kind="train", limit=args.limit)]
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
@@ -161,7 +119,7 @@ def cmd_list(args) -> int:
         return 0
     print(f"{'id':>4}  {'status':<10} {'task':<21} {'dataset':<20} {'macro-F1':>8}  created")
     for r in rows:
-        f1 = f"{r[KEY_METRIC]:.3f}" if r[KEY_METRIC] is not None else "-"
+        f1 = f"{r[runs.KEY_METRIC]:.3f}" if r[runs.KEY_METRIC] is not None else "-"
         print(f"{r['id']:>4}  {r['status']:<10} {r['task'] or '':<21} {(r['dataset'] or '')[:20]:<20} {f1:>8}  {r['created_at']}")
     return 0
 
@@ -169,7 +127,7 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     conn = db.connect()
     job = queue.get(conn, args.id)
-    out = summary(conn, job)
+    out = runs.summary(conn, job)
     out.update(config=job["config"], metrics=job["metrics"], attempt=job.get("attempt"),
                resume_from=job.get("resume_from"), log_path=job.get("log_path"))
     p = queue.last_progress(conn, args.id)
@@ -204,7 +162,7 @@ def cmd_resume(args) -> int:
     where = f"from {job['resume_from']}" if job.get("resume_from") else "from the beginning (no checkpoint was saved)"
     print(f"Run {args.id} queued again, {where}.", file=sys.stderr)
     if not args.no_worker:
-        queue.ensure_supervisor()
+        supervisor.ensure_supervisor()
     if args.wait:
         return follow(conn, args.id)
     return 0

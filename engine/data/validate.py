@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.data.ingest import Candidate
+from engine.models import catalog
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
@@ -194,7 +195,6 @@ def _looks_like_split(series, share: float = 1.0) -> bool:
 def _tokenizer_and_limit(model: str = "default"):
     from transformers import AutoTokenizer
 
-    from engine.models import catalog
 
     base = catalog.resolve(model)
     return AutoTokenizer.from_pretrained(base.source, trust_remote_code=False), base.max_length

@@ -6,7 +6,6 @@ Every load uses ``trust_remote_code=False``. The default is the packaged all-Min
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from engine import db
 from engine.errors import UserError
-from engine.monitor.scoring import negative_label, run_labels
+from engine.monitor.vocabulary import negative_label, run_labels
 
 DEFAULTS = {"window_days": 1, "baseline_days": 14, "k": 3.0, "abs_threshold": None, "min_articles": 10}
 MIN_STD = 0.02

@@ -16,7 +16,6 @@ import calendar
 import hashlib
 import html
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable

@@ -1,7 +1,7 @@
 """Topics from a trained topic classifier: a finished text-classification run whose labels are topics tags a feed.
 
 It is a score job (the same queue, progress bar, cancel and restart as sentiment scoring) whose config says
-``{"purpose": "topics"}``; :func:`engine.scoring.run` hands such a job to :func:`run` here. The runner writes
+``{"purpose": "topics"}``; engine.cli.job hands such a job to :func:`run` here. The runner writes
 ``article_topics`` rows (article_id, topic = the predicted label, origin = 'model', run_id = the classifier run)
 instead of scores, in committed chunks, for the feed's articles that have no 'model' topic from that run yet.
 
@@ -18,6 +18,9 @@ import time
 
 from engine import db
 from engine.errors import UserError
+from engine.jobs import runs
+from engine.models import inference
+from engine.monitor import feedjobs
 
 PURPOSE = "topics"
 
@@ -44,12 +47,11 @@ def model_topic_runs(conn, feed_id: int) -> list[int]:
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
     """Queue a job that tags ``feed``'s articles with the topics predicted by run ``run_id``; returns the job id."""
-    from engine.monitor import scoring
 
-    return scoring.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text)
+    return feedjobs.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text)
 
 
-# The feed's articles that a topic run has not tagged yet, a chunk at a time (engine.scoring.pending_chunks).
+# The feed's articles that a topic run has not tagged yet, a chunk at a time (engine.monitor.feedjobs.pending_chunks).
 UNTAGGED_CHUNK = (
     "SELECT a.id, a.title, a.body FROM articles a WHERE a.feed_id = ? AND a.id > ? AND NOT EXISTS "
     "(SELECT 1 FROM article_topics t WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?) "
@@ -59,8 +61,6 @@ UNTAGGED_CHUNK = (
 
 def run(conn, job: dict, ctx) -> dict:
     """Tag the feed's articles that run ``job['model_run_id']`` has not tagged yet with its predicted topic."""
-    from engine.models import inference
-    from engine.monitor import scoring
 
     feed_id, run_id = job.get("feed_id"), job.get("model_run_id")
     if not feed_id or not run_id:
@@ -69,8 +69,8 @@ def run(conn, job: dict, ctx) -> dict:
         raise UserError(f"Feed {feed_id} no longer exists.")
     config = db.loads(job.get("config_json"), {}) or {}
     text_mode = config.get("text", "title")
-    batch_size = int(config.get("batch_size", scoring.BATCH))
-    model = scoring.model_run(conn, run_id)
+    batch_size = int(config.get("batch_size", feedjobs.BATCH))
+    model = runs.for_scoring(conn, run_id)
     stale = [r for r in model_topic_runs(conn, feed_id) if r != run_id]
     total = count_untagged(conn, feed_id, run_id)
     log = getattr(ctx, "log", None)
@@ -84,8 +84,8 @@ def run(conn, job: dict, ctx) -> dict:
     if total:
         predictor = inference.load(model["model_dir"], precision=config.get("precision", "exact"))
         device = predictor.device
-        for rows in scoring.pending_chunks(conn, ctx, UNTAGGED_CHUNK, feed_id, run_id, total, started):
-            preds = predictor.predict([scoring.article_text(r[1], r[2], text_mode) for r in rows], batch_size=batch_size)
+        for rows in feedjobs.pending_chunks(conn, ctx, UNTAGGED_CHUNK, feed_id, run_id, total, started):
+            preds = predictor.predict([feedjobs.article_text(r[1], r[2], text_mode) for r in rows], batch_size=batch_size)
             with db.transaction(conn):
                 if stale:  # another run's model topics give way to this run's (column and rule topics stay)
                     replaced = conn.execute(

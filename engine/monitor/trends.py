@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from engine import db
-from engine.monitor.scoring import negative_label, positive_label, run_labels
+from engine.monitor.vocabulary import negative_label, positive_label, run_labels
 
 UNSCORED = "unscored"
 
@@ -296,13 +296,6 @@ def runs_for_feed(conn, feed_id: int) -> list[dict]:
         " AND a.feed_id = ?)) ORDER BY j.id DESC", [feed_id, feed_id]))
 
 
-def finished_runs(conn) -> list[dict]:
-    """Finished text-classification runs that can score a feed."""
-    return list(conn.query(
-        "SELECT id, name, base_model, finished_at, metrics_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
-        "AND COALESCE(task, 'text-classification') = 'text-classification' ORDER BY id DESC"))
-
-
 def model_caption(conn, run_id: int | None) -> str:
     if not run_id:
         return "No model: volumes only."
@@ -315,3 +308,12 @@ def model_caption(conn, run_id: int | None) -> str:
     if metrics.get("macro_f1") is not None:
         text += f", test macro-F1 {metrics['macro_f1']:.3f}"
     return text
+
+
+def data_version(conn, feed_id: int) -> tuple:
+    """Cheap: the newest article of the feed, the newest score and topic rows (rowids only grow), the topic rules.
+    The Monitor caches its aggregates under this key, so they are recomputed only when the data changed."""
+    return tuple(conn.execute(
+        "SELECT (SELECT MAX(id) FROM articles WHERE feed_id = ?), (SELECT MAX(rowid) FROM scores), "
+        "(SELECT MAX(rowid) FROM article_topics), (SELECT COUNT(*) || MAX(created_at) FROM topic_rules)",
+        [feed_id]).fetchone())

@@ -29,10 +29,14 @@ import numpy as np
 import pandas as pd
 
 from engine import db as store
+from engine.jobs import runs
 from engine.errors import NotFound, UserError
+from engine.data.readers import check_not_empty_or_binary, decode
+from engine.data.readers import read_table
+from engine.models import inference
 
-TEXT = "text-classification"
-TOKENS = "token-classification"
+TEXT = runs.TEXT
+TOKENS = runs.TOKENS
 TEST = "test"
 EVAL_PREFIX = "eval:"
 NONE = "O"  # the 'no entity' side of an entity mistake
@@ -56,66 +60,6 @@ def _num(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _num(v) for k, v in value.items()}
     return value
-
-
-def get_run(conn, run_id: Any) -> dict:
-    """A training run that finished; NotFound / UserError in plain words otherwise."""
-    try:
-        run_id = int(run_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"'{run_id}' is not a run number. Run numbers are whole numbers; see the Runs page.") from None
-    rows = list(conn.query("SELECT * FROM jobs WHERE id = ? AND kind = 'train'", [run_id]))
-    if not rows:
-        raise NotFound(f"There is no training run {run_id}. Check the number on the Runs page.")
-    run = rows[0]
-    if run["status"] != "succeeded":
-        raise UserError(
-            f"Run {run_id} has not finished successfully (it is {run['status']}). Reports are made for finished runs; "
-            "wait for it to finish or pick another run."
-        )
-    return run
-
-
-def finished_runs(conn) -> list[dict]:
-    """Every succeeded training run, newest first, with its dataset's name when known."""
-    return list(
-        conn.query(
-            """SELECT jobs.*, datasets.name AS dataset_name, datasets.version AS dataset_version
-               FROM jobs LEFT JOIN datasets ON datasets.id = jobs.dataset_id
-               WHERE jobs.kind = 'train' AND jobs.status = 'succeeded'
-               ORDER BY jobs.id DESC"""
-        )
-    )
-
-
-def run_title(run: dict) -> str:
-    """'#12 my-run · default · fpb v1' — how a run is named in pickers and tables."""
-    parts = [f"#{run['id']}"]
-    if run.get("name"):
-        parts.append(str(run["name"]))
-    if run.get("base_model"):
-        parts.append(f"· {Path(str(run['base_model'])).name or run['base_model']}")
-    if run.get("dataset_name"):
-        version = f" v{run['dataset_version']}" if run.get("dataset_version") else ""
-        parts.append(f"· {run['dataset_name']}{version}")
-    return " ".join(parts)
-
-
-def run_task(run: dict) -> str:
-    return TOKENS if run.get("task") == TOKENS else TEXT
-
-
-def model_labels(run: dict) -> list[str]:
-    """The run's labels in the model's own order (config.id2label), read without loading the model."""
-    from engine.models.catalog import config_labels
-
-    model_dir = Path(run.get("model_dir") or "")
-    labels = config_labels(model_dir) if run.get("model_dir") else None
-    if labels is None:
-        raise UserError(
-            f"Run {run['id']} has no saved model (looked in {model_dir}). It may have been deleted; train it again."
-        )
-    return labels
 
 
 def splits(conn, run_id: int) -> list[str]:
@@ -376,8 +320,8 @@ def build_report(run_id: int, task: str, split: str, predictions: pd.DataFrame, 
 
 def run_report(conn, run_id: Any, split: str = TEST) -> Report:
     """The report of a finished run on its test split (or an evaluated file's split)."""
-    run = get_run(conn, run_id)
-    labels = model_labels(run)
+    run = runs.finished(conn, run_id)
+    labels = runs.labels(run)
     predictions = load_predictions(conn, run["id"], split)
     if predictions.empty:
         available = splits(conn, run["id"])
@@ -387,7 +331,7 @@ def run_report(conn, run_id: Any, split: str = TEST) -> Report:
                 "Runs record them when training finishes; train the run again if they are missing."
             )
         raise UserError(f"Run {run['id']} has no predictions called '{split}'. It has: {', '.join(available)}.")
-    return build_report(run["id"], run_task(run), split, predictions, labels)
+    return build_report(run["id"], runs.task(run), split, predictions, labels)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -699,8 +643,6 @@ def eval_name(name: str | None, file_name: str) -> str:
 def read_conll(data: bytes, file_name: str, encoding: str | None = None) -> tuple[list[tuple[list[str], list[str]]], str]:
     """Sentences from a CoNLL file: a token per line (first column) with its tag (last column), blank lines
     between sentences, -DOCSTART- lines skipped."""
-    from engine.data.readers import check_not_empty_or_binary, decode
-
     check_not_empty_or_binary(data, file_name)
     text, used = decode(data, encoding, file_name)
     sentences: list[tuple[list[str], list[str]]] = []
@@ -743,11 +685,9 @@ def evaluate_file(
     Labels are matched to the model's by name (ignoring case and surrounding spaces). Rows whose label the model does
     not know are predicted and stored, counted in the report's notes, and left out of the metrics.
     """
-    from engine.models import inference
-
-    run = get_run(conn, run_id)
-    labels = model_labels(run)
-    task = run_task(run)
+    run = runs.finished(conn, run_id)
+    labels = runs.labels(run)
+    task = runs.task(run)
     name = eval_name(name, file_name)
     split = EVAL_PREFIX + name
     by_norm = {_norm(label): label for label in labels}
@@ -776,8 +716,6 @@ def evaluate_file(
             rows.append({"row_id": i, "text": " ".join(tokens), "tokens_json": store.dumps(tokens),
                          "true_tags_json": store.dumps([match(t) for t in tags]), "pred_tags_json": store.dumps(pred)})
     else:
-        from engine.data.readers import read_table
-
         table = read_table(data, file_name, encoding=encoding, sheet=sheet)
         frame = table.frame
         used = table.encoding
@@ -829,15 +767,15 @@ class Comparison:
 
 def compare_runs(conn, run_ids: Sequence[Any]) -> Comparison:
     """Two or more finished runs side by side: final metrics, configuration (with what differs), loss curves."""
-    ids = list(dict.fromkeys(int(get_run(conn, r)["id"]) for r in run_ids))
+    ids = list(dict.fromkeys(int(runs.finished(conn, r)["id"]) for r in run_ids))
     if len(ids) < 2:
         raise UserError("Pick at least two different runs to compare.")
-    info = {r["id"]: r for r in finished_runs(conn)}
-    runs = [info[i] for i in ids]
-    titles = [run_title(r) for r in runs]
+    info = {r["id"]: r for r in runs.finished_runs(conn)}
+    chosen = [info[i] for i in ids]
+    titles = [runs.title(r) for r in chosen]
     metric_rows: dict[str, dict[str, Any]] = {}
     config_rows: dict[str, dict[str, Any]] = {}
-    for run, title in zip(runs, titles):
+    for run, title in zip(chosen, titles):
         for key, value in _flatten(store.loads(run["metrics_json"], {}) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 metric_rows.setdefault(key, {})[title] = value
@@ -874,7 +812,7 @@ def compare_runs(conn, run_ids: Sequence[Any]) -> Comparison:
         curve_rows.append({"run": by_id[p["job_id"]], "kind": kind, "step": p["step"], "epoch": p["epoch"],
                            "value": float(value)})
     curves = pd.DataFrame(curve_rows, columns=["run", "kind", "step", "epoch", "value"])
-    return Comparison(runs=runs, metrics=metrics, config=config, curves=curves)
+    return Comparison(runs=chosen, metrics=metrics, config=config, curves=curves)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -887,15 +825,13 @@ def try_it(conn, run_id: Any, texts: Sequence[str]) -> list[dict]:
     Text: {text, label, confidence, probs (every class, in the model's order)}. Entities: {text, tokens, tags,
     entities: [{type, start, end, text}]}.
     """
-    from engine.models import inference
-
     texts = [str(t) for t in texts]
     if not texts or not any(t.strip() for t in texts):
         raise UserError("Type some text to try the model on.")
-    run = get_run(conn, run_id)
-    model_labels(run)  # a plain error when the model folder is gone
+    run = runs.finished(conn, run_id)
+    runs.labels(run)  # a plain error when the model folder is gone
     predictor = inference.load(run["model_dir"])
-    if run_task(run) == TOKENS or predictor.task == TOKENS:
+    if runs.task(run) == TOKENS or predictor.task == TOKENS:
         token_lists = [inference.simple_tokens(t) for t in texts]
         tags_list = predictor.predict_tokens(token_lists) if any(token_lists) else [[] for _ in texts]
         out = []

@@ -24,8 +24,10 @@ from typing import Any
 
 from engine import db, paths, settings
 from engine.jobs import queue
+from engine.jobs import process
 from engine.models import catalog
 from engine.errors import UserError
+from engine.data import datasets
 
 TASKS = ("text-classification", "token-classification")
 
@@ -170,21 +172,15 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
 
 
 def _dataset_get(conn, spec: str) -> dict:
-    from engine.data import datasets
-
     return datasets.get(conn, spec)
 
 
 def _dataset_rows(conn, dataset_id: int, split: str | None) -> list[dict]:
-    from engine.data import datasets
-
     return datasets.rows(conn, dataset_id, split)
 
 
 def dataset_choices(conn) -> list[dict]:
     """Saved dataset versions that can be trained on, newest first within each name."""
-    from engine.data import datasets
-
     return datasets.list_datasets(conn)
 
 
@@ -369,7 +365,7 @@ def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
         raise RuntimeError(f"the data-parallel workers exited with status {code}")
     result = json.loads(result_path.read_text())
     if result.get("cancelled"):
-        raise queue.Cancelled()
+        raise process.Cancelled()
     if result.get("user_error"):
         raise UserError(result["user_error"])
     ctx.update(model_dir=result["model_dir"])
@@ -382,13 +378,13 @@ def ddp_worker(job_id: int) -> int:
     job = queue.get(conn, job_id)
     rank = int(os.environ.get("RANK", "0"))
     job_dir = paths.run_dir(job_id)
-    log = queue.job_logger(job_id, job_dir / "log.txt")
-    ctx = queue.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
+    log = process.job_logger(job_id, job_dir / "log.txt")
+    ctx = process.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
     result: dict[str, Any] = {}
     try:
         metrics = train(conn, job, ctx)
         result = {"metrics": metrics, "model_dir": str(job_dir / "model")}
-    except queue.Cancelled:
+    except process.Cancelled:
         result = {"cancelled": True}
     except UserError as exc:
         result = {"user_error": str(exc)}
@@ -727,7 +723,7 @@ def train(conn, job: dict, ctx) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     progress_cb = callbacks[0]
     if progress_cb.cancelled:
-        raise queue.Cancelled()
+        raise process.Cancelled()
     best = trainer.state.best_metric
     progress_cb.finished = True
     val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures (all ranks)

@@ -1,0 +1,47 @@
+"""The hidden commands the supervisor and torchrun start: ``python -m engine _job ID`` and ``_ddp ID``.
+
+This is where a job's kind meets the code that does the work, so that engine.jobs (the queue, the supervisor, the
+job process) imports neither training nor monitoring: a 'train' job runs engine.training.finetune.run, a 'score'
+job runs engine.monitor.scoring.run, or engine.monitor.topics.run when its config says ``{"purpose": "topics"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from engine.jobs import process
+from engine.errors import UserError
+
+
+def register(subparsers) -> None:
+    j = subparsers.add_parser("_job")  # hidden: the supervisor's entry point for one job
+    j.add_argument("id", type=int)
+    j.set_defaults(func=lambda a: run_job(a.id))
+    d = subparsers.add_parser("_ddp")  # hidden: one torchrun worker
+    d.add_argument("id", type=int)
+    d.set_defaults(func=_ddp)
+
+
+def runner_for(job: dict) -> Callable:
+    """The function that does a job's work. Imported here, not at the top: a job process loads only what its kind
+    needs (torch and transformers for every kind, but not the other kind's modules)."""
+    if job["kind"] == "train":
+        from engine.training import finetune  # here, not at the top: a job process loads only its kind's code
+
+        return finetune.run
+    if job["kind"] == "score":
+        from engine.monitor import scoring, topics  # here, not at the top: only a score job needs them
+
+        return topics.run if topics.is_topics_job(job) else scoring.run
+    raise UserError(f"No runner for jobs of kind {job['kind']!r}.")
+
+
+def run_job(job_id: int) -> int:
+    """Run job ``job_id`` in this process; the exit status."""
+    return process.run_job(job_id, runner_for)
+
+
+def _ddp(args) -> int:
+    from engine.training import finetune  # only in a torchrun worker
+
+    return finetune.ddp_worker(args.id)

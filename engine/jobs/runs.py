@@ -1,0 +1,121 @@
+"""A training run as the rest of the product sees it: look-up, title, task, labels, the finished ones.
+
+A run is a job of kind 'train' (engine.jobs.queue). Reports, scoring, topics, alerts, trends and the pages all look
+runs up here, so a run is named, checked and refused the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.errors import NotFound, UserError
+from engine.models.catalog import config_labels
+
+TEXT = "text-classification"
+TOKENS = "token-classification"
+KEY_METRIC = "macro_f1"  # the one figure a run is judged by in lists
+
+
+def get(conn, run_id: Any) -> dict:
+    """Training run ``run_id`` in any state; NotFound in plain words when there is none."""
+    try:
+        run_id = int(run_id)
+    except (TypeError, ValueError):
+        raise NotFound(f"'{run_id}' is not a run number. Run numbers are whole numbers; see the Runs page.") from None
+    rows = list(conn.query("SELECT * FROM jobs WHERE id = ? AND kind = 'train'", [run_id]))
+    if not rows:
+        raise NotFound(f"There is no training run {run_id}. Check the number on the Runs page.")
+    return rows[0]
+
+
+def finished(conn, run_id: Any) -> dict:
+    """A training run that succeeded (reports, evaluation, Try it); a plain error otherwise."""
+    run = get(conn, run_id)
+    if run["status"] != "succeeded":
+        raise UserError(
+            f"Run {run['id']} has not finished successfully (it is {run['status']}). Reports are made for finished "
+            "runs; wait for it to finish or pick another run."
+        )
+    return run
+
+
+def for_scoring(conn, run_id: Any) -> dict:
+    """A finished text-classification run whose model is on disk (it can score or tag a feed's articles)."""
+    rows = list(conn.query("SELECT * FROM jobs WHERE id = ?", [int(run_id)]))
+    if not rows or rows[0]["kind"] != "train":
+        raise NotFound(f"There is no training run {run_id}. Choose a finished run from the Runs page.")
+    run = rows[0]
+    if run["status"] != "succeeded":
+        raise UserError(f"Run {run_id} is {run['status']}, not finished: only a run that succeeded can score news.")
+    if task(run) != TEXT:
+        raise UserError(f"Run {run_id} tags entities; choose a sentiment (text-classification) run to score news.")
+    if not run.get("model_dir") or not (Path(run["model_dir"]) / "config.json").is_file():
+        raise UserError(f"The model of run {run_id} is missing from disk ({run.get('model_dir')}). Train it again.")
+    return run
+
+
+def finished_runs(conn, task: str | None = None) -> list[dict]:
+    """Every succeeded training run (of ``task`` when given), newest first, with its dataset's name and version."""
+    return list(conn.query(
+        """SELECT jobs.*, datasets.name AS dataset_name, datasets.version AS dataset_version
+           FROM jobs LEFT JOIN datasets ON datasets.id = jobs.dataset_id
+           WHERE jobs.kind = 'train' AND jobs.status = 'succeeded'
+             AND (? IS NULL OR COALESCE(jobs.task, 'text-classification') = ?)
+           ORDER BY jobs.id DESC""", [task, task]))
+
+
+def title(run: dict) -> str:
+    """'#12 my-run · default · fpb v1' — how a run is named in pickers, tables and chart captions."""
+    parts = [f"#{run['id']}"]
+    if run.get("name"):
+        parts.append(str(run["name"]))
+    if run.get("base_model"):
+        parts.append(f"· {Path(str(run['base_model'])).name or run['base_model']}")
+    if run.get("dataset_name"):
+        version = f" v{run['dataset_version']}" if run.get("dataset_version") else ""
+        parts.append(f"· {run['dataset_name']}{version}")
+    return " ".join(parts)
+
+
+def task(run: dict) -> str:
+    return TOKENS if run.get("task") == TOKENS else TEXT
+
+
+def labels(run: dict) -> list[str]:
+    """The run's labels in the model's own order (config.id2label), read without loading the model."""
+    model_dir = Path(run.get("model_dir") or "")
+    found = config_labels(model_dir) if run.get("model_dir") else None
+    if found is None:
+        raise UserError(
+            f"Run {run['id']} has no saved model (looked in {model_dir}). It may have been deleted; train it again."
+        )
+    return found
+
+
+
+def summary(conn, job: dict) -> dict:
+    """A run in a line: what `runs list/show --format json` prints and the Runs page tabulates."""
+    ds = None
+    if job.get("dataset_id"):
+        row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job["dataset_id"]]).fetchone()
+        ds = f"{row[0]}:{row[1]}" if row else None
+    metrics = job.get("metrics") or {}
+    return {
+        "id": job["id"],
+        "kind": job["kind"],
+        "name": job.get("name"),
+        "status": job["status"],
+        "task": job.get("task"),
+        "dataset": ds or (job.get("config") or {}).get("dataset"),
+        "base_model": job.get("base_model"),
+        "created_at": job["created_at"],
+        "started_at": job.get("started_at"),
+        "finished_at": job.get("finished_at"),
+        "key_metric": KEY_METRIC,
+        KEY_METRIC: metrics.get(KEY_METRIC),
+        "accuracy": metrics.get("accuracy"),
+        "error": job.get("error"),
+        "device": job.get("device") or {},
+        "model_dir": job.get("model_dir"),
+    }
