@@ -16,6 +16,7 @@ import calendar
 import hashlib
 import html
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -603,40 +604,35 @@ def _example(rows: pd.DataFrame, col: str | None, row_numbers: pd.Series, reason
     return out
 
 
-def import_file(
-    conn,
-    data: bytes,
-    file_name: str,
-    feed: str,
-    mapping: dict[str, str | None] | None = None,
-    tz: str | None = None,
-    format: str = "auto",
-    encoding: str | None = None,
-    sheet: str | None = None,
-    created_by: str | None = None,
-) -> ImportResult:
-    """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does."""
-    import time as _time
+@dataclass
+class _Rows:
+    """A news file's rows after the checks, before anything is stored (the first phase of an import)."""
+    n_rows: int
+    n_blank: int
+    title: pd.Series
+    body: pd.Series
+    source: pd.Series
+    url: pd.Series
+    topic: pd.Series
+    norm: pd.Series
+    published: np.ndarray
+    day: np.ndarray
+    dup_file: np.ndarray  # the same article earlier in this file
+    bad_time: np.ndarray  # rejected: no readable time (of all non-blank rows)
+    no_title: np.ndarray  # rejected: no title
+    examples: dict
 
-    started = _time.perf_counter()
-    feed = _check_feed_name(feed)
-    existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
-    feed_row = existing[0] if existing else None
-    read_tz = resolve_tz(tz if tz else (feed_row["tz"] if feed_row else None))
-    feed_tz = feed_row["tz"] if feed_row and feed_row.get("tz") else read_tz
-    parsed = read_feed_file(data, file_name, format, encoding=encoding, sheet=sheet)
+
+def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
+    """Drop blank rows, reject rows without a readable time or a title (with examples by spreadsheet row number),
+    clean the columns, compute publication times, days in the feed's zone, and the duplicate keys."""
     frame = parsed.frame
-    stored = db.loads(feed_row["mapping_json"], {}) if feed_row else {}
-    cols = resolve_mapping(parsed.columns, mapping, stored, file_name)
-
     n_rows = len(frame)
     # Data row numbers as the analyst sees them in a spreadsheet: the header is row 1.
     row_numbers = pd.Series(np.arange(2, n_rows + 2), index=frame.index)
-    text_cols = [c for c in frame.columns]
     blank = np.ones(n_rows, dtype=bool)
-    for c in text_cols:
+    for c in frame.columns:
         blank &= (frame[c].astype(str).str.strip() == "").to_numpy()
-    n_blank = int(blank.sum())
     frame = frame.loc[~blank]
     row_numbers = row_numbers.loc[~blank]
 
@@ -660,18 +656,62 @@ def import_file(
     frame = frame.loc[keep]
     title = title.loc[keep]
     stamps = stamps.loc[keep]
-    body = column("body")
-    source = column("source")
     url = normalise_url(column("url"))
-    topic = column("topic")
-
-    published = _iso_utc(stamps) if len(stamps) else np.array([], dtype=str)
     day = _local_day(stamps, feed_tz) if len(stamps) else np.array([], dtype=str)
     norm = normalise_title(title)
     key = np.where(url.to_numpy() != "", "u:" + url.to_numpy(dtype=object),
                    "t:" + norm.to_numpy(dtype=object) + "|" + day.astype(object))
-    key = pd.Series(key, index=frame.index)
-    dup_file = key.duplicated(keep="first").to_numpy()
+    return _Rows(
+        n_rows=n_rows, n_blank=int(blank.sum()), title=title, body=column("body"), source=column("source"), url=url,
+        topic=column("topic"), norm=norm, published=_iso_utc(stamps) if len(stamps) else np.array([], dtype=str),
+        day=day, dup_file=pd.Series(key, index=frame.index).duplicated(keep="first").to_numpy(),
+        bad_time=bad_time, no_title=no_title, examples=examples,
+    )
+
+
+def _new_topics(conn, feed_id: int, cols: dict, ids: np.ndarray, topic_v, title_v, body_v) -> list[tuple[int, str, str]]:
+    """(article id, topic, origin) for new articles: the mapped column (several separated by , ; or |) and the
+    feed's keyword rules."""
+    topic_rows: list[tuple[int, str, str]] = []
+    if cols.get("topic") and len(ids):
+        split = pd.Series(topic_v, index=ids).str.split(r"\s*[,;|，；]\s*", regex=True).explode()
+        split = split[split.notna() & (split.str.strip() != "")]
+        topic_rows.extend(zip(split.index.astype(int).tolist(), split.str.strip().tolist(), ["column"] * len(split)))
+    rules = topic_rules(conn, feed_id)
+    if rules and len(ids):
+        text = pd.Series(title_v, dtype=object) + "\n" + pd.Series(body_v, dtype=object)
+        topic_rows.extend(_rule_matches(rules, ids, text))
+    return topic_rows
+
+
+def import_file(
+    conn,
+    data: bytes,
+    file_name: str,
+    feed: str,
+    mapping: dict[str, str | None] | None = None,
+    tz: str | None = None,
+    format: str = "auto",
+    encoding: str | None = None,
+    sheet: str | None = None,
+    created_by: str | None = None,
+) -> ImportResult:
+    """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
+
+    Phases: read the file and resolve its columns (nothing stored), check the rows (:func:`_check_rows`), then in
+    one transaction: create or update the feed, drop articles the feed already has, insert the new ones with their
+    topics (:func:`_new_topics`), count them into the Monitor's rollups, and record the import with its report."""
+    started = time.perf_counter()
+    feed = _check_feed_name(feed)
+    existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
+    feed_row = existing[0] if existing else None
+    read_tz = resolve_tz(tz if tz else (feed_row["tz"] if feed_row else None))
+    feed_tz = feed_row["tz"] if feed_row and feed_row.get("tz") else read_tz
+    parsed = read_feed_file(data, file_name, format, encoding=encoding, sheet=sheet)
+    stored = db.loads(feed_row["mapping_json"], {}) if feed_row else {}
+    cols = resolve_mapping(parsed.columns, mapping, stored, file_name)
+    rows = _check_rows(parsed, cols, read_tz, feed_tz)
+    title, norm, url, day, dup_file = rows.title, rows.norm, rows.url, rows.day, rows.dup_file
 
     with db.transaction(conn):
         if feed_row is None:
@@ -682,7 +722,7 @@ def import_file(
         else:
             feed_id = feed_row["id"]
             conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
-        dup_feed = np.zeros(len(frame), dtype=bool)
+        dup_feed = np.zeros(len(title), dtype=bool)
         candidates = np.flatnonzero(~dup_file)
         has_any = conn.execute("SELECT 1 FROM articles WHERE feed_id = ? LIMIT 1", [feed_id]).fetchone()
         if has_any and len(candidates):
@@ -697,15 +737,16 @@ def import_file(
         ids = np.arange(first_id, first_id + n_new, dtype=np.int64)
         sel = np.flatnonzero(new)
         url_v = url.to_numpy(dtype=object)[sel]
-        topic_v = topic.to_numpy(dtype=object)[sel]
-        body_v = body.to_numpy(dtype=object)[sel]
-        source_v = source.to_numpy(dtype=object)[sel]
-        rows = zip(
+        topic_v = rows.topic.to_numpy(dtype=object)[sel]
+        body_v = rows.body.to_numpy(dtype=object)[sel]
+        source_v = rows.source.to_numpy(dtype=object)[sel]
+        title_v = title.to_numpy(dtype=object)[sel]
+        article_rows = zip(
             ids.tolist(),
             [feed_id] * n_new,
-            published[sel].tolist(),
+            rows.published[sel].tolist(),
             day[sel].tolist(),
-            title.to_numpy(dtype=object)[sel].tolist(),
+            title_v.tolist(),
             [b or None for b in body_v.tolist()],
             [s or None for s in source_v.tolist()],
             [u or None for u in url_v.tolist()],
@@ -714,17 +755,8 @@ def import_file(
             [import_id] * n_new,
         )
         bulk = _rollup_triggers_aside(conn, n_new)
-        _insert_articles(conn, rows, n_new, first_id)
-        # Topics: the mapped column (several separated by , ; or |) and the feed's rules.
-        topic_rows: list[tuple[int, str, str]] = []
-        if cols.get("topic") and n_new:
-            split = pd.Series(topic_v, index=ids).str.split(r"\s*[,;|，；]\s*", regex=True).explode()
-            split = split[split.notna() & (split.str.strip() != "")]
-            topic_rows.extend(zip(split.index.astype(int).tolist(), split.str.strip().tolist(), ["column"] * len(split)))
-        rules = topic_rules(conn, feed_id)
-        if rules and n_new:
-            text = pd.Series(title.to_numpy(dtype=object)[sel], dtype=object) + "\n" + pd.Series(body_v, dtype=object)
-            topic_rows.extend(_rule_matches(rules, ids, text))
+        _insert_articles(conn, article_rows, n_new, first_id)
+        topic_rows = _new_topics(conn, feed_id, cols, ids, topic_v, title_v, body_v)
         conn.conn.executemany(
             "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows
         )
@@ -736,23 +768,23 @@ def import_file(
             feed_id=feed_id,
             feed_name=feed,
             import_id=import_id,
-            n_rows=n_rows,
-            n_blank=n_blank,
+            n_rows=rows.n_rows,
+            n_blank=rows.n_blank,
             n_new=n_new,
             n_duplicate=int(dup_file.sum() + dup_feed.sum()),
             n_duplicate_in_file=int(dup_file.sum()),
             n_duplicate_in_feed=int(dup_feed.sum()),
-            n_rejected=int(bad_time.sum() + no_title.sum()),
-            n_bad_time=int(bad_time.sum()),
-            n_no_title=int(no_title.sum()),
+            n_rejected=int(rows.bad_time.sum() + rows.no_title.sum()),
+            n_bad_time=int(rows.bad_time.sum()),
+            n_no_title=int(rows.no_title.sum()),
             n_topics=len(topic_rows),
             mapping=cols,
             tz=feed_tz,
-            examples=examples,
+            examples=rows.examples,
             format=parsed.format,
             encoding=parsed.encoding,
         )
-        result.seconds = round(_time.perf_counter() - started, 3)
+        result.seconds = round(time.perf_counter() - started, 3)
         report = result.as_dict()
         conn.execute(
             "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
