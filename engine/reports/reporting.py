@@ -651,6 +651,8 @@ class Evaluation:
     text_column: str | None
     label_column: str | None
     renamed: dict[str, str]  # file label -> model label where only case / spaces differ
+    tag_scheme: str | None = None  # CoNLL: BIO | IOB1 | IO | BIOES as written in the file (scored as BIO)
+    n_tags_rewritten: int = 0  # CoNLL: tags converted to BIO, as a dataset import converts them
 
 
 def _norm(label: str) -> str:
@@ -696,34 +698,6 @@ def eval_name(name: str | None, file_name: str) -> str:
     return name
 
 
-def read_conll(data: bytes, file_name: str, encoding: str | None = None) -> tuple[list[tuple[list[str], list[str]]], str]:
-    """Sentences from a CoNLL file: a token per line (first column) with its tag (last column), blank lines
-    between sentences, -DOCSTART- lines skipped."""
-    from engine.data.readers import check_not_empty_or_binary, decode
-
-    check_not_empty_or_binary(data, file_name)
-    text, used = decode(data, encoding, file_name)
-    sentences: list[tuple[list[str], list[str]]] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
-        parts = line.split()
-        if not parts or parts[0] == "-DOCSTART-":
-            if tokens:
-                sentences.append((tokens, tags))
-                tokens, tags = [], []
-            continue
-        if len(parts) < 2:
-            raise UserError(f"{file_name} line {number} has a token but no tag. Each line should be 'token tag'.")
-        tokens.append(parts[0])
-        tags.append(parts[-1])
-    if tokens:
-        sentences.append((tokens, tags))
-    if not sentences:
-        raise UserError(f"{file_name} has no sentences. A CoNLL file has one 'token tag' per line.")
-    return sentences, used
-
-
 def evaluate_file(
     conn,
     run_id: Any,
@@ -767,8 +741,17 @@ def evaluate_file(
 
     predictor = inference.load(run["model_dir"])
     rows: list[dict] = []
+    scheme, rewritten = None, 0
     if task == TOKENS:
-        sentences, used = read_conll(data, file_name, encoding)
+        from engine.data.conll import read_conll
+
+        conll = read_conll(data, file_name, encoding)  # tags converted to BIO as the training import converted them
+        if conll.bad_rows:  # an evaluation that quietly left sentences out would score a different file
+            number, line = conll.bad_rows[0]
+            raise UserError(f"{file_name} line {number} ('{line[:60]}') has no tag such as O, B-ORG or I-PER in its "
+                            "last column. Each line should be 'token tag', with a blank line between sentences.")
+        sentences, used = conll.sentences, conll.encoding
+        scheme, rewritten = conll.tag_scheme, conll.n_tags_rewritten
         text_col = label_col = None
         tokens_list = [s[0] for s in sentences]
         predicted = predictor.predict_tokens(tokens_list, batch_size=max(1, batch_size // 2))
@@ -797,7 +780,7 @@ def evaluate_file(
         conn["predictions"].insert_all([{"run_id": run["id"], "split": split, **r} for r in rows], batch_size=500)
         report = build_report(run["id"], task, split, load_predictions(conn, run["id"], split), labels)
     return Evaluation(report=report, name=name, split=split, file_name=file_name, encoding=used, text_column=text_col,
-                      label_column=label_col, renamed=renamed)
+                      label_column=label_col, renamed=renamed, tag_scheme=scheme, n_tags_rewritten=rewritten)
 
 
 # --------------------------------------------------------------------------------------------------------------
