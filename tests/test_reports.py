@@ -309,6 +309,26 @@ def test_evaluating_a_file_in_another_encoding(store, text_run, encoding, texts)
     assert result.report.n_scored == 2
 
 
+def test_evaluation_guesses_columns_with_the_same_names_as_a_dataset_import():
+    from engine.data import validate
+
+    # Names that hold a known word ("News_Headline", "Sentiment-Label") are found as a dataset import finds them,
+    # rather than falling back to the longest column; before, evaluation only knew exact lower-case names.
+    frame = pd.DataFrame({
+        "News_Headline": ["Profits rose", "Shares fell"],
+        "Analyst Notes": ["a much longer note that is not the text to score", "another long note about the day"],
+        "Sentiment-Label": ["up", "down"],  # not the model's labels: found by name
+    })
+    assert reporting.guess_columns(frame, LABELS) == ("News_Headline", "Sentiment-Label")
+    guessed = validate.guess_columns(list(frame.columns))
+    assert (guessed["text"], guessed["label"]) == ("News_Headline", "Sentiment-Label")
+    # values that are the model's labels still decide first; a 'gold' column is a label column for both
+    frame = pd.DataFrame({"Headline ": ["a", "b"], "gold": ["x", "y"], "pred": ["Positive", " negative"]})
+    assert reporting.guess_columns(frame, LABELS) == ("Headline ", "pred")
+    assert reporting.guess_columns(frame.drop(columns="pred"), LABELS) == ("Headline ", "gold")
+    assert validate.guess_columns(list(frame.columns))["label"] == "gold"
+
+
 def test_evaluating_a_conll_file_for_a_tagging_run(store, entity_run):
     data = ("-DOCSTART- -X- O O\n\nAcme NNP B-ORG\nrose VBD O\n\nParis NNP B-LOC\nfell VBD O\nBoom NN B-MISC\n"
             "Bust NN I-MISC\n").encode()

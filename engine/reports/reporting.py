@@ -39,9 +39,6 @@ NONE = "O"  # the 'no entity' side of an entity mistake
 AVERAGES = ("micro avg", "macro avg", "weighted avg")
 REPORT_COLUMNS = ["class", "precision", "recall", "f1-score", "support"]
 
-TEXT_COLUMN_NAMES = ["text", "sentence", "headline", "title", "content", "body", "news", "document", "review", "tweet"]
-LABEL_COLUMN_NAMES = ["label", "labels", "sentiment", "class", "category", "target", "tag", "y", "gold"]
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Runs
@@ -656,13 +653,17 @@ class Evaluation:
 
 
 def _norm(label: str) -> str:
+    """A label value as it is matched to the model's labels (case and spaces ignored); column names are compared by
+    :func:`engine.data.columns.key`."""
     return re.sub(r"\s+", " ", str(label)).strip().casefold()
 
 
 def guess_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[str | None, str | None]:
-    """The likely text and label columns of an uploaded table."""
+    """The likely text and label columns of an uploaded table: the label column by its values (the model's labels),
+    else by name; the text column by name, else the longest. Names as a dataset import guesses them."""
+    from engine.data import columns as vocabulary
+
     columns = list(frame.columns)
-    lower = {str(c).strip().lower(): c for c in columns}
     known = {_norm(label) for label in labels}
     label_col = None
     best = 0.0
@@ -672,8 +673,8 @@ def guess_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[str | Non
         if share > best:
             label_col, best = column, share
     if label_col is None or best < 0.5:
-        label_col = next((lower[n] for n in LABEL_COLUMN_NAMES if n in lower), label_col)
-    text_col = next((lower[n] for n in TEXT_COLUMN_NAMES if n in lower and lower[n] != label_col), None)
+        label_col = vocabulary.by_name(columns, vocabulary.LABEL_NAMES) or label_col
+    text_col = vocabulary.by_name(columns, vocabulary.TEXT_NAMES, taken=[label_col])
     if text_col is None:
         lengths = {c: frame[c].astype(str).str.len().mean() for c in columns if c != label_col}
         text_col = max(lengths, key=lengths.get) if lengths else None
