@@ -20,6 +20,7 @@ from engine.monitor import scoring
 from engine.monitor import trends
 from engine.errors import UserError
 from tests.conftest import ROOT
+from tests.helpers import feed_csv as _csv
 from tests.helpers import make_finished_run
 
 
@@ -38,11 +39,6 @@ class FakeContext:
     def should_cancel(self) -> bool:
         self.checks += 1
         return self.cancel_after is not None and self.checks > self.cancel_after
-
-
-def _csv(rows: list[tuple[str, str]]) -> bytes:
-    lines = ["time,title"] + [f"{t},{title}" for t, title in rows]
-    return "\n".join(lines).encode()
 
 
 @pytest.fixture
