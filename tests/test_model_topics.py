@@ -136,6 +136,7 @@ def test_topics_enqueue_refuses_a_missing_or_unfinished_run_and_changes_nothing(
     assert db.table_counts(store) == before
 
 
+@pytest.mark.process
 def test_cli_topics_classify_wait(home, store, topic_models):
     feed_id = _feed(store)
     run_id = make_finished_run(store, topic_models[0])

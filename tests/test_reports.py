@@ -547,6 +547,7 @@ def test_cli_evaluate_with_columns_and_encoding_and_predict(store, text_run, tmp
     assert all(set(r["probs"]) == set(LABELS) for r in results)
 
 
+@pytest.mark.process
 def test_cli_unknown_run_exits_2_with_a_plain_message(home):
     result = subprocess.run([sys.executable, "-m", "engine", "report", "4242"], cwd=ROOT, capture_output=True,
                             text=True, env={**__import__("os").environ, "BELLWETHER_HOME": str(home)})
