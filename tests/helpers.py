@@ -73,10 +73,14 @@ def feed_csv(rows) -> bytes:
 def open_page(page: str, **query):
     """The dashboard (streamlit_app.py) switched to ``page`` ("data" or "pages/data.py"), with these query parameters,
     run through Streamlit's AppTest; it must render without an exception."""
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from tests.conftest import ROOT
 
+    # Each test has its own data directory, but st.cache_data lives as long as the process: a cached read keyed by ids
+    # (dataset 1 saved at the same second) would otherwise hand one test another test's rows.
+    st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.run()
     at.switch_page(page if page.endswith(".py") else f"pages/{page}.py")
