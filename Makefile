@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: run test venv venv-test chromium worker bench clean
+.PHONY: run test test-fast venv venv-test chromium worker bench clean
 
 # Debian's python3 ships without venv/ensurepip until python3-venv is installed: install it when venv fails.
 $(VENV)/bin/python:
@@ -40,6 +40,11 @@ worker: venv
 
 test: venv-test chromium
 	$(PY) -m pytest
+
+# While you work: skips the real fine-tunes and browsers (slow) and the tests that start engine processes, supervisors
+# or servers (process); about a minute on 2 cores. `make test` still runs everything.
+test-fast: venv-test
+	$(PY) -m pytest -m "not slow and not process"
 
 bench: venv
 	$(PY) -m bench train --quick

@@ -1,4 +1,5 @@
-"""Helpers for tests: tiny models built from a config, and a finished run registered in the store."""
+"""Helpers for tests: tiny models built from a config, a finished run registered in the store, a news file, and the
+dashboard opened on a page through AppTest."""
 
 from __future__ import annotations
 
@@ -62,3 +63,36 @@ def make_finished_run(conn, model_dir: Path, predictions: list[dict] | None = No
         probs = row.pop("probs", None)
         conn["predictions"].insert({"run_id": job_id, "split": "test", "probs_json": db.dumps(probs), **row})
     return job_id
+
+
+def feed_csv(rows) -> bytes:
+    """A news file of (published time, title) rows, as a feed import reads it."""
+    return ("time,title\n" + "\n".join(f"{d},{t}" for d, t in rows)).encode()
+
+
+def open_page(page: str, **query):
+    """The dashboard (streamlit_app.py) switched to ``page`` ("data" or "pages/data.py"), with these query parameters,
+    run through Streamlit's AppTest; it must render without an exception."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    # Each test has its own data directory, but st.cache_data lives as long as the process: a cached read keyed by ids
+    # (dataset 1 saved at the same second) would otherwise hand one test another test's rows.
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(page if page.endswith(".py") else f"pages/{page}.py")
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at) -> str:
+    """Everything a page says in markdown, warnings, infos, successes, errors and captions, one per line."""
+    parts = [m.value for m in at.markdown] + [e.value for e in at.warning] + [e.value for e in at.info]
+    parts += [e.value for e in at.success] + [e.value for e in at.error] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)

@@ -4,7 +4,7 @@ import pytest
 
 from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page, streamlit_server, wait_for_app_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
 
 SCREENS = ["Data", "Train", "Runs", "Reports", "Feeds", "Monitor"]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from engine import db
 from engine.data import datasets
-from tests.conftest import ROOT, file_snapshot
+from tests.conftest import file_snapshot
+from tests.helpers import open_page, texts
 
 SAMPLE = (
     "headline,sentiment\n"
@@ -22,18 +22,7 @@ SAMPLE = (
 def page(home, monkeypatch):
     monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/data.py")
-    at.run()
-    assert not at.exception
-    return at
-
-
-def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.warning] + [e.value for e in at.info]
-    parts += [e.value for e in at.success] + [e.value for e in at.error] + [c.value for c in at.caption]
-    return "\n".join(str(p) for p in parts)
+    return open_page("data")
 
 
 def test_upload_check_and_save_through_the_page(page, home):

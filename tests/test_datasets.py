@@ -229,6 +229,7 @@ def test_cli_import_with_problems_needs_yes_when_nobody_can_confirm(home, tmp_pa
     conn.close()
 
 
+@pytest.mark.process
 def test_cli_delete_and_unusable_file_exit_2_with_the_plain_message(home, tmp_path):
     bad = tmp_path / "photo.csv"
     bad.write_bytes(bytes(range(256)) * 40)

@@ -321,6 +321,7 @@ def _cli(*args, home):
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
+@pytest.mark.process
 def test_cli_feed_import_topics_set_and_unusable_file(home, tmp_path, shared):
     path = shared("news", "guardian_headlines.csv")
     out = _cli("feed", "import", str(path), "--feed", "uk", "--tz", "Europe/London", home=home)

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from engine.data import ingest
+from engine.data import conll, ingest
 from engine.data import validate
 from engine.errors import UserError
 
@@ -171,11 +171,11 @@ def test_conll_lines_without_a_tag_drop_their_sentence_and_are_reported():
 
 
 def test_to_bio_converts_iob1_io_and_bioes_and_leaves_bio_alone():
-    assert ingest.to_bio(["I-PER", "I-PER", "O", "I-LOC"]) == ["B-PER", "I-PER", "O", "B-LOC"]
-    assert ingest.to_bio(["I-ORG", "B-ORG", "I-ORG"]) == ["B-ORG", "B-ORG", "I-ORG"]
-    assert ingest.to_bio(["S-ORG", "B-PER", "E-PER"]) == ["B-ORG", "B-PER", "I-PER"]
+    assert conll.to_bio(["I-PER", "I-PER", "O", "I-LOC"]) == ["B-PER", "I-PER", "O", "B-LOC"]
+    assert conll.to_bio(["I-ORG", "B-ORG", "I-ORG"]) == ["B-ORG", "B-ORG", "I-ORG"]
+    assert conll.to_bio(["S-ORG", "B-PER", "E-PER"]) == ["B-ORG", "B-PER", "I-PER"]
     bio = ["B-ORG", "I-ORG", "O", "B-LOC", "B-LOC"]
-    assert ingest.to_bio(bio) == bio
+    assert conll.to_bio(bio) == bio
 
 
 # ---- formats and encodings -------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def fpb(store, shared):
     return store
 
 
+@pytest.mark.process
 def test_fifo_one_at_a_time_cancel_with_checkpoint_then_resume(fpb, tiny_text_model, workers):
     from engine.jobs import queue
 
@@ -105,6 +106,7 @@ def test_fifo_one_at_a_time_cancel_with_checkpoint_then_resume(fpb, tiny_text_mo
     assert Path(done["model_dir"], "config.json").is_file()
 
 
+@pytest.mark.process
 def test_kill_9_of_the_training_process_fails_it_and_damages_nothing_else(fpb, tiny_text_model, workers):
     from engine.jobs import queue
     from tests.helpers import make_finished_run
@@ -129,6 +131,7 @@ def test_kill_9_of_the_training_process_fails_it_and_damages_nothing_else(fpb, t
     queue.cancel(conn, run_id)
 
 
+@pytest.mark.process
 def test_a_supervisor_restart_leaves_the_running_job_alone(fpb, tiny_text_model, workers):
     from engine.jobs import queue
     from engine.jobs import supervisor
@@ -180,6 +183,7 @@ def test_cancel_and_resume_refuse_what_they_cannot_do(store, tiny_text_model):
         queue.get(store, 999)
 
 
+@pytest.mark.process
 def test_cli_refuses_invalid_configurations_with_status_2_and_queues_nothing(fpb, tiny_text_model, home):
     before = db.table_counts(fpb)
     for args, needle in [
@@ -195,6 +199,7 @@ def test_cli_refuses_invalid_configurations_with_status_2_and_queues_nothing(fpb
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())
 
 
+@pytest.mark.process
 def test_cli_train_prints_the_id_and_runs_list_show_as_json(fpb, tiny_text_model, home):
     from tests.helpers import make_finished_run
 
@@ -215,6 +220,7 @@ def test_cli_train_prints_the_id_and_runs_list_show_as_json(fpb, tiny_text_model
     assert missing.returncode == 2 and "no run" in missing.stderr
 
 
+@pytest.mark.process
 def test_a_job_that_ignores_a_cancel_is_stopped_by_force_after_the_grace_period(store, monkeypatch):
     """Cooperative first; then SIGTERM to its process group; then SIGKILL. The run ends cancelled, saying so."""
     import subprocess as sp

@@ -17,7 +17,7 @@ import pytest
 from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page, streamlit_server, wait_for_app_run
 from tests.conftest import SHARED
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
 
 TRAIN_TIMEOUT_MS = 420_000
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from engine import db
 from engine.monitor import feeds
@@ -22,6 +21,8 @@ from engine.monitor import trends
 from engine.errors import NotFound, UserError
 from tests.conftest import ROOT
 from tests.helpers import build_tiny_model, make_finished_run
+from tests.helpers import feed_csv as _csv
+from tests.helpers import open_page
 from tests.test_monitor import FakeContext
 
 TOPICS = ["earnings", "M&A", "macro"]
@@ -31,10 +32,6 @@ TOPICS = ["earnings", "M&A", "macro"]
 def topic_models(tmp_path_factory):
     """Two tiny topic classifiers with different random weights (so they disagree on some articles)."""
     return [build_tiny_model(tmp_path_factory.mktemp(f"topics-{seed}"), TOPICS, seed=seed) for seed in (0, 1)]
-
-
-def _csv(rows):
-    return ("time,title\n" + "\n".join(f"{d},{t}" for d, t in rows)).encode()
 
 
 HEADLINES = [("2020-07-0%d" % (1 + i % 3), t) for i, t in enumerate([
@@ -142,6 +139,7 @@ def test_topics_enqueue_refuses_a_missing_or_unfinished_run_and_changes_nothing(
     assert db.table_counts(store) == before
 
 
+@pytest.mark.process
 def test_cli_topics_classify_wait(home, store, topic_models):
     feed_id = _feed(store)
     run_id = make_finished_run(store, topic_models[0])
@@ -174,11 +172,7 @@ def test_feeds_page_tag_topics_button_queues_a_topics_job(home, store, topic_mod
     monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
     _feed(store)
     run_id = make_finished_run(store, topic_models[0])
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/feeds.py")
-    at.run()
-    assert not at.exception, at.exception
+    at = open_page("feeds")  # renders without an exception
     page = "\n".join(str(c.value) for c in at.caption)
     assert "Labels: earnings, M&A, macro" in page
     assert f"12 articles not yet tagged by run {run_id}." in page

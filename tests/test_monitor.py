@@ -25,6 +25,7 @@ from engine.monitor import feedjobs
 from engine.monitor import trends
 from engine.errors import UserError
 from tests.conftest import ROOT
+from tests.helpers import feed_csv as _csv
 from tests.helpers import make_finished_run
 
 
@@ -43,11 +44,6 @@ class FakeContext:
     def should_cancel(self) -> bool:
         self.checks += 1
         return self.cancel_after is not None and self.checks > self.cancel_after
-
-
-def _csv(rows: list[tuple[str, str]]) -> bytes:
-    lines = ["time,title"] + [f"{t},{title}" for t, title in rows]
-    return "\n".join(lines).encode()
 
 
 @pytest.fixture
@@ -170,6 +166,7 @@ def test_score_job_records_its_precision_and_times_and_fast_agrees_with_exact(st
         scoring.enqueue(store, "f", run_id, precision="int4")
 
 
+@pytest.mark.process
 def test_cli_feed_score_wait_runs_the_job_through_the_supervisor(home, store, run_id):
     feeds.import_file(store, _csv([("2020-07-01", f"Headline {i}") for i in range(10)]), "a.csv", "f")
     env = {**os.environ, "BELLWETHER_HOME": str(home), "BELLWETHER_DEVICE_SLOT": "cpu"}
@@ -268,6 +265,7 @@ def test_weekly_trends_topic_heatmap_filters_and_drilldown(store, small_feed):
     assert set(table["model_run"]) == {small_feed.run_id}
 
 
+@pytest.mark.process
 def test_cli_trends_json_and_csv(home, store, small_feed):
     env = {**os.environ, "BELLWETHER_HOME": str(home)}
     out = subprocess.run([sys.executable, "-m", "engine", "feed", "trends", "--feed", "small", "--freq", "W",
@@ -370,6 +368,7 @@ def test_detect_over_a_longer_window(store):
     assert last["window_start"] == "2020-01-29" and last["negative_share"] == pytest.approx(0.9)
 
 
+@pytest.mark.process
 def test_cli_alerts_json(home, store, run_id):
     _daily_feed(store, run_id, [4] * 20 + [12])
     env = {**os.environ, "BELLWETHER_HOME": str(home)}

@@ -5,44 +5,24 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from engine import db
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.jobs import supervisor
-from tests.conftest import ROOT
-from tests.helpers import make_finished_run
+from tests.helpers import feed_csv as _csv
+from tests.helpers import make_finished_run, open_page, texts
 
 
 @pytest.fixture
 def app(home, monkeypatch):
     monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
-
-    def open_page(page: str) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
-        at.run()
-        at.switch_page(page)
-        at.run()
-        assert not at.exception, at.exception
-        return at
-
     return open_page
-
-
-def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.warning] + [e.value for e in at.info]
-    parts += [e.value for e in at.success] + [e.value for e in at.error] + [c.value for c in at.caption]
-    return "\n".join(str(p) for p in parts)
 
 
 def by_label(items, label):
     return next(i for i in items if i.label == label)
-
-
-def _csv(rows):
-    return ("time,title\n" + "\n".join(f"{d},{t}" for d, t in rows)).encode()
 
 
 def _surge_feed(store, run_id):

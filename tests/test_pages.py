@@ -7,17 +7,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
-from tests.helpers import make_finished_run
+from tests.helpers import make_finished_run, open_page
 
 PAGES = ["data", "train", "runs", "reports", "feeds", "monitor"]
 TITLES = {"data": "Data", "train": "Train a model", "runs": "Runs", "reports": "Reports", "feeds": "Feeds",
           "monitor": "Monitor"}
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
-    at.switch_page(f"pages/{page}.py").run()
-    return at
 
 
 def populate(store, tiny_text_model) -> int:

@@ -309,6 +309,26 @@ def test_evaluating_a_file_in_another_encoding(store, text_run, encoding, texts)
     assert result.report.n_scored == 2
 
 
+def test_evaluation_guesses_columns_with_the_same_names_as_a_dataset_import():
+    from engine.data import validate
+
+    # Names that hold a known word ("News_Headline", "Sentiment-Label") are found as a dataset import finds them,
+    # rather than falling back to the longest column; before, evaluation only knew exact lower-case names.
+    frame = pd.DataFrame({
+        "News_Headline": ["Profits rose", "Shares fell"],
+        "Analyst Notes": ["a much longer note that is not the text to score", "another long note about the day"],
+        "Sentiment-Label": ["up", "down"],  # not the model's labels: found by name
+    })
+    assert reporting.guess_columns(frame, LABELS) == ("News_Headline", "Sentiment-Label")
+    guessed = validate.guess_columns(list(frame.columns))
+    assert (guessed["text"], guessed["label"]) == ("News_Headline", "Sentiment-Label")
+    # values that are the model's labels still decide first; a 'gold' column is a label column for both
+    frame = pd.DataFrame({"Headline ": ["a", "b"], "gold": ["x", "y"], "pred": ["Positive", " negative"]})
+    assert reporting.guess_columns(frame, LABELS) == ("Headline ", "pred")
+    assert reporting.guess_columns(frame.drop(columns="pred"), LABELS) == ("Headline ", "gold")
+    assert validate.guess_columns(list(frame.columns))["label"] == "gold"
+
+
 def test_evaluating_a_conll_file_for_a_tagging_run(store, entity_run):
     data = ("-DOCSTART- -X- O O\n\nAcme NNP B-ORG\nrose VBD O\n\nParis NNP B-LOC\nfell VBD O\nBoom NN B-MISC\n"
             "Bust NN I-MISC\n").encode()
@@ -322,6 +342,111 @@ def test_evaluating_a_conll_file_for_a_tagging_run(store, entity_run):
     expected = seqeval_report([["B-ORG", "O"]], [stored.iloc[0]["pred_tags"]], output_dict=True, zero_division=0)
     assert report.report["micro avg"]["f1-score"] == pytest.approx(expected["micro avg"]["f1-score"])
     assert report.token_report["micro avg"]["support"] == 2
+
+
+# IOB1 as CoNLL-2003 writes it: an entity opens with I-, B- only where it directly follows one of the same type.
+IOB1_SENTENCES = [
+    (["Acme", "Corp", "opened", "in", "New", "York"], ["I-ORG", "I-ORG", "O", "O", "I-LOC", "I-LOC"],
+     ["B-ORG", "I-ORG", "O", "O", "B-LOC", "O"]),
+    (["John", "Smith", "joined", "Acme"], ["I-PER", "I-PER", "O", "I-ORG"], ["B-PER", "I-PER", "O", "B-LOC"]),
+    (["Paris", "London", "rose"], ["I-LOC", "B-LOC", "O"], ["B-LOC", "I-LOC", "O"]),
+    (["Mary", "sold", "Acme", "Corp"], ["I-PER", "O", "I-ORG", "I-ORG"], ["O", "O", "B-ORG", "B-ORG"]),
+]
+
+
+def conll_bytes(sentences) -> bytes:
+    """A CoNLL-2003-style file: -DOCSTART- lines, four columns, the tag last."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for tokens, tags, *_ in sentences:
+        lines += [f"{token} NNP I-NP {tag}" for token, tag in zip(tokens, tags)] + [""]
+        lines += ["-DOCSTART- -X- -X- O", ""]
+    return "\n".join(lines).encode()
+
+
+class FixedTagger:
+    """A predictor whose tags are given: the same predictions for an evaluated file as for the run's test split."""
+
+    task = "token-classification"
+
+    def __init__(self, predictions):
+        self.by_tokens = {tuple(tokens): pred for tokens, pred in predictions}
+
+    def predict_tokens(self, sentences, batch_size=32):
+        return [list(self.by_tokens[tuple(tokens)]) for tokens in sentences]
+
+
+def tagger_run(store, model_dir, sentences) -> int:
+    """A finished tagging run whose test split holds ``sentences`` as (tokens, BIO gold, predicted)."""
+    run_id = make_finished_run(store, model_dir, [], {"accuracy": 0.5}, task="token-classification")
+    for i, (tokens, gold, pred) in enumerate(sentences):
+        store["predictions"].insert({"run_id": run_id, "split": "test", "row_id": i + 1, "text": " ".join(tokens),
+                                     "tokens_json": db.dumps(tokens), "true_tags_json": db.dumps(gold),
+                                     "pred_tags_json": db.dumps(pred)})
+    return run_id
+
+
+def test_evaluating_an_iob1_file_scores_it_as_the_runs_own_test_split(store, tiny_tagger, monkeypatch):
+    from engine.data import ingest
+    from engine.models import inference
+
+    data = conll_bytes(IOB1_SENTENCES)
+    imported = ingest.read_file(data, "conll2003.iob1")  # what training on this file would have learned from
+    assert imported.tag_scheme == "IOB1" and len(imported.sentences) == len(IOB1_SENTENCES)
+    trained = [(tokens, bio, pred) for (tokens, bio), (_, _, pred) in zip(imported.sentences, IOB1_SENTENCES)]
+    assert trained[0][1] == ["B-ORG", "I-ORG", "O", "O", "B-LOC", "I-LOC"]
+    assert trained[2][1] == ["B-LOC", "B-LOC", "O"]
+    run_id = tagger_run(store, tiny_tagger, trained)
+    monkeypatch.setattr(inference, "load", lambda *a, **k: FixedTagger([(t, p) for t, _, p in IOB1_SENTENCES]))
+
+    result = reporting.evaluate_file(store, run_id, data, "conll2003.iob1")
+    own = reporting.run_report(store, run_id)
+    assert result.tag_scheme == "IOB1" and result.n_tags_rewritten > 0
+    assert result.report.n_rows == result.report.n_scored == len(IOB1_SENTENCES)
+    assert result.report.unknown_labels == {}
+    assert result.report.token_report == own.token_report
+    assert result.report.report == own.report
+    assert reporting.report_frame(result.report.token_report).equals(own.token_frame)
+    stored = reporting.load_predictions(store, run_id, "eval:conll2003")
+    assert list(stored["true_tags"]) == [bio for _, bio, _ in trained]
+
+
+def test_an_io_tagged_file_evaluates_without_phantom_errors(store, shared, tmp_path, monkeypatch):
+    from engine.data.conll import to_bio
+    from engine.models import inference
+
+    # The first sentences of FiNER's FIN5 (IO tags: every entity token is I-X) and a model that tags them perfectly.
+    text = shared("finer", "FIN5.txt").read_text(encoding="utf-8")
+    head = "\n\n".join(text.split("\n\n")[:40]) + "\n"
+    sentences = [block.split("\n") for block in head.split("\n\n")]
+    tagged = [[line.split() for line in s if line.strip() and not line.startswith("-DOCSTART-")] for s in sentences]
+    tagged = [s for s in tagged if s]
+    io_tags = [tag for s in tagged for tag in (parts[-1] for parts in s)]
+    assert any(t.startswith("I-") for t in io_tags) and not any(t.startswith("B-") for t in io_tags)
+    perfect = [([p[0] for p in s], to_bio([p[-1] for p in s])) for s in tagged]
+    kinds = sorted({t[2:] for t in io_tags if t != "O"})
+    model = build_tiny_model(tmp_path / "fin-tagger", [f"{p}-{k}" for k in kinds for p in "BI"] + ["O"],
+                             task="token-classification")
+    run_id = make_finished_run(store, model, [], {}, task="token-classification")
+    monkeypatch.setattr(inference, "load", lambda *a, **k: FixedTagger(perfect))
+
+    result = reporting.evaluate_file(store, run_id, head.encode(), "FIN5.txt")
+    report = result.report
+    assert result.tag_scheme == "IO"
+    assert report.unknown_labels == {} and report.n_scored == len(perfect)
+    assert report.token_report["micro avg"]["f1-score"] == pytest.approx(1.0)
+    assert report.report["micro avg"]["f1-score"] == pytest.approx(1.0)
+    assert reporting.mistakes(report).empty
+    flat = [t for _, tags in perfect for t in tags]
+    assert report.token_report["micro avg"]["support"] == len(flat)
+    for tag in {t for t in flat}:  # every tag: as many tokens as the file has, none wrong
+        assert report.token_report[tag]["support"] == flat.count(tag)
+        assert report.token_report[tag]["f1-score"] == pytest.approx(1.0), tag
+
+
+def test_evaluating_a_conll_file_with_an_untagged_line_is_refused_with_its_line(store, entity_run):
+    with pytest.raises(UserError, match="line 3"):
+        reporting.evaluate_file(store, entity_run, b"Acme B-ORG\nrose O\nParis\n", "broken.conll")
+    assert reporting.splits(store, entity_run) == ["test"]
 
 
 # ---- runs, compare, try it -------------------------------------------------------------------------------------
@@ -422,6 +547,7 @@ def test_cli_evaluate_with_columns_and_encoding_and_predict(store, text_run, tmp
     assert all(set(r["probs"]) == set(LABELS) for r in results)
 
 
+@pytest.mark.process
 def test_cli_unknown_run_exits_2_with_a_plain_message(home):
     result = subprocess.run([sys.executable, "-m", "engine", "report", "4242"], cwd=ROOT, capture_output=True,
                             text=True, env={**__import__("os").environ, "BELLWETHER_HOME": str(home)})

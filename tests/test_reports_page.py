@@ -9,23 +9,14 @@ from streamlit.testing.v1 import AppTest
 
 from engine import db
 from tests.conftest import ROOT
-from tests.helpers import make_finished_run
+from tests.helpers import make_finished_run, open_page
 from tests.test_reports import KNOWN, LABELS, SENTENCES, text_predictions, tiny_tagger  # noqa: F401 - fixture
 
 
 @pytest.fixture
 def app(home, monkeypatch):
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
-
-    def open_page() -> AppTest:
-        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
-        at.run()
-        at.switch_page("pages/reports.py")
-        at.run()
-        assert not at.exception, [e.message for e in at.exception]
-        return at
-
-    return open_page
+    return lambda: open_page("reports")
 
 
 def texts_of(elements) -> list[str]:

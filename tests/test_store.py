@@ -2,6 +2,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from engine import db
 from tests.conftest import ROOT
 
@@ -27,6 +29,7 @@ def test_a_failed_transaction_leaves_nothing_behind(store):
     assert store["feeds"].count == 0
 
 
+@pytest.mark.process
 def test_cli_without_a_command_prints_help_and_exits_2(home):
     result = subprocess.run([sys.executable, "-m", "engine"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2

@@ -4,13 +4,11 @@ field, and show a finished run with its metrics and curves."""
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from engine import db
 from engine.jobs import queue
 from engine.jobs import supervisor
-from tests.conftest import ROOT
-from tests.helpers import make_finished_run
+from tests.helpers import make_finished_run, open_page, texts
 from tests.test_training import insert_text_dataset
 
 
@@ -22,24 +20,11 @@ def app(home, monkeypatch):
     # the page starts a supervisor after queueing; here we only record that it asked for one
     monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: started.append(1) or 0)
 
-    def open_page(name: str, **query) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
-        at.run()
-        at.switch_page(f"pages/{name}.py")
-        for key, value in query.items():
-            at.query_params[key] = value
-        at.run()
-        assert not at.exception, at.exception
-        return at
+    def app_page(name: str, **query):
+        return open_page(name, **query)
 
-    open_page.started = started
-    return open_page
-
-
-def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.warning] + [e.value for e in at.info]
-    parts += [e.value for e in at.success] + [e.value for e in at.error] + [c.value for c in at.caption]
-    return "\n".join(str(p) for p in parts)
+    app_page.started = started
+    return app_page
 
 
 def test_both_pages_render_on_an_empty_store(app):

@@ -280,6 +280,7 @@ def test_first_sub_token_carries_the_label():
     assert labels[pieces.index("laid")] == 0
 
 
+@pytest.mark.process
 def test_data_parallel_with_two_cpu_processes(store, shared, tiny_text_model):
     from engine.jobs import queue
     from engine.training import finetune
@@ -334,6 +335,7 @@ def test_a_base_model_deleted_after_queueing_fails_with_its_reason(store, shared
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_real_fine_tune_of_the_default_model_through_the_queue(home, shared):
     from engine.models import inference
     from engine.jobs import queue

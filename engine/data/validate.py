@@ -9,13 +9,14 @@ unusable (a missing column, a single class, nothing left) raise :class:`UserErro
 from __future__ import annotations
 
 import functools
-import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F401 (the one vocabulary)
+from engine.data.columns import by_name as _by_name
 from engine.errors import UserError
 from engine.data.ingest import Candidate
 from engine.models import catalog
@@ -26,11 +27,6 @@ DEFAULT_SEED = 42
 FEW_EXAMPLES = 5  # a class with fewer rows than this is reported
 N_EXAMPLES = 3  # examples shown per problem
 
-TEXT_NAMES = ["text", "sentence", "headline", "title", "content", "body", "message", "post", "review", "tweet",
-              "comment", "document", "phrase", "news", "summary", "文本", "内容", "句子", "标题", "评论"]
-LABEL_NAMES = ["label", "sentiment", "category", "class", "target", "polarity", "tag", "labels", "y", "tone",
-               "标签", "情感", "类别", "情绪"]
-SPLIT_NAMES = ["split", "set", "subset", "partition", "fold", "dataset", "划分"]
 SPLIT_VALUES = {
     "train": "train", "training": "train", "trn": "train",
     "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
@@ -120,25 +116,6 @@ class Prepared:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Column guessing
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-.]+", "", str(name).strip().lower())
-
-
-def _by_name(columns: list[str], names: list[str], taken: set[str]) -> str | None:
-    free = [c for c in columns if c not in taken]
-    for name in names:  # exact name, in order of preference
-        for col in free:
-            if _norm(col) == _norm(name):
-                return col
-    for name in names:  # a name inside the column name ("news_headline", "sentiment_label")
-        if len(name) < 3:
-            continue
-        for col in free:
-            if _norm(name) in _norm(col):
-                return col
-    return None
 
 
 def guess_columns(candidate_or_columns, frame=None) -> dict[str, str | None]:

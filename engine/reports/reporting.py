@@ -31,9 +31,10 @@ import pandas as pd
 from engine import db as store
 from engine.jobs import runs
 from engine.errors import NotFound, UserError
-from engine.data.readers import check_not_empty_or_binary, decode
 from engine.data.readers import read_table
 from engine.models import inference
+from engine.data import columns as vocabulary
+from engine.data.conll import read_conll
 
 TEXT = runs.TEXT
 TOKENS = runs.TOKENS
@@ -42,9 +43,6 @@ EVAL_PREFIX = "eval:"
 NONE = "O"  # the 'no entity' side of an entity mistake
 AVERAGES = ("micro avg", "macro avg", "weighted avg")
 REPORT_COLUMNS = ["class", "precision", "recall", "f1-score", "support"]
-
-TEXT_COLUMN_NAMES = ["text", "sentence", "headline", "title", "content", "body", "news", "document", "review", "tweet"]
-LABEL_COLUMN_NAMES = ["label", "labels", "sentiment", "class", "category", "target", "tag", "y", "gold"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -595,16 +593,20 @@ class Evaluation:
     text_column: str | None
     label_column: str | None
     renamed: dict[str, str]  # file label -> model label where only case / spaces differ
+    tag_scheme: str | None = None  # CoNLL: BIO | IOB1 | IO | BIOES as written in the file (scored as BIO)
+    n_tags_rewritten: int = 0  # CoNLL: tags converted to BIO, as a dataset import converts them
 
 
 def _norm(label: str) -> str:
+    """A label value as it is matched to the model's labels (case and spaces ignored); column names are compared by
+    :func:`engine.data.columns.key`."""
     return re.sub(r"\s+", " ", str(label)).strip().casefold()
 
 
 def guess_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[str | None, str | None]:
-    """The likely text and label columns of an uploaded table."""
+    """The likely text and label columns of an uploaded table: the label column by its values (the model's labels),
+    else by name; the text column by name, else the longest. Names as a dataset import guesses them."""
     columns = list(frame.columns)
-    lower = {str(c).strip().lower(): c for c in columns}
     known = {_norm(label) for label in labels}
     label_col = None
     best = 0.0
@@ -614,8 +616,8 @@ def guess_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[str | Non
         if share > best:
             label_col, best = column, share
     if label_col is None or best < 0.5:
-        label_col = next((lower[n] for n in LABEL_COLUMN_NAMES if n in lower), label_col)
-    text_col = next((lower[n] for n in TEXT_COLUMN_NAMES if n in lower and lower[n] != label_col), None)
+        label_col = vocabulary.by_name(columns, vocabulary.LABEL_NAMES) or label_col
+    text_col = vocabulary.by_name(columns, vocabulary.TEXT_NAMES, taken=[label_col])
     if text_col is None:
         lengths = {c: frame[c].astype(str).str.len().mean() for c in columns if c != label_col}
         text_col = max(lengths, key=lengths.get) if lengths else None
@@ -638,32 +640,6 @@ def eval_name(name: str | None, file_name: str) -> str:
     if not name or len(name) > 80:
         raise UserError("Give the evaluation a short name (1 to 80 characters).")
     return name
-
-
-def read_conll(data: bytes, file_name: str, encoding: str | None = None) -> tuple[list[tuple[list[str], list[str]]], str]:
-    """Sentences from a CoNLL file: a token per line (first column) with its tag (last column), blank lines
-    between sentences, -DOCSTART- lines skipped."""
-    check_not_empty_or_binary(data, file_name)
-    text, used = decode(data, encoding, file_name)
-    sentences: list[tuple[list[str], list[str]]] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
-        parts = line.split()
-        if not parts or parts[0] == "-DOCSTART-":
-            if tokens:
-                sentences.append((tokens, tags))
-                tokens, tags = [], []
-            continue
-        if len(parts) < 2:
-            raise UserError(f"{file_name} line {number} has a token but no tag. Each line should be 'token tag'.")
-        tokens.append(parts[0])
-        tags.append(parts[-1])
-    if tokens:
-        sentences.append((tokens, tags))
-    if not sentences:
-        raise UserError(f"{file_name} has no sentences. A CoNLL file has one 'token tag' per line.")
-    return sentences, used
 
 
 def evaluate_file(
@@ -707,8 +683,15 @@ def evaluate_file(
 
     predictor = inference.load(run["model_dir"])
     rows: list[dict] = []
+    scheme, rewritten = None, 0
     if task == TOKENS:
-        sentences, used = read_conll(data, file_name, encoding)
+        conll = read_conll(data, file_name, encoding)  # tags converted to BIO as the training import converted them
+        if conll.bad_rows:  # an evaluation that quietly left sentences out would score a different file
+            number, line = conll.bad_rows[0]
+            raise UserError(f"{file_name} line {number} ('{line[:60]}') has no tag such as O, B-ORG or I-PER in its "
+                            "last column. Each line should be 'token tag', with a blank line between sentences.")
+        sentences, used = conll.sentences, conll.encoding
+        scheme, rewritten = conll.tag_scheme, conll.n_tags_rewritten
         text_col = label_col = None
         tokens_list = [s[0] for s in sentences]
         predicted = predictor.predict_tokens(tokens_list, batch_size=max(1, batch_size // 2))
@@ -735,7 +718,7 @@ def evaluate_file(
         conn["predictions"].insert_all([{"run_id": run["id"], "split": split, **r} for r in rows], batch_size=500)
         report = build_report(run["id"], task, split, load_predictions(conn, run["id"], split), labels)
     return Evaluation(report=report, name=name, split=split, file_name=file_name, encoding=used, text_column=text_col,
-                      label_column=label_col, renamed=renamed)
+                      label_column=label_col, renamed=renamed, tag_scheme=scheme, n_tags_rewritten=rewritten)
 
 
 # --------------------------------------------------------------------------------------------------------------
