@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +305,43 @@ def test_runs_page_run_again_queues_a_rerun_and_shows_the_comparison_when_it_end
     assert list(table["metric"])[:2] == ["Test macro-F1", "Test accuracy"]
     links = [str(x.proto) for x in at.get("page_link")]
     assert any("reports" in link and f"compare={again['id']}" in link for link in links), links
+
+
+def test_reports_opens_the_comparison_of_a_rerun_and_its_source_from_the_link(home, tiny_text_model, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+    from tests.helpers import make_finished_run
+
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    conn = db.connect()
+    a = make_finished_run(conn, tiny_text_model, metrics={"accuracy": 0.6, "macro_f1": 0.58})
+    b = make_finished_run(conn, tiny_text_model, metrics={"accuracy": 0.6, "macro_f1": 0.58})
+    make_finished_run(conn, tiny_text_model, metrics={"accuracy": 0.1, "macro_f1": 0.1})
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/reports.py")
+    at.query_params["run"] = str(a)
+    at.query_params["compare"] = str(b)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="compare-runs").value == [a, b]
+
+
+def test_a_run_resumed_from_its_first_epoch_checkpoint_ends_as_an_uninterrupted_one(store, shared, tiny_encoder):
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=48, n_val=8, n_test=16)
+    settings = {**TINY, "epochs": 2}
+    whole = finetune.submit(store, "fpb", base_model=str(tiny_encoder), preset="quick", overrides=settings)
+    assert run_in_process(whole) == 0
+    resumed = finetune.submit(store, "fpb", base_model=str(tiny_encoder), preset="quick", overrides=settings)
+    assert run_in_process(resumed) == 0
+    # as if it had stopped after the first epoch: resume from that checkpoint (48 rows / 8 = 6 steps an epoch)
+    checkpoint = queue.get(store, resumed)["model_dir"].replace("/model", "/checkpoints/checkpoint-6")
+    assert (Path(checkpoint) / "trainer_state.json").is_file()
+    store.execute("UPDATE jobs SET status = 'queued', resume_from = ? WHERE id = ?", [checkpoint, resumed])
+    assert run_in_process(resumed) == 0
+    assert f"resuming from {checkpoint}" in queue.log_tail(queue.get(store, resumed), 40)
+    assert predictions(store, whole) == predictions(store, resumed)

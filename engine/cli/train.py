@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.set_defaults(func=cmd_train)
 
-    runs = subparsers.add_parser("runs", help="list, inspect, cancel and resume training runs")
+    runs = subparsers.add_parser("runs", help="list, inspect, cancel, resume and re-run training runs")
     rs = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     lst = rs.add_parser("list", help="all runs, newest first")
     lst.add_argument("--format", choices=["table", "json"], default="table")
