@@ -108,9 +108,13 @@ def test_same_seed_same_predictions_and_metrics_another_seed_another_draw(store,
     assert env["full_determinism"] is False and a["device"]["device"] == "cpu"
 
 
-def test_full_determinism_is_an_advanced_option_recorded_with_the_run(store, shared, tiny_encoder):
+def test_full_determinism_is_an_advanced_option_recorded_with_the_run(store, shared, tiny_encoder, monkeypatch):
     from engine.jobs import queue
     from engine.training import finetune
+
+    for name in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "ASCEND_LAUNCH_BLOCKING", "HCCL_DETERMINISTIC",
+                 "FLASH_ATTENTION_DETERMINISTIC"):
+        monkeypatch.delenv(name, raising=False)  # enable_full_determinism sets them in this process: undone after
 
     assert finetune.build_config("quick")["full_determinism"] is False
     assert finetune.build_config("quick", {"full_determinism": "yes"})["full_determinism"] is True
