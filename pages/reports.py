@@ -197,12 +197,14 @@ def evaluate_tab(conn, run: dict) -> None:
             report_body(report, f"run{run['id']}-{last[1][len(reporting.EVAL_PREFIX):]}", "eval-report")
 
 
-def compare_tab(conn, finished: list[dict]) -> None:
+def compare_tab(conn, finished: list[dict], preselect: list[int] | None = None) -> None:
     titles = {r["id"]: runs.title(r) for r in finished}
     if len(finished) < 2:
         st.info("Comparing needs at least two finished runs.")
         return
-    chosen = st.multiselect("Runs to compare", list(titles), default=[], format_func=titles.get, key="compare-runs",
+    default = [i for i in (preselect or []) if i in titles]
+    chosen = st.multiselect("Runs to compare", list(titles), default=default if len(default) >= 2 else [],
+                            format_func=titles.get, key="compare-runs",
                             placeholder="Pick two or more runs")
     if len(chosen) < 2:
         st.caption("Pick two or more runs to see their metrics, loss curves and settings side by side.")
@@ -300,6 +302,8 @@ with tabs[3]:
 with tabs[4]:
     evaluate_tab(conn, run)
 with tabs[5]:
-    compare_tab(conn, finished)
+    # /reports?run=A&compare=B (the Runs page's link from a re-run to its source) opens with A and B picked
+    also = [int(x) for x in str(st.query_params.get("compare") or "").split(",") if x.strip().isdigit()]
+    compare_tab(conn, finished, [run_id, *also] if also else None)
 with tabs[6]:
     try_tab(conn, run)

@@ -8,9 +8,9 @@ import streamlit as st
 
 from engine.jobs import queue
 from engine.jobs import runs
-
 from engine.jobs import supervisor
-from pages._shared import connect, plain_errors, require_sign_in, start_worker
+from engine.training import reproduce
+from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
 BADGES = {
@@ -91,6 +91,35 @@ def eta_text(seconds) -> str:
     return f"about {seconds // 60} min {seconds % 60} s left" if seconds >= 60 else f"about {seconds} s left"
 
 
+def compared(comparison: dict, run_id: int) -> None:
+    """A re-run beside the run it repeats: metrics side by side and whether the test predictions are identical."""
+    source = comparison["source_id"]
+    st.subheader(f"Compared with run #{source}")
+    if comparison.get("source_missing"):
+        st.caption(f"Run #{source}, which this run repeats, has been deleted.")
+        return
+    st.caption(f"Seed {comparison['source_seed']} (run #{source}) and {comparison['seed']} (this run); same settings "
+               "and dataset version.")
+    table = pd.DataFrame([{"metric": m["metric"], f"run #{source}": m["source"], "this run": m["rerun"]}
+                          for m in comparison["metrics"]])
+    st.dataframe(table, hide_index=True, key=f"rerun_metrics_{run_id}",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns[1:]})
+    words = reproduce.comparison_words(comparison)
+    preds = comparison.get("predictions")
+    if preds and preds["identical"]:
+        st.success(words, icon=":material/check_circle:")
+    elif preds:
+        (st.info if comparison["seed"] != comparison["source_seed"] else st.warning)(words, icon=":material/info:")
+    else:
+        st.caption(words)
+    if comparison.get("environment_differs"):
+        st.caption("Recorded differences: " + "; ".join(
+            f"{k}: {a} → {b}" for k, (a, b) in comparison["environment_differs"].items()))
+    if comparison["finished"]:
+        st.page_link("pages/reports.py", label=f"Compare #{source} and #{run_id} in Reports",
+                     icon=":material/compare_arrows:", query_params={"run": str(source), "compare": str(run_id)})
+
+
 def live_view(run_id: int, active: bool) -> None:
     conn = connect()
     job = queue.get(conn, run_id)
@@ -113,6 +142,17 @@ def live_view(run_id: int, active: bool) -> None:
             if st.button("Resume", key=f"resume_{run_id}", type="primary", icon=":material/play_arrow:"):
                 queue.resume(conn, run_id)
                 start_worker()  # if none starts, the page says so at the top when it reruns
+                st.rerun(scope="app")
+        if job["status"] in queue.FINISHED and job["kind"] == "train":
+            seed = st.number_input("Seed", value=int((job.get("config") or {}).get("seed", 42)), min_value=0, step=1,
+                                   key=f"rerun_seed_{run_id}",
+                                   help="The same seed repeats this run exactly (on the CPU); another seed is "
+                                   "another draw of the same settings.")
+            if st.button("Run again", key=f"rerun_{run_id}", icon=":material/replay:",
+                         help="Queue the same settings on the same dataset version, then compare the two."):
+                new_id = reproduce.rerun(conn, run_id, seed=int(seed), created_by=current_user())
+                start_worker()
+                st.query_params["run"] = str(new_id)
                 st.rerun(scope="app")
     if job.get("error"):
         (st.warning if job["status"] == "cancelled" else st.error)(job["error"])
@@ -137,7 +177,14 @@ def live_view(run_id: int, active: bool) -> None:
             words += f" · {device['gpu_name']} ({device.get('gpu_memory_gb')} GB)"
         if (device.get("world_size") or 1) > 1:
             words += f" · {device['world_size']} processes (data parallel)"
+        env = device.get("environment") or {}
+        if env:
+            words += (f" · torch {env.get('torch')}, transformers {env.get('transformers')}, peft {env.get('peft')},"
+                      f" Python {env.get('python')} · {env.get('torch_threads')} threads"
+                      f" · full determinism {'on' if env.get('full_determinism') else 'off'}")
         st.caption(f"Device: {words}")
+        if device.get("reproducibility_note"):
+            st.info(device["reproducibility_note"], icon=":material/info:")
     if rows or evals:
         curves(rows, evals)
     metrics = job.get("metrics") or {}
@@ -151,6 +198,9 @@ def live_view(run_id: int, active: bool) -> None:
         st.caption(f"Model saved in `{job.get('model_dir')}`")
         st.page_link("pages/reports.py", label="Open the evaluation report", icon=":material/fact_check:",
                      query_params={"run": str(run_id)})
+    comparison = reproduce.rerun_comparison(conn, run_id)
+    if comparison:
+        compared(comparison, run_id)
     tail = queue.log_tail(job, 15)
     if tail:
         with st.expander("Last log lines", expanded=job["status"] == "failed"):

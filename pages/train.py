@@ -34,6 +34,7 @@ def fill_advanced() -> None:
     state["adv_lora_target_modules"] = config["lora_target_modules"]
     state.setdefault("adv_class_weighting", False)
     state.setdefault("adv_lora", False)
+    state.setdefault("adv_full_determinism", False)
     state.pop("train_errors", None)
 
 
@@ -46,6 +47,7 @@ def overrides() -> dict:
     values = {key: state.get(f"adv_{key}") for key in ADVANCED + LORA}
     values["class_weighting"] = bool(state.get("adv_class_weighting"))
     values["lora"] = bool(state.get("adv_lora"))
+    values["full_determinism"] = bool(state.get("adv_full_determinism"))
     values["lora_target_modules"] = state.get("adv_lora_target_modules") or ""
     return values
 
@@ -150,6 +152,13 @@ with st.expander("Advanced options", expanded=bool(errors)):
             st.number_input(label, key=f"adv_{key}", step=step, format=fmt)
             field_error(key)
     st.checkbox("Weight classes to balance rare labels", key="adv_class_weighting")
+    st.checkbox(
+        "Full determinism (identical re-runs on a GPU too)",
+        key="adv_full_determinism",
+        help="The same seed, data and settings always give the same model on the CPU. On a GPU some calculations "
+        "may come out slightly differently each time, so a re-run can differ a little; this option makes the GPU "
+        "repeat itself exactly, at some cost in speed.",
+    )
     st.checkbox("LoRA (train small adapters; merged into the saved model)", key="adv_lora")
     if state.get("adv_lora"):
         a, b, c = st.columns(3)

@@ -1,4 +1,4 @@
-"""``python -m engine train ...``, ``runs list|show|cancel|resume|logs``, ``worker``."""
+"""``python -m engine train ...``, ``runs list|show|cancel|resume|rerun|logs``, ``worker``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from engine.jobs import queue, runs
 from engine.jobs import supervisor
 from engine.errors import UserError
 from engine.training import finetune
+from engine.training import reproduce
 
 
 def register(subparsers) -> None:
@@ -27,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--gradient-accumulation", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--full-determinism", action="store_true", default=None,
+                   help="deterministic GPU kernels: identical re-runs on a GPU too, somewhat slower")
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)
@@ -40,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.set_defaults(func=cmd_train)
 
-    runs = subparsers.add_parser("runs", help="list, inspect, cancel and resume training runs")
+    runs = subparsers.add_parser("runs", help="list, inspect, cancel, resume and re-run training runs")
     rs = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     lst = rs.add_parser("list", help="all runs, newest first")
     lst.add_argument("--format", choices=["table", "json"], default="table")
@@ -58,6 +61,12 @@ def register(subparsers) -> None:
     r.add_argument("--no-worker", action="store_true")
     r.add_argument("--wait", action="store_true")
     r.set_defaults(func=cmd_resume)
+    again = rs.add_parser("rerun", help="run a finished run again: same settings, same dataset version")
+    again.add_argument("id", type=int)
+    again.add_argument("--seed", type=int, help="another seed (default: the run's own)")
+    again.add_argument("--no-worker", action="store_true")
+    again.add_argument("--wait", action="store_true", help="follow the new run, then compare it with the first")
+    again.set_defaults(func=cmd_rerun)
     lg = rs.add_parser("logs", help="the run's log")
     lg.add_argument("id", type=int)
     lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
@@ -130,6 +139,9 @@ def cmd_show(args) -> int:
     out = runs.summary(conn, job)
     out.update(config=job["config"], metrics=job["metrics"], attempt=job.get("attempt"),
                resume_from=job.get("resume_from"), log_path=job.get("log_path"))
+
+    out["rerun_of"] = (job["config"] or {}).get("rerun_of")
+    out["comparison"] = reproduce.rerun_comparison(conn, args.id)
     p = queue.last_progress(conn, args.id)
     out["progress"] = {k: p[k] for k in ("step", "total_steps", "epoch", "loss", "eta_s")} if p else None
     if args.format == "json":
@@ -145,7 +157,22 @@ def cmd_show(args) -> int:
         print(f"{'metrics':>12}: {json.dumps(out['metrics'], default=str)}")
     if out["progress"]:
         print(f"{'progress':>12}: {json.dumps(out['progress'])}")
+    if out["comparison"]:
+        _print_comparison(out["comparison"])
     return 0
+
+
+def _print_comparison(comparison: dict, out=None) -> None:
+    out = out or sys.stdout
+    print(f"{'rerun of':>12}: run {comparison['source_id']}", file=out)
+    if comparison.get("source_missing"):
+        return
+    print(f"{'seeds':>12}: {comparison['source_seed']} -> {comparison['seed']}", file=out)
+    for m in comparison["metrics"]:
+        a = "-" if m["source"] is None else f"{m['source']:.4f}"
+        b = "-" if m["rerun"] is None else f"{m['rerun']:.4f}"
+        print(f"{m['metric']:>22}: {a} (run {comparison['source_id']})  {b} (this run)", file=out)
+    print(f"{'predictions':>12}: {reproduce.comparison_words(comparison)}", file=out)
 
 
 def cmd_cancel(args) -> int:
@@ -165,6 +192,25 @@ def cmd_resume(args) -> int:
         supervisor.ensure_supervisor()
     if args.wait:
         return follow(conn, args.id)
+    return 0
+
+
+def cmd_rerun(args) -> int:
+    conn = db.connect()
+    new_id = reproduce.rerun(conn, args.id, seed=args.seed, created_by=paths.default_user())
+    job = queue.get(conn, new_id)
+    print(f"Queued run {new_id}: {job['name']} (seed {job['config'].get('seed')}, dataset {job['config'].get('dataset')}).",
+          file=sys.stderr)
+    if not args.no_worker:
+        supervisor.ensure_supervisor()
+    if args.wait:
+        code = follow(conn, new_id)
+        comparison = reproduce.rerun_comparison(conn, new_id)
+        if code == 0 and comparison:
+            _print_comparison(comparison, out=sys.stderr)
+        print(new_id)
+        return code
+    print(new_id)
     return 0
 
 

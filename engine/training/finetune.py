@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "gradient_accumulation": 1,
     "seed": 42,
+    "full_determinism": False,  # transformers' enable_full_determinism: deterministic GPU kernels (slower)
     "eval_steps": 0,  # 0: evaluate at the end of each epoch
     "early_stopping_patience": 0,  # 0: off
     "class_weighting": False,
@@ -72,6 +73,7 @@ FIELD_LABELS = {
     "weight_decay": "Weight decay",
     "gradient_accumulation": "Gradient accumulation",
     "seed": "Seed",
+    "full_determinism": "Full determinism",
     "eval_steps": "Evaluate every N steps",
     "early_stopping_patience": "Early-stopping patience",
     "lora_r": "LoRA r",
@@ -151,7 +153,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
-    for key in ("class_weighting", "group_by_length", "lora"):
+    for key in ("class_weighting", "group_by_length", "lora", "full_determinism"):
         value = config.get(key)
         if isinstance(value, str):
             value = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -260,8 +262,11 @@ def submit(
     overrides: dict | None = None,
     created_by: str | None = None,
     name: str | None = None,
+    rerun_of: int | None = None,
 ) -> int:
-    """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong."""
+    """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
+
+    ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config."""
     errors: dict[str, str] = {}
     ds = None
     try:
@@ -292,6 +297,8 @@ def submit(
         raise ConfigError(errors)
     config["base_model_source"] = base.source
     config["dataset"] = f"{ds['name']}:{ds['version']}"
+    if rerun_of is not None:
+        config["rerun_of"] = int(rerun_of)
     return queue.enqueue(
         conn,
         "train",
@@ -320,34 +327,96 @@ def ddp_plan() -> tuple[int, str]:
     return 1, "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def device_info(world_size: int, kind: str) -> dict:
+GPU_NOTE = ("GPU kernels may not give bit-for-bit the same results on a re-run with the same seed; turn on full "
+            "determinism (Advanced options) for identical re-runs, at some cost in speed.")
+
+
+def environment_info(full_determinism: bool = False) -> dict:
+    """What a re-run must match to give the same model: library versions, Python, torch's CPU threads and whether
+    deterministic algorithms were asked for (recorded with the device in ``jobs.device_json``)."""
+    import platform
+
+    import torch
+    import transformers
+
+    try:
+        import peft
+
+        peft_version = peft.__version__
+    except ImportError:  # pragma: no cover - peft is a requirement
+        peft_version = None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft_version,
+        "torch_threads": torch.get_num_threads(),
+        "full_determinism": bool(full_determinism),
+    }
+
+
+def device_info(world_size: int, kind: str, full_determinism: bool = False) -> dict:
     import torch
 
     if kind == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         bf16 = torch.cuda.is_bf16_supported()
-        return {
+        info = {
             "device": "cuda",
             "precision": "bf16" if bf16 else "fp16",
             "gpu_name": props.name,
             "gpu_memory_gb": round(props.total_memory / 1024**3, 1),
             "gpu_count": torch.cuda.device_count(),
             "world_size": world_size,
+            "cuda": torch.version.cuda,
         }
-    return {"device": "cpu", "precision": "fp32", "world_size": world_size, "cpu_threads": torch.get_num_threads()}
+        if not full_determinism:
+            info["reproducibility_note"] = GPU_NOTE
+    else:
+        info = {"device": "cpu", "precision": "fp32", "world_size": world_size, "cpu_threads": torch.get_num_threads()}
+    info["environment"] = environment_info(full_determinism)
+    return info
+
+
+def seed_everything(seed: int, full_determinism: bool = False) -> None:
+    """Python's, NumPy's and torch's generators from ``seed`` (transformers' own helpers); with ``full_determinism``
+    also deterministic kernels (cuDNN, cuBLAS workspace), which GPUs otherwise do not promise."""
+    from transformers import enable_full_determinism, set_seed
+
+    if full_determinism:
+        enable_full_determinism(int(seed), warn_only=True)  # an op without a deterministic kernel warns, not crashes
+    else:
+        set_seed(int(seed))
+
+
+def load_model(source: str, task: str, labels: list[str], seed: int, full_determinism: bool = False):
+    """The tokenizer and the base model with a new head for ``labels``; the head's initial weights come from ``seed``
+    alone (the generators are seeded right before the model is built, whatever was drawn before)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    model_config = AutoConfig.from_pretrained(source, trust_remote_code=False, num_labels=len(labels),
+                                              id2label=id2label, label2id=label2id)
+    seed_everything(seed, full_determinism)
+    model = auto.from_pretrained(source, config=model_config, trust_remote_code=False, ignore_mismatched_sizes=True)
+    return tokenizer, model
 
 
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner: single process here, or torchrun workers when data parallel applies."""
     world_size, kind = ddp_plan()
+    determinism = bool((job.get("config") or {}).get("full_determinism"))
     if world_size > 1 and not os.environ.get("LOCAL_RANK"):
         return _run_torchrun(conn, job, ctx, world_size, kind)
-    ctx.set_device(device_info(1, kind))
+    ctx.set_device(device_info(1, kind, determinism))
     return train(conn, job, ctx)
 
 
 def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
-    ctx.set_device(device_info(world_size, kind))
+    ctx.set_device(device_info(world_size, kind, bool((job.get("config") or {}).get("full_determinism"))))
     result_path = ctx.job_dir / "ddp_result.json"
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
@@ -561,15 +630,50 @@ def _weighted_trainer_class(weights):
     return WeightedTrainer
 
 
+class _EpochSeededSampler:
+    """Training order from the run's seed and the epoch alone: length-grouped (similar lengths together) or a plain
+    shuffle. Trainer calls ``set_epoch`` each epoch, so a resumed run replays the same order, and every
+    data-parallel rank draws the same permutation (accelerate then shards the batches)."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, group_by_length: bool):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.group_by_length = group_by_length
+        self.epoch = 0
+        self.lengths = [len(item["input_ids"]) for item in getattr(dataset, "items", dataset)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.group_by_length:
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+
+
+def _seeded_sampler_trainer_class(base, seed: int, group_by_length: bool):
+    class SeededTrainer(base):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return _EpochSeededSampler(dataset, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                       seed, group_by_length)
+
+    return SeededTrainer
+
+
 def train(conn, job: dict, ctx) -> dict:
     """Fine-tune in this process (one rank of a data-parallel run, or the only process)."""
     import numpy as np
     import torch
     from transformers import (
-        AutoConfig,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
         EarlyStoppingCallback,
@@ -582,7 +686,9 @@ def train(conn, job: dict, ctx) -> dict:
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = rank == 0
-    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu")
+    seed = int(config["seed"])
+    determinism = bool(config.get("full_determinism"))
+    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism)
     on_cuda = device.get("device") == "cuda"
     log = ctx.log
 
@@ -607,12 +713,9 @@ def train(conn, job: dict, ctx) -> dict:
 
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
     log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
-    auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        model_config = AutoConfig.from_pretrained(source, trust_remote_code=False, num_labels=len(labels),
-                                                  id2label=id2label, label2id=label2id)
-        model = auto.from_pretrained(source, config=model_config, trust_remote_code=False, ignore_mismatched_sizes=True)
+        # Seeded right before the head is created: the same seed gives the same initial model in any process.
+        tokenizer, model = load_model(source, task, labels, seed, determinism)
     except OSError as exc:
         raise UserError(
             f"The base model {job.get('base_model')} was not found or could not be read ({exc}). "
@@ -631,6 +734,7 @@ def train(conn, job: dict, ctx) -> dict:
         from peft import LoraConfig, TaskType, get_peft_model
 
         targets = [m for m in (config.get("lora_target_modules") or "").split(",") if m] or None
+        seed_everything(seed, determinism)  # LoRA's A matrices: from the seed, not from what tokenising drew
         try:
             model = get_peft_model(
                 model,
@@ -664,7 +768,9 @@ def train(conn, job: dict, ctx) -> dict:
         gradient_accumulation_steps=accum,
         warmup_steps=float(config["warmup_ratio"]),
         weight_decay=float(config["weight_decay"]),
-        seed=int(config["seed"]),
+        seed=seed,
+        data_seed=seed,
+        full_determinism=determinism,
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=eval_steps or None,
@@ -684,8 +790,9 @@ def train(conn, job: dict, ctx) -> dict:
         ddp_backend=("gloo" if not on_cuda else "nccl") if world > 1 else None,
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        # Length-grouped batches. Evaluation rows may come back in another order: metrics pair predictions with
-        # label_ids from the same output, and test predictions are made in input order below.
+        # Length-grouped batches (the training sampler is _EpochSeededSampler). Evaluation rows may come back in
+        # another order: metrics pair predictions with label_ids from the same output, and test predictions are
+        # made in input order below.
         train_sampling_strategy="group_by_length" if config.get("group_by_length", True) else "random",
     )
     callbacks = [_progress_callback(ctx, is_main, batch * accum * world)]
@@ -700,6 +807,7 @@ def train(conn, job: dict, ctx) -> dict:
         weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
         log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
         trainer_cls = _weighted_trainer_class(torch.tensor(weights, dtype=torch.float32))
+    trainer_cls = _seeded_sampler_trainer_class(trainer_cls, seed, bool(config.get("group_by_length", True)))
     trainer = trainer_cls(
         model=model,
         args=args,
