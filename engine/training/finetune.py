@@ -669,35 +669,15 @@ def _seeded_sampler_trainer_class(base, seed: int, group_by_length: bool):
     return SeededTrainer
 
 
-def train(conn, job: dict, ctx) -> dict:
-    """Fine-tune in this process (one rank of a data-parallel run, or the only process)."""
-    import numpy as np
-    import torch
-    from transformers import (
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        Trainer,
-        TrainingArguments,
-    )
-
-    config = job["config"] or db.loads(job.get("config_json"), {})
-    task = job["task"]
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    is_main = rank == 0
-    seed = int(config["seed"])
-    determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism)
-    on_cuda = device.get("device") == "cuda"
-    log = ctx.log
-
-    ds = conn.execute("SELECT name, version, labels_json FROM datasets WHERE id = ?", [job["dataset_id"]]).fetchone()
+def _training_data(conn, dataset_id: int, task: str) -> tuple[str, int, list[str], dict[str, list[dict]]]:
+    """The dataset's name, version, labels (the dataset's order, then any seen only in rows) and rows per split; a
+    validation slice is carved from the end of train when the dataset has none."""
+    ds = conn.execute("SELECT name, version, labels_json FROM datasets WHERE id = ?", [dataset_id]).fetchone()
     if not ds:
         raise UserError("The dataset this run was trained on no longer exists.")
     ds_name, ds_version, labels_json = ds
     labels = list(db.loads(labels_json, []))
-    rows = {s: _dataset_rows(conn, job["dataset_id"], s) for s in ("train", "validation", "test")}
+    rows = {s: _dataset_rows(conn, dataset_id, s) for s in ("train", "validation", "test")}
     if task == "text-classification":
         seen = sorted({r["label"] for split in rows.values() for r in split if r["label"] is not None})
     else:
@@ -708,59 +688,41 @@ def train(conn, job: dict, ctx) -> dict:
         n_val = max(1, len(rows["train"]) // 10)
         rows["validation"] = rows["train"][-n_val:]
         rows["train"] = rows["train"][:-n_val]
-    label2id = {label: i for i, label in enumerate(labels)}
-    id2label = dict(enumerate(labels))
+    return ds_name, ds_version, labels, rows
 
-    source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
-    log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
+
+def _with_lora(model, config: dict, task: str, seed: int, determinism: bool):
+    """The model wrapped with LoRA adapters as the run's settings say."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = [m for m in (config.get("lora_target_modules") or "").split(",") if m] or None
+    seed_everything(seed, determinism)  # LoRA's A matrices: from the seed, not from what tokenising drew
     try:
-        # Seeded right before the head is created: the same seed gives the same initial model in any process.
-        tokenizer, model = load_model(source, task, labels, seed, determinism)
-    except OSError as exc:
-        raise UserError(
-            f"The base model {job.get('base_model')} was not found or could not be read ({exc}). "
-            "It may have been moved or deleted, or this machine is offline; choose another base model."
-        ) from None
-    max_length = int(config["max_length"])
+        return get_peft_model(
+            model,
+            LoraConfig(
+                task_type=TaskType.TOKEN_CLS if task == "token-classification" else TaskType.SEQ_CLS,
+                r=int(config["lora_r"]),
+                lora_alpha=config["lora_alpha"],
+                lora_dropout=float(config["lora_dropout"]),
+                target_modules=targets,
+            ),
+        )
+    except ValueError as exc:
+        raise UserError(f"LoRA could not be set up for this base model ({exc}). Check LoRA target modules.") from None
 
-    encode = _encode_tokens if task == "token-classification" else _encode_text
-    train_items = encode(tokenizer, rows["train"], label2id, max_length)
-    val_items = encode(tokenizer, rows["validation"], label2id, max_length)
-    collator = (
-        DataCollatorForTokenClassification(tokenizer) if task == "token-classification" else DataCollatorWithPadding(tokenizer)
-    )
 
-    if config.get("lora"):
-        from peft import LoraConfig, TaskType, get_peft_model
+def _training_arguments(config: dict, job_dir: Path, seed: int, determinism: bool, device: dict, world: int):
+    """The Trainer's arguments from the run's settings and device."""
+    from transformers import TrainingArguments
 
-        targets = [m for m in (config.get("lora_target_modules") or "").split(",") if m] or None
-        seed_everything(seed, determinism)  # LoRA's A matrices: from the seed, not from what tokenising drew
-        try:
-            model = get_peft_model(
-                model,
-                LoraConfig(
-                    task_type=TaskType.TOKEN_CLS if task == "token-classification" else TaskType.SEQ_CLS,
-                    r=int(config["lora_r"]),
-                    lora_alpha=config["lora_alpha"],
-                    lora_dropout=float(config["lora_dropout"]),
-                    target_modules=targets,
-                ),
-            )
-        except ValueError as exc:
-            raise UserError(f"LoRA could not be set up for this base model ({exc}). Check LoRA target modules.") from None
-
-    def compute_metrics(eval_pred):
-        logits, refs = eval_pred.predictions, eval_pred.label_ids  # same output: rows stay paired
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        return _metrics(task, labels, np.argmax(logits, axis=-1), refs)
-
+    on_cuda = device.get("device") == "cuda"
     batch = int(config["batch_size"])
     accum = int(config["gradient_accumulation"])
     eval_steps = int(config.get("eval_steps") or 0)
     strategy = "steps" if eval_steps else "epoch"
-    args = TrainingArguments(
-        output_dir=str(ctx.job_dir / "checkpoints"),
+    return TrainingArguments(
+        output_dir=str(job_dir / "checkpoints"),
         num_train_epochs=float(config["epochs"]),
         learning_rate=float(config["learning_rate"]),
         per_device_train_batch_size=batch,
@@ -795,6 +757,135 @@ def train(conn, job: dict, ctx) -> dict:
         # made in input order below.
         train_sampling_strategy="group_by_length" if config.get("group_by_length", True) else "random",
     )
+
+
+def _predict_test(model, tokenizer, task: str, test_rows: list[dict], labels: list[str], max_length: int,
+                  run_id: int) -> tuple[list[dict], dict]:
+    """Test-split prediction rows keyed by row_id (a plain loop in input order, never Trainer.predict positions)
+    and the test metrics computed from them."""
+    import torch
+
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    model.eval()
+    dev = next(model.parameters()).device
+    pred_rows = []
+    with torch.inference_mode():
+        for start in range(0, len(test_rows), 64):
+            chunk = test_rows[start : start + 64]
+            if task == "token-classification":
+                words = [list(r["tokens"] or []) for r in chunk]
+                enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
+                                padding=True, return_tensors="pt")
+                pred = model(**{k: v.to(dev) for k, v in enc.items()}).logits.argmax(-1).cpu().numpy()
+                for b, r in enumerate(chunk):
+                    tags, seen = ["O" if "O" in label2id else labels[0]] * len(words[b]), set()
+                    for pos, wid in enumerate(enc.word_ids(b)):
+                        if wid is not None and wid not in seen:
+                            seen.add(wid)
+                            tags[wid] = id2label[int(pred[b][pos])]
+                    pred_rows.append({
+                        "run_id": run_id, "split": "test", "row_id": r["row_id"], "text": r["text"],
+                        "tokens_json": db.dumps(words[b]), "true_tags_json": db.dumps(r["tags"]),
+                        "pred_tags_json": db.dumps(tags),
+                    })
+            else:
+                enc = tokenizer([r["text"] or "" for r in chunk], truncation=True, max_length=max_length,
+                                padding=True, return_tensors="pt")
+                probs = torch.softmax(model(**{k: v.to(dev) for k, v in enc.items()}).logits.float(), -1).cpu().numpy()
+                for b, r in enumerate(chunk):
+                    best_i = int(probs[b].argmax())
+                    pred_rows.append({
+                        "run_id": run_id, "split": "test", "row_id": r["row_id"], "text": r["text"],
+                        "true_label": r["label"], "pred_label": id2label[best_i], "confidence": float(probs[b][best_i]),
+                        "probs_json": db.dumps({id2label[j]: float(probs[b][j]) for j in range(len(labels))}),
+                    })
+    if not pred_rows:
+        return [], {}
+    if task == "token-classification":
+        true_ids = [[label2id[t] for t in db.loads(p["true_tags_json"])] for p in pred_rows]
+        pred_ids = [[label2id[t] for t in db.loads(p["pred_tags_json"])] for p in pred_rows]
+        return pred_rows, _metrics(task, labels, pred_ids, true_ids)
+    return pred_rows, _metrics(task, labels, [label2id[p["pred_label"]] for p in pred_rows],
+                               [label2id[p["true_label"]] for p in pred_rows])
+
+
+def _save_model(job_dir: Path, model, tokenizer, max_length: int, labels: list[str], record: dict) -> Path:
+    """The model folder with its tokenizer and bellwether.json: written beside, then moved into place, so a crash
+    never leaves half a model."""
+    import torch
+
+    final = job_dir / "model"
+    tmp = job_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.config.bellwether_max_length = max_length
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    if getattr(model, "dtype", torch.float32) != torch.float32:
+        model = model.float()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "bellwether.json").write_text(json.dumps(record, indent=2, default=str))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def train(conn, job: dict, ctx) -> dict:
+    """Fine-tune in this process (one rank of a data-parallel run, or the only process)."""
+    import numpy as np
+    import torch
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+    )
+
+    config = job["config"] or db.loads(job.get("config_json"), {})
+    task = job["task"]
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    is_main = rank == 0
+    seed = int(config["seed"])
+    determinism = bool(config.get("full_determinism"))
+    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism)
+    log = ctx.log
+
+    ds_name, ds_version, labels, rows = _training_data(conn, job["dataset_id"], task)
+    label2id = {label: i for i, label in enumerate(labels)}
+
+    source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
+    log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
+    try:
+        # Seeded right before the head is created: the same seed gives the same initial model in any process.
+        tokenizer, model = load_model(source, task, labels, seed, determinism)
+    except OSError as exc:
+        raise UserError(
+            f"The base model {job.get('base_model')} was not found or could not be read ({exc}). "
+            "It may have been moved or deleted, or this machine is offline; choose another base model."
+        ) from None
+    max_length = int(config["max_length"])
+
+    encode = _encode_tokens if task == "token-classification" else _encode_text
+    train_items = encode(tokenizer, rows["train"], label2id, max_length)
+    val_items = encode(tokenizer, rows["validation"], label2id, max_length)
+    collator = (
+        DataCollatorForTokenClassification(tokenizer) if task == "token-classification" else DataCollatorWithPadding(tokenizer)
+    )
+
+    if config.get("lora"):
+        model = _with_lora(model, config, task, seed, determinism)
+
+    def compute_metrics(eval_pred):
+        logits, refs = eval_pred.predictions, eval_pred.label_ids  # same output: rows stay paired
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return _metrics(task, labels, np.argmax(logits, axis=-1), refs)
+
+    batch = int(config["batch_size"])
+    accum = int(config["gradient_accumulation"])
+    args = _training_arguments(config, ctx.job_dir, seed, determinism, device, world)
     callbacks = [_progress_callback(ctx, is_main, batch * accum * world)]
     if int(config.get("early_stopping_patience") or 0) > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
@@ -859,73 +950,18 @@ def train(conn, job: dict, ctx) -> dict:
         "world_size": world,
     }
 
-    # Test predictions, keyed by row_id: a plain loop in input order (never Trainer.predict positions).
-    model.eval()
-    test_rows = rows["test"]
-    dev = next(model.parameters()).device
-    pred_rows = []
-    with torch.inference_mode():
-        for start in range(0, len(test_rows), 64):
-            chunk = test_rows[start : start + 64]
-            if task == "token-classification":
-                words = [list(r["tokens"] or []) for r in chunk]
-                enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
-                                padding=True, return_tensors="pt")
-                pred = model(**{k: v.to(dev) for k, v in enc.items()}).logits.argmax(-1).cpu().numpy()
-                for b, r in enumerate(chunk):
-                    tags, seen = ["O" if "O" in label2id else labels[0]] * len(words[b]), set()
-                    for pos, wid in enumerate(enc.word_ids(b)):
-                        if wid is not None and wid not in seen:
-                            seen.add(wid)
-                            tags[wid] = id2label[int(pred[b][pos])]
-                    pred_rows.append({
-                        "run_id": job["id"], "split": "test", "row_id": r["row_id"], "text": r["text"],
-                        "tokens_json": db.dumps(words[b]), "true_tags_json": db.dumps(r["tags"]),
-                        "pred_tags_json": db.dumps(tags),
-                    })
-            else:
-                enc = tokenizer([r["text"] or "" for r in chunk], truncation=True, max_length=max_length,
-                                padding=True, return_tensors="pt")
-                probs = torch.softmax(model(**{k: v.to(dev) for k, v in enc.items()}).logits.float(), -1).cpu().numpy()
-                for b, r in enumerate(chunk):
-                    best_i = int(probs[b].argmax())
-                    pred_rows.append({
-                        "run_id": job["id"], "split": "test", "row_id": r["row_id"], "text": r["text"],
-                        "true_label": r["label"], "pred_label": id2label[best_i], "confidence": float(probs[b][best_i]),
-                        "probs_json": db.dumps({id2label[j]: float(probs[b][j]) for j in range(len(labels))}),
-                    })
+    pred_rows, test_metrics = _predict_test(model, tokenizer, task, rows["test"], labels, max_length, job["id"])
     if pred_rows:
-        if task == "token-classification":
-            true_ids = [[label2id[t] for t in db.loads(p["true_tags_json"])] for p in pred_rows]
-            pred_ids = [[label2id[t] for t in db.loads(p["pred_tags_json"])] for p in pred_rows]
-            test = _metrics(task, labels, pred_ids, true_ids)
-        else:
-            test = _metrics(task, labels, [label2id[p["pred_label"]] for p in pred_rows],
-                            [label2id[p["true_label"]] for p in pred_rows])
-        metrics.update(test)
-        metrics["n_test"] = len(pred_rows)
-        metrics["metrics_split"] = "test"
+        metrics.update(test_metrics, n_test=len(pred_rows), metrics_split="test")
     else:
         metrics.update(accuracy=metrics["validation_accuracy"], macro_f1=metrics["validation_macro_f1"],
                        metrics_split="validation", n_test=0)
 
-    # The model folder: written beside, then moved into place, so a crash never leaves half a model.
-    final = ctx.job_dir / "model"
-    tmp = ctx.job_dir / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.config.bellwether_max_length = max_length
-    model.config.id2label, model.config.label2id = id2label, label2id
-    if getattr(model, "dtype", torch.float32) != torch.float32:
-        model = model.float()
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "bellwether.json").write_text(json.dumps({
+    final = _save_model(ctx.job_dir, model, tokenizer, max_length, labels, {
         "run_id": job["id"], "task": task, "labels": labels, "dataset": ds_name, "dataset_version": ds_version,
         "dataset_id": job["dataset_id"], "base_model": job.get("base_model"), "config": config, "metrics": metrics,
         "device": device, "created_at": db.now(),
-    }, indent=2, default=str))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    })
     with db.transaction(conn):
         conn.execute("DELETE FROM predictions WHERE run_id = ? AND split = 'test'", [job["id"]])
         if pred_rows:
