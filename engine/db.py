@@ -431,3 +431,10 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
 def table_counts(db: sqlite_utils.Database) -> dict[str, int]:
     """Row counts of every ordinary table: tests use it to prove a refused action changed nothing."""
     return {name: db[name].count for name in db.table_names() if not name.startswith("articles_fts")}
+
+
+def executemany(store: sqlite_utils.Database, sql: str, rows) -> None:
+    """Run one parameterised statement for many rows (inside the caller's transaction). The engine's ``conn``
+    arguments are sqlite-utils ``Database`` objects; this is the one place that reaches for their sqlite3
+    connection to do it."""
+    store.conn.executemany(sql, rows)

@@ -167,7 +167,7 @@ def evaluate_tab(conn, run: dict) -> None:
                 st.selectbox("Sheet", table.sheets, key="eval-sheet")
             sheet = table.sheet
             columns = list(table.frame.columns)
-            guessed_text, guessed_label = reporting.guess_columns(table.frame, runs.labels(run))
+            guessed_text, guessed_label = reporting.guess_evaluation_columns(table.frame, runs.labels(run))
             left, right = st.columns(2)
             suffix = f"-{sheet}" if sheet and len(table.sheets) > 1 else ""  # another sheet: guess its columns afresh
             text_col = left.selectbox("Text column", columns, key=f"eval-text-col{suffix}",

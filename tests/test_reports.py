@@ -319,13 +319,13 @@ def test_evaluation_guesses_columns_with_the_same_names_as_a_dataset_import():
         "Analyst Notes": ["a much longer note that is not the text to score", "another long note about the day"],
         "Sentiment-Label": ["up", "down"],  # not the model's labels: found by name
     })
-    assert reporting.guess_columns(frame, LABELS) == ("News_Headline", "Sentiment-Label")
+    assert reporting.guess_evaluation_columns(frame, LABELS) == ("News_Headline", "Sentiment-Label")
     guessed = validate.guess_columns(list(frame.columns))
     assert (guessed["text"], guessed["label"]) == ("News_Headline", "Sentiment-Label")
     # values that are the model's labels still decide first; a 'gold' column is a label column for both
     frame = pd.DataFrame({"Headline ": ["a", "b"], "gold": ["x", "y"], "pred": ["Positive", " negative"]})
-    assert reporting.guess_columns(frame, LABELS) == ("Headline ", "pred")
-    assert reporting.guess_columns(frame.drop(columns="pred"), LABELS) == ("Headline ", "gold")
+    assert reporting.guess_evaluation_columns(frame, LABELS) == ("Headline ", "pred")
+    assert reporting.guess_evaluation_columns(frame.drop(columns="pred"), LABELS) == ("Headline ", "gold")
     assert validate.guess_columns(list(frame.columns))["label"] == "gold"
 
 

@@ -2,7 +2,7 @@
 
 Used wherever Bellwether guesses which column of an uploaded table holds the text, the label or the split: a dataset
 import (:func:`engine.data.validate.guess_columns`) and an evaluation on a labelled file
-(:func:`engine.reports.reporting.guess_columns`). A column name matches a synonym when both are equal once lower-cased
+(:func:`engine.reports.reporting.guess_evaluation_columns`). A column name matches a synonym when both are equal once lower-cased
 and stripped of spaces, underscores, hyphens and dots ("Sentiment ", "sentiment_label" -> "sentiment", "sentimentlabel");
 failing that, when the name contains a synonym of three characters or more ("news_headline" holds "headline").
 """

@@ -182,7 +182,7 @@ def import_file(
     sheet: str | None = None,
     ratios=validate.DEFAULT_RATIOS,
     seed: int = validate.DEFAULT_SEED,
-) -> tuple[dict, validate.Report]:
+) -> tuple[dict, validate.CheckReport]:
     """Read, check and save in one call (for scripts and tests); the report is accepted as it is."""
     name = check_name(name)
     candidate = ingest.read_file(data, file_name, format=format, encoding=encoding, sheet=sheet)

@@ -2,7 +2,7 @@
 
 :func:`guess_columns` proposes the text / label / split columns; :func:`build` checks a candidate read by
 :mod:`engine.ingest` under a column mapping and returns a :class:`Prepared` dataset: the rows as they will be saved
-(cleaned, each with its split) and the :class:`Report` the analyst accepts or cancels. Problems that make the file
+(cleaned, each with its split) and the :class:`CheckReport` the analyst accepts or cancels. Problems that make the file
 unusable (a missing column, a single class, nothing left) raise :class:`UserError` instead.
 """
 
@@ -45,7 +45,7 @@ class Problem:
 
 
 @dataclass
-class Report:
+class CheckReport:
     file_name: str
     format: str
     encoding: str | None
@@ -110,7 +110,7 @@ class Report:
 
 @dataclass
 class Prepared:
-    report: Report
+    report: CheckReport
     rows: list[dict]  # row_id, split, text, label, tokens, tags
 
 
@@ -381,7 +381,7 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
     if split_col in (text_col, label_col):
         raise UserError(f"The split column '{split_col}' is already used for the text or the label. Choose another, or none.")
     ratios = normalise_ratios(ratios)
-    report = Report(
+    report = CheckReport(
         file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=candidate.sheet,
         task=candidate.task, mapping={"text": text_col, "label": label_col, "split": split_col, "sheet": candidate.sheet},
         n_input_rows=len(frame),
@@ -584,7 +584,7 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
 
 def _build_tagging(candidate: Candidate, ratios, seed: int, max_length: int | None) -> Prepared:
     ratios = normalise_ratios(ratios)
-    report = Report(
+    report = CheckReport(
         file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=None,
         task=candidate.task, mapping={"text": "tokens", "label": "tags (last column)", "split": None, "sheet": None,
                                       "tag_scheme": candidate.tag_scheme},

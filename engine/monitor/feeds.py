@@ -515,7 +515,7 @@ def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             text = pd.Series([r[1] for r in rows], dtype=object)
             matches = _rule_matches(rules, ids, text)
-            conn.conn.executemany("INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", matches)
+            db.executemany(conn, "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", matches)
             total += len(matches)
             last = rows[-1][0]
     return total
@@ -757,7 +757,8 @@ def import_file(
         bulk = _rollup_triggers_aside(conn, n_new)
         _insert_articles(conn, article_rows, n_new, first_id)
         topic_rows = _new_topics(conn, feed_id, cols, ids, topic_v, title_v, body_v)
-        conn.conn.executemany(
+        db.executemany(
+            conn,
             "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows
         )
         if bulk:  # the new articles and their topics counted into the Monitor's rollups together
@@ -810,10 +811,10 @@ def _insert_articles(conn, rows, n_new: int, first_id: int) -> None:
     """
     trigger = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'articles_ai'").fetchone()
     if n_new < BULK_FTS_FROM or trigger is None:
-        conn.conn.executemany(INSERT_ARTICLE, rows)
+        db.executemany(conn, INSERT_ARTICLE, rows)
         return
     conn.execute("DROP TRIGGER articles_ai")
-    conn.conn.executemany(INSERT_ARTICLE, rows)
+    db.executemany(conn, INSERT_ARTICLE, rows)
     conn.execute(
         "INSERT INTO articles_fts (rowid, title, body) SELECT id, title, body FROM articles WHERE id >= ? AND id < ?",
         [first_id, first_id + n_new],
@@ -845,7 +846,8 @@ def _in_feed(conn, feed_id: int, candidates: np.ndarray, url: np.ndarray, norm: 
     conn.execute("DROP TABLE IF EXISTS temp.incoming_keys")
     conn.execute("CREATE TEMP TABLE incoming_keys (pos INTEGER PRIMARY KEY, url TEXT, norm_title TEXT, day TEXT)")
     try:
-        conn.conn.executemany(
+        db.executemany(
+            conn,
             "INSERT INTO temp.incoming_keys VALUES (?, ?, ?, ?)",
             zip(candidates.tolist(), [u or None for u in url[candidates].tolist()], norm[candidates].tolist(),
                 day[candidates].tolist()),

@@ -82,7 +82,8 @@ def run(conn, job: dict, ctx) -> dict:
                 for r, p in zip(rows, preds)
             ]
             with db.transaction(conn):
-                conn.conn.executemany(
+                db.executemany(
+                    conn,
                     "INSERT INTO scores (article_id, run_id, label, confidence, negative, probs_json, job_id, "
                     "scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (article_id, run_id) DO UPDATE SET "
                     "label = excluded.label, confidence = excluded.confidence, negative = excluded.negative, "

@@ -92,7 +92,8 @@ def run(conn, job: dict, ctx) -> dict:
                         "DELETE FROM article_topics WHERE origin = 'model' AND run_id <> ? AND article_id IN "
                         "(SELECT id FROM articles WHERE feed_id = ?)", [run_id, feed_id]).rowcount
                     stale = []
-                conn.conn.executemany(
+                db.executemany(
+                    conn,
                     "INSERT OR IGNORE INTO article_topics (article_id, topic, origin, run_id) VALUES (?, ?, 'model', ?)",
                     [(r[0], p.label, run_id) for r, p in zip(rows, preds)],
                 )

@@ -603,7 +603,7 @@ def _norm(label: str) -> str:
     return re.sub(r"\s+", " ", str(label)).strip().casefold()
 
 
-def guess_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[str | None, str | None]:
+def guess_evaluation_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[str | None, str | None]:
     """The likely text and label columns of an uploaded table: the label column by its values (the model's labels),
     else by name; the text column by name, else the longest. Names as a dataset import guesses them."""
     columns = list(frame.columns)
@@ -702,7 +702,7 @@ def evaluate_file(
         table = read_table(data, file_name, encoding=encoding, sheet=sheet)
         frame = table.frame
         used = table.encoding
-        guessed_text, guessed_label = guess_columns(frame, labels)
+        guessed_text, guessed_label = guess_evaluation_columns(frame, labels)
         text_col = _check_column(text_col or guessed_text, frame, "text", "--text-col", file_name)
         label_col = _check_column(label_col or guessed_label, frame, "labels", "--label-col", file_name)
         if text_col == label_col:
