@@ -370,32 +370,12 @@ def _bad_rows_problem(candidate: Candidate, unit: str = "rows") -> Problem | Non
     )
 
 
-def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_length: int | None) -> Prepared:
-    frame = candidate.frame
-    guessed = guess_columns(candidate)
-    text_col = _resolve_column(candidate, mapping.get("text", guessed["text"]), "text", True)
-    label_col = _resolve_column(candidate, mapping.get("label", guessed["label"]), "label", True)
-    split_col = _resolve_column(candidate, mapping.get("split", guessed["split"]), "split", False)
-    if text_col == label_col:
-        raise UserError(f"The text and the label cannot both be the column '{text_col}'. Choose two different columns.")
-    if split_col in (text_col, label_col):
-        raise UserError(f"The split column '{split_col}' is already used for the text or the label. Choose another, or none.")
-    ratios = normalise_ratios(ratios)
-    report = CheckReport(
-        file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=candidate.sheet,
-        task=candidate.task, mapping={"text": text_col, "label": label_col, "split": split_col, "sheet": candidate.sheet},
-        n_input_rows=len(frame),
-    )
-    problem = _bad_rows_problem(candidate)
-    if problem:
-        report.problems.append(problem)
+FIRST_LINE = 2  # a data row's number as the analyst sees it: the header is line/row 1
 
-    first_line = 2  # the header is line/row 1
-    texts = [str(t).strip() for t in frame[text_col].tolist()]
-    raw_labels = [str(v) for v in frame[label_col].tolist()]
-    splits_raw = [str(v).strip() for v in frame[split_col].tolist()] if split_col else None
-    alive = [True] * len(frame)
 
+def _drop_empty_and_unlabelled(report, texts: list[str], raw_labels: list[str], alive: list[bool], text_col: str,
+                               label_col: str) -> None:
+    first_line = FIRST_LINE
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:
         report.problems.append(Problem(
@@ -417,7 +397,10 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
         for i in missing:
             alive[i] = False
 
-    # Label variants that differ only in case or spaces: merged into the most frequent spelling.
+
+
+def _merge_label_spellings(report, raw_labels: list[str], alive: list[bool]) -> list[str]:
+    """Label variants that differ only in case or spaces: merged into the most frequent spelling."""
     raw_spellings: dict[str, Counter] = defaultdict(Counter)
     for i, v in enumerate(raw_labels):
         if alive[i]:
@@ -444,38 +427,44 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
             ),
             count=merged_rows, action="merged", examples=examples[:N_EXAMPLES],
         ))
-    labels = [canonical.get(" ".join(v.split()).casefold(), v) if alive[i] else "" for i, v in enumerate(raw_labels)]
+    return [canonical.get(" ".join(v.split()).casefold(), v) if alive[i] else "" for i, v in enumerate(raw_labels)]
 
-    # Split column.
-    row_split: list[str | None] = [None] * len(frame)
-    if split_col:
-        unknown = []
-        for i, v in enumerate(splits_raw):
-            if not alive[i]:
-                continue
-            value = SPLIT_VALUES.get(v.lower())
-            if value is None:
-                unknown.append(i)
-            row_split[i] = value
-        if unknown and len(unknown) == sum(alive):
-            values = sorted({splits_raw[i] for i in unknown})[:5]
-            raise UserError(
-                f"The column '{split_col}' does not hold splits: its values ({', '.join(repr(v) for v in values)}) are "
-                "not train, validation or test. Choose another split column, or none to let Bellwether split."
-            )
-        if unknown:
-            report.problems.append(Problem(
-                code="unknown_split",
-                message=(
-                    f"{_n(len(unknown), 'row has', 'rows have')} a split in '{split_col}' that is not train, validation or test. "
-                    "They will be dropped."
-                ),
-                count=len(unknown), action="dropped",
-                examples=[f"row {i + first_line}: '{splits_raw[i]}'" for i in unknown[:N_EXAMPLES]],
-            ))
-            for i in unknown:
-                alive[i] = False
 
+
+def _read_split_column(report, splits_raw: list[str], alive: list[bool], split_col: str) -> list[str | None]:
+    """Each row's split from the split column; rows with another value are dropped (all of them: not a split column)."""
+    first_line = FIRST_LINE
+    row_split: list[str | None] = [None] * len(splits_raw)
+    unknown = []
+    for i, v in enumerate(splits_raw):
+        if not alive[i]:
+            continue
+        value = SPLIT_VALUES.get(v.lower())
+        if value is None:
+            unknown.append(i)
+        row_split[i] = value
+    if unknown and len(unknown) == sum(alive):
+        values = sorted({splits_raw[i] for i in unknown})[:5]
+        raise UserError(
+            f"The column '{split_col}' does not hold splits: its values ({', '.join(repr(v) for v in values)}) are "
+            "not train, validation or test. Choose another split column, or none to let Bellwether split."
+        )
+    if unknown:
+        report.problems.append(Problem(
+            code="unknown_split",
+            message=(
+                f"{_n(len(unknown), 'row has', 'rows have')} a split in '{split_col}' that is not train, validation or test. "
+                "They will be dropped."
+            ),
+            count=len(unknown), action="dropped",
+            examples=[f"row {i + first_line}: '{splits_raw[i]}'" for i in unknown[:N_EXAMPLES]],
+        ))
+        for i in unknown:
+            alive[i] = False
+    return row_split
+
+
+def _drop_conflicts_merge_duplicates(report, texts: list[str], labels: list[str], alive: list[bool]) -> None:
     # The same text with different labels: dropped, all copies (which label is right cannot be told).
     by_text: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(texts):
@@ -513,22 +502,25 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
             for i in idx[1:]:
                 alive[i] = False
 
-    keep = [i for i in range(len(frame)) if alive[i]]
-    if not keep:
+
+
+def _check_labels(report, file_name: str, kept_labels: list[str], text_col: str, label_col: str) -> Counter:
+    """The labels left: at least two, not one per row (then it is no label column); rare ones reported."""
+    if not kept_labels:
         raise UserError(
-            f"No usable rows are left in {candidate.file_name}: every row has an empty text or no label. "
+            f"No usable rows are left in {file_name}: every row has an empty text or no label. "
             f"Check that '{text_col}' holds the text and '{label_col}' the label."
         )
-    label_counts = Counter(labels[i] for i in keep)
+    label_counts = Counter(kept_labels)
     if len(label_counts) < 2:
         only = next(iter(label_counts))
         raise UserError(
             f"Every usable row has the same label, '{only}'. A model needs at least two labels to learn to tell them "
             f"apart: add rows with other labels, or check that '{label_col}' is the label column."
         )
-    if len(label_counts) > 0.5 * len(keep) and len(keep) >= 20:
+    if len(label_counts) > 0.5 * len(kept_labels) and len(kept_labels) >= 20:
         raise UserError(
-            f"The column '{label_col}' has {len(label_counts):,} different values in {len(keep):,} rows, so it does not "
+            f"The column '{label_col}' has {len(label_counts):,} different values in {len(kept_labels):,} rows, so it does not "
             "look like a label. Choose the column that holds the label (such as positive / neutral / negative)."
         )
     few = sorted((c, label) for label, c in label_counts.items() if c < FEW_EXAMPLES)
@@ -542,6 +534,66 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
             count=len(few), action="kept", examples=[f"'{label}': {c} rows" for c, label in few[:N_EXAMPLES]],
         ))
 
+    return label_counts
+
+
+def _splits_from_column(report, split_of: list[str | None], split_col: str) -> list[str | None]:
+    present = Counter(split_of)
+    report.split = {
+        "method": "column", "column": split_col, "ratios": None, "seed": None,
+        "description": f"from the column '{split_col}' ("
+        + ", ".join(f"{s} {present.get(s, 0):,}" for s in SPLITS) + ").",
+    }
+    if not present.get("train"):
+        raise UserError(
+            f"The split column '{split_col}' marks no row as train, so there is nothing to learn from. "
+            "Mark the training rows as 'train', or choose no split column."
+        )
+    for s in ("validation", "test"):
+        if not present.get(s):
+            report.problems.append(Problem(
+                code=f"no_{s}",
+                message=f"No row is marked '{s}' in '{split_col}'. The {s} split will be empty.",
+                count=0, action="kept",
+            ))
+    return split_of
+
+
+def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_length: int | None) -> Prepared:
+    """A labelled text file's checks, in the order the report lists them: columns, unreadable rows, empty texts and
+    missing labels, label spellings, the split column, conflicting labels and duplicates, the labels left, text
+    lengths, then the splits. Each phase drops rows by clearing ``alive`` and adds its Problem to the report."""
+    frame = candidate.frame
+    guessed = guess_columns(candidate)
+    text_col = _resolve_column(candidate, mapping.get("text", guessed["text"]), "text", True)
+    label_col = _resolve_column(candidate, mapping.get("label", guessed["label"]), "label", True)
+    split_col = _resolve_column(candidate, mapping.get("split", guessed["split"]), "split", False)
+    if text_col == label_col:
+        raise UserError(f"The text and the label cannot both be the column '{text_col}'. Choose two different columns.")
+    if split_col in (text_col, label_col):
+        raise UserError(f"The split column '{split_col}' is already used for the text or the label. Choose another, or none.")
+    ratios = normalise_ratios(ratios)
+    report = CheckReport(
+        file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=candidate.sheet,
+        task=candidate.task, mapping={"text": text_col, "label": label_col, "split": split_col, "sheet": candidate.sheet},
+        n_input_rows=len(frame),
+    )
+    problem = _bad_rows_problem(candidate)
+    if problem:
+        report.problems.append(problem)
+
+    texts = [str(t).strip() for t in frame[text_col].tolist()]
+    raw_labels = [str(v) for v in frame[label_col].tolist()]
+    splits_raw = [str(v).strip() for v in frame[split_col].tolist()] if split_col else None
+    alive = [True] * len(frame)
+
+    _drop_empty_and_unlabelled(report, texts, raw_labels, alive, text_col, label_col)
+    labels = _merge_label_spellings(report, raw_labels, alive)
+    row_split = _read_split_column(report, splits_raw, alive, split_col) if split_col else [None] * len(frame)
+    _drop_conflicts_merge_duplicates(report, texts, labels, alive)
+    keep = [i for i in range(len(frame)) if alive[i]]
+    label_counts = _check_labels(report, candidate.file_name, [labels[i] for i in keep], text_col, label_col)
+
     kept_texts = [texts[i] for i in keep]
     report.length, problem, long = _length_check(kept_texts, None, max_length)
     if problem:
@@ -549,25 +601,7 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
         report.problems.append(problem)
 
     if split_col:
-        split_of = [row_split[i] for i in keep]
-        present = Counter(split_of)
-        report.split = {
-            "method": "column", "column": split_col, "ratios": None, "seed": None,
-            "description": f"from the column '{split_col}' ("
-            + ", ".join(f"{s} {present.get(s, 0):,}" for s in SPLITS) + ").",
-        }
-        if not present.get("train"):
-            raise UserError(
-                f"The split column '{split_col}' marks no row as train, so there is nothing to learn from. "
-                "Mark the training rows as 'train', or choose no split column."
-            )
-        for s in ("validation", "test"):
-            if not present.get(s):
-                report.problems.append(Problem(
-                    code=f"no_{s}",
-                    message=f"No row is marked '{s}' in '{split_col}'. The {s} split will be empty.",
-                    count=0, action="kept",
-                ))
+        split_of = _splits_from_column(report, [row_split[i] for i in keep], split_col)
     else:
         split_of, report.split = assign_splits([labels[i] for i in keep], ratios, seed)
 
