@@ -32,7 +32,7 @@ if state.get("flash"):
 # reruns the page, and checking a large file (every text through the tokenizer) takes seconds.
 @st.cache_data(max_entries=4, show_spinner=False)
 def read_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | None) -> ingest.Candidate:
-    return ingest.read_file(data, file_name, fmt, enc, sheet)
+    return ingest.read_file_guarded(data, file_name, fmt, enc, sheet)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

@@ -29,7 +29,7 @@ FIELD_LABELS = {
 @st.cache_data(max_entries=2, show_spinner=False)
 def read_upload(data: bytes, file_name: str, fmt: str):
     """The uploaded news file, read once per file and format (each column pick reruns the page)."""
-    return feeds.read_feed_file(data, file_name, fmt)
+    return feeds.preview_guarded(data, file_name, fmt)
 
 
 require_sign_in()
@@ -106,8 +106,9 @@ if uploaded is not None:
         st.dataframe(parsed.frame.head(5), hide_index=True)
         if st.button("Import into feed", type="primary", key=f"fimport_{key}", disabled=not feed_name):
             with plain_errors():
-                result = feeds.import_file(conn, data, uploaded.name, feed_name, mapping=mapping, tz=tz, format=fmt,
-                                           created_by=current_user())
+                with st.spinner("Importing..."):
+                    result = feeds.import_file_guarded(data, uploaded.name, feed_name, mapping=mapping, tz=tz,
+                                                       format=fmt, created_by=current_user())
                 state["feed_last_import"] = {"summary": result.summary(), "examples": result.examples}
                 state["feed_selected"] = feed_name
                 state["feed_upload_round"] += 1

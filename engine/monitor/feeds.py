@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from engine import db
-from engine.data import readers
+from engine.data import guarded, limits, readers
 from engine.errors import NotFound, UserError
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "rss"]
@@ -112,12 +112,20 @@ def _parse_unique(values: pd.Series, tz: str) -> pd.Series:
     clean = values.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     todo = clean != ""
+    # A year outside 1900-2100 is a typo (9999, 1600) and outside what a nanosecond timestamp holds: that one row is
+    # unreadable, never the whole file.
+    years = clean.str.extract(r"(?<!\d)(\d{4})(?!\d)", expand=False)
+    far = todo & years.notna() & ~clean.str.fullmatch(r"\d{9,13}(?:\.\d+)?") & (
+        (pd.to_numeric(years, errors="coerce") < 1900) | (pd.to_numeric(years, errors="coerce") > 2100))
+    todo &= ~far
 
     # Epoch seconds (or milliseconds).
     secs = todo & clean.str.fullmatch(r"\d{9,10}(?:\.\d+)?")
+    secs &= pd.to_numeric(clean.where(secs, "0"), errors="coerce").fillna(0) <= EPOCH_MAX_S
     if secs.any():
         out[secs] = pd.to_datetime(clean[secs].astype(float), unit="s", utc=True)
     millis = todo & clean.str.fullmatch(r"\d{12,13}")
+    millis &= pd.to_numeric(clean.where(millis, "0"), errors="coerce").fillna(0) <= EPOCH_MAX_S * 1000
     if millis.any():
         out[millis] = pd.to_datetime(clean[millis].astype("int64"), unit="ms", utc=True)
     todo &= ~(secs | millis)
@@ -168,6 +176,9 @@ def _parse_unique(values: pd.Series, tz: str) -> pd.Series:
     return out
 
 
+EPOCH_MAX_S = 4_102_444_800  # 2100-01-01: a larger epoch number is not a publication time
+
+
 def _dateutil(text: str, zone: str):
     import warnings
 
@@ -179,7 +190,7 @@ def _dateutil(text: str, zone: str):
             value = dateparser.parse(text, default=datetime(1, 1, 1), fuzzy=False)
     except (ValueError, OverflowError, TypeError):
         return pd.NaT
-    if value.year == 1:  # no year in the text
+    if value.year == 1 or not 1900 <= value.year <= 2100:  # no year in the text, or a typo
         return pd.NaT
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
@@ -249,6 +260,8 @@ class FeedFile:
     format: str
     encoding: str | None = None
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
+    n_long_cells: int = 0  # cells cut to limits.MAX_CELL_CHARS
+    n_rows: int = 0  # rows read (a preview's frame holds only the first few)
 
     @property
     def columns(self) -> list[str]:
@@ -297,14 +310,51 @@ def read_feed_file(data: bytes, file_name: str, format: str = "auto", encoding: 
     """Read an uploaded news file into a frame of strings (raises UserError for an unusable file)."""
     if format not in FORMAT_CHOICES and format not in (None, ""):
         raise UserError(f"'{format}' is not a feed format. Choose one of: {', '.join(FORMAT_CHOICES)}.")
+    limits.check_file_size(len(data), file_name)
     readers.check_not_empty_or_binary(data, file_name)
     fmt = readers.guess_format(file_name, data) if format in (None, "", "auto") else format
     if fmt == "conll":
         fmt = "csv"
     if fmt == "rss":
-        return _read_xml(data, file_name)
-    table = readers.read_table(data, file_name, fmt, encoding=encoding, sheet=sheet)
-    return FeedFile(table.frame, table.format, table.encoding, table.bad_rows)
+        parsed = _read_xml(data, file_name)
+        parsed.n_long_cells = readers.cut_long_cells(parsed.frame)
+    else:
+        table = readers.read_table(data, file_name, fmt, encoding=encoding, sheet=sheet)
+        parsed = FeedFile(table.frame, table.format, table.encoding, table.bad_rows, table.n_long_cells)
+    parsed.n_rows = len(parsed.frame)
+    return parsed
+
+
+PREVIEW_ROWS = 20
+
+
+def preview_in_child(data: bytes, file_name: str, **kwargs) -> FeedFile:
+    """The guarded child's read for the Feeds page: the columns and the first rows, not the whole table."""
+    parsed = read_feed_file(data, file_name, **kwargs)
+    parsed.frame = parsed.frame.head(PREVIEW_ROWS).copy()
+    parsed.bad_rows = parsed.bad_rows[:EXAMPLES]
+    return parsed
+
+
+def preview_guarded(data: bytes, file_name: str, format: str = "auto", encoding: str | None = None,
+                    sheet: str | None = None) -> FeedFile:
+    """:func:`read_feed_file` in a child process with a memory cap, returning its columns and first rows."""
+    return guarded.call("engine.monitor.feeds:preview_in_child", data, file_name, format=format, encoding=encoding,
+                        sheet=sheet)
+
+
+def import_in_child(data: bytes, file_name: str, **kwargs) -> ImportResult:
+    conn = db.connect()
+    try:
+        return import_file(conn, data, file_name, **kwargs)
+    finally:
+        conn.close()
+
+
+def import_file_guarded(data: bytes, file_name: str, feed: str, **kwargs) -> ImportResult:
+    """:func:`import_file` in a child process with a memory cap (the dashboard's path: a 200 MB export is read and
+    stored there, and the dashboard keeps only the report)."""
+    return guarded.call("engine.monitor.feeds:import_in_child", data, file_name, feed=feed, **kwargs)
 
 
 def _key(name: str) -> str:
@@ -582,6 +632,8 @@ class ImportResult:
     format: str
     encoding: str | None
     seconds: float = 0.0
+    n_url_dropped: int = 0
+    n_long_cells: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -592,8 +644,14 @@ class ImportResult:
             f"{self.n_rejected} rows rejected"
         )
         if self.n_rejected:
-            text += f" ({self.n_bad_time} without a readable time, {self.n_no_title} without a title)"
-        return text + f", {self.n_blank} blank rows ignored."
+            text += f" ({self.n_bad_time} without a readable time or with a year outside 1900-2100, " \
+                    f"{self.n_no_title} without a title)"
+        text += f", {self.n_blank} blank rows ignored."
+        if self.n_url_dropped:
+            text += f" {self.n_url_dropped} URLs that were not http(s) links were left out (the articles kept)."
+        if self.n_long_cells:
+            text += " " + limits.long_cells_note(self.n_long_cells)
+        return text
 
 
 def _example(rows: pd.DataFrame, col: str | None, row_numbers: pd.Series, reason: str) -> list[dict]:
@@ -621,6 +679,7 @@ class _Rows:
     bad_time: np.ndarray  # rejected: no readable time (of all non-blank rows)
     no_title: np.ndarray  # rejected: no title
     examples: dict
+    n_url_dropped: int = 0  # URLs that were not http(s), left out
 
 
 def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
@@ -657,6 +716,11 @@ def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
     title = title.loc[keep]
     stamps = stamps.loc[keep]
     url = normalise_url(column("url"))
+    unsafe = (url != "") & ~url.str.match(r"(?i)https?://[^\s/]")
+    if unsafe.any():  # javascript:, data:, file: ... would become links: the article is kept without its URL
+        examples["url"] = _example(frame.loc[unsafe.to_numpy()], cols.get("url"), row_numbers,
+                                   "URL not http(s): left out")
+        url = url.where(~unsafe, "")
     day = _local_day(stamps, feed_tz) if len(stamps) else np.array([], dtype=str)
     norm = normalise_title(title)
     key = np.where(url.to_numpy() != "", "u:" + url.to_numpy(dtype=object),
@@ -665,7 +729,7 @@ def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
         n_rows=n_rows, n_blank=int(blank.sum()), title=title, body=column("body"), source=column("source"), url=url,
         topic=column("topic"), norm=norm, published=_iso_utc(stamps) if len(stamps) else np.array([], dtype=str),
         day=day, dup_file=pd.Series(key, index=frame.index).duplicated(keep="first").to_numpy(),
-        bad_time=bad_time, no_title=no_title, examples=examples,
+        bad_time=bad_time, no_title=no_title, examples=examples, n_url_dropped=int(unsafe.sum()),
     )
 
 
@@ -714,6 +778,9 @@ def import_file(
     title, norm, url, day, dup_file = rows.title, rows.norm, rows.url, rows.day, rows.dup_file
 
     with db.transaction(conn):
+        if feed_row is None:  # looked again inside the write lock: another import may have just created it
+            again = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
+            feed_row = again[0] if again else None
         if feed_row is None:
             feed_id = conn["feeds"].insert(
                 {"name": feed, "tz": feed_tz, "mapping_json": db.dumps(cols), "created_at": db.now(),
@@ -783,6 +850,8 @@ def import_file(
             examples=rows.examples,
             format=parsed.format,
             encoding=parsed.encoding,
+            n_url_dropped=rows.n_url_dropped,
+            n_long_cells=parsed.n_long_cells,
         )
         result.seconds = round(time.perf_counter() - started, 3)
         report = result.as_dict()
