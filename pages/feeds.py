@@ -12,7 +12,7 @@ from engine.monitor import scoring
 from engine.monitor import vocabulary
 from engine.monitor import feedjobs
 from engine.monitor import topics
-from pages._shared import connect, current_user, plain_errors, queued, require_sign_in
+from pages._shared import connect, current_user, md, plain_errors, queued, require_sign_in
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -60,7 +60,7 @@ if choice == NEW_FEED:
 else:
     feed_name = choice
     feed_row = next(f for f in all_feeds if f["name"] == choice)
-    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {feed_row['tz']}")
+    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {md(feed_row['tz'])}")
 
 # ---- import ----------------------------------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ uploaded = st.file_uploader(
 )
 last = state.get("feed_last_import")
 if last and uploaded is None:
-    st.success(last["summary"], icon=":material/check_circle:")
+    st.success(md(last["summary"]), icon=":material/check_circle:")
     if any(last["examples"].values()):
         st.markdown("**Rows kept out** (examples)")
         st.dataframe(pd.DataFrame([e for rows in last["examples"].values() for e in rows]), hide_index=True)
@@ -213,7 +213,7 @@ else:
     run_labels = vocabulary.run_labels(conn, run_choice)
     c1.caption("Labels: " + ", ".join(run_labels))
     if warning := vocabulary.no_negative_class(run_labels):
-        st.warning(f"Run {run_choice}'s {warning}. Pick a sentiment run, unless this is what you mean to do.")
+        st.warning(f"Run {run_choice}'s {md(warning)}. Pick a sentiment run, unless this is what you mean to do.")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):
@@ -253,7 +253,7 @@ def score_progress() -> None:
                           else f"{m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts")
                 if m.get("articles_per_s"):
                     detail += f" · {m['articles_per_s']:,.0f} articles/s on {m.get('device', '?')} ({m.get('dtype', '?')})"
-            st.caption(f"{head} · {detail}")
+            st.caption(f"{head} · {md(detail)}")
 
 
 if recent_jobs:

@@ -62,6 +62,7 @@ if state.pop("train_clicked", False):
             preset=state.get("train_preset"),
             overrides=overrides(),
             created_by=current_user(),
+            allow_list=True,  # the dashboard offers only the base models an administrator allowed
         )
     except finetune.ConfigError as exc:
         state["train_errors"] = exc.errors

@@ -18,6 +18,7 @@ import numpy as np
 from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F401 (the one vocabulary)
 from engine.data.columns import by_name as _by_name
 from engine.errors import UserError
+from engine.text import clean_name, strip_invisible
 from engine.data import limits
 from engine.data.ingest import Candidate
 from engine.models import catalog
@@ -402,8 +403,8 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
         report.problems.append(problem)
 
     first_line = 2  # the header is line/row 1
-    texts = [str(t).strip() for t in frame[text_col].tolist()]
-    raw_labels = [str(v) for v in frame[label_col].tolist()]
+    texts = [strip_invisible(str(t)).strip() for t in frame[text_col].tolist()]
+    raw_labels = [clean_name(v) for v in frame[label_col].tolist()]  # no control, bidi or zero-width characters
     splits_raw = [str(v).strip() for v in frame[split_col].tolist()] if split_col else None
     alive = [True] * len(frame)
 

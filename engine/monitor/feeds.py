@@ -28,6 +28,7 @@ import pandas as pd
 from engine import db
 from engine.data import guarded, limits, readers
 from engine.errors import NotFound, UserError
+from engine.text import INVISIBLE, clean_name
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "rss"]
 FIELDS = ["time", "title", "body", "source", "url", "topic"]
@@ -246,8 +247,10 @@ WHITESPACE = "[ \t\r\n\x0b\x0c\xa0\u2028\u2029\u3000]+"
 
 
 def _clean_text(series: pd.Series) -> pd.Series:
-    """Cell text with runs of whitespace (embedded newlines included) made single spaces."""
-    return series.astype(str).str.replace(WHITESPACE, " ", regex=True).str.strip()
+    """Cell text with runs of whitespace (embedded newlines included) made single spaces, control and invisible
+    characters (bidi overrides, zero-width) removed."""
+    return (series.astype(str).str.replace(INVISIBLE, "", regex=True).str.replace(WHITESPACE, " ", regex=True)
+            .str.strip())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -455,7 +458,7 @@ def imports(conn, feed_id: int) -> list[dict]:
 
 
 def _check_feed_name(name: str) -> str:
-    name = (name or "").strip()
+    name = clean_name(name or "")
     if not name:
         raise UserError("Give the feed a name (for example 'markets-daily').")
     if len(name) > 100:
@@ -574,7 +577,7 @@ def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 
 def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[str]) -> dict:
     """Create or replace a topic rule (a name and its keywords or tickers) and re-tag the feed's articles."""
     feed_row = get_feed(conn, feed)
-    name = " ".join((name or "").split())
+    name = clean_name(name or "")
     if not name:
         raise UserError("Give the topic a name (for example 'Banks').")
     words = parse_keywords(keywords)
@@ -699,7 +702,7 @@ def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
         col = cols.get(fld)
         if not col:
             return pd.Series("", index=frame.index, dtype=object)
-        return _clean_text(frame[col]) if fld in ("title", "body") else frame[col].astype(str).str.strip()
+        return _clean_text(frame[col])
 
     title = column("title")
     no_title = (title == "").to_numpy()
