@@ -197,3 +197,32 @@ def test_a_markdown_payload_in_topics_sources_and_run_names_shows_as_plain_text(
     with pytest.raises(UserError) as err:  # a UserError quoting data is escaped by plain_errors too
         feeds.set_topic_rule(store, "markets", "", "x")
     assert "Give the topic a name" in str(err.value)
+
+
+def test_a_large_import_commits_in_chunks_and_a_failure_part_way_removes_them(store, monkeypatch):
+    monkeypatch.setattr(feeds, "IMPORT_CHUNK", 1000)
+    data = ("time,title,topic\n" + "\n".join(f"2020-07-{1 + i % 28:02d},Headline {i},Banks" for i in range(3500))).encode()
+    calls = []
+    real = feeds._store_chunk
+
+    def store_chunk(conn, *args):
+        calls.append(conn.conn.in_transaction)  # each chunk in a transaction of its own
+        if len(calls) == 3 and fail:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(conn, *args)
+
+    monkeypatch.setattr(feeds, "_store_chunk", store_chunk)
+    fail = True
+    with pytest.raises(UserError, match="is full, so this was not saved"):
+        feeds.import_file(store, data, "n.csv", "news")
+    assert store.execute("SELECT count(*) FROM articles").fetchone()[0] == 0  # the two stored chunks were removed
+    assert store.execute("SELECT count(*) FROM feeds").fetchone()[0] == 0
+    assert store.execute("SELECT count(*) FROM feed_imports").fetchone()[0] == 0
+    assert store.execute("SELECT coalesce(sum(n), 0) FROM day_counts").fetchone()[0] == 0
+    fail, calls[:] = False, []
+    result = feeds.import_file(store, data, "n.csv", "news")
+    assert result.n_new == 3500 and len(calls) == 4 and all(calls)
+    before = store.execute("SELECT * FROM day_counts ORDER BY 1, 2, 3, 4").fetchall()
+    db.rebuild_rollups(store)
+    assert store.execute("SELECT * FROM day_counts ORDER BY 1, 2, 3, 4").fetchall() == before
+    assert feeds.import_file(store, data, "n.csv", "news").n_duplicate_in_feed == 3500

@@ -67,12 +67,17 @@ def _write_allowed(entries: list[str]) -> None:
     temporary.replace(path)
 
 
+def is_allowed(spec: str | None) -> bool:
+    spec = (spec or DEFAULT).strip()
+    return spec == DEFAULT or _key(spec) in allowed_models()
+
+
 def check_allowed(spec: str | None) -> None:
     """Refuse a base model the administrator did not allow, with one message whatever the name is (a folder that
     exists, one that does not, a file, a hub id): the dashboard never tells which server paths exist."""
-    spec = (spec or DEFAULT).strip()
-    if spec == DEFAULT or _key(spec) in allowed_models():
+    if is_allowed(spec):
         return
+    spec = (spec or DEFAULT).strip()
     raise UserError(
         f"'{spec[:200]}' is not one of the base models allowed on this server. Use 'default', or ask an "
         "administrator to allow it (python -m engine models allow NAME)."

@@ -765,9 +765,12 @@ def import_file(
 ) -> ImportResult:
     """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
 
-    Phases: read the file and resolve its columns (nothing stored), check the rows (:func:`_check_rows`), then in
-    one transaction: create or update the feed, drop articles the feed already has, insert the new ones with their
-    topics (:func:`_new_topics`), count them into the Monitor's rollups, and record the import with its report."""
+    Phases: read the file and resolve its columns (nothing stored), check the rows (:func:`_check_rows`); then a short
+    transaction creates or updates the feed and records the import; then chunks of ``IMPORT_CHUNK`` new articles, a
+    transaction each, drop articles the feed already has and insert the rest with their topics (:func:`_new_topics`)
+    and rollup counts (:func:`_store_chunk`), so other writers wait seconds, not minutes; a last one stores the
+    report. A failure part-way removes what the import had stored (:func:`_undo_import`): all or nothing, as before,
+    though a reader may see a large import's articles arrive chunk by chunk."""
     started = time.perf_counter()
     feed = _check_feed_name(feed)
     existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
@@ -780,7 +783,8 @@ def import_file(
     rows = _check_rows(parsed, cols, read_tz, feed_tz)
     title, norm, url, day, dup_file = rows.title, rows.norm, rows.url, rows.day, rows.dup_file
 
-    with db.transaction(conn):
+    created_feed = False
+    with db.transaction(conn):  # short: the feed and the import's row (its report stays empty until the end)
         if feed_row is None:  # looked again inside the write lock: another import may have just created it
             again = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
             feed_row = again[0] if again else None
@@ -789,51 +793,30 @@ def import_file(
                 {"name": feed, "tz": feed_tz, "mapping_json": db.dumps(cols), "created_at": db.now(),
                  "created_by": created_by}
             ).last_pk
+            created_feed = True
         else:
             feed_id = feed_row["id"]
             conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
-        dup_feed = np.zeros(len(title), dtype=bool)
-        candidates = np.flatnonzero(~dup_file)
-        has_any = conn.execute("SELECT 1 FROM articles WHERE feed_id = ? LIMIT 1", [feed_id]).fetchone()
-        if has_any and len(candidates):
-            dup_feed[_in_feed(conn, feed_id, candidates, url.to_numpy(dtype=object), norm.to_numpy(dtype=object), day)] = True
-        new = ~(dup_file | dup_feed)
         import_id = conn["feed_imports"].insert(
             {"feed_id": feed_id, "file_name": file_name, "sha256": hashlib.sha256(data).hexdigest(),
              "created_at": db.now()}
         ).last_pk
-        first_id = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]) + 1
-        n_new = int(new.sum())
-        ids = np.arange(first_id, first_id + n_new, dtype=np.int64)
-        sel = np.flatnonzero(new)
-        url_v = url.to_numpy(dtype=object)[sel]
-        topic_v = rows.topic.to_numpy(dtype=object)[sel]
-        body_v = rows.body.to_numpy(dtype=object)[sel]
-        source_v = rows.source.to_numpy(dtype=object)[sel]
-        title_v = title.to_numpy(dtype=object)[sel]
-        article_rows = zip(
-            ids.tolist(),
-            [feed_id] * n_new,
-            rows.published[sel].tolist(),
-            day[sel].tolist(),
-            title_v.tolist(),
-            [b or None for b in body_v.tolist()],
-            [s or None for s in source_v.tolist()],
-            [u or None for u in url_v.tolist()],
-            [t or None for t in topic_v.tolist()],
-            norm.to_numpy(dtype=object)[sel].tolist(),
-            [import_id] * n_new,
-        )
-        bulk = _rollup_triggers_aside(conn, n_new)
-        _insert_articles(conn, article_rows, n_new, first_id)
-        topic_rows = _new_topics(conn, feed_id, cols, ids, topic_v, title_v, body_v)
-        conn.conn.executemany(
-            "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows
-        )
-        if bulk:  # the new articles and their topics counted into the Monitor's rollups together
-            db.add_to_rollups(conn, first_id, first_id + n_new)
-            for sql in bulk:
-                conn.execute(sql)
+    try:
+        dup_feed = np.zeros(len(title), dtype=bool)
+        n_new = n_topics = 0
+        candidates = np.flatnonzero(~dup_file)
+        url_all, norm_all = url.to_numpy(dtype=object), norm.to_numpy(dtype=object)
+        # Each chunk is one short write transaction, so that other writers (a score job, another import, a topic
+        # rule) wait seconds, not the minutes a large file takes.
+        for begin in range(0, max(len(candidates), 1), IMPORT_CHUNK):
+            chunk = candidates[begin : begin + IMPORT_CHUNK]
+            with db.transaction(conn):
+                if len(chunk) and conn.execute("SELECT 1 FROM articles WHERE feed_id = ? LIMIT 1", [feed_id]).fetchone():
+                    dup_feed[chunk[_in_feed(conn, feed_id, np.arange(len(chunk)), url_all[chunk], norm_all[chunk],
+                                            day[chunk])]] = True
+                sel = chunk[~dup_feed[chunk]]
+                n_topics += _store_chunk(conn, feed_id, import_id, cols, rows, sel)
+                n_new += len(sel)
         result = ImportResult(
             feed_id=feed_id,
             feed_name=feed,
@@ -847,7 +830,7 @@ def import_file(
             n_rejected=int(rows.bad_time.sum() + rows.no_title.sum()),
             n_bad_time=int(rows.bad_time.sum()),
             n_no_title=int(rows.no_title.sum()),
-            n_topics=len(topic_rows),
+            n_topics=n_topics,
             mapping=cols,
             tz=feed_tz,
             examples=rows.examples,
@@ -857,12 +840,71 @@ def import_file(
             n_long_cells=parsed.n_long_cells,
         )
         result.seconds = round(time.perf_counter() - started, 3)
-        report = result.as_dict()
-        conn.execute(
-            "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
-            [result.n_new, result.n_duplicate, result.n_rejected, db.dumps(report), import_id],
-        )
+        with db.transaction(conn):
+            conn.execute(
+                "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
+                [result.n_new, result.n_duplicate, result.n_rejected, db.dumps(result.as_dict()), import_id],
+            )
+    except BaseException:
+        _undo_import(conn, import_id, feed_id if created_feed else None)
+        raise
     return result
+
+
+IMPORT_CHUNK = 50_000  # new articles per write transaction of an import
+
+
+def _store_chunk(conn, feed_id: int, import_id: int, cols: dict, rows: _Rows, sel: np.ndarray) -> int:
+    """Insert the articles at positions ``sel`` with their topics and rollup counts, inside the caller's transaction;
+    how many topic rows were added."""
+    n_new = len(sel)
+    if not n_new:
+        return 0
+    first_id = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]) + 1
+    ids = np.arange(first_id, first_id + n_new, dtype=np.int64)
+    url_v = rows.url.to_numpy(dtype=object)[sel]
+    topic_v = rows.topic.to_numpy(dtype=object)[sel]
+    body_v = rows.body.to_numpy(dtype=object)[sel]
+    source_v = rows.source.to_numpy(dtype=object)[sel]
+    title_v = rows.title.to_numpy(dtype=object)[sel]
+    article_rows = zip(
+        ids.tolist(),
+        [feed_id] * n_new,
+        rows.published[sel].tolist(),
+        rows.day[sel].tolist(),
+        title_v.tolist(),
+        [b or None for b in body_v.tolist()],
+        [s or None for s in source_v.tolist()],
+        [u or None for u in url_v.tolist()],
+        [t or None for t in topic_v.tolist()],
+        rows.norm.to_numpy(dtype=object)[sel].tolist(),
+        [import_id] * n_new,
+    )
+    bulk = _rollup_triggers_aside(conn, n_new)
+    _insert_articles(conn, article_rows, n_new, first_id)
+    topic_rows = _new_topics(conn, feed_id, cols, ids, topic_v, title_v, body_v)
+    conn.conn.executemany("INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows)
+    if bulk:  # the new articles and their topics counted into the Monitor's rollups together
+        db.add_to_rollups(conn, first_id, first_id + n_new)
+        for sql in bulk:
+            conn.execute(sql)
+    return len(topic_rows)
+
+
+def _undo_import(conn, import_id: int, created_feed_id: int | None) -> None:
+    """An import that failed part-way: remove the chunks it had stored (their topics, scores, rollup counts and
+    search entries go with them through the triggers), its import row, and the feed when it created it."""
+    if conn.conn.in_transaction:
+        conn.execute("ROLLBACK")
+    with db.transaction(conn):
+        inner = "SELECT id FROM articles WHERE import_id = ?"
+        conn.execute(f"DELETE FROM article_topics WHERE article_id IN ({inner})", [import_id])
+        conn.execute(f"DELETE FROM scores WHERE article_id IN ({inner})", [import_id])
+        conn.execute("DELETE FROM articles WHERE import_id = ?", [import_id])
+        conn.execute("DELETE FROM feed_imports WHERE id = ?", [import_id])
+        if created_feed_id is not None and not conn.execute(
+                "SELECT 1 FROM feed_imports WHERE feed_id = ? LIMIT 1", [created_feed_id]).fetchone():
+            conn.execute("DELETE FROM feeds WHERE id = ?", [created_feed_id])
 
 
 INSERT_ARTICLE = (
