@@ -159,3 +159,34 @@ def test_guarded_child_reports_running_out_of_memory(tmp_path, home, monkeypatch
     rows = "\n".join(f"Headline {i} {'x' * 200},positive" for i in range(300_000))
     with pytest.raises(UserError, match="needs more than the 256 MB of memory"):
         ingest.read_file_guarded(("text,label\n" + rows).encode(), "big.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_a_200_mb_feed_upload_is_imported_while_the_dashboard_stays_small(tmp_path, home):
+    """A news export just under the 200 MB limit: previewed and imported through the Feeds page's path (a capped
+    child each time), while the dashboard's own process stays under 1 GB (it held 2.45 GB after such an import)."""
+    path = tmp_path / "year.csv"
+    body = "Shares in the group moved after the announcement, analysts said, " * 6
+    with open(path, "w") as handle:
+        handle.write("time,title,body,source,url\n")
+        i = 0
+        while handle.tell() < limits.MAX_FILE_BYTES - 1_000_000:
+            handle.write(f"2020-{1 + i % 12:02d}-{1 + i % 28:02d} 10:{i % 60:02d},Headline number {i},{body},"
+                         f"Wire {i % 7},https://news.example/{i}\n")
+            i += 1
+    n_rows = i
+    out = _dashboard_path(home, f"""
+        import time
+        from engine.monitor import feeds
+        data = open({str(path)!r}, "rb").read()
+        preview = feeds.preview_guarded(data, "year.csv")
+        out["columns"], out["n_rows"] = preview.columns, preview.n_rows
+        started = time.perf_counter()
+        result = feeds.import_file_guarded(data, "year.csv", "markets")
+        out["seconds"], out["n_new"] = time.perf_counter() - started, result.n_new
+    """)
+    assert "error" not in out, out
+    assert out["columns"] == ["time", "title", "body", "source", "url"] and out["n_rows"] == n_rows
+    assert out["n_new"] == n_rows
+    assert out["vmhwm_kb"] < GB, out
