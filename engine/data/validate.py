@@ -18,7 +18,7 @@ import numpy as np
 from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F401 (the one vocabulary)
 from engine.data.columns import by_name as _by_name
 from engine.errors import UserError
-from engine.text import clean_name, strip_invisible
+from engine.text import strip_invisible
 from engine.data import limits
 from engine.data.ingest import Candidate
 from engine.models import catalog
@@ -404,7 +404,7 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
 
     first_line = 2  # the header is line/row 1
     texts = [strip_invisible(str(t)).strip() for t in frame[text_col].tolist()]
-    raw_labels = [clean_name(v) for v in frame[label_col].tolist()]  # no control, bidi or zero-width characters
+    raw_labels = [strip_invisible(str(v)) for v in frame[label_col].tolist()]  # no control, bidi, zero-width
     splits_raw = [str(v).strip() for v in frame[split_col].tolist()] if split_col else None
     alive = [True] * len(frame)
 
