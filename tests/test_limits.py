@@ -153,6 +153,7 @@ def test_row_and_file_limits_are_named(tmp_path, monkeypatch):
         ingest.read_file(b"text,label\n" + b"x,y\n" * 400, "big.csv")
 
 
+@pytest.mark.process
 def test_guarded_child_reports_running_out_of_memory(tmp_path, home, monkeypatch):
     """The cap holds: a read that needs more memory than allowed is a plain message, never a dead dashboard."""
     monkeypatch.setenv("BELLWETHER_READ_MEMORY_MB", "256")

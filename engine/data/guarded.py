@@ -24,6 +24,8 @@ from engine import paths, settings
 from engine.data import limits
 from engine.errors import UserError
 
+ROOT = Path(__file__).resolve().parents[2]  # where `-m engine...` is importable from, whatever the caller's cwd
+
 ALLOWED = {
     "engine.data.ingest:read_file_in_child",
     "engine.monitor.feeds:preview_in_child",
@@ -46,7 +48,7 @@ def call(function: str, data: bytes, file_name: str, **kwargs):
         request = pickle.dumps({"function": function, "data_path": data_path, "file_name": file_name,
                                 "kwargs": kwargs, "memory_mb": cap})
         done = subprocess.run([sys.executable, "-m", "engine.data.guarded"], input=request, capture_output=True,
-                              env=os.environ.copy(), check=False)
+                              env=os.environ.copy(), cwd=ROOT, check=False)
     finally:
         Path(data_path).unlink(missing_ok=True)
     try:
