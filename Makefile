@@ -32,8 +32,10 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# Offline unless an administrator allows model downloads (BELLWETHER_ALLOW_DOWNLOADS=1; engine/settings.py).
 run: venv
-	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
+	HF_HUB_OFFLINE=$$(case "$$BELLWETHER_ALLOW_DOWNLOADS" in 1|true|yes|on) echo 0;; *) echo 1;; esac) \
+	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
 
 worker: venv
 	$(PY) -m engine worker

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import sqlite_utils
 
 from engine import paths
+from engine.errors import UserError
 
 
 def now() -> str:
@@ -419,13 +420,24 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     if conn.in_transaction:  # nested: the outer block decides
         yield db
         return
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield db
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if conn.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if "disk is full" in str(exc) or "disk I/O error" in str(exc):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise UserError(
+                f"The disk holding the data directory ({paths.home()}) is full, so this was not saved and nothing "
+                "stored was changed. Free some space there (or ask your administrator to), then try again."
+            ) from exc
         raise
-    conn.execute("COMMIT")
 
 
 def table_counts(db: sqlite_utils.Database) -> dict[str, int]:

@@ -43,6 +43,18 @@ def run_dir(run_id: int) -> Path:
     return path
 
 
+def models_dir() -> Path:
+    """Where base models named by hub id are downloaded (never ~/.cache)."""
+    path = home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def allowed_models_file() -> Path:
+    """The administrator's list of base models the dashboard may use, one hub id or folder a line."""
+    return home() / "allowed_models.txt"
+
+
 def uploads_dir() -> Path:
     path = home() / "uploads"
     path.mkdir(parents=True, exist_ok=True)

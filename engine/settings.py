@@ -41,6 +41,11 @@ SETTINGS: list[Setting] = [
             "seconds a cancel waits for a job to stop by itself before SIGTERM (as long again before SIGKILL)"),
     Setting("BELLWETHER_CPU_BF16", "flag", "", "1 or 0 overrides the check for a CPU that computes bfloat16 natively"),
     Setting("BELLWETHER_LOGGING_STEPS", "whole number", "5", "training steps between logged losses"),
+    Setting("BELLWETHER_READ_MEMORY_MB", "whole number", "4096",
+            "memory (MB of address space) the child process that reads one uploaded file may use"),
+    Setting("BELLWETHER_ALLOW_DOWNLOADS", "flag", "0",
+            "1 lets base models named by hub id download (into the data directory, within the size cap)"),
+    Setting("BELLWETHER_DOWNLOAD_MAX_MB", "whole number", "2048", "the largest base model download, in MB"),
     Setting("BELLWETHER_JOB_STDOUT_IS_LOG", "flag", "0", "a job logs to standard output instead of its log file",
             "test"),
     Setting("BELLWETHER_DDP_CPU_PROCS", "whole number", "0",
@@ -124,6 +129,18 @@ def user() -> str | None:
 
 def password() -> str:
     return os.environ.get("BELLWETHER_PASSWORD", "")  # not stripped: spaces may be part of a password
+
+
+def read_memory_mb() -> int:
+    return _whole("BELLWETHER_READ_MEMORY_MB", 4096, minimum=256)
+
+
+def allow_downloads() -> bool:
+    return bool(_flag("BELLWETHER_ALLOW_DOWNLOADS"))
+
+
+def download_max_mb() -> int:
+    return _whole("BELLWETHER_DOWNLOAD_MAX_MB", 2048, minimum=1)
 
 
 # --- jobs -----------------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Not a page itself (streamlit_app.py lists the pages by name).
 from __future__ import annotations
 
 import hmac
+import html
+import re
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -63,13 +65,35 @@ def sidebar_chrome() -> None:
         st.caption(f"Data directory: `{paths.home()}`")
 
 
+# Markdown (CommonMark + GFM as Streamlit renders it) lets a backslash escape any ASCII punctuation. Escaped here:
+# what can start a link or image ([ ] !), emphasis or code (* _ ` ~), HTML (< >), an entity (&#91; &amp;), math ($),
+# a table (|), a heading (#), an email autolink (@), braces; a ':' that starts '://' or an :emoji: / :material/...:
+# code; the '.' of 'www.' (an autolink); and a list or quote marker at the start. Plain prose stays readable.
+_MARKDOWN_ALWAYS = re.compile(r"([\\`*_\[\]<>!#|~$@{}]|&(?=#|\w+;))")
+
+
+def md(value) -> str:
+    """Text from data (a dataset, run, feed, topic, source, label or file name; an article; a message quoting them)
+    made safe to put into st.markdown / caption / subheader / info / success / warning / error: it shows as the plain
+    text it is, never as a link, an image or formatting. Line breaks become spaces."""
+    text = _MARKDOWN_ALWAYS.sub(r"\\\1", " ".join(str(value).splitlines()))
+    text = re.sub(r":(?=//|[\w+/-]+:)", r"\\:", text)
+    text = re.sub(r"(?i)\b(www)\.", r"\1\\.", text)
+    return re.sub(r"^(\s*)(\d+(?=[.)])|)([-+=>.)])", r"\1\2\\\3", text)
+
+
+def plot_text(value) -> str:
+    """Text from data made safe for a Plotly label, legend, hover or tick (Plotly reads <a href>, <b>, <br> in them)."""
+    return html.escape(str(value), quote=False)
+
+
 @contextmanager
 def plain_errors() -> Iterator[None]:
-    """Show an engine UserError as a plain message instead of a traceback."""
+    """Show an engine UserError as a plain message instead of a traceback (escaped: it may quote names from data)."""
     try:
         yield
     except UserError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
 
 
 def start_worker() -> str:

@@ -13,7 +13,7 @@ from engine.data import datasets
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors, require_sign_in
+from pages._shared import connect, current_user, md, plain_errors, plot_text, require_sign_in
 
 NONE = "(none)"
 ACTION_WORDS = {"dropped": "Will be dropped", "merged": "Will be merged", "kept": "Kept"}
@@ -25,14 +25,14 @@ state.setdefault("upload_round", 0)
 
 st.title("Data")
 if state.get("flash"):
-    st.success(state.pop("flash"), icon=":material/check_circle:")
+    st.success(state.pop("flash"), icon=":material/check_circle:")  # composed below, names escaped
 
 
 # Reading and checking a file are cached on their inputs: typing a dataset name or clicking in the saved datasets
 # reruns the page, and checking a large file (every text through the tokenizer) takes seconds.
 @st.cache_data(max_entries=4, show_spinner=False)
 def read_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | None) -> ingest.Candidate:
-    return ingest.read_file(data, file_name, fmt, enc, sheet)
+    return ingest.read_file_guarded(data, file_name, fmt, enc, sheet)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -126,20 +126,20 @@ if uploaded is not None:
         m1.metric(f"{unit.capitalize()} read", f"{report.n_input_rows:,}")
         m2.metric(f"{unit.capitalize()} to save", f"{report.n_rows:,}")
         m3.metric("Tags" if report.task == "token-classification" else "Labels", len(report.labels))
-        st.markdown(f"**Split:** {report.split.get('description', '')}")
+        st.markdown(f"**Split:** {md(report.split.get('description', ''))}")
         for note in report.notes:
-            st.info(note, icon=":material/info:")
+            st.info(md(note), icon=":material/info:")
         if report.problems:
             st.markdown(f"**{len(report.problems)} problem(s) found.** Read what will happen to each, then accept or cancel.")
             for problem in report.problems:
-                text = f"**{ACTION_WORDS.get(problem.action, problem.action)}.** {problem.message}"
+                text = f"**{ACTION_WORDS.get(problem.action, problem.action)}.** {md(problem.message)}"
                 if problem.examples:
-                    text += "\n\n" + "\n".join(f"- {example}" for example in problem.examples)
+                    text += "\n\n" + "\n".join(f"- {md(example)}" for example in problem.examples)
                 (st.info if problem.action == "kept" else st.warning)(text)
         else:
             st.success("No problems found.")
         if report.length:
-            st.caption(report.length["description"])
+            st.caption(md(report.length["description"]))
         table = pd.DataFrame(report.counts).fillna(0).astype(int).reindex(columns=list(validate.SPLITS), fill_value=0)
         table.index.name = "tag" if report.task == "token-classification" else "label"
         st.dataframe(table, width="content")
@@ -148,10 +148,10 @@ if uploaded is not None:
             try:
                 saved = datasets.save(conn, candidate, prepared, name, current_user())
             except UserError as exc:
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(exc), icon=":material/error:")
             else:
                 state["selected_dataset"] = saved["ref"]
-                reset_upload(f"Saved dataset {saved['name']} version {saved['version']} ({saved['n_rows']:,} {unit}).")
+                reset_upload(f"Saved dataset {md(saved['name'])} version {saved['version']} ({saved['n_rows']:,} {unit}).")
                 st.rerun()
         if b2.button("Cancel", key=f"cancel_{key}"):
             reset_upload("Cancelled: nothing was saved.")
@@ -186,9 +186,9 @@ with plain_errors():
     rows = dataset_rows(conn, str(paths.home()), dataset["id"], dataset["created_at"])
     tagging = dataset["task"] == "token-classification"
     st.markdown(
-        f"**{dataset['ref']}** — {dataset['task']}, {dataset['n_rows']:,} {'sentences' if tagging else 'rows'}, "
-        f"from `{dataset['source_file']}` (sha256 `{(dataset['source_sha256'] or '')[:12]}…`), "
-        f"saved {dataset['created_at']} by {dataset['created_by']}."
+        f"**{md(dataset['ref'])}** — {dataset['task']}, {dataset['n_rows']:,} {'sentences' if tagging else 'rows'}, "
+        f"from {md(dataset['source_file'])} (sha256 `{(dataset['source_sha256'] or '')[:12]}…`), "
+        f"saved {dataset['created_at']} by {md(dataset['created_by'])}."
     )
     preview, distribution, lengths = st.tabs(["Preview", "Label distribution", "Text length"])
     with preview:
@@ -202,7 +202,7 @@ with plain_errors():
         st.caption(f"The first {len(frame):,} of {len(shown):,} rows.")
     with distribution:
         counts = [
-            {"split": s, "label": label, "count": n}
+            {"split": s, "label": plot_text(label), "count": n}
             for s, by_label in dataset["counts"].items()
             for label, n in by_label.items()
             if not (tagging and label == "O")
@@ -225,22 +225,22 @@ with plain_errors():
 
     st.markdown("#### Delete")
     if state.get("confirm_delete") == ref:
-        st.warning(f"Delete dataset {ref} and its copy of the source file? This cannot be undone.")
+        st.warning(f"Delete dataset {md(ref)} and its copy of the source file? This cannot be undone.")
         d1, d2, _ = st.columns([1, 1, 4])
         if d1.button("Yes, delete", type="primary", key="delete_yes"):
             try:
                 datasets.delete(conn, ref, confirm=True)
             except UserError as exc:
                 state.pop("confirm_delete", None)
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(exc), icon=":material/error:")
             else:
                 state.pop("confirm_delete", None)
                 state.pop("selected_dataset", None)
-                state["flash"] = f"Deleted dataset {ref}."
+                state["flash"] = f"Deleted dataset {md(ref)}."
                 st.rerun()
         if d2.button("Keep it", key="delete_no"):
             state.pop("confirm_delete", None)
             st.rerun()
-    elif st.button(f"Delete {ref}…", key="delete"):
+    elif st.button(f"Delete {md(ref)}…", key="delete"):
         state["confirm_delete"] = ref
         st.rerun()

@@ -12,7 +12,7 @@ from engine.monitor import scoring
 from engine.monitor import vocabulary
 from engine.monitor import feedjobs
 from engine.monitor import topics
-from pages._shared import connect, current_user, plain_errors, queued, require_sign_in
+from pages._shared import connect, current_user, md, plain_errors, queued, require_sign_in
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -29,7 +29,7 @@ FIELD_LABELS = {
 @st.cache_data(max_entries=2, show_spinner=False)
 def read_upload(data: bytes, file_name: str, fmt: str):
     """The uploaded news file, read once per file and format (each column pick reruns the page)."""
-    return feeds.read_feed_file(data, file_name, fmt)
+    return feeds.preview_guarded(data, file_name, fmt)
 
 
 require_sign_in()
@@ -60,7 +60,7 @@ if choice == NEW_FEED:
 else:
     feed_name = choice
     feed_row = next(f for f in all_feeds if f["name"] == choice)
-    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {feed_row['tz']}")
+    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {md(feed_row['tz'])}")
 
 # ---- import ----------------------------------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ uploaded = st.file_uploader(
 )
 last = state.get("feed_last_import")
 if last and uploaded is None:
-    st.success(last["summary"], icon=":material/check_circle:")
+    st.success(md(last["summary"]), icon=":material/check_circle:")
     if any(last["examples"].values()):
         st.markdown("**Rows kept out** (examples)")
         st.dataframe(pd.DataFrame([e for rows in last["examples"].values() for e in rows]), hide_index=True)
@@ -106,8 +106,9 @@ if uploaded is not None:
         st.dataframe(parsed.frame.head(5), hide_index=True)
         if st.button("Import into feed", type="primary", key=f"fimport_{key}", disabled=not feed_name):
             with plain_errors():
-                result = feeds.import_file(conn, data, uploaded.name, feed_name, mapping=mapping, tz=tz, format=fmt,
-                                           created_by=current_user())
+                with st.spinner("Importing..."):
+                    result = feeds.import_file_guarded(data, uploaded.name, feed_name, mapping=mapping, tz=tz,
+                                                       format=fmt, created_by=current_user())
                 state["feed_last_import"] = {"summary": result.summary(), "examples": result.examples}
                 state["feed_selected"] = feed_name
                 state["feed_upload_round"] += 1
@@ -212,7 +213,7 @@ else:
     run_labels = vocabulary.run_labels(conn, run_choice)
     c1.caption("Labels: " + ", ".join(run_labels))
     if warning := vocabulary.no_negative_class(run_labels):
-        st.warning(f"Run {run_choice}'s {warning}. Pick a sentiment run, unless this is what you mean to do.")
+        st.warning(f"Run {run_choice}'s {md(warning)}. Pick a sentiment run, unless this is what you mean to do.")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):
@@ -252,7 +253,7 @@ def score_progress() -> None:
                           else f"{m.get('scored', 0)} articles scored, {m.get('alerts', 0)} alerts")
                 if m.get("articles_per_s"):
                     detail += f" · {m['articles_per_s']:,.0f} articles/s on {m.get('device', '?')} ({m.get('dtype', '?')})"
-            st.caption(f"{head} · {detail}")
+            st.caption(f"{head} · {md(detail)}")
 
 
 if recent_jobs:

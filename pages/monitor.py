@@ -14,7 +14,7 @@ from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.monitor import trends
-from pages._shared import connect, current_user, plain_errors, require_sign_in
+from pages._shared import connect, current_user, md, plain_errors, plot_text, require_sign_in
 
 ALL = "(all)"
 MAX_VLINES = 25
@@ -74,7 +74,7 @@ freq = c3.radio("Period", ["D", "W"], format_func={"D": "Daily", "W": "Weekly"}.
 
 first, last = trends.date_range(conn, feed_id)
 if first is None:
-    st.info(f"Feed '{feed_name}' has no articles yet.")
+    st.info(f"Feed '{md(feed_name)}' has no articles yet.")
     st.stop()
 lo, hi = date.fromisoformat(first), date.fromisoformat(last)
 c1, c2, c3 = st.columns([2, 1, 1])
@@ -89,7 +89,7 @@ source = c3.selectbox("Source", source_options, key=f"mon_source_{feed_id}")
 f = trends.Filters(feed_id, run_id, start.isoformat(), end.isoformat(), None if topic == ALL else topic,
                    None if source == ALL else source)
 
-st.caption(trends.model_caption(conn, run_id) + f" · {f.describe()}")
+st.caption(md(trends.model_caption(conn, run_id) + f" · {f.describe()}"))
 if run_id is None:
     st.warning("This feed has not been scored yet: the charts show volume only. Score it on the Feeds page.")
 
@@ -118,7 +118,7 @@ def alert_markers(fig, y_top: float) -> None:
         fig.add_vline(x=x, line_dash="dot", line_color="#d62728", opacity=0.6)
     fig.add_trace(go.Scatter(x=xs, y=[y_top] * len(xs), mode="markers", name="alert",
                              marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
-                             text=[f"{a['window_end']} {a['topic'] or 'all articles'}: {a['negative_share']:.0%} negative"
+                             text=[f"{a['window_end']} {plot_text(a['topic'] or 'all articles')}: {a['negative_share']:.0%} negative"
                                    for a in alert_rows], hoverinfo="text"))
 
 
@@ -130,7 +130,7 @@ if volume.empty:
     st.info("No articles match these filters.")
 else:
     st.subheader("Volume by sentiment")
-    fig = px.bar(volume, x="period", y="n", color="label", color_discrete_map=COLORS,
+    fig = px.bar(volume.assign(label=volume["label"].map(plot_text)), x="period", y="n", color="label", color_discrete_map=COLORS,
                  labels={"period": "day" if freq == "D" else "week", "n": "articles"})
     fig.update_layout(barmode="stack", height=320, margin={"t": 10, "b": 10}, legend_title_text="")
     totals = volume.groupby("period")["n"].sum()
@@ -156,7 +156,7 @@ else:
         st.subheader("Negative share by topic and week")
         grid = heat.pivot_table(index="topic", columns="week", values="share")
         counts = heat.pivot_table(index="topic", columns="week", values="n")
-        fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=list(grid.index), zmin=0, zmax=1,
+        fig = go.Figure(go.Heatmap(z=grid.values, x=list(grid.columns), y=[plot_text(t) for t in grid.index], zmin=0, zmax=1,
                                    colorscale="Reds", customdata=counts.values,
                                    hovertemplate="%{y}, week of %{x}: %{z:.0%} negative of %{customdata} articles<extra></extra>"))
         fig.update_layout(height=max(200, 40 * len(grid) + 80), margin={"t": 10, "b": 10})
@@ -209,7 +209,7 @@ else:
             state["monitor_flash"] = f"Alert #{chosen} acknowledged."
             st.rerun()
     else:
-        c2.caption(f"Acknowledged by {picked_alert['acknowledged_by']} at {picked_alert['acknowledged_at']}")
+        c2.caption(f"Acknowledged by {md(picked_alert['acknowledged_by'])} at {picked_alert['acknowledged_at']}")
     st.markdown("**Articles that drove it**")
     st.dataframe(alerts.alert_articles(conn, picked_alert).drop(columns=["id"]), hide_index=True)
 

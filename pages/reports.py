@@ -18,7 +18,7 @@ from engine.jobs import runs
 from engine.reports import reporting
 from engine.data.readers import read_table
 from engine.errors import UserError
-from pages._shared import connect, plain_errors, require_sign_in
+from pages._shared import connect, md, plain_errors, plot_text, require_sign_in
 
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
@@ -44,7 +44,7 @@ def downloads(report: reporting.Report, stem: str, key: str) -> None:
 
 def report_body(report: reporting.Report, stem: str, key: str) -> None:
     for note in report.notes():
-        st.warning(note, icon=":material/warning:")
+        st.warning(md(note), icon=":material/warning:")
     a, b, c = st.columns(3)
     if report.task == reporting.TOKENS:
         micro = report.report.get("micro avg", {})
@@ -71,6 +71,7 @@ def confusion_tab(report: reporting.Report) -> None:
                          "on the diagonal).")
     normalised = mode == "Row-normalised"
     matrix = reporting.confusion(report, normalize=normalised)
+    matrix = matrix.rename(index=plot_text, columns=plot_text)  # class names are data: never Plotly markup
     figure = px.imshow(matrix, text_auto=".2f" if normalised else True, color_continuous_scale="Blues",
                        labels={"x": "Predicted", "y": "True", "color": "Share" if normalised else "Count"},
                        aspect="auto")
@@ -186,12 +187,12 @@ def evaluate_tab(conn, run: dict) -> None:
             bar.empty()
             st.session_state["last-evaluation"] = (run["id"], evaluation.split)
             if evaluation.renamed:
-                st.info("Labels matched by name: " + ", ".join(f"'{a}' → '{b}'" for a, b in evaluation.renamed.items()))
+                st.info(md("Labels matched by name: " + ", ".join(f"'{a}' → '{b}'" for a, b in evaluation.renamed.items())))
     last = st.session_state.get("last-evaluation")
     if last and last[0] == run["id"]:
         with plain_errors():
             report = reporting.run_report(conn, run["id"], last[1])
-            st.subheader(reporting.split_title(report.split))
+            st.subheader(md(reporting.split_title(report.split)))
             st.caption("Stored with the run: pick it under 'Predictions' above to see its confusion matrix, mistakes "
                        "and confidence.")
             report_body(report, f"run{run['id']}-{last[1][len(reporting.EVAL_PREFIX):]}", "eval-report")
@@ -221,7 +222,7 @@ def compare_tab(conn, finished: list[dict], preselect: list[int] | None = None) 
         if comparison.curves.empty:
             st.caption("These runs recorded no loss values.")
         else:
-            figure = px.line(comparison.curves, x="step", y="value", color="run", line_dash="kind", markers=True,
+            figure = px.line(comparison.curves.assign(run=comparison.curves["run"].map(plot_text)), x="step", y="value", color="run", line_dash="kind", markers=True,
                              labels={"value": "loss", "step": "training step"})
             st.plotly_chart(figure, key="compare-curves")
         st.subheader("Settings that differ")

@@ -10,7 +10,7 @@ from engine.jobs import queue
 from engine.jobs import runs
 from engine.jobs import supervisor
 from engine.training import reproduce
-from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
+from pages._shared import connect, current_user, md, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
 BADGES = {
@@ -127,9 +127,9 @@ def live_view(run_id: int, active: bool) -> None:
         st.rerun()  # it just finished: redraw the whole page once, without the timer
     head, actions = st.columns([3, 1])
     with head:
-        st.subheader(f"#{job['id']} · {job.get('name') or ''}")
+        st.subheader(f"#{job['id']} · {md(job.get('name') or '')}")
         badge(job["status"])
-        st.caption(f"{job.get('task')} · base model {job.get('base_model')} · created {job['created_at']}"
+        st.caption(f"{job.get('task')} · base model {md(job.get('base_model'))} · created {job['created_at']}"
                    f"{' · attempt ' + str(job['attempt']) if (job.get('attempt') or 1) > 1 else ''}")
     with actions, plain_errors():
         if job["status"] in queue.ACTIVE:
@@ -155,7 +155,7 @@ def live_view(run_id: int, active: bool) -> None:
                 st.query_params["run"] = str(new_id)
                 st.rerun(scope="app")
     if job.get("error"):
-        (st.warning if job["status"] == "cancelled" else st.error)(job["error"])
+        (st.warning if job["status"] == "cancelled" else st.error)(md(job["error"]))
     rows = queue.progress_rows(conn, run_id, "train")
     evals = queue.progress_rows(conn, run_id, "eval")
     last = rows[-1] if rows else None

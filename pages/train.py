@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.jobs import queue
+from engine.models import catalog
 from engine.training import finetune
 from engine.errors import UserError
 from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
@@ -62,6 +63,7 @@ if state.pop("train_clicked", False):
             preset=state.get("train_preset"),
             overrides=overrides(),
             created_by=current_user(),
+            allow_list=True,  # the dashboard offers only the base models an administrator allowed
         )
     except finetune.ConfigError as exc:
         state["train_errors"] = exc.errors
@@ -107,6 +109,8 @@ st.text_input(
 )
 field_error("base_model")
 base_spec = (state.get("train_base_model") or "default").strip()
+if not catalog.is_allowed(base_spec):  # estimates must not tell an existing server folder from a missing one
+    base_spec = "default"
 
 # ---- presets --------------------------------------------------------------------------------------------------
 

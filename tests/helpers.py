@@ -91,8 +91,18 @@ def open_page(page: str, **query):
     return at
 
 
-def texts(at) -> str:
-    """Everything a page says in markdown, warnings, infos, successes, errors and captions, one per line."""
+def markdown_sources(at) -> str:
+    """The Markdown source of everything a page says (markdown, warnings, infos, successes, errors, captions,
+    subheaders), one per line: what Streamlit renders, escapes included."""
     parts = [m.value for m in at.markdown] + [e.value for e in at.warning] + [e.value for e in at.info]
     parts += [e.value for e in at.success] + [e.value for e in at.error] + [c.value for c in at.caption]
+    parts += [h.value for h in at.subheader]
     return "\n".join(str(p) for p in parts)
+
+
+def texts(at) -> str:
+    """Everything a page says, as the analyst reads it: the Markdown sources with backslash escapes resolved (data
+    shown through pages._shared.md is escaped so it never becomes a link or formatting)."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown_sources(at))

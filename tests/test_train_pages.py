@@ -41,6 +41,9 @@ def test_train_page_queues_a_run_and_refuses_bad_options_next_to_the_field(app, 
     shown = texts(at)
     assert "Quick" in shown and "Balanced" in shown and "Thorough" in shown
     assert shown.count("Estimated time on this machine") == 3
+    from engine.models import catalog
+
+    catalog.allow_model(str(tiny_text_model))  # the Train page offers only base models an administrator allowed
     at.text_input(key="train_base_model").set_value(str(tiny_text_model))
     at.radio(key="train_preset").set_value("quick").run()
     assert at.number_input(key="adv_epochs").value == 1  # the preset fills the advanced fields

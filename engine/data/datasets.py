@@ -7,6 +7,7 @@ and deleting is refused while a queued or running job uses it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from engine import db, paths
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import NotFound, UserError
+from engine.text import clean_name
 
 ACTIVE_JOB_STATUSES = ("queued", "running")
 NAME_RE = re.compile(r"^[^:/\\\x00-\x1f]{1,100}$")
 
 
 def check_name(name: str | None) -> str:
-    name = (name or "").strip()
+    name = clean_name(name or "")
     if not name:
         raise UserError("Give the dataset a name, such as 'fpb-sentiment'.")
     if not NAME_RE.match(name):
@@ -102,10 +104,18 @@ def list_datasets(conn, name: str | None = None) -> list[dict]:
     return [_decode(r) for r in found]
 
 
-def _safe_file_name(name: str) -> str:
+def _safe_file_name(name: str, max_bytes: int = 60) -> str:
+    """A file name part safe on any file system: word characters, '.' and '-', at most ``max_bytes`` bytes of UTF-8
+    (a 40-character Chinese name is 120 bytes; the four parts of a stored name must stay under the 255-byte limit).
+    A longer name keeps its start and gets a short hash of the whole, so different names stay different."""
     name = Path(name).name
     name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._") or "upload"
-    return name[:120]
+    if len(name.encode("utf-8")) <= max_bytes:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 8 else ""
+    head = name.encode("utf-8")[: max_bytes - len(digest) - len(suffix) - 1].decode("utf-8", errors="ignore")
+    return f"{head}-{digest}{suffix}"
 
 
 def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: str, created_by: str | None) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.data import readers
+from engine.data import guarded, limits, readers
 from engine.data.conll import looks_like_conll, parse_conll
 from engine.errors import UserError
 
@@ -42,6 +42,7 @@ class Candidate:
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (line number or index, raw content)
     tag_scheme: str | None = None  # conll: BIO | IOB1 | IO | BIOES, as written in the file
     n_tags_rewritten: int = 0  # conll: tags changed to make valid BIO
+    n_long_cells: int = 0  # tables: cells cut to limits.MAX_CELL_CHARS
 
     @property
     def columns(self) -> list[str]:
@@ -70,6 +71,7 @@ def read_file(
     if fmt not in FORMAT_CHOICES:
         raise UserError(f"'{format}' is not a format Bellwether reads. Choose one of: {', '.join(FORMAT_CHOICES)}.")
     enc = None if encoding in (None, "", "auto") else readers.ENCODING_NAMES.get(encoding.lower(), encoding)
+    limits.check_file_size(len(data), file_name)
     readers.check_not_empty_or_binary(data, file_name)
     sha = hashlib.sha256(data).hexdigest()
     text = used = None
@@ -98,6 +100,7 @@ def read_file(
     return Candidate(
         file_name=file_name, data=data, sha256=sha, format=table.format, task="text-classification",
         encoding=table.encoding, sheet=table.sheet, sheets=list(table.sheets), frame=frame, bad_rows=list(table.bad_rows),
+        n_long_cells=table.n_long_cells,
     )
 
 
@@ -113,3 +116,20 @@ def _unique_columns(columns: list[str]) -> list[str]:
             seen[name] = 1
         out.append(name)
     return out
+
+
+def read_file_in_child(data: bytes, file_name: str, **kwargs) -> Candidate:
+    """:func:`read_file` as the guarded child runs it: the bytes are not sent back (the caller has them)."""
+    candidate = read_file(data, file_name, **kwargs)
+    candidate.data = b""
+    return candidate
+
+
+def read_file_guarded(data: bytes, file_name: str, format: str | None = "auto", encoding: str | None = None,
+                      sheet: str | None = None) -> Candidate:
+    """:func:`read_file` in a child process with a memory cap (the dashboard's path: no upload can exhaust the
+    dashboard's memory). Same result, same plain errors."""
+    candidate = guarded.call("engine.data.ingest:read_file_in_child", data, file_name, format=format,
+                             encoding=encoding, sheet=sheet)
+    candidate.data = data
+    return candidate

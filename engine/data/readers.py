@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.data import limits
 from engine.errors import UserError
+
+csv.field_size_limit(limits.CSV_FIELD_LIMIT)  # the default (131,072 characters) silently ends reading at a long cell
 
 ENCODING_NAMES = {"utf_8": "utf-8", "utf-8": "utf-8", "utf_8_sig": "utf-8-sig", "gb18030": "gb18030", "gbk": "gb18030", "cp1252": "cp1252", "windows-1252": "cp1252"}
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".conll": "conll", ".rss": "rss", ".xml": "rss", ".atom": "rss"}
@@ -28,6 +31,7 @@ class Table:
     sheet: str | None = None
     sheets: list[str] = field(default_factory=list)
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (line number, raw content)
+    n_long_cells: int = 0  # cells cut to limits.MAX_CELL_CHARS
 
 
 def guess_format(file_name: str, data: bytes) -> str:
@@ -91,25 +95,33 @@ def decode(data: bytes, encoding: str | None, file_name: str = "the file") -> tu
 
 
 def _read_csv(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    sample = text[:20_000]
+    first_line = text[: text.find("\n") if "\n" in text else len(text)]
     try:
-        dialect = csv.Sniffer().sniff(sample.split("\n", 1)[0] + "\n", delimiters=",;\t|")
+        dialect = csv.Sniffer().sniff(first_line[:20_000] + "\n", delimiters=",;\t|")
         sep = dialect.delimiter
     except csv.Error:
         sep = ","
+    # The header names the columns: count them before pandas builds a table that wide (a million columns).
+    if first_line.count(sep) >= limits.MAX_COLUMNS:
+        n = len(next(csv.reader([first_line], delimiter=sep), []))
+        if n > limits.MAX_COLUMNS:
+            raise limits.too_many_columns(file_name, n)
     # index_col=False: a row with extra fields is a broken row, never a reason to turn the first columns into an index.
-    options = dict(sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True, index_col=False)
+    options = dict(sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True, index_col=False,
+                   nrows=limits.MAX_ROWS + 1)
     try:
         frame = pd.read_csv(io.StringIO(text), **options)
+        if len(frame) > limits.MAX_ROWS:
+            raise limits.too_many_rows(file_name)
         return frame, []
     except pd.errors.EmptyDataError:
         raise UserError(f"{file_name} has no rows and no header. Upload the file that has the data.") from None
     except pd.errors.ParserError:
         pass
-    return _read_csv_row_by_row(text, sep)
+    return _read_csv_row_by_row(text, sep, file_name)
 
 
-def _read_csv_row_by_row(text: str, sep: str) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+def _read_csv_row_by_row(text: str, sep: str, file_name: str = "the file") -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """The careful path for a file pandas refuses: keep each well-formed record, report each broken one by line."""
     lines = text.splitlines(keepends=True)
     reader = csv.reader(lines, delimiter=sep, strict=True)
@@ -132,6 +144,8 @@ def _read_csv_row_by_row(text: str, sep: str) -> tuple[pd.DataFrame, list[tuple[
             header = record
         elif len(record) == len(header):
             records.append(record)
+            if len(records) > limits.MAX_ROWS:
+                raise limits.too_many_rows(file_name)
         else:
             bad.append((first, "".join(lines[first - 1 : reader.line_num]).strip()[:300]))
     if header is None:
@@ -139,19 +153,72 @@ def _read_csv_row_by_row(text: str, sep: str) -> tuple[pd.DataFrame, list[tuple[
     return pd.DataFrame(records, columns=header, dtype=str), bad
 
 
-def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataFrame, str, list[str]]:
+def _check_zip(data: bytes, file_name: str) -> None:
+    """An .xlsx is a zip: refuse one that unpacks to more than the limit before anything is unpacked."""
+    import zipfile
+
     try:
-        book = pd.ExcelFile(io.BytesIO(data), engine="openpyxl")  # parsed once: the sheet names and the chosen sheet
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        raise UserError(f"{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.") from None
+    if unpacked > limits.MAX_XLSX_UNZIPPED_BYTES:
+        raise UserError(
+            f"{file_name} unpacks to {unpacked / 1024 / 1024:,.0f} MB; Bellwether reads workbooks that unpack to up to "
+            f"{limits.MAX_XLSX_UNZIPPED_MB:,} MB. Keep the sheet you need, or export it as CSV."
+        )
+
+
+def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataFrame, str, list[str]]:
+    """Stream the chosen sheet row by row (openpyxl read-only): a cell far away (XFD100000) costs one cell, not a
+    table of every cell before it. Empty rows are skipped; rows and columns are counted against the limits as read."""
+    import openpyxl
+
+    _check_zip(data, file_name)
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a damaged file
         raise UserError(f"{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.") from None
-    sheets = list(book.sheet_names)
-    if not sheets:
-        raise UserError(f"{file_name} has no sheets.")
-    sheet = sheet or sheets[0]
-    if sheet not in sheets:
-        raise UserError(f"{file_name} has no sheet called '{sheet}'. Its sheets are: {', '.join(sheets)}.")
-    frame = book.parse(sheet, dtype=str).fillna("")
-    return frame, sheet, sheets
+    try:
+        sheets = list(book.sheetnames)
+        if not sheets:
+            raise UserError(f"{file_name} has no sheets.")
+        sheet = sheet or sheets[0]
+        if sheet not in sheets:
+            raise UserError(f"{file_name} has no sheet called '{sheet}'. Its sheets are: {', '.join(sheets)}.")
+        records: list[list[str]] = []
+        width = 0
+        worksheet = book[sheet]
+        worksheet.reset_dimensions()  # rows as long as their last cell, not padded to the stated width (XFD)
+        for row in worksheet.iter_rows(values_only=True):
+            last = len(row)
+            while last and (row[last - 1] is None or row[last - 1] == ""):
+                last -= 1
+            if not last:
+                continue  # an empty row (openpyxl yields one for every gap)
+            if last > limits.MAX_COLUMNS:
+                raise limits.too_many_columns(file_name, last)
+            width = max(width, last)
+            records.append(["" if v is None else _cell_text(v) for v in row[:last]])
+            if len(records) > limits.MAX_ROWS + 1:
+                raise limits.too_many_rows(file_name)
+    finally:
+        book.close()
+    if not records:
+        raise UserError(f"{file_name}: the sheet '{sheet}' is empty. Choose the sheet that has the data.")
+    header = records[0] + [""] * (width - len(records[0]))
+    header = [h or f"Unnamed: {i}" for i, h in enumerate(header)]
+    body = [r + [""] * (width - len(r)) for r in records[1:]]
+    return pd.DataFrame(body, columns=header, dtype=str), sheet, sheets
+
+
+def _cell_text(value) -> str:
+    """A cell as pandas' ExcelFile(dtype=str) wrote it: whole floats without '.0', dates as ISO text."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool):
+        return str(value)
+    return str(value)
 
 
 def _read_jsonl(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
@@ -177,6 +244,13 @@ def _read_jsonl(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int
                 records.append(value)
             else:
                 bad.append((number, line[:200]))
+    if len(records) > limits.MAX_ROWS:
+        raise limits.too_many_rows(file_name)
+    keys: dict = {}
+    for record in records:  # count the columns before pandas builds a table that wide
+        keys.update(dict.fromkeys(record))
+        if len(keys) > limits.MAX_COLUMNS:
+            raise limits.too_many_columns(file_name)
     if not records:
         raise UserError(f"{file_name} has no JSON objects, one per line, to read. Each line should look like {{\"text\": ..., \"label\": ...}}.")
     frame = pd.DataFrame.from_records(records)
@@ -191,7 +265,8 @@ def read_table(
     encoding: str | None = None,
     sheet: str | None = None,
 ) -> Table:
-    """Read CSV, XLSX or JSONL bytes into a Table of strings."""
+    """Read CSV, XLSX or JSONL bytes into a Table of strings, within :mod:`engine.data.limits`."""
+    limits.check_file_size(len(data), file_name)
     check_not_empty_or_binary(data, file_name)
     fmt = guess_format(file_name, data) if format in (None, "", "auto") else format
     if fmt == "xlsx":
@@ -205,6 +280,21 @@ def read_table(
     else:
         raise UserError(f"{file_name}: the format '{fmt}' cannot be read as a table. Use CSV, XLSX or JSONL.")
     table.frame.columns = [str(c).strip() for c in table.frame.columns]
+    table.n_long_cells = cut_long_cells(table.frame)
     if table.frame.empty:
         raise UserError(f"{file_name} has a header but no rows. Upload the file that has the data.")
     return table
+
+
+def cut_long_cells(frame: pd.DataFrame) -> int:
+    """Cut cells longer than limits.MAX_CELL_CHARS (in place); how many were cut."""
+    n = 0
+    for position in range(frame.shape[1]):
+        values = frame.iloc[:, position].astype(str)
+        long = (values.str.len() > limits.MAX_CELL_CHARS).to_numpy()
+        if long.any():
+            n += int(long.sum())
+            cut = values.copy()
+            cut[long] = values[long].str.slice(0, limits.MAX_CELL_CHARS)
+            frame.iloc[:, position] = cut
+    return n

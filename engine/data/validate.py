@@ -18,6 +18,8 @@ import numpy as np
 from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F401 (the one vocabulary)
 from engine.data.columns import by_name as _by_name
 from engine.errors import UserError
+from engine.text import strip_invisible
+from engine.data import limits
 from engine.data.ingest import Candidate
 from engine.models import catalog
 
@@ -183,6 +185,13 @@ def _length_check(texts: list[str] | None, token_lists: list[list[str]] | None, 
     limit = int(max_length or limit)
     lengths: list[int] = []
     items = texts if texts is not None else token_lists
+    # Tokenize only what can be used: the first limit x 32 characters of a text (a token covers at least one
+    # character, so a longer text is over the limit anyway) or the first limit + 1 words of a sentence. A 50 MB text
+    # costs what a 16 KB one does.
+    budget = limits.TOKENIZE_CHARS_PER_TOKEN * limit
+    cut = {i for i, item in enumerate(items) if len(item) > (budget if texts is not None else limit + 1)}
+    if cut:
+        items = [item[:budget] if texts is not None else item[: limit + 1] for item in items]
     for start in range(0, len(items), 1000):
         chunk = items[start : start + 1000]
         if texts is not None:
@@ -190,6 +199,7 @@ def _length_check(texts: list[str] | None, token_lists: list[list[str]] | None, 
         else:
             enc = tokenizer(chunk, is_split_into_words=True, add_special_tokens=True, truncation=False, verbose=False)
         lengths.extend(len(ids) for ids in enc["input_ids"])
+    lengths = [max(n, limit + 1) if i in cut else n for i, n in enumerate(lengths)]
     long = [i for i, n in enumerate(lengths) if n > limit]
     share = len(long) / len(lengths) if lengths else 0.0
     unit = "sentences" if texts is None else "texts"
@@ -578,12 +588,14 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
         task=candidate.task, mapping={"text": text_col, "label": label_col, "split": split_col, "sheet": candidate.sheet},
         n_input_rows=len(frame),
     )
+    if candidate.n_long_cells:
+        report.notes.append(limits.long_cells_note(candidate.n_long_cells))
     problem = _bad_rows_problem(candidate)
     if problem:
         report.problems.append(problem)
 
-    texts = [str(t).strip() for t in frame[text_col].tolist()]
-    raw_labels = [str(v) for v in frame[label_col].tolist()]
+    texts = [strip_invisible(str(t)).strip() for t in frame[text_col].tolist()]
+    raw_labels = [strip_invisible(str(v)) for v in frame[label_col].tolist()]  # no control, bidi, zero-width
     splits_raw = [str(v).strip() for v in frame[split_col].tolist()] if split_col else None
     alive = [True] * len(frame)
 

@@ -9,9 +9,79 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import paths, settings
 from engine.errors import UserError
 
 DEFAULT = "default"
+MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"]  # what a download fetches (no code)
+
+
+# ---- the allow-list: which base models the dashboard may use -------------------------------------------------------
+
+
+def _key(spec: str) -> str:
+    spec = spec.strip()
+    if spec.startswith((".", "/", "~")):
+        return str(Path(spec).expanduser().resolve())
+    return spec
+
+
+def allowed_models() -> list[str]:
+    """The hub ids and folders an administrator allowed (``default`` is always allowed)."""
+    path = paths.allowed_models_file()
+    if not path.is_file():
+        return []
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def allow_model(spec: str) -> list[str]:
+    """Add a hub id or a model folder to the allow-list (folders stored as absolute paths); the new list."""
+    spec = (spec or "").strip()
+    if not spec or spec == DEFAULT or any(ch in spec for ch in "\n\r\0"):
+        raise UserError("Name a Hugging Face hub id (organisation/model-name) or a model folder's path to allow.")
+    current = allowed_models()
+    key = _key(spec)
+    if key not in current:
+        current.append(key)
+        _write_allowed(current)
+    return current
+
+
+def disallow_model(spec: str) -> list[str]:
+    current = allowed_models()
+    key = _key(spec or "")
+    if key not in current:
+        raise UserError(f"'{spec}' is not on the list of allowed models. `python -m engine models list` shows it.")
+    current.remove(key)
+    _write_allowed(current)
+    return current
+
+
+def _write_allowed(entries: list[str]) -> None:
+    path = paths.allowed_models_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("# Base models the dashboard may use (python -m engine models allow ...)\n"
+                         + "".join(f"{e}\n" for e in entries), encoding="utf-8")
+    temporary.replace(path)
+
+
+def is_allowed(spec: str | None) -> bool:
+    spec = (spec or DEFAULT).strip()
+    return spec == DEFAULT or _key(spec) in allowed_models()
+
+
+def check_allowed(spec: str | None) -> None:
+    """Refuse a base model the administrator did not allow, with one message whatever the name is (a folder that
+    exists, one that does not, a file, a hub id): the dashboard never tells which server paths exist."""
+    if is_allowed(spec):
+        return
+    spec = (spec or DEFAULT).strip()
+    raise UserError(
+        f"'{spec[:200]}' is not one of the base models allowed on this server. Use 'default', or ask an "
+        "administrator to allow it (python -m engine models allow NAME)."
+    )
 
 
 def default_model_path() -> Path:
@@ -60,11 +130,49 @@ def encoder_shape(config: dict) -> tuple[int, int, int]:
     return layers, hidden, inner
 
 
-def resolve(spec: str | None) -> BaseModel:
-    """Check that a base model can be loaded; raise UserError with a plain reason otherwise."""
+def _hub_folder(spec: str) -> str:
+    """A hub id as a local folder under the data directory: already downloaded, or downloaded now when the
+    administrator allows downloads (BELLWETHER_ALLOW_DOWNLOADS=1) and the model is within BELLWETHER_DOWNLOAD_MAX_MB.
+    Never ~/.cache, never custom code."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        return snapshot_download(spec, cache_dir=paths.models_dir(), local_files_only=True)
+    except Exception:  # noqa: BLE001 - not downloaded (or a name the hub library refuses)
+        pass
+    if not settings.allow_downloads():
+        raise UserError(
+            f"The base model '{spec}' is not on this server and was not fetched: this server works offline (model "
+            "downloads are off), or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or "
+            "a local model folder, or ask an administrator to download it."
+        )
+    cap = settings.download_max_mb()
+    try:
+        info = HfApi().model_info(spec, files_metadata=True)
+        import fnmatch
+
+        size = sum(f.size or 0 for f in info.siblings or []
+                   if any(fnmatch.fnmatch(f.rfilename, p) for p in MODEL_FILES))
+    except Exception:  # noqa: BLE001 - hub/network errors come in many classes
+        raise UserError(
+            f"The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is offline "
+            "or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or a local model folder."
+        ) from None
+    if size > cap * 1024 * 1024:
+        raise UserError(f"The base model '{spec}' is {size / 1024 / 1024:,.0f} MB; this server downloads models of up "
+                        f"to {cap:,} MB (BELLWETHER_DOWNLOAD_MAX_MB). Choose a smaller model.")
+    return snapshot_download(spec, cache_dir=paths.models_dir(), allow_patterns=MODEL_FILES)
+
+
+def resolve(spec: str | None, allow_list: bool = False) -> BaseModel:
+    """Check that a base model can be loaded; raise UserError with a plain reason otherwise. Hub ids become a local
+    folder under the data directory (:func:`_hub_folder`). ``allow_list``: the dashboard's check (:func:`check_allowed`)
+    first, before anything on disk is looked at."""
     from transformers import AutoConfig
 
     spec = (spec or DEFAULT).strip()
+    if allow_list:
+        check_allowed(spec)
     looks_local = spec.startswith((".", "/", "~")) or Path(spec).expanduser().exists()
     if spec == DEFAULT:
         source = str(default_model_path())
@@ -79,7 +187,7 @@ def resolve(spec: str | None) -> BaseModel:
             )
         source = str(path.resolve())
     else:
-        source = spec  # a hub id such as 'ProsusAI/finbert'
+        source = _hub_folder(spec)  # a hub id such as 'ProsusAI/finbert'
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except ValueError as exc:

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from engine import db
-from engine.data import readers
+from engine.data import guarded, limits, readers
 from engine.errors import NotFound, UserError
+from engine.text import INVISIBLE, clean_name
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "rss"]
 FIELDS = ["time", "title", "body", "source", "url", "topic"]
@@ -112,12 +113,20 @@ def _parse_unique(values: pd.Series, tz: str) -> pd.Series:
     clean = values.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     todo = clean != ""
+    # A year outside 1900-2100 is a typo (9999, 1600) and outside what a nanosecond timestamp holds: that one row is
+    # unreadable, never the whole file.
+    years = clean.str.extract(r"(?<!\d)(\d{4})(?!\d)", expand=False)
+    far = todo & years.notna() & ~clean.str.fullmatch(r"\d{9,13}(?:\.\d+)?") & (
+        (pd.to_numeric(years, errors="coerce") < 1900) | (pd.to_numeric(years, errors="coerce") > 2100))
+    todo &= ~far
 
     # Epoch seconds (or milliseconds).
     secs = todo & clean.str.fullmatch(r"\d{9,10}(?:\.\d+)?")
+    secs &= pd.to_numeric(clean.where(secs, "0"), errors="coerce").fillna(0) <= EPOCH_MAX_S
     if secs.any():
         out[secs] = pd.to_datetime(clean[secs].astype(float), unit="s", utc=True)
     millis = todo & clean.str.fullmatch(r"\d{12,13}")
+    millis &= pd.to_numeric(clean.where(millis, "0"), errors="coerce").fillna(0) <= EPOCH_MAX_S * 1000
     if millis.any():
         out[millis] = pd.to_datetime(clean[millis].astype("int64"), unit="ms", utc=True)
     todo &= ~(secs | millis)
@@ -168,6 +177,9 @@ def _parse_unique(values: pd.Series, tz: str) -> pd.Series:
     return out
 
 
+EPOCH_MAX_S = 4_102_444_800  # 2100-01-01: a larger epoch number is not a publication time
+
+
 def _dateutil(text: str, zone: str):
     import warnings
 
@@ -179,7 +191,7 @@ def _dateutil(text: str, zone: str):
             value = dateparser.parse(text, default=datetime(1, 1, 1), fuzzy=False)
     except (ValueError, OverflowError, TypeError):
         return pd.NaT
-    if value.year == 1:  # no year in the text
+    if value.year == 1 or not 1900 <= value.year <= 2100:  # no year in the text, or a typo
         return pd.NaT
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
@@ -235,8 +247,10 @@ WHITESPACE = "[ \t\r\n\x0b\x0c\xa0\u2028\u2029\u3000]+"
 
 
 def _clean_text(series: pd.Series) -> pd.Series:
-    """Cell text with runs of whitespace (embedded newlines included) made single spaces."""
-    return series.astype(str).str.replace(WHITESPACE, " ", regex=True).str.strip()
+    """Cell text with runs of whitespace (embedded newlines included) made single spaces, control and invisible
+    characters (bidi overrides, zero-width) removed."""
+    return (series.astype(str).str.replace(INVISIBLE, "", regex=True).str.replace(WHITESPACE, " ", regex=True)
+            .str.strip())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -249,6 +263,8 @@ class FeedFile:
     format: str
     encoding: str | None = None
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
+    n_long_cells: int = 0  # cells cut to limits.MAX_CELL_CHARS
+    n_rows: int = 0  # rows read (a preview's frame holds only the first few)
 
     @property
     def columns(self) -> list[str]:
@@ -297,14 +313,51 @@ def read_feed_file(data: bytes, file_name: str, format: str = "auto", encoding: 
     """Read an uploaded news file into a frame of strings (raises UserError for an unusable file)."""
     if format not in FORMAT_CHOICES and format not in (None, ""):
         raise UserError(f"'{format}' is not a feed format. Choose one of: {', '.join(FORMAT_CHOICES)}.")
+    limits.check_file_size(len(data), file_name)
     readers.check_not_empty_or_binary(data, file_name)
     fmt = readers.guess_format(file_name, data) if format in (None, "", "auto") else format
     if fmt == "conll":
         fmt = "csv"
     if fmt == "rss":
-        return _read_xml(data, file_name)
-    table = readers.read_table(data, file_name, fmt, encoding=encoding, sheet=sheet)
-    return FeedFile(table.frame, table.format, table.encoding, table.bad_rows)
+        parsed = _read_xml(data, file_name)
+        parsed.n_long_cells = readers.cut_long_cells(parsed.frame)
+    else:
+        table = readers.read_table(data, file_name, fmt, encoding=encoding, sheet=sheet)
+        parsed = FeedFile(table.frame, table.format, table.encoding, table.bad_rows, table.n_long_cells)
+    parsed.n_rows = len(parsed.frame)
+    return parsed
+
+
+PREVIEW_ROWS = 20
+
+
+def preview_in_child(data: bytes, file_name: str, **kwargs) -> FeedFile:
+    """The guarded child's read for the Feeds page: the columns and the first rows, not the whole table."""
+    parsed = read_feed_file(data, file_name, **kwargs)
+    parsed.frame = parsed.frame.head(PREVIEW_ROWS).copy()
+    parsed.bad_rows = parsed.bad_rows[:EXAMPLES]
+    return parsed
+
+
+def preview_guarded(data: bytes, file_name: str, format: str = "auto", encoding: str | None = None,
+                    sheet: str | None = None) -> FeedFile:
+    """:func:`read_feed_file` in a child process with a memory cap, returning its columns and first rows."""
+    return guarded.call("engine.monitor.feeds:preview_in_child", data, file_name, format=format, encoding=encoding,
+                        sheet=sheet)
+
+
+def import_in_child(data: bytes, file_name: str, **kwargs) -> ImportResult:
+    conn = db.connect()
+    try:
+        return import_file(conn, data, file_name, **kwargs)
+    finally:
+        conn.close()
+
+
+def import_file_guarded(data: bytes, file_name: str, feed: str, **kwargs) -> ImportResult:
+    """:func:`import_file` in a child process with a memory cap (the dashboard's path: a 200 MB export is read and
+    stored there, and the dashboard keeps only the report)."""
+    return guarded.call("engine.monitor.feeds:import_in_child", data, file_name, feed=feed, **kwargs)
 
 
 def _key(name: str) -> str:
@@ -405,7 +458,7 @@ def imports(conn, feed_id: int) -> list[dict]:
 
 
 def _check_feed_name(name: str) -> str:
-    name = (name or "").strip()
+    name = clean_name(name or "")
     if not name:
         raise UserError("Give the feed a name (for example 'markets-daily').")
     if len(name) > 100:
@@ -524,7 +577,7 @@ def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 
 def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[str]) -> dict:
     """Create or replace a topic rule (a name and its keywords or tickers) and re-tag the feed's articles."""
     feed_row = get_feed(conn, feed)
-    name = " ".join((name or "").split())
+    name = clean_name(name or "")
     if not name:
         raise UserError("Give the topic a name (for example 'Banks').")
     words = parse_keywords(keywords)
@@ -582,6 +635,8 @@ class ImportResult:
     format: str
     encoding: str | None
     seconds: float = 0.0
+    n_url_dropped: int = 0
+    n_long_cells: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -592,8 +647,14 @@ class ImportResult:
             f"{self.n_rejected} rows rejected"
         )
         if self.n_rejected:
-            text += f" ({self.n_bad_time} without a readable time, {self.n_no_title} without a title)"
-        return text + f", {self.n_blank} blank rows ignored."
+            text += f" ({self.n_bad_time} without a readable time or with a year outside 1900-2100, " \
+                    f"{self.n_no_title} without a title)"
+        text += f", {self.n_blank} blank rows ignored."
+        if self.n_url_dropped:
+            text += f" {self.n_url_dropped} URLs that were not http(s) links were left out (the articles kept)."
+        if self.n_long_cells:
+            text += " " + limits.long_cells_note(self.n_long_cells)
+        return text
 
 
 def _example(rows: pd.DataFrame, col: str | None, row_numbers: pd.Series, reason: str) -> list[dict]:
@@ -621,6 +682,7 @@ class _Rows:
     bad_time: np.ndarray  # rejected: no readable time (of all non-blank rows)
     no_title: np.ndarray  # rejected: no title
     examples: dict
+    n_url_dropped: int = 0  # URLs that were not http(s), left out
 
 
 def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
@@ -640,7 +702,7 @@ def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
         col = cols.get(fld)
         if not col:
             return pd.Series("", index=frame.index, dtype=object)
-        return _clean_text(frame[col]) if fld in ("title", "body") else frame[col].astype(str).str.strip()
+        return _clean_text(frame[col])
 
     title = column("title")
     no_title = (title == "").to_numpy()
@@ -657,6 +719,11 @@ def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
     title = title.loc[keep]
     stamps = stamps.loc[keep]
     url = normalise_url(column("url"))
+    unsafe = (url != "") & ~url.str.match(r"(?i)https?://[^\s/]")
+    if unsafe.any():  # javascript:, data:, file: ... would become links: the article is kept without its URL
+        examples["url"] = _example(frame.loc[unsafe.to_numpy()], cols.get("url"), row_numbers,
+                                   "URL not http(s): left out")
+        url = url.where(~unsafe, "")
     day = _local_day(stamps, feed_tz) if len(stamps) else np.array([], dtype=str)
     norm = normalise_title(title)
     key = np.where(url.to_numpy() != "", "u:" + url.to_numpy(dtype=object),
@@ -665,7 +732,7 @@ def _check_rows(parsed, cols: dict, read_tz, feed_tz) -> _Rows:
         n_rows=n_rows, n_blank=int(blank.sum()), title=title, body=column("body"), source=column("source"), url=url,
         topic=column("topic"), norm=norm, published=_iso_utc(stamps) if len(stamps) else np.array([], dtype=str),
         day=day, dup_file=pd.Series(key, index=frame.index).duplicated(keep="first").to_numpy(),
-        bad_time=bad_time, no_title=no_title, examples=examples,
+        bad_time=bad_time, no_title=no_title, examples=examples, n_url_dropped=int(unsafe.sum()),
     )
 
 
@@ -698,9 +765,12 @@ def import_file(
 ) -> ImportResult:
     """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
 
-    Phases: read the file and resolve its columns (nothing stored), check the rows (:func:`_check_rows`), then in
-    one transaction: create or update the feed, drop articles the feed already has, insert the new ones with their
-    topics (:func:`_new_topics`), count them into the Monitor's rollups, and record the import with its report."""
+    Phases: read the file and resolve its columns (nothing stored), check the rows (:func:`_check_rows`); then a short
+    transaction creates or updates the feed and records the import; then chunks of ``IMPORT_CHUNK`` new articles, a
+    transaction each, drop articles the feed already has and insert the rest with their topics (:func:`_new_topics`)
+    and rollup counts (:func:`_store_chunk`), so other writers wait seconds, not minutes; a last one stores the
+    report. A failure part-way removes what the import had stored (:func:`_undo_import`): all or nothing, as before,
+    though a reader may see a large import's articles arrive chunk by chunk."""
     started = time.perf_counter()
     feed = _check_feed_name(feed)
     existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
@@ -713,58 +783,40 @@ def import_file(
     rows = _check_rows(parsed, cols, read_tz, feed_tz)
     title, norm, url, day, dup_file = rows.title, rows.norm, rows.url, rows.day, rows.dup_file
 
-    with db.transaction(conn):
+    created_feed = False
+    with db.transaction(conn):  # short: the feed and the import's row (its report stays empty until the end)
+        if feed_row is None:  # looked again inside the write lock: another import may have just created it
+            again = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
+            feed_row = again[0] if again else None
         if feed_row is None:
             feed_id = conn["feeds"].insert(
                 {"name": feed, "tz": feed_tz, "mapping_json": db.dumps(cols), "created_at": db.now(),
                  "created_by": created_by}
             ).last_pk
+            created_feed = True
         else:
             feed_id = feed_row["id"]
             conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
-        dup_feed = np.zeros(len(title), dtype=bool)
-        candidates = np.flatnonzero(~dup_file)
-        has_any = conn.execute("SELECT 1 FROM articles WHERE feed_id = ? LIMIT 1", [feed_id]).fetchone()
-        if has_any and len(candidates):
-            dup_feed[_in_feed(conn, feed_id, candidates, url.to_numpy(dtype=object), norm.to_numpy(dtype=object), day)] = True
-        new = ~(dup_file | dup_feed)
         import_id = conn["feed_imports"].insert(
             {"feed_id": feed_id, "file_name": file_name, "sha256": hashlib.sha256(data).hexdigest(),
              "created_at": db.now()}
         ).last_pk
-        first_id = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]) + 1
-        n_new = int(new.sum())
-        ids = np.arange(first_id, first_id + n_new, dtype=np.int64)
-        sel = np.flatnonzero(new)
-        url_v = url.to_numpy(dtype=object)[sel]
-        topic_v = rows.topic.to_numpy(dtype=object)[sel]
-        body_v = rows.body.to_numpy(dtype=object)[sel]
-        source_v = rows.source.to_numpy(dtype=object)[sel]
-        title_v = title.to_numpy(dtype=object)[sel]
-        article_rows = zip(
-            ids.tolist(),
-            [feed_id] * n_new,
-            rows.published[sel].tolist(),
-            day[sel].tolist(),
-            title_v.tolist(),
-            [b or None for b in body_v.tolist()],
-            [s or None for s in source_v.tolist()],
-            [u or None for u in url_v.tolist()],
-            [t or None for t in topic_v.tolist()],
-            norm.to_numpy(dtype=object)[sel].tolist(),
-            [import_id] * n_new,
-        )
-        bulk = _rollup_triggers_aside(conn, n_new)
-        _insert_articles(conn, article_rows, n_new, first_id)
-        topic_rows = _new_topics(conn, feed_id, cols, ids, topic_v, title_v, body_v)
-        db.executemany(
-            conn,
-            "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows
-        )
-        if bulk:  # the new articles and their topics counted into the Monitor's rollups together
-            db.add_to_rollups(conn, first_id, first_id + n_new)
-            for sql in bulk:
-                conn.execute(sql)
+    try:
+        dup_feed = np.zeros(len(title), dtype=bool)
+        n_new = n_topics = 0
+        candidates = np.flatnonzero(~dup_file)
+        url_all, norm_all = url.to_numpy(dtype=object), norm.to_numpy(dtype=object)
+        # Each chunk is one short write transaction, so that other writers (a score job, another import, a topic
+        # rule) wait seconds, not the minutes a large file takes.
+        for begin in range(0, max(len(candidates), 1), IMPORT_CHUNK):
+            chunk = candidates[begin : begin + IMPORT_CHUNK]
+            with db.transaction(conn):
+                if len(chunk) and conn.execute("SELECT 1 FROM articles WHERE feed_id = ? LIMIT 1", [feed_id]).fetchone():
+                    dup_feed[chunk[_in_feed(conn, feed_id, np.arange(len(chunk)), url_all[chunk], norm_all[chunk],
+                                            day[chunk])]] = True
+                sel = chunk[~dup_feed[chunk]]
+                n_topics += _store_chunk(conn, feed_id, import_id, cols, rows, sel)
+                n_new += len(sel)
         result = ImportResult(
             feed_id=feed_id,
             feed_name=feed,
@@ -778,20 +830,81 @@ def import_file(
             n_rejected=int(rows.bad_time.sum() + rows.no_title.sum()),
             n_bad_time=int(rows.bad_time.sum()),
             n_no_title=int(rows.no_title.sum()),
-            n_topics=len(topic_rows),
+            n_topics=n_topics,
             mapping=cols,
             tz=feed_tz,
             examples=rows.examples,
             format=parsed.format,
             encoding=parsed.encoding,
+            n_url_dropped=rows.n_url_dropped,
+            n_long_cells=parsed.n_long_cells,
         )
         result.seconds = round(time.perf_counter() - started, 3)
-        report = result.as_dict()
-        conn.execute(
-            "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
-            [result.n_new, result.n_duplicate, result.n_rejected, db.dumps(report), import_id],
-        )
+        with db.transaction(conn):
+            conn.execute(
+                "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
+                [result.n_new, result.n_duplicate, result.n_rejected, db.dumps(result.as_dict()), import_id],
+            )
+    except BaseException:
+        _undo_import(conn, import_id, feed_id if created_feed else None)
+        raise
     return result
+
+
+IMPORT_CHUNK = 50_000  # new articles per write transaction of an import
+
+
+def _store_chunk(conn, feed_id: int, import_id: int, cols: dict, rows: _Rows, sel: np.ndarray) -> int:
+    """Insert the articles at positions ``sel`` with their topics and rollup counts, inside the caller's transaction;
+    how many topic rows were added."""
+    n_new = len(sel)
+    if not n_new:
+        return 0
+    first_id = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]) + 1
+    ids = np.arange(first_id, first_id + n_new, dtype=np.int64)
+    url_v = rows.url.to_numpy(dtype=object)[sel]
+    topic_v = rows.topic.to_numpy(dtype=object)[sel]
+    body_v = rows.body.to_numpy(dtype=object)[sel]
+    source_v = rows.source.to_numpy(dtype=object)[sel]
+    title_v = rows.title.to_numpy(dtype=object)[sel]
+    article_rows = zip(
+        ids.tolist(),
+        [feed_id] * n_new,
+        rows.published[sel].tolist(),
+        rows.day[sel].tolist(),
+        title_v.tolist(),
+        [b or None for b in body_v.tolist()],
+        [s or None for s in source_v.tolist()],
+        [u or None for u in url_v.tolist()],
+        [t or None for t in topic_v.tolist()],
+        rows.norm.to_numpy(dtype=object)[sel].tolist(),
+        [import_id] * n_new,
+    )
+    bulk = _rollup_triggers_aside(conn, n_new)
+    _insert_articles(conn, article_rows, n_new, first_id)
+    topic_rows = _new_topics(conn, feed_id, cols, ids, topic_v, title_v, body_v)
+    db.executemany(conn, "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", topic_rows)
+    if bulk:  # the new articles and their topics counted into the Monitor's rollups together
+        db.add_to_rollups(conn, first_id, first_id + n_new)
+        for sql in bulk:
+            conn.execute(sql)
+    return len(topic_rows)
+
+
+def _undo_import(conn, import_id: int, created_feed_id: int | None) -> None:
+    """An import that failed part-way: remove the chunks it had stored (their topics, scores, rollup counts and
+    search entries go with them through the triggers), its import row, and the feed when it created it."""
+    if conn.conn.in_transaction:
+        conn.execute("ROLLBACK")
+    with db.transaction(conn):
+        inner = "SELECT id FROM articles WHERE import_id = ?"
+        conn.execute(f"DELETE FROM article_topics WHERE article_id IN ({inner})", [import_id])
+        conn.execute(f"DELETE FROM scores WHERE article_id IN ({inner})", [import_id])
+        conn.execute("DELETE FROM articles WHERE import_id = ?", [import_id])
+        conn.execute("DELETE FROM feed_imports WHERE id = ?", [import_id])
+        if created_feed_id is not None and not conn.execute(
+                "SELECT 1 FROM feed_imports WHERE feed_id = ? LIMIT 1", [created_feed_id]).fetchone():
+            conn.execute("DELETE FROM feeds WHERE id = ?", [created_feed_id])
 
 
 INSERT_ARTICLE = (

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import db, paths, settings
+from engine.text import clean_name
 from engine.jobs import queue
 from engine.jobs import process
 from engine.models import catalog
@@ -263,9 +264,11 @@ def submit(
     created_by: str | None = None,
     name: str | None = None,
     rerun_of: int | None = None,
+    allow_list: bool = False,
 ) -> int:
     """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
 
+    ``allow_list``: only base models an administrator allowed (the dashboard; the CLI runs as the operator).
     ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config."""
     errors: dict[str, str] = {}
     ds = None
@@ -286,7 +289,7 @@ def submit(
             errors["dataset"] = f"the dataset {ds['name']} has only one label; a classifier needs at least two."
     base = None
     try:
-        base = catalog.resolve(base_model)
+        base = catalog.resolve(base_model, allow_list=allow_list)
     except UserError as exc:
         errors["base_model"] = str(exc)
     try:
@@ -306,7 +309,7 @@ def submit(
         dataset_id=ds["id"],
         base_model=base.spec,
         config=config,
-        name=name or f"{ds['name']} v{ds['version']} · {config['preset']}",
+        name=clean_name(name or f"{ds['name']} v{ds['version']} · {config['preset']}"),
         created_by=created_by,
     )
 
