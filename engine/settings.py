@@ -26,12 +26,19 @@ class Setting:
     default: str
     doc: str
     audience: str = "operator"  # "operator" (people who run Bellwether), "test" (tests and benchmarks only)
+    secret: bool = False  # never passed on to job processes (without_secrets)
 
 
 SETTINGS: list[Setting] = [
     Setting("BELLWETHER_HOME", "path", "~/.bellwether", "the data directory: the SQLite store, runs/ and uploads/"),
-    Setting("BELLWETHER_USER", "text", "$USER", "who acts when nobody signed in by name (the CLI's user)"),
-    Setting("BELLWETHER_PASSWORD", "text", "", "the dashboard's shared sign-in password; empty: no password"),
+    Setting("BELLWETHER_USER", "text", "$USER",
+            "the command line's name: it acts as a local administrator, recorded as cli:NAME"),
+    Setting("BELLWETHER_PASSWORD", "text", "",
+            "retired shared password: signs nobody in; while set without accounts, the dashboard refuses everyone",
+            secret=True),
+    Setting("BELLWETHER_ADMIN_USER", "text", "", "on first start, with no accounts yet: the first admin's name"),
+    Setting("BELLWETHER_ADMIN_PASSWORD", "text", "",
+            "on first start, with no accounts yet: the first admin's password (10+ characters)", secret=True),
     Setting("BELLWETHER_CONCURRENCY_CPU", "whole number", "1", "jobs run at once on the CPU"),
     Setting("BELLWETHER_CONCURRENCY_CUDA", "whole number", "1", "jobs run at once on the GPU"),
     Setting("BELLWETHER_DEVICE_SLOT", "choice", "", "force new jobs onto 'cpu' or 'cuda' (default: cuda when present)"),
@@ -124,6 +131,22 @@ def user() -> str | None:
 
 def password() -> str:
     return os.environ.get("BELLWETHER_PASSWORD", "")  # not stripped: spaces may be part of a password
+
+
+def admin_user() -> str | None:
+    return _raw("BELLWETHER_ADMIN_USER") or None
+
+
+def admin_password() -> str | None:
+    return os.environ.get("BELLWETHER_ADMIN_PASSWORD", "") or None
+
+
+def without_secrets(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment (default: this process's) without the secret settings, for a child process."""
+    env = dict(os.environ if env is None else env)
+    for name in [s.name for s in SETTINGS if s.secret]:
+        env.pop(name, None)
+    return env
 
 
 # --- jobs -----------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ LAYERS = [
     {"engine.errors", "engine.settings"},
     {"engine.paths"},
     {"engine.db", "engine.export"},
+    {"engine.access"},
     {"engine.models"},
     {"engine.data"},
     {"engine.jobs"},

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "engine.cli.train",
     "engine.cli.report",
     "engine.cli.feed",
+    "engine.cli.access",
     "engine.cli.job",
 ]
 

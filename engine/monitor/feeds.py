@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from engine import db
+from engine import access, db
 from engine.data import readers
 from engine.errors import NotFound, UserError
 
@@ -521,8 +521,9 @@ def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 
     return total
 
 
-def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[str]) -> dict:
-    """Create or replace a topic rule (a name and its keywords or tickers) and re-tag the feed's articles."""
+def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[str], actor=None) -> dict:
+    """Create or replace a topic rule (a name and its keywords or tickers) and re-tag the feed's articles. An analyst
+    changes the rules of feeds they created; an admin anyone's."""
     feed_row = get_feed(conn, feed)
     name = " ".join((name or "").split())
     if not name:
@@ -530,7 +531,10 @@ def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[st
     words = parse_keywords(keywords)
     if not words:
         raise UserError(f"Give at least one keyword or ticker for the topic '{name}', separated by commas.")
+    obj = f"feed:{feed_row['name']}:topic:{name}"
+    who = access.check(conn, actor, "topics.set", obj, owner=feed_row.get("created_by"))
     with db.transaction(conn):
+        access.record(conn, who, "topics.set", obj, {"keywords": words})
         conn.execute("DELETE FROM topic_rules WHERE feed_id = ? AND name = ?", [feed_row["id"], name])
         conn["topic_rules"].insert(
             {"feed_id": feed_row["id"], "name": name, "keywords_json": db.dumps(words), "created_at": db.now()}
@@ -539,9 +543,12 @@ def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[st
     return {"name": name, "keywords": words, "matches": n}
 
 
-def delete_topic_rule(conn, feed: str | int, name: str) -> None:
+def delete_topic_rule(conn, feed: str | int, name: str, actor=None) -> None:
     feed_row = get_feed(conn, feed)
+    obj = f"feed:{feed_row['name']}:topic:{name}"
+    who = access.check(conn, actor, "topics.delete", obj, owner=feed_row.get("created_by"))
     with db.transaction(conn):
+        access.record(conn, who, "topics.delete", obj)
         conn.execute("DELETE FROM topic_rules WHERE feed_id = ? AND name = ?", [feed_row["id"], name])
         apply_topic_rules(conn, feed_row["id"], only=name)
 
@@ -695,6 +702,7 @@ def import_file(
     encoding: str | None = None,
     sheet: str | None = None,
     created_by: str | None = None,
+    actor=None,
 ) -> ImportResult:
     """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
 
@@ -703,6 +711,8 @@ def import_file(
     topics (:func:`_new_topics`), count them into the Monitor's rollups, and record the import with its report."""
     started = time.perf_counter()
     feed = _check_feed_name(feed)
+    who = access.check(conn, actor, "feed.import", f"feed:{feed}")
+    created_by = created_by or who.name
     existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
     feed_row = existing[0] if existing else None
     read_tz = resolve_tz(tz if tz else (feed_row["tz"] if feed_row else None))
@@ -732,6 +742,8 @@ def import_file(
             {"feed_id": feed_id, "file_name": file_name, "sha256": hashlib.sha256(data).hexdigest(),
              "created_at": db.now()}
         ).last_pk
+        access.record(conn, who, "feed.import", f"feed:{feed}",
+                      {"file": file_name, "new": int(new.sum()), "import_id": import_id})
         first_id = (conn.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]) + 1
         n_new = int(new.sum())
         ids = np.arange(first_id, first_id + n_new, dtype=np.int64)
