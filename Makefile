@@ -32,8 +32,11 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# Listens on all interfaces only once accounts (or single sign-on) exist; otherwise on 127.0.0.1, and says why.
 run: venv
-	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
+	@ADDRESS=$$($(PY) -m engine users bind-address) && \
+	  echo "Bellwether on http://$$ADDRESS:$(PORT)" && \
+	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
 
 worker: venv
 	$(PY) -m engine worker

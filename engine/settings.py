@@ -141,6 +141,16 @@ def admin_password() -> str | None:
     return os.environ.get("BELLWETHER_ADMIN_PASSWORD", "") or None
 
 
+def shown(audience: str = "operator") -> list[tuple[Setting, str]]:
+    """Each setting of ``audience`` with its value as an admin may see it: secrets only as set / unset."""
+    out = []
+    for s in SETTINGS:
+        if s.audience == audience:
+            raw = os.environ.get(s.name, "") if s.secret else _raw(s.name)
+            out.append((s, ("(set, secret)" if raw else "(unset)") if s.secret else raw or f"(default: {s.default})"))
+    return out
+
+
 def without_secrets(env: dict[str, str] | None = None) -> dict[str, str]:
     """A copy of the environment (default: this process's) without the secret settings, for a child process."""
     env = dict(os.environ if env is None else env)

@@ -61,8 +61,9 @@ class Forbidden(UserError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts. ``name`` is what ``created_by`` records (and owns by); ``via`` is 'web' or 'cli' (the audit log
-    writes the command line's actor as 'cli:<name>')."""
+    """Who acts. ``name`` is what ``created_by`` records (and owns by); ``via`` is 'web' (a signed-in account), 'cli'
+    (the command line and direct library calls) or 'local' (the dashboard with no accounts, on this machine only);
+    the audit log writes the last two as 'cli:<name>' and 'local:<name>'."""
 
     name: str
     role: str
@@ -70,7 +71,7 @@ class Actor:
 
     @property
     def label(self) -> str:
-        return f"cli:{self.name}" if self.via == "cli" else self.name
+        return f"{self.via}:{self.name}" if self.via in ("cli", "local") else self.name
 
 
 def local_admin() -> Actor:

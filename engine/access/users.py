@@ -269,7 +269,7 @@ def start_session(conn, actor: Actor) -> str:
 def session_actor(conn, token: str | None) -> Actor | None:
     """The account behind a session token, or None when it is unknown, idle too long, too old or its account is
     disabled. Using it keeps it alive."""
-    if not token:
+    if not token or not isinstance(token, str):
         return None
     row = conn.execute(
         "SELECT s.user, s.created_at, s.last_seen_at, u.role, u.disabled FROM sessions s JOIN users u "
