@@ -332,3 +332,16 @@ def test_cli_users_and_audit(home, tmp_path):
         assert f"cli:ops,admin,{action}" in text
     assert PASSWORD not in text
     assert "users.add" in _cli("audit", "--action", "users", home=home).stdout
+
+
+def test_single_sign_on_identities_map_to_accounts(store):
+    users.add(store, "alice@bank.com", "analyst", sso=True)
+    assert users.sso_actor(store, "Alice@Bank.com") == Actor("alice@bank.com", "analyst")
+    with pytest.raises(Forbidden, match="users add mallory@bank.com --role viewer --sso"):
+        users.sso_actor(store, "mallory@bank.com")
+    with pytest.raises(Forbidden, match="do not match"):  # an SSO account has no password to guess
+        users.sign_in(store, "alice@bank.com", "")
+    with pytest.raises(Exception, match="not both"):
+        users.add(store, "bob@bank.com", "viewer", PASSWORD, sso=True)
+    assert [r["actor"] for r in rows_of(store, "sign_in")] == ["alice@bank.com"]
+    assert rows_of(store, "sign_in.failed")[-1]["detail"]["reason"] == "sso identity without an active account"
