@@ -35,7 +35,7 @@ chromium:
 # Listens on all interfaces only once accounts (or single sign-on) exist; otherwise on 127.0.0.1, and says why.
 run: venv
 	@ADDRESS=$$($(PY) -m engine users bind-address) && \
-	  echo "Bellwether on http://$$ADDRESS:$(PORT)" && \
+	  echo "Bellwether listens on $$ADDRESS, port $(PORT)" && \
 	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
 
 worker: venv

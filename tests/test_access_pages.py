@@ -105,3 +105,11 @@ def test_a_locked_account_is_told_so_on_the_form(team):
     at.text_input[1].input(PASSWORD)
     at.button[0].click().run()
     assert "locked" in at.error[0].value and at.title[0].value == "Bellwether"
+
+
+def test_server_paths_are_shown_to_admins_only(team, tiny_text_model):
+    run_id = make_finished_run(team, tiny_text_model, metrics={"macro_f1": 0.5, "accuracy": 0.5})
+    analyst = signed_in_app("runs", "ann", run=str(run_id))
+    assert "Model saved in" not in texts(analyst) and str(tiny_text_model) not in texts(analyst)
+    admin = signed_in_app("runs", "ada", run=str(run_id))
+    assert f"Model saved in `{tiny_text_model}`" in texts(admin)

@@ -196,7 +196,8 @@ def live_view(run_id: int, active: bool) -> None:
         cols[1].metric(f"Accuracy ({split})", f"{metrics.get('accuracy', 0):.3f}")
         cols[2].metric("Weighted F1", f"{metrics.get('weighted_f1') or 0:.3f}")
         cols[3].metric("Validation macro-F1", f"{metrics.get('validation_macro_f1') or 0:.3f}")
-        st.caption(f"Model saved in `{job.get('model_dir')}`")
+        if can("settings.read"):  # a server path: administrators only
+            st.caption(f"Model saved in `{job.get('model_dir')}`")
         st.page_link("views/reports.py", label="Open the evaluation report", icon=":material/fact_check:",
                      query_params={"run": str(run_id)})
     comparison = reproduce.rerun_comparison(conn, run_id)
