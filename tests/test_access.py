@@ -345,3 +345,11 @@ def test_single_sign_on_identities_map_to_accounts(store):
         users.add(store, "bob@bank.com", "viewer", PASSWORD, sso=True)
     assert [r["actor"] for r in rows_of(store, "sign_in")] == ["alice@bank.com"]
     assert rows_of(store, "sign_in.failed")[-1]["detail"]["reason"] == "sso identity without an active account"
+
+
+def test_the_first_admin_from_the_environment_only_while_there_are_no_accounts(store):
+    assert users.ensure_first_admin(store, None, None) is False
+    assert users.ensure_first_admin(store, "root", PASSWORD) is True
+    assert users.sign_in(store, "root", PASSWORD) == Actor("root", "admin")
+    assert users.ensure_first_admin(store, "other", PASSWORD) is False  # accounts exist: never again
+    assert [u["name"] for u in users.list_users(store)] == ["root"]
