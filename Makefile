@@ -32,10 +32,13 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# Listens on all interfaces only once accounts (or single sign-on) exist; otherwise on 127.0.0.1, and says why.
 # Offline unless an administrator allows model downloads (BELLWETHER_ALLOW_DOWNLOADS=1; engine/settings.py).
 run: venv
-	HF_HUB_OFFLINE=$$(case "$$BELLWETHER_ALLOW_DOWNLOADS" in 1|true|yes|on) echo 0;; *) echo 1;; esac) \
-	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true
+	@ADDRESS=$$($(PY) -m engine users bind-address) && \
+	  echo "Bellwether listens on $$ADDRESS, port $(PORT)" && \
+	  HF_HUB_OFFLINE=$$(case "$$BELLWETHER_ALLOW_DOWNLOADS" in 1|true|yes|on) echo 0;; *) echo 1;; esac) \
+	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
 
 worker: venv
 	$(PY) -m engine worker

@@ -1,28 +1,45 @@
-"""Bellwether dashboard: sign-in, navigation over pages/, and the chrome every page shares."""
+"""Bellwether dashboard: sign-in, navigation over the pages, and the chrome every page shares.
+
+st.navigation is called on every run, before the sign-in check, so a link into a page (/runs?run=7) keeps its page
+and query while the sign-in form is shown (navigation hidden) and opens it right after. Each role sees only the pages
+it can use (viewers have no Train page; only admins have Admin).
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import require_sign_in, sidebar_chrome
+from engine.access.roles import ADMIN, VIEWER
+from views._shared import current_user, sidebar_chrome, sign_in
 
 st.set_page_config(page_title="Bellwether", page_icon=":material/query_stats:", layout="wide")
 
-PAGES = {
-    "Train models": [
-        st.Page("pages/data.py", title="Data", icon=":material/table_view:", default=True),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
-        st.Page("pages/reports.py", title="Reports", icon=":material/fact_check:"),
-    ],
-    "Monitor news": [
-        st.Page("pages/feeds.py", title="Feeds", icon=":material/rss_feed:"),
-        st.Page("pages/monitor.py", title="Monitor", icon=":material/trending_down:"),
-    ],
-}
 
-require_sign_in()
+def pages(role: str | None) -> dict:
+    train = [
+        st.Page("views/data.py", title="Data", icon=":material/table_view:", default=True),
+        st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("views/reports.py", title="Reports", icon=":material/fact_check:"),
+    ]
+    if role == VIEWER:
+        train = [p for p in train if p.title != "Train"]
+    found = {
+        "Train models": train,
+        "Monitor news": [
+            st.Page("views/feeds.py", title="Feeds", icon=":material/rss_feed:"),
+            st.Page("views/monitor.py", title="Monitor", icon=":material/trending_down:"),
+        ],
+    }
+    if role in (ADMIN, None):  # None: before sign-in every page resolves, so a deep link survives
+        found["Administration"] = [st.Page("views/admin.py", title="Admin", icon=":material/admin_panel_settings:")]
+    return found
 
-navigation = st.navigation(PAGES)
+
+user = current_user()
+navigation = st.navigation(pages(user.role if user else None), position="sidebar" if user else "hidden")
+if user is None:
+    sign_in()
+    st.stop()
 sidebar_chrome()
 navigation.run()

@@ -117,7 +117,7 @@ t0 = time.perf_counter()
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=600)
 at.run()
-at.switch_page("pages/monitor.py")
+at.switch_page("views/monitor.py")
 t1 = time.perf_counter()
 at.run()
 t2 = time.perf_counter()

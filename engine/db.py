@@ -363,11 +363,36 @@ def _m004_model_topics(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE article_topics ADD COLUMN run_id INTEGER")
 
 
+def _m005_access(db: sqlite_utils.Database) -> None:
+    """Accounts, browser sessions, the append-only audit log, and who saved each evaluation (engine.access)."""
+    db["users"].create(
+        {"name": str, "role": str, "password_hash": str, "sso": int, "disabled": int, "failures": int,
+         "locked_until": str, "created_at": str, "created_by": str, "last_sign_in_at": str},
+        pk="name", not_null={"role", "created_at"}, defaults={"sso": 0, "disabled": 0, "failures": 0},
+    )
+    db["sessions"].create({"token_sha256": str, "user": str, "created_at": str, "last_seen_at": str},
+                          pk="token_sha256")
+    db["sessions"].create_index(["user"])
+    db["audit_log"].create(
+        {"id": int, "at": str, "actor": str, "role": str, "action": str, "object": str, "detail_json": str},
+        pk="id", not_null={"at", "actor", "action"},
+    )
+    db["audit_log"].create_index(["actor"])
+    db["audit_log"].create_index(["action"])
+    db.execute("CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    db.execute("CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    db["evaluations"].create({"run_id": int, "split": str, "created_by": str, "created_at": str},
+                             pk=("run_id", "split"))
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
     (3, _m003_sentiment_rollups),
     (4, _m004_model_topics),
+    (5, _m005_access),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -26,12 +26,19 @@ class Setting:
     default: str
     doc: str
     audience: str = "operator"  # "operator" (people who run Bellwether), "test" (tests and benchmarks only)
+    secret: bool = False  # never passed on to job processes (without_secrets)
 
 
 SETTINGS: list[Setting] = [
     Setting("BELLWETHER_HOME", "path", "~/.bellwether", "the data directory: the SQLite store, runs/ and uploads/"),
-    Setting("BELLWETHER_USER", "text", "$USER", "who acts when nobody signed in by name (the CLI's user)"),
-    Setting("BELLWETHER_PASSWORD", "text", "", "the dashboard's shared sign-in password; empty: no password"),
+    Setting("BELLWETHER_USER", "text", "$USER",
+            "the command line's name: it acts as a local administrator, recorded as cli:NAME"),
+    Setting("BELLWETHER_PASSWORD", "text", "",
+            "retired shared password: signs nobody in; while set without accounts, the dashboard refuses everyone",
+            secret=True),
+    Setting("BELLWETHER_ADMIN_USER", "text", "", "on first start, with no accounts yet: the first admin's name"),
+    Setting("BELLWETHER_ADMIN_PASSWORD", "text", "",
+            "on first start, with no accounts yet: the first admin's password (10+ characters)", secret=True),
     Setting("BELLWETHER_CONCURRENCY_CPU", "whole number", "1", "jobs run at once on the CPU"),
     Setting("BELLWETHER_CONCURRENCY_CUDA", "whole number", "1", "jobs run at once on the GPU"),
     Setting("BELLWETHER_DEVICE_SLOT", "choice", "", "force new jobs onto 'cpu' or 'cuda' (default: cuda when present)"),
@@ -141,6 +148,32 @@ def allow_downloads() -> bool:
 
 def download_max_mb() -> int:
     return _whole("BELLWETHER_DOWNLOAD_MAX_MB", 2048, minimum=1)
+
+
+def admin_user() -> str | None:
+    return _raw("BELLWETHER_ADMIN_USER") or None
+
+
+def admin_password() -> str | None:
+    return os.environ.get("BELLWETHER_ADMIN_PASSWORD", "") or None
+
+
+def shown(audience: str = "operator") -> list[tuple[Setting, str]]:
+    """Each setting of ``audience`` with its value as an admin may see it: secrets only as set / unset."""
+    out = []
+    for s in SETTINGS:
+        if s.audience == audience:
+            raw = os.environ.get(s.name, "") if s.secret else _raw(s.name)
+            out.append((s, ("(set, secret)" if raw else "(unset)") if s.secret else raw or f"(default: {s.default})"))
+    return out
+
+
+def without_secrets(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment (default: this process's) without the secret settings, for a child process."""
+    env = dict(os.environ if env is None else env)
+    for name in [s.name for s in SETTINGS if s.secret]:
+        env.pop(name, None)
+    return env
 
 
 # --- jobs -----------------------------------------------------------------------------------------------------------

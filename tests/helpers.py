@@ -70,8 +70,40 @@ def feed_csv(rows) -> bytes:
     return ("time,title\n" + "\n".join(f"{d},{t}" for d, t in rows)).encode()
 
 
+PASSWORD = "correct horse battery"
+
+
+def add_user(conn, name: str, role: str, password: str = PASSWORD) -> None:
+    """An account (the local administrator adds it), so the dashboard asks everyone to sign in."""
+    from engine.access import users
+
+    users.add(conn, name, role, password)
+
+
+def signed_in_app(page: str | None = None, name: str = "maria", password: str = PASSWORD, **query):
+    """The dashboard after ``name`` signed in through its form, switched to ``page`` with these query parameters."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    if page:  # a deep link: the page is chosen before signing in
+        at.switch_page(page if page.endswith(".py") else f"views/{page}.py")
+    at.run()  # AppTest's first run has no page yet; this one is on it, as a browser's first run is
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def open_page(page: str, **query):
-    """The dashboard (streamlit_app.py) switched to ``page`` ("data" or "pages/data.py"), with these query parameters,
+    """The dashboard (streamlit_app.py) switched to ``page`` ("data" or "views/data.py"), with these query parameters,
     run through Streamlit's AppTest; it must render without an exception."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -83,7 +115,7 @@ def open_page(page: str, **query):
     st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.run()
-    at.switch_page(page if page.endswith(".py") else f"pages/{page}.py")
+    at.switch_page(page if page.endswith(".py") else f"views/{page}.py")
     for key, value in query.items():
         at.query_params[key] = value
     at.run()
@@ -102,7 +134,7 @@ def markdown_sources(at) -> str:
 
 def texts(at) -> str:
     """Everything a page says, as the analyst reads it: the Markdown sources with backslash escapes resolved (data
-    shown through pages._shared.md is escaped so it never becomes a link or formatting)."""
+    shown through views._shared.md is escaped so it never becomes a link or formatting)."""
     import re
 
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown_sources(at))

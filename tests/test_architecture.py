@@ -27,6 +27,7 @@ LAYERS = [
     {"engine.errors", "engine.settings", "engine.text"},
     {"engine.paths"},
     {"engine.db", "engine.export"},
+    {"engine.access"},
     {"engine.models"},
     {"engine.data"},
     {"engine.jobs"},
@@ -85,12 +86,18 @@ def test_engine_imports_neither_streamlit_nor_bench():
 
 def test_pages_import_no_cli_module_and_run_no_sql():
     offenders = []
-    for path in [*(ROOT / "pages").glob("*.py"), ROOT / "streamlit_app.py"]:
+    for path in [*(ROOT / "views").glob("*.py"), ROOT / "streamlit_app.py"]:
         text = path.read_text(encoding="utf-8")
         offenders += [f"{path.name}:{line} imports {t}" for t, line, _ in _imports(path) if t.startswith("engine.cli")]
         offenders += [f"{path.name}: runs SQL ({m.group(0)!r})" for m in re.finditer(
             r"\.(execute|executemany|query)\(|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b", text)]
     assert not offenders, offenders
+
+
+def test_there_is_no_pages_folder():
+    """Streamlit runs the files of a folder named pages/ beside the app by themselves, with a navigation made of their
+    file names, on a fresh server until streamlit_app.py has run once: the screens live in views/ instead."""
+    assert not (ROOT / "pages").exists()
 
 
 def test_the_engine_import_graph_has_no_circle():
@@ -134,7 +141,7 @@ def test_environment_variables_are_read_in_settings_only_and_all_documented():
     from engine import settings
 
     readers = []
-    for path in [*ENGINE.rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "streamlit_app.py"]:
+    for path in [*ENGINE.rglob("*.py"), *(ROOT / "views").glob("*.py"), ROOT / "streamlit_app.py"]:
         if path.name == "settings.py" and path.parent == ENGINE:
             continue
         for m in re.finditer(r"(environ\.get|getenv)\(\s*f?[\"']BELLWETHER_\w*", path.read_text(encoding="utf-8")):

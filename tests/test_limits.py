@@ -2,8 +2,8 @@
 process with a memory cap, and the dashboard's process stays small while they are read.
 
 Every file is made here, in tmp_path, never committed. The memory checks run the dashboard's own read path
-(ingest.read_file_guarded, feeds.preview_guarded / import_file_guarded, validate.build: what pages/data.py and
-pages/feeds.py call) in a fresh Python process and read that process's peak resident memory (VmHWM)."""
+(ingest.read_file_guarded, feeds.preview_guarded / import_file_guarded, validate.build: what views/data.py and
+views/feeds.py call) in a fresh Python process and read that process's peak resident memory (VmHWM)."""
 
 from __future__ import annotations
 

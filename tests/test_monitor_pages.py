@@ -52,14 +52,14 @@ def _surge_feed(store, run_id):
 
 
 def test_feeds_page_on_an_empty_store_invites_an_upload(app):
-    at = app("pages/feeds.py")
+    at = app("views/feeds.py")
     assert "No feeds yet" in texts(at)
     assert at.selectbox[0].options == ["+ New feed"]
 
 
 def test_feeds_page_upload_maps_columns_and_imports_the_real_cnbc_file(app, store, shared):
     data = shared("news", "cnbc_headlines.csv").read_bytes()
-    at = app("pages/feeds.py")
+    at = app("views/feeds.py")
     at.text_input(key="new_feed_name").set_value("markets").run()
     at.file_uploader[0].set_value(("cnbc_headlines.csv", data, "text/csv")).run()
     assert not at.exception and not at.error
@@ -75,7 +75,7 @@ def test_feeds_page_upload_maps_columns_and_imports_the_real_cnbc_file(app, stor
 
 
 def test_feeds_page_reports_rejected_rows_and_a_bad_file_plainly(app, store):
-    at = app("pages/feeds.py")
+    at = app("views/feeds.py")
     at.text_input(key="new_feed_name").set_value("f").run()
     at.file_uploader[0].set_value(("x.csv", b"published,headline\n2020-07-01,Up\nsoon,Down\n", "text/csv")).run()
     by_label(at.button, "Import into feed").click().run()
@@ -93,7 +93,7 @@ def test_feeds_page_topic_rules_search_and_score_button(app, store, tiny_text_mo
     feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise"), ("2020-07-01", "Oil slumps"),
                                    ("2020-07-02", "银行板块下跌")]), "a.csv", "f")
     run_id = make_finished_run(store, tiny_text_model)
-    at = app("pages/feeds.py")
+    at = app("views/feeds.py")
     assert "No finished sentiment run" not in texts(at)
     at.text_input(key=next(t.key for t in at.text_input if t.label == "Topic name")).set_value("Banks")
     next(t for t in at.text_input if t.label.startswith("Keywords")).set_value("bank, 银行")
@@ -123,13 +123,13 @@ def test_feeds_page_topic_rules_search_and_score_button(app, store, tiny_text_mo
 
 
 def test_monitor_page_on_an_empty_store(app):
-    at = app("pages/monitor.py")
+    at = app("views/monitor.py")
     assert "No feeds yet" in texts(at)
 
 
 def test_monitor_page_unscored_feed_shows_volume_only(app, store):
     feeds.import_file(store, _csv([("2020-07-01", "A"), ("2020-07-02", "B")]), "a.csv", "f")
-    at = app("pages/monitor.py")
+    at = app("views/monitor.py")
     assert "has not been scored yet" in texts(at)
     assert at.metric[0].value == "2"
     assert len(at.get("plotly_chart")) == 1  # volume only
@@ -138,7 +138,7 @@ def test_monitor_page_unscored_feed_shows_volume_only(app, store):
 def test_monitor_page_with_a_scored_feed_charts_drilldown_alerts_acknowledge_and_rule(app, store, tiny_text_model):
     run_id = make_finished_run(store, tiny_text_model, metrics={"macro_f1": 0.812})
     feed_id = _surge_feed(store, run_id)
-    at = app("pages/monitor.py")
+    at = app("views/monitor.py")
     assert not at.exception
     shown = texts(at)
     assert f"Model: run {run_id}" in shown and "macro-F1 0.812" in shown
@@ -178,7 +178,7 @@ def test_monitor_page_with_a_scored_feed_charts_drilldown_alerts_acknowledge_and
 def test_monitor_weekly_view_renders(app, store, tiny_text_model):
     run_id = make_finished_run(store, tiny_text_model)
     _surge_feed(store, run_id)
-    at = app("pages/monitor.py")
+    at = app("views/monitor.py")
     at.radio(key="mon_freq").set_value("W").run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3
@@ -191,7 +191,7 @@ def test_feeds_page_offers_sentiment_runs_for_scoring_and_topic_runs_for_topics(
     sentiment = make_finished_run(store, tiny_text_model)
     topic_model = build_tiny_model(tmp_path / "topics", ["earnings", "m&a", "macro"])
     topic = make_finished_run(store, topic_model)  # newer, so it would come first by date alone
-    at = app("pages/feeds.py")
+    at = app("views/feeds.py")
     assert at.selectbox(key="score_run").value == sentiment
     assert at.selectbox(key="score_run").options == [f"#{sentiment} · tiny", f"#{topic} · tiny"]  # runs.title
     assert at.selectbox(key="topic_run").value == topic
@@ -209,7 +209,7 @@ def test_feeds_page_says_plainly_when_no_worker_can_be_started(app, store, tiny_
     monkeypatch.setattr(supervisor, "ensure_supervisor", cannot_start)
     feeds.import_file(store, _csv([("2020-07-01", "Bank profits rise")]), "a.csv", "f")
     run_id = make_finished_run(store, tiny_text_model)
-    at = app("pages/feeds.py")
+    at = app("views/feeds.py")
     by_label(at.button, "Score").click().run()
     assert not at.exception
     job_id, status, model = store.execute("SELECT id, status, model_run_id FROM jobs WHERE kind = 'score'").fetchone()

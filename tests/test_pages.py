@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
-from tests.helpers import make_finished_run, open_page
+from tests.helpers import PASSWORD, add_user, make_finished_run, open_page
 
 PAGES = ["data", "train", "runs", "reports", "feeds", "monitor"]
 TITLES = {"data": "Data", "train": "Train a model", "runs": "Runs", "reports": "Reports", "feeds": "Feeds",
@@ -69,22 +69,25 @@ def test_each_page_renders_on_a_populated_store(home, store, tiny_text_model):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_a_page_opened_by_its_own_url_asks_for_sign_in_first(home, page, monkeypatch):
-    monkeypatch.setenv("BELLWETHER_PASSWORD", "s3cret")
-    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=60).run()
+def test_a_page_opened_by_its_own_url_asks_for_sign_in_first(store, page):
+    add_user(store, "maria", "analyst")
+    at = AppTest.from_file(str(ROOT / "views" / f"{page}.py"), default_timeout=60).run()
     assert not at.exception
     assert [b.label for b in at.button] == ["Sign in"]
     assert not at.title or at.title[0].value == "Bellwether"
+    assert not at.get("file_uploader")
 
 
-def test_sign_in_with_the_right_password_only(home, monkeypatch):
-    monkeypatch.setenv("BELLWETHER_PASSWORD", "s3cret")
-    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
-    at.text_input[0].input("Maria")
+def test_sign_in_with_the_right_password_only(store):
+    add_user(store, "maria", "analyst")
+    # AppTest's first run has no page yet; the second is on the default page, as a browser's first run is
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run().run()
+    assert not at.get("file_uploader") and not at.sidebar.caption
+    at.text_input[0].input("maria")
     at.text_input[1].input("wrong")
     at.button[0].click().run()
     assert "do not match" in at.error[0].value
-    at.text_input[1].input("s3cret")
+    at.text_input[1].input(PASSWORD)
     at.button[0].click().run()
     assert at.title[0].value == "Data"
-    assert "Maria" in " ".join(c.value for c in at.sidebar.caption)
+    assert "maria" in " ".join(c.value for c in at.sidebar.caption)

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine import db
 from tests.conftest import ROOT
-from tests.helpers import make_finished_run, open_page
+from tests.helpers import add_user, make_finished_run, open_page
 from tests.test_reports import KNOWN, LABELS, SENTENCES, text_predictions, tiny_tagger  # noqa: F401 - fixture
 
 
@@ -161,8 +161,8 @@ def test_entity_run_shows_both_reports_and_highlights_spans_safely(app, store, t
 
 def test_opening_the_page_by_its_own_url_still_asks_to_sign_in(home, store, tiny_text_model, monkeypatch):
     make_finished_run(store, tiny_text_model, text_predictions())
-    monkeypatch.setenv("BELLWETHER_PASSWORD", "secret")
-    at = AppTest.from_file(str(ROOT / "pages" / "reports.py"), default_timeout=60)
+    add_user(store, "maria", "analyst")
+    at = AppTest.from_file(str(ROOT / "views" / "reports.py"), default_timeout=60)
     at.run()
     assert not at.exception
     assert [t.label for t in at.text_input] == ["Your name", "Password"]

@@ -149,7 +149,7 @@ def test_dashboard_and_command_line_give_the_same_model_for_the_same_seed(home, 
     monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)  # the CLI below starts the real one
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     at.text_input(key="train_base_model").set_value(str(tiny_encoder))
     at.radio(key="train_preset").set_value("quick").run()
     at.number_input(key="adv_max_length").set_value(32)
@@ -282,7 +282,7 @@ def test_runs_page_run_again_queues_a_rerun_and_shows_the_comparison_when_it_end
     def open_runs(run_id: int) -> AppTest:
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
         at.run()
-        at.switch_page("pages/runs.py")
+        at.switch_page("views/runs.py")
         at.query_params["run"] = str(run_id)
         at.run()
         assert not at.exception, at.exception
@@ -327,7 +327,7 @@ def test_reports_opens_the_comparison_of_a_rerun_and_its_source_from_the_link(ho
     make_finished_run(conn, tiny_text_model, metrics={"accuracy": 0.1, "macro_f1": 0.1})
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/reports.py")
+    at.switch_page("views/reports.py")
     at.query_params["run"] = str(a)
     at.query_params["compare"] = str(b)
     at.run()

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "engine.cli.report",
     "engine.cli.feed",
     "engine.cli.models",
+    "engine.cli.access",
     "engine.cli.job",
 ]
 

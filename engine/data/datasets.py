@@ -11,7 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from engine import db, paths
+from engine import access, db, paths
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import NotFound, UserError
@@ -118,9 +118,15 @@ def _safe_file_name(name: str, max_bytes: int = 60) -> str:
     return f"{head}-{digest}{suffix}"
 
 
-def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: str, created_by: str | None) -> dict:
-    """Save the prepared rows as the next version of ``name``, all in one transaction, and copy the source file."""
+def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: str, created_by: str | None = None,
+         actor=None) -> dict:
+    """Save the prepared rows as the next version of ``name``, all in one transaction, and copy the source file.
+
+    ``actor`` (engine.access) must be an analyst or admin; None is the local administrator. ``created_by`` defaults
+    to the actor's name."""
     name = check_name(name)
+    who = access.check(conn, actor, "dataset.import", f"dataset:{name}")
+    created_by = created_by or who.name
     report = prepared.report
     copied: Path | None = None
     try:
@@ -146,6 +152,8 @@ def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: s
                 "created_at": db.now(),
                 "created_by": created_by,
             }).last_pk
+            access.record(conn, who, "dataset.import", f"dataset:{name}:{version}",
+                          {"file": candidate.file_name, "sha256": candidate.sha256, "rows": len(prepared.rows)})
             batch = []
             for row in prepared.rows:
                 batch.append({
@@ -192,12 +200,13 @@ def import_file(
     sheet: str | None = None,
     ratios=validate.DEFAULT_RATIOS,
     seed: int = validate.DEFAULT_SEED,
+    actor=None,
 ) -> tuple[dict, validate.CheckReport]:
     """Read, check and save in one call (for scripts and tests); the report is accepted as it is."""
     name = check_name(name)
     candidate = ingest.read_file(data, file_name, format=format, encoding=encoding, sheet=sheet)
     prepared = validate.build(candidate, mapping, ratios=ratios, seed=seed)
-    return save(conn, candidate, prepared, name, created_by), prepared.report
+    return save(conn, candidate, prepared, name, created_by, actor=actor), prepared.report
 
 
 def jobs_using(conn, dataset_id: int) -> list:
@@ -208,10 +217,11 @@ def jobs_using(conn, dataset_id: int) -> list:
     ))
 
 
-def delete(conn, ref: str | int, confirm: bool = False) -> dict:
+def delete(conn, ref: str | int, confirm: bool = False, actor=None) -> dict:
     """Delete one version (its rows and its copy of the source file). Needs ``confirm=True``; refused while a
-    queued or running job uses it."""
+    queued or running job uses it. An analyst deletes only their own versions; an admin anyone's."""
     dataset = get(conn, ref)
+    who = access.check(conn, actor, "dataset.delete", f"dataset:{dataset['ref']}", owner=dataset.get("created_by"))
     if not confirm:
         raise UserError(
             f"Deleting dataset {dataset['ref']} cannot be undone. Confirm to delete it (on the command line, add --yes)."
@@ -227,6 +237,8 @@ def delete(conn, ref: str | int, confirm: bool = False) -> dict:
             )
         conn.execute("delete from dataset_rows where dataset_id = ?", [dataset["id"]])
         conn.execute("delete from datasets where id = ?", [dataset["id"]])
+        access.record(conn, who, "dataset.delete", f"dataset:{dataset['ref']}",
+                      {"created_by": dataset.get("created_by"), "rows": dataset.get("n_rows")})
     if source is not None and source.exists():
         source.unlink()
     return dataset

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import db, paths, settings
+from engine import access, db, paths, settings
 from engine.errors import NotFound, UserError
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -179,10 +179,14 @@ def follow(conn, job_id: int, kind: str, line: Callable[[dict], str], done: Call
         time.sleep(poll_s)
 
 
-def cancel(conn, job_id: int) -> str:
-    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next step. Returns the status."""
+def cancel(conn, job_id: int, actor=None) -> str:
+    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next step. Returns the status.
+    An analyst cancels only their own jobs; an admin anyone's."""
     job = get(conn, job_id)
+    who = access.check(conn, actor, "run.cancel", f"job:{job['id']}", owner=job.get("created_by"))
     with db.transaction(conn):
+        if job["status"] in ("queued", "running"):
+            access.record(conn, who, "run.cancel", f"job:{job['id']}", {"kind": job["kind"], "status": job["status"]})
         if job["status"] == "queued":
             conn.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ? AND status = 'queued'",
@@ -208,9 +212,11 @@ def last_checkpoint(job_id: int) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def resume(conn, job_id: int) -> int:
-    """Queue a failed or cancelled job again; it continues from its last checkpoint when there is one."""
+def resume(conn, job_id: int, actor=None) -> int:
+    """Queue a failed or cancelled job again; it continues from its last checkpoint when there is one. An analyst
+    resumes only their own jobs; an admin anyone's."""
     job = get(conn, job_id)
+    who = access.check(conn, actor, "run.resume", f"job:{job['id']}", owner=job.get("created_by"))
     if job["status"] not in ("failed", "cancelled"):
         raise UserError(
             f"Run {job_id} is {job['status']}; only a failed or cancelled run can be resumed."
@@ -222,6 +228,7 @@ def resume(conn, job_id: int) -> int:
             "finished_at = NULL, attempt = COALESCE(attempt, 1) + 1 WHERE id = ? AND status IN ('failed', 'cancelled')",
             [checkpoint, job["id"]],
         )
+        access.record(conn, who, "run.resume", f"job:{job['id']}", {"kind": job["kind"], "from": checkpoint})
     return int(job["id"])
 
 

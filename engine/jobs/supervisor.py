@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from engine import db, paths
+from engine import db, paths, settings
 from engine.jobs import queue
 
 
@@ -176,7 +176,7 @@ class Supervisor:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     cwd=str(Path(__file__).resolve().parents[2]),
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    env={**settings.without_secrets(), "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:
             queue.finish(self.conn, job_id, "failed", f"The job could not be started: {exc}")
@@ -252,6 +252,7 @@ def ensure_supervisor(idle_exit_s: float | None = 600.0) -> int:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=str(Path(__file__).resolve().parents[2]),
+            env=settings.without_secrets(),  # the dashboard's secrets stay with the dashboard
         )
     # Wait until it has claimed the supervisor row (or lost to another one), so callers see it at once.
     deadline = time.monotonic() + 20

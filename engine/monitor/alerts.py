@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine import db
+from engine import access, db
 from engine.errors import UserError
 from engine.monitor.vocabulary import negative_label, run_labels
 
@@ -67,9 +67,16 @@ def check_rule(rule: dict) -> dict:
     return out
 
 
-def set_rule(conn, feed_id: int, **params) -> dict:
-    rule = check_rule({**get_rule(conn, feed_id), **params})
-    conn["alert_rules"].upsert({"feed_id": feed_id, **rule, "updated_at": db.now()}, pk="feed_id")
+def set_rule(conn, feed_id: int, actor=None, **params) -> dict:
+    """Change the feed's alert rule. An analyst changes the rules of feeds they created; an admin anyone's."""
+    before = get_rule(conn, feed_id)
+    rule = check_rule({**before, **params})
+    feed = conn.execute("SELECT name, created_by FROM feeds WHERE id = ?", [feed_id]).fetchone()
+    obj = f"feed:{feed[0] if feed else feed_id}:alert-rule"
+    who = access.check(conn, actor, "alerts.rule", obj, owner=feed[1] if feed else None)
+    with db.transaction(conn):
+        conn["alert_rules"].upsert({"feed_id": feed_id, **rule, "updated_at": db.now()}, pk="feed_id")
+        access.record(conn, who, "alerts.rule", obj, {k: v for k, v in rule.items() if before.get(k) != v})
     return rule
 
 
@@ -237,13 +244,21 @@ def list_alerts(conn, feed_id: int, run_id: int | None = None, topic: str | None
     return rows
 
 
-def acknowledge(conn, alert_id: int, user: str | None) -> None:
+def acknowledge(conn, alert_id: int, user=None) -> None:
+    """Acknowledge an alert as ``user`` (an engine.access Actor, or None: the local administrator; a plain name is
+    recorded as who, with the local administrator's rights, for scripts)."""
+    actor = user if user is None or isinstance(user, access.Actor) else None
     row = conn.execute("SELECT acknowledged_at FROM alerts WHERE id = ?", [alert_id]).fetchone()
     if row is None:
         raise UserError(f"There is no alert {alert_id}.")
+    who = access.check(conn, actor, "alerts.ack", f"alert:{alert_id}")
     if row[0]:
         return
-    conn.execute("UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ?", [db.now(), user, alert_id])
+    name = user if isinstance(user, str) else who.name
+    with db.transaction(conn):
+        conn.execute("UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
+                     [db.now(), name, alert_id])
+        access.record(conn, who, "alerts.ack", f"alert:{alert_id}")
 
 
 def alert_articles(conn, alert: dict) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from engine import db
+from engine import access, db
 from engine.errors import UserError
 from engine.jobs import queue, runs
 from engine.jobs.process import Cancelled
@@ -59,7 +59,7 @@ def recent_jobs(conn, feed_id: int, limit: int = 5) -> list[dict]:
 
 
 def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_by: str | None = None,
-                     text: str = "title", precision: str = "fast") -> int:
+                     text: str = "title", precision: str = "fast", actor=None) -> int:
     """Queue a job that runs ``run_id``'s model over ``feed`` for ``purpose`` ('sentiment' scores or 'topics').
 
     ``precision`` is 'fast' (reduced precision where the hardware computes it natively; see engine.inference) or
@@ -81,18 +81,23 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
             [feed_row["id"], run["id"], SENTIMENT, purpose],
         )
     )
+    action = "feed.score" if purpose == SENTIMENT else "topics.classify"
+    who = access.check(conn, actor, action, f"feed:{feed_row['name']}")
     if active:
         return active[0]["id"]
     config = {"text": text, "batch_size": BATCH, "precision": precision}
     if purpose != SENTIMENT:
         config["purpose"] = purpose
-    return queue.enqueue(
-        conn,
-        "score",
-        feed_id=feed_row["id"],
-        model_run_id=run["id"],
-        task="text-classification",
-        name=f"{'score' if purpose == SENTIMENT else purpose} {feed_row['name']} with run {run['id']}",
-        config_json=db.dumps(config),
-        created_by=created_by,
-    )
+    with db.transaction(conn):
+        job_id = queue.enqueue(
+            conn,
+            "score",
+            feed_id=feed_row["id"],
+            model_run_id=run["id"],
+            task="text-classification",
+            name=f"{'score' if purpose == SENTIMENT else purpose} {feed_row['name']} with run {run['id']}",
+            config_json=db.dumps(config),
+            created_by=created_by or who.name,
+        )
+        access.record(conn, who, action, f"feed:{feed_row['name']}", {"job": job_id, "run": run["id"]})
+    return job_id

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from engine import db
+from engine import access, db
 from engine.data import guarded, limits, readers
 from engine.errors import NotFound, UserError
 from engine.text import INVISIBLE, clean_name
@@ -574,8 +574,9 @@ def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 
     return total
 
 
-def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[str]) -> dict:
-    """Create or replace a topic rule (a name and its keywords or tickers) and re-tag the feed's articles."""
+def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[str], actor=None) -> dict:
+    """Create or replace a topic rule (a name and its keywords or tickers) and re-tag the feed's articles. An analyst
+    changes the rules of feeds they created; an admin anyone's."""
     feed_row = get_feed(conn, feed)
     name = clean_name(name or "")
     if not name:
@@ -583,7 +584,10 @@ def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[st
     words = parse_keywords(keywords)
     if not words:
         raise UserError(f"Give at least one keyword or ticker for the topic '{name}', separated by commas.")
+    obj = f"feed:{feed_row['name']}:topic:{name}"
+    who = access.check(conn, actor, "topics.set", obj, owner=feed_row.get("created_by"))
     with db.transaction(conn):
+        access.record(conn, who, "topics.set", obj, {"keywords": words})
         conn.execute("DELETE FROM topic_rules WHERE feed_id = ? AND name = ?", [feed_row["id"], name])
         conn["topic_rules"].insert(
             {"feed_id": feed_row["id"], "name": name, "keywords_json": db.dumps(words), "created_at": db.now()}
@@ -592,9 +596,12 @@ def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[st
     return {"name": name, "keywords": words, "matches": n}
 
 
-def delete_topic_rule(conn, feed: str | int, name: str) -> None:
+def delete_topic_rule(conn, feed: str | int, name: str, actor=None) -> None:
     feed_row = get_feed(conn, feed)
+    obj = f"feed:{feed_row['name']}:topic:{name}"
+    who = access.check(conn, actor, "topics.delete", obj, owner=feed_row.get("created_by"))
     with db.transaction(conn):
+        access.record(conn, who, "topics.delete", obj)
         conn.execute("DELETE FROM topic_rules WHERE feed_id = ? AND name = ?", [feed_row["id"], name])
         apply_topic_rules(conn, feed_row["id"], only=name)
 
@@ -762,6 +769,7 @@ def import_file(
     encoding: str | None = None,
     sheet: str | None = None,
     created_by: str | None = None,
+    actor=None,
 ) -> ImportResult:
     """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
 
@@ -773,6 +781,8 @@ def import_file(
     though a reader may see a large import's articles arrive chunk by chunk."""
     started = time.perf_counter()
     feed = _check_feed_name(feed)
+    who = access.check(conn, actor, "feed.import", f"feed:{feed}")
+    created_by = created_by or who.name
     existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
     feed_row = existing[0] if existing else None
     read_tz = resolve_tz(tz if tz else (feed_row["tz"] if feed_row else None))
@@ -845,6 +855,8 @@ def import_file(
                 "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
                 [result.n_new, result.n_duplicate, result.n_rejected, db.dumps(result.as_dict()), import_id],
             )
+            access.record(conn, who, "feed.import", f"feed:{feed}",
+                          {"file": file_name, "new": n_new, "import_id": import_id})
     except BaseException:
         _undo_import(conn, import_id, feed_id if created_feed else None)
         raise

@@ -38,9 +38,10 @@ def count_unscored(conn, feed_id: int, run_id: int) -> int:
 
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title",
-            precision: str = "fast") -> int:
-    """Queue a score job for ``feed`` with run ``run_id`` as the model; returns the job id."""
-    return feedjobs.enqueue_feed_job(conn, feed, run_id, vocabulary.SENTIMENT, created_by, text, precision)
+            precision: str = "fast", actor=None) -> int:
+    """Queue a score job for ``feed`` with run ``run_id`` as the model; returns the job id. ``actor``: an analyst or
+    admin (engine.access; None: the local administrator)."""
+    return feedjobs.enqueue_feed_job(conn, feed, run_id, vocabulary.SENTIMENT, created_by, text, precision, actor)
 
 
 def run(conn, job: dict, ctx) -> dict:

@@ -45,10 +45,12 @@ def model_topic_runs(conn, feed_id: int) -> list[int]:
         "WHERE a.feed_id = ? AND t.origin = 'model' ORDER BY t.run_id", [feed_id])]
 
 
-def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title") -> int:
-    """Queue a job that tags ``feed``'s articles with the topics predicted by run ``run_id``; returns the job id."""
+def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title",
+            actor=None) -> int:
+    """Queue a job that tags ``feed``'s articles with the topics predicted by run ``run_id``; returns the job id.
+    ``actor``: an analyst or admin (engine.access; None: the local administrator)."""
 
-    return feedjobs.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text)
+    return feedjobs.enqueue_feed_job(conn, feed, run_id, PURPOSE, created_by, text, actor=actor)
 
 
 # The feed's articles that a topic run has not tagged yet, a chunk at a time (engine.monitor.feedjobs.pending_chunks).

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from engine import access
 from engine import db as store
 from engine.jobs import runs
 from engine.errors import NotFound, UserError
@@ -654,18 +655,25 @@ def evaluate_file(
     sheet: str | None = None,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    actor=None,
 ) -> Evaluation:
     """Run a finished model on an uploaded labelled file, store the predictions as split 'eval:<name>' (replacing an
     earlier evaluation of that name) and return the report.
 
     Labels are matched to the model's by name (ignoring case and surrounding spaces). Rows whose label the model does
     not know are predicted and stored, counted in the report's notes, and left out of the metrics.
+
+    ``actor`` (engine.access): an analyst or admin (None: the local administrator); an analyst cannot replace an
+    evaluation of that name saved by someone else.
     """
     run = runs.finished(conn, run_id)
     labels = runs.labels(run)
     task = runs.task(run)
     name = eval_name(name, file_name)
     split = EVAL_PREFIX + name
+    earlier = conn.execute("SELECT created_by FROM evaluations WHERE run_id = ? AND split = ?",
+                           [run["id"], split]).fetchone()
+    who = access.check(conn, actor, "run.evaluate", f"run:{run['id']}:{split}", owner=earlier[0] if earlier else None)
     by_norm = {_norm(label): label for label in labels}
     renamed: dict[str, str] = {}
 
@@ -716,6 +724,10 @@ def evaluate_file(
     with store.transaction(conn):  # a report that cannot be made (nothing to score) leaves nothing stored
         conn.execute("DELETE FROM predictions WHERE run_id = ? AND split = ?", [run["id"], split])
         conn["predictions"].insert_all([{"run_id": run["id"], "split": split, **r} for r in rows], batch_size=500)
+        conn["evaluations"].upsert({"run_id": run["id"], "split": split, "created_by": who.name,
+                                    "created_at": store.now()}, pk=("run_id", "split"))
+        access.record(conn, who, "run.evaluate", f"run:{run['id']}:{split}",
+                      {"file": file_name, "rows": len(rows), "replaced": bool(earlier)})
         report = build_report(run["id"], task, split, load_predictions(conn, run["id"], split), labels)
     return Evaluation(report=report, name=name, split=split, file_name=file_name, encoding=used, text_column=text_col,
                       label_column=label_col, renamed=renamed, tag_scheme=scheme, n_tags_rewritten=rewritten)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import db, paths, settings
+from engine import access, db, paths, settings
 from engine.text import clean_name
 from engine.jobs import queue
 from engine.jobs import process
@@ -265,11 +265,16 @@ def submit(
     name: str | None = None,
     rerun_of: int | None = None,
     allow_list: bool = False,
+    actor=None,
 ) -> int:
     """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
 
     ``allow_list``: only base models an administrator allowed (the dashboard; the CLI runs as the operator).
-    ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config."""
+    ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config.
+    ``actor`` (engine.access) must be an analyst or admin (None: the local administrator); ``created_by`` defaults to
+    the actor's name."""
+    who = access.check(conn, actor, "train.submit", f"dataset:{dataset}")
+    created_by = created_by or who.name
     errors: dict[str, str] = {}
     ds = None
     try:
@@ -302,16 +307,20 @@ def submit(
     config["dataset"] = f"{ds['name']}:{ds['version']}"
     if rerun_of is not None:
         config["rerun_of"] = int(rerun_of)
-    return queue.enqueue(
-        conn,
-        "train",
-        task=ds["task"],
-        dataset_id=ds["id"],
-        base_model=base.spec,
-        config=config,
-        name=clean_name(name or f"{ds['name']} v{ds['version']} · {config['preset']}"),
-        created_by=created_by,
-    )
+    with db.transaction(conn):
+        job_id = queue.enqueue(
+            conn,
+            "train",
+            task=ds["task"],
+            dataset_id=ds["id"],
+            base_model=base.spec,
+            config=config,
+            name=clean_name(name or f"{ds['name']} v{ds['version']} · {config['preset']}"),
+            created_by=created_by,
+        )
+        access.record(conn, who, "train.submit", f"job:{job_id}",
+                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of})
+    return job_id
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -425,7 +434,7 @@ def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
            "-m", "engine", "_ddp", str(job["id"])]
     ctx.log.info("data parallel: %s processes on %s (torchrun)", world_size, kind)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**settings.without_secrets(), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     log_file = open(ctx.job_dir / "log.txt", "ab")  # noqa: SIM115
     try:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env,

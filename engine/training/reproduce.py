@@ -27,7 +27,8 @@ COMPARED_METRICS = (
 )
 
 
-def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = None, name: str | None = None) -> int:
+def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = None, name: str | None = None,
+          actor=None) -> int:
     """Queue run ``run_id`` again (same settings, same dataset version, same base model); returns the new run's id.
     ``seed`` replaces the run's seed. Only a finished (succeeded, failed or cancelled) training run can be re-run."""
     job = queue.get(conn, run_id)
@@ -57,6 +58,7 @@ def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = N
         created_by=created_by,
         name=name or f"{source_name} · re-run of #{run_id}{seed_words}",
         rerun_of=int(run_id),
+        actor=actor,
     )
 
 

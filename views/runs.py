@@ -10,7 +10,7 @@ from engine.jobs import queue
 from engine.jobs import runs
 from engine.jobs import supervisor
 from engine.training import reproduce
-from pages._shared import connect, current_user, md, plain_errors, require_sign_in, start_worker
+from views._shared import can, connect, current_user, md, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
 BADGES = {
@@ -29,7 +29,7 @@ supervisor.check_running(conn)  # a run whose process vanished is shown as faile
 all_runs = queue.list_jobs(conn, kind="train")
 if not all_runs:
     st.info("No training runs yet. Start one on the Train page.", icon=":material/info:")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 if any(r["status"] == "queued" for r in all_runs) and (why := start_worker()):  # queued runs need a worker
     st.warning("A queued run" + why.replace(" It waits", " waits"), icon=":material/warning:")
@@ -116,7 +116,7 @@ def compared(comparison: dict, run_id: int) -> None:
         st.caption("Recorded differences: " + "; ".join(
             f"{k}: {a} → {b}" for k, (a, b) in comparison["environment_differs"].items()))
     if comparison["finished"]:
-        st.page_link("pages/reports.py", label=f"Compare #{source} and #{run_id} in Reports",
+        st.page_link("views/reports.py", label=f"Compare #{source} and #{run_id} in Reports",
                      icon=":material/compare_arrows:", query_params={"run": str(source), "compare": str(run_id)})
 
 
@@ -131,26 +131,27 @@ def live_view(run_id: int, active: bool) -> None:
         badge(job["status"])
         st.caption(f"{job.get('task')} · base model {md(job.get('base_model'))} · created {job['created_at']}"
                    f"{' · attempt ' + str(job['attempt']) if (job.get('attempt') or 1) > 1 else ''}")
+    mine = can("run.cancel", owner=job.get("created_by"))  # cancel and resume: the run's creator or an admin
     with actions, plain_errors():
-        if job["status"] in queue.ACTIVE:
+        if job["status"] in queue.ACTIVE and mine:
             if job.get("cancel_requested"):
                 st.caption("Cancel requested: stopping at the next step.")
             elif st.button("Cancel", key=f"cancel_{run_id}", icon=":material/cancel:"):
-                queue.cancel(conn, run_id)
+                queue.cancel(conn, run_id, actor=current_user())
                 st.rerun()
-        if job["status"] in ("failed", "cancelled"):
+        if job["status"] in ("failed", "cancelled") and mine:
             if st.button("Resume", key=f"resume_{run_id}", type="primary", icon=":material/play_arrow:"):
-                queue.resume(conn, run_id)
+                queue.resume(conn, run_id, actor=current_user())
                 start_worker()  # if none starts, the page says so at the top when it reruns
                 st.rerun(scope="app")
-        if job["status"] in queue.FINISHED and job["kind"] == "train":
+        if job["status"] in queue.FINISHED and job["kind"] == "train" and can("train.submit"):
             seed = st.number_input("Seed", value=int((job.get("config") or {}).get("seed", 42)), min_value=0, step=1,
                                    key=f"rerun_seed_{run_id}",
                                    help="The same seed repeats this run exactly (on the CPU); another seed is "
                                    "another draw of the same settings.")
             if st.button("Run again", key=f"rerun_{run_id}", icon=":material/replay:",
                          help="Queue the same settings on the same dataset version, then compare the two."):
-                new_id = reproduce.rerun(conn, run_id, seed=int(seed), created_by=current_user())
+                new_id = reproduce.rerun(conn, run_id, seed=int(seed), actor=current_user())
                 start_worker()
                 st.query_params["run"] = str(new_id)
                 st.rerun(scope="app")
@@ -195,8 +196,9 @@ def live_view(run_id: int, active: bool) -> None:
         cols[1].metric(f"Accuracy ({split})", f"{metrics.get('accuracy', 0):.3f}")
         cols[2].metric("Weighted F1", f"{metrics.get('weighted_f1') or 0:.3f}")
         cols[3].metric("Validation macro-F1", f"{metrics.get('validation_macro_f1') or 0:.3f}")
-        st.caption(f"Model saved in `{job.get('model_dir')}`")
-        st.page_link("pages/reports.py", label="Open the evaluation report", icon=":material/fact_check:",
+        if can("settings.read"):  # a server path: administrators only
+            st.caption(f"Model saved in `{job.get('model_dir')}`")
+        st.page_link("views/reports.py", label="Open the evaluation report", icon=":material/fact_check:",
                      query_params={"run": str(run_id)})
     comparison = reproduce.rerun_comparison(conn, run_id)
     if comparison:

@@ -8,9 +8,13 @@ from engine.jobs import queue
 from engine.models import catalog
 from engine.training import finetune
 from engine.errors import UserError
-from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
+from views._shared import can, connect, current_user, plain_errors, require_sign_in, start_worker
 
 require_sign_in()
+if not can("train.submit"):  # viewers have no Train page in the navigation; a direct run of this file says why
+    st.title("Train a model")
+    st.info(f"Starting training runs needs an analyst's role (yours: {current_user().role}).")
+    st.stop()
 conn = connect()
 state = st.session_state
 PRESET_NAMES = {"quick": "Quick", "balanced": "Balanced", "thorough": "Thorough"}
@@ -23,7 +27,7 @@ st.title("Train a model")
 choices = finetune.dataset_choices(conn)
 if not choices:
     st.info("There is no dataset yet. Import a labelled file on the Data page first.", icon=":material/info:")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/table_view:")
+    st.page_link("views/data.py", label="Go to Data", icon=":material/table_view:")
     st.stop()
 
 
@@ -62,7 +66,7 @@ if state.pop("train_clicked", False):
             base_model=state.get("train_base_model") or "default",
             preset=state.get("train_preset"),
             overrides=overrides(),
-            created_by=current_user(),
+            actor=current_user(),
             allow_list=True,  # the dashboard offers only the base models an administrator allowed
         )
     except finetune.ConfigError as exc:
@@ -86,7 +90,7 @@ if state.get("train_flash"):
     else:
         st.success(f"Run {run_id} is queued. It trains in the background; you may close this page.",
                    icon=":material/check_circle:")
-    st.page_link("pages/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
+    st.page_link("views/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
                  query_params={"run": str(run_id)})
 if errors:
     st.error("Nothing was queued: fix the fields marked below.", icon=":material/error:")

@@ -13,7 +13,7 @@ from engine.data import datasets
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import UserError
-from pages._shared import connect, current_user, md, plain_errors, plot_text, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
 
 NONE = "(none)"
 ACTION_WORDS = {"dropped": "Will be dropped", "merged": "Will be merged", "kept": "Kept"}
@@ -56,16 +56,20 @@ def reset_upload(message: str | None = None) -> None:
 
 # ---- upload --------------------------------------------------------------------------------------------------
 
-st.subheader("Upload labelled data")
-st.caption(
-    "CSV (UTF-8, GB18030/GBK, Windows-1252: detected, or choose), Excel (.xlsx), JSON lines, or CoNLL for entity "
-    "tagging (a token per line, the tag last, a blank line between sentences). Nothing is saved until you accept."
-)
-uploaded = st.file_uploader(
-    "Labelled file",
-    type=["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "ndjson", "json", "conll", "bio", "iob"],
-    key=f"upload_{state['upload_round']}",
-)
+uploaded = None
+if can("dataset.import"):
+    st.subheader("Upload labelled data")
+    st.caption(
+        "CSV (UTF-8, GB18030/GBK, Windows-1252: detected, or choose), Excel (.xlsx), JSON lines, or CoNLL for entity "
+        "tagging (a token per line, the tag last, a blank line between sentences). Nothing is saved until you accept."
+    )
+    uploaded = st.file_uploader(
+        "Labelled file",
+        type=["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "ndjson", "json", "conll", "bio", "iob"],
+        key=f"upload_{state['upload_round']}",
+    )
+else:
+    st.caption(f"You can read every dataset; saving one needs an analyst's role (yours: {current_user().role}).")
 
 if uploaded is not None:
     data = uploaded.getvalue()
@@ -146,7 +150,7 @@ if uploaded is not None:
         b1, b2, _ = st.columns([1, 1, 4])
         if b1.button("Accept & save", type="primary", key=f"accept_{key}"):
             try:
-                saved = datasets.save(conn, candidate, prepared, name, current_user())
+                saved = datasets.save(conn, candidate, prepared, name, actor=current_user())
             except UserError as exc:
                 st.error(md(exc), icon=":material/error:")
             else:
@@ -223,13 +227,15 @@ with plain_errors():
         )
         st.plotly_chart(chart, width="stretch")
 
+    if not can("dataset.delete", owner=dataset.get("created_by")):
+        st.stop()
     st.markdown("#### Delete")
     if state.get("confirm_delete") == ref:
         st.warning(f"Delete dataset {md(ref)} and its copy of the source file? This cannot be undone.")
         d1, d2, _ = st.columns([1, 1, 4])
         if d1.button("Yes, delete", type="primary", key="delete_yes"):
             try:
-                datasets.delete(conn, ref, confirm=True)
+                datasets.delete(conn, ref, confirm=True, actor=current_user())
             except UserError as exc:
                 state.pop("confirm_delete", None)
                 st.error(md(exc), icon=":material/error:")

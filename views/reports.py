@@ -18,7 +18,7 @@ from engine.jobs import runs
 from engine.reports import reporting
 from engine.data.readers import read_table
 from engine.errors import UserError
-from pages._shared import connect, md, plain_errors, plot_text, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
 
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
@@ -151,6 +151,9 @@ def evaluate_tab(conn, run: dict) -> None:
                + (" For entity tagging, upload a CoNLL file (a token and its tag per line)." if task == reporting.TOKENS
                   else ""))
     kinds = ["conll", "txt"] if task == reporting.TOKENS else ["csv", "tsv", "txt", "xlsx", "jsonl"]
+    if not can("run.evaluate"):
+        st.info(f"Evaluating a file needs an analyst's role (yours: {current_user().role}).")
+        return
     upload = st.file_uploader("Labelled file", type=kinds, key=f"eval-upload-{run['id']}")
     if upload is None:
         return
@@ -183,7 +186,8 @@ def evaluate_tab(conn, run: dict) -> None:
             bar = st.progress(0.0, "Predicting…")
             evaluation = reporting.evaluate_file(conn, run["id"], data, upload.name, name=name, text_col=text_col,
                                                label_col=label_col, encoding=encoding, sheet=sheet,
-                                               progress=lambda done, total: bar.progress(done / max(total, 1)))
+                                               progress=lambda done, total: bar.progress(done / max(total, 1)),
+                                               actor=current_user())
             bar.empty()
             st.session_state["last-evaluation"] = (run["id"], evaluation.split)
             if evaluation.renamed:

@@ -12,7 +12,7 @@ from engine.monitor import scoring
 from engine.monitor import vocabulary
 from engine.monitor import feedjobs
 from engine.monitor import topics
-from pages._shared import connect, current_user, md, plain_errors, queued, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, queued, require_sign_in
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -64,12 +64,14 @@ else:
 
 # ---- import ----------------------------------------------------------------------------------------------------
 
-st.subheader("Import news")
-uploaded = st.file_uploader(
-    "News file (CSV, Excel, JSON lines, RSS or Atom XML)",
-    type=["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "ndjson", "json", "xml", "rss", "atom"],
-    key=f"feed_upload_{state['feed_upload_round']}",
-)
+uploaded = None
+if can("feed.import"):
+    st.subheader("Import news")
+    uploaded = st.file_uploader(
+        "News file (CSV, Excel, JSON lines, RSS or Atom XML)",
+        type=["csv", "tsv", "txt", "xlsx", "xlsm", "jsonl", "ndjson", "json", "xml", "rss", "atom"],
+        key=f"feed_upload_{state['feed_upload_round']}",
+    )
 last = state.get("feed_last_import")
 if last and uploaded is None:
     st.success(md(last["summary"]), icon=":material/check_circle:")
@@ -108,7 +110,7 @@ if uploaded is not None:
             with plain_errors():
                 with st.spinner("Importing..."):
                     result = feeds.import_file_guarded(data, uploaded.name, feed_name, mapping=mapping, tz=tz,
-                                                       format=fmt, created_by=current_user())
+                                                       format=fmt, actor=current_user())
                 state["feed_last_import"] = {"summary": result.summary(), "examples": result.examples}
                 state["feed_selected"] = feed_name
                 state["feed_upload_round"] += 1
@@ -143,27 +145,34 @@ rows += [{"topic": t, "keywords": "", "articles": n, "from": "model" if t in mod
          for t, n in counts.items() if t not in {r.name for r in rules}]
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-with st.form("topic_rule", clear_on_submit=True):
-    c1, c2 = st.columns([1, 2])
-    topic_name = c1.text_input("Topic name", placeholder="Banks")
-    keywords = c2.text_input("Keywords or tickers, comma-separated", placeholder="bank, lender, JPM, 银行")
-    if st.form_submit_button("Save topic"):
-        with plain_errors():
-            info = feeds.set_topic_rule(conn, feed_id, topic_name, keywords)
-            state["feed_flash"] = f"Topic '{info['name']}' saved: {info['matches']} articles tagged."
-            st.rerun()
-if rules:
-    c1, c2 = st.columns([2, 1])
-    gone = c1.selectbox("Remove a topic rule", [r.name for r in rules], key="topic_remove")
-    if c2.button("Remove", key="topic_remove_btn"):
-        feeds.delete_topic_rule(conn, feed_id, gone)
-        state["feed_flash"] = f"Topic rule '{gone}' removed."
-        st.rerun()
+if can("topics.set", owner=feed_row.get("created_by")):
+    with st.form("topic_rule", clear_on_submit=True):
+        c1, c2 = st.columns([1, 2])
+        topic_name = c1.text_input("Topic name", placeholder="Banks")
+        keywords = c2.text_input("Keywords or tickers, comma-separated", placeholder="bank, lender, JPM, 银行")
+        if st.form_submit_button("Save topic"):
+            with plain_errors():
+                info = feeds.set_topic_rule(conn, feed_id, topic_name, keywords, actor=current_user())
+                state["feed_flash"] = f"Topic '{info['name']}' saved: {info['matches']} articles tagged."
+                st.rerun()
+    if rules:
+        c1, c2 = st.columns([2, 1])
+        gone = c1.selectbox("Remove a topic rule", [r.name for r in rules], key="topic_remove")
+        if c2.button("Remove", key="topic_remove_btn"):
+            with plain_errors():
+                feeds.delete_topic_rule(conn, feed_id, gone, actor=current_user())
+                state["feed_flash"] = f"Topic rule '{gone}' removed."
+                st.rerun()
+else:
+    st.caption(f"Topic rules are changed by the feed's creator ({feed_row.get('created_by') or 'unknown'}) or an "
+               "administrator.")
 
 st.markdown("**Tag topics with a trained classifier**")
 runs_in_order = vocabulary.runs_by_purpose(conn, runs.finished_runs(conn, runs.TEXT))
 topic_runs = runs_in_order["topics"]
-if not topic_runs:
+if not can("topics.classify"):
+    st.caption("Tagging needs an analyst's role.")
+elif not topic_runs:
     st.caption("No finished run yet. Train a text classifier on a dataset labelled with topics (earnings, M&A, "
                "macro ...) on the Train page, then tag this feed with it.")
 else:
@@ -178,7 +187,7 @@ else:
     st.caption(f"{untagged} articles not yet tagged by run {topic_run}.{note} Column and rule topics stay.")
     if c2.button("Tag topics", key="topic_tag_btn", disabled=untagged == 0):
         with plain_errors():
-            job_id = topics.enqueue(conn, feed_id, topic_run, created_by=current_user())
+            job_id = topics.enqueue(conn, feed_id, topic_run, actor=current_user())
             state["feed_flash"] = queued(f"Topics job {job_id} queued: progress below under Score with a trained model.")
             st.rerun()
 
@@ -198,7 +207,9 @@ if query.strip():
 st.subheader("Score with a trained model")
 PRECISION_NAMES = {"fast": "Fast (recommended)", "exact": "Exact (float32)"}
 score_runs = runs_in_order[vocabulary.SENTIMENT]
-if not score_runs:
+if not can("feed.score"):
+    st.caption("Scoring needs an analyst's role.")
+elif not score_runs:
     st.info("No finished sentiment run yet. Train one on the Train page, then score this feed with it.")
 else:
     labels = {r["id"]: runs.title(r) for r in score_runs}
@@ -218,7 +229,7 @@ else:
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):
         with plain_errors():
-            job_id = scoring.enqueue(conn, feed_id, run_choice, created_by=current_user(), text=text_mode,
+            job_id = scoring.enqueue(conn, feed_id, run_choice, actor=current_user(), text=text_mode,
                                      precision=precision)
             state["feed_flash"] = queued(f"Score job {job_id} queued.")
             st.rerun()
@@ -241,9 +252,9 @@ def score_progress() -> None:
             p = queue.last_progress(fconn, job["id"], kind="score")
             done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)
             st.progress(done / total if total else 0.0, f"{head} · {done}/{total} articles")
-            if st.button("Cancel", key=f"cancel_score_{job['id']}"):
+            if can("run.cancel", owner=job.get("created_by")) and st.button("Cancel", key=f"cancel_score_{job['id']}"):
                 with plain_errors():
-                    queue.cancel(fconn, job["id"])
+                    queue.cancel(fconn, job["id"], actor=current_user())
                     st.rerun()
         else:
             detail = job.get("error") or ""

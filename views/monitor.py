@@ -14,7 +14,7 @@ from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.monitor import trends
-from pages._shared import connect, current_user, md, plain_errors, plot_text, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
 
 ALL = "(all)"
 MAX_VLINES = 25
@@ -67,6 +67,7 @@ c1, c2, c3 = st.columns([2, 2, 1])
 feed_name = c1.selectbox("Feed", [f["name"] for f in all_feeds], key="mon_feed")
 feed = next(f for f in all_feeds if f["name"] == feed_name)
 feed_id = feed["id"]
+feed_owner = feed.get("created_by")
 feed_runs = trends.runs_for_feed(conn, feed_id)
 run_labels = {r["run_id"]: runs.title({**r, "id": r["run_id"]}) for r in feed_runs}
 run_id = c2.selectbox("Model", list(run_labels), format_func=run_labels.get, key="mon_run") if feed_runs else None
@@ -204,7 +205,7 @@ else:
     chosen = c1.selectbox("Alert", list(labels), format_func=labels.get, key="alert_pick")
     picked_alert = next(a for a in alert_rows if a["id"] == chosen)
     if not picked_alert.get("acknowledged_at"):
-        if c2.button("Acknowledge", key="alert_ack"):
+        if can("alerts.ack") and c2.button("Acknowledge", key="alert_ack"):
             alerts.acknowledge(conn, chosen, current_user())
             state["monitor_flash"] = f"Alert #{chosen} acknowledged."
             st.rerun()
@@ -223,9 +224,9 @@ with st.expander("Alert rule for this feed"):
         threshold = c1.number_input("Absolute negative share (0 = off)", 0.0, 1.0,
                                     float(rule["abs_threshold"] or 0.0), step=0.05)
         min_articles = c2.number_input("Minimum articles in the window", 1, 1_000_000, int(rule["min_articles"]))
-        if st.form_submit_button("Save rule and re-evaluate"):
+        if st.form_submit_button("Save rule and re-evaluate", disabled=not can("alerts.rule", owner=feed_owner)):
             with plain_errors():
-                alerts.set_rule(conn, feed_id, window_days=window_days, baseline_days=baseline_days, k=k,
+                alerts.set_rule(conn, feed_id, actor=current_user(), window_days=window_days, baseline_days=baseline_days, k=k,
                                 abs_threshold=threshold or None, min_articles=min_articles)
                 fired = alerts.evaluate(conn, feed_id, run_id) if run_id else []
                 state["monitor_flash"] = f"Rule saved; {len(fired)} alerts over the feed's history."

@@ -1,0 +1,220 @@
+"""What every page shares: the store connection, the signed-in analyst, the sidebar, plain-word errors, the worker.
+
+Not a page itself (streamlit_app.py lists the pages by name).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+from engine import access
+from engine import db as store
+from engine import paths, settings
+from engine.access import users
+from engine.access.roles import ADMIN, Actor
+from engine.errors import UserError
+
+SESSION_COOKIE = "bellwether_session"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def connect():
+    """A connection for this script run (SQLite connections are not shared across Streamlit's threads)."""
+    return store.connect()
+
+
+def sso_configured() -> bool:
+    """Single sign-on is on when Streamlit's secrets have an [auth] section (st.login, OpenID Connect)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all
+        return False
+
+
+def access_mode(conn) -> str:
+    """'accounts' (everyone signs in), 'local' (no accounts, no SSO, the server listens on this machine only: the
+    visitor is the local administrator) or 'closed' (no way to sign anyone in safely: the page says what to do)."""
+    users.ensure_first_admin(conn, settings.admin_user(), settings.admin_password())
+    if users.count(conn) or sso_configured():
+        return "accounts"
+    if settings.password() or (st.get_option("server.address") or "") not in LOOPBACK:
+        return "closed"
+    return "local"
+
+
+def current_user() -> Actor | None:
+    """Who is signed in: the account behind this browser's session (kept in a cookie across reloads), a single
+    sign-on identity mapped to an account, or in local mode the local administrator; None when nobody is."""
+    conn = connect()
+    mode = access_mode(conn)
+    if mode == "local":
+        return Actor(paths.default_user(), ADMIN, "local")
+    if mode == "closed":
+        return None
+    token = st.session_state.get("session_token") or st.context.cookies.get(SESSION_COOKIE)
+    actor = users.session_actor(conn, token)
+    if actor is not None:
+        st.session_state["session_token"] = token
+        return actor
+    st.session_state.pop("session_token", None)
+    if sso_configured() and getattr(st.user, "is_logged_in", False) and not st.session_state.get("sso_refused"):
+        try:
+            actor = users.sso_actor(conn, st.user.get("email"))
+        except UserError as exc:
+            st.session_state["sso_refused"] = str(exc)
+            return None
+        _start(conn, actor)
+        return actor
+    return None
+
+
+def can(action: str, owner: str | None = None) -> bool:
+    """Whether the signed-in person may do ``action`` (on an object owned by ``owner``): pages hide what they cannot
+    do; the engine refuses it anyway."""
+    user = current_user()
+    return user is not None and access.can(user, action, owner)
+
+
+def _start(conn, actor: Actor) -> None:
+    token = users.start_session(conn, actor)
+    st.session_state["session_token"] = token
+    st.session_state["cookie"] = token  # written by the next run's _cookie_writer
+
+
+def _cookie_writer() -> None:
+    """Write (or clear) the session cookie in the browser: Streamlit reads cookies (st.context.cookies) but cannot
+    set one, so a zero-height component does it from the page (same origin)."""
+    if "cookie" not in st.session_state:
+        return
+    token = st.session_state.pop("cookie")
+    age = int(users.SESSION_MAX_S) if token else 0
+    components.html(
+        "<script>var d = window.parent.document; d.cookie = '" + SESSION_COOKIE + "=" + (token or "") +
+        f"; path=/; max-age={age}; SameSite=Strict' + (window.parent.location.protocol === 'https:' ? '; Secure' : '');"
+        "</script>", height=0)
+
+
+def sign_in() -> None:
+    """The sign-in form, and nothing else of the app."""
+    st.title("Bellwether")
+    _cookie_writer()  # a sign-out clears the cookie here
+    conn = connect()
+    mode = access_mode(conn)
+    if mode == "closed":
+        if settings.password():
+            st.error("Signing in with the shared BELLWETHER_PASSWORD has been replaced by personal accounts. An "
+                     "administrator creates the first one on the server: `python -m engine users add NAME --role "
+                     "admin` (then unset BELLWETHER_PASSWORD and start the dashboard again).")
+        else:
+            st.error("This dashboard listens on the network but has no accounts yet, so nobody can sign in. On the "
+                     "server, run `python -m engine users add NAME --role admin`, or start it with `make run`, which "
+                     "listens on this machine only until an account exists.")
+        return
+    if st.session_state.get("sso_refused"):
+        st.error(st.session_state["sso_refused"])
+    if sso_configured():
+        st.button("Sign in with single sign-on", type="primary", on_click=st.login)
+        if not users.count(conn):
+            return
+        st.caption("or with a Bellwether account:")
+    with st.form("sign-in"):
+        name = st.text_input("Your name", key="sign-in-name")
+        password = st.text_input("Password", type="password", key="sign-in-password")
+        if st.form_submit_button("Sign in", type="primary"):
+            try:
+                actor = users.sign_in(conn, name, password)
+            except UserError as exc:
+                st.error(str(exc))
+            else:
+                _start(conn, actor)
+                st.rerun()
+
+
+def sign_out() -> None:
+    conn = connect()
+    users.end_session(conn, st.session_state.pop("session_token", None), current_user())
+    st.session_state["cookie"] = ""
+    if sso_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
+
+
+def require_sign_in() -> Actor:
+    """Stop the page at the sign-in form unless someone is signed in.
+
+    streamlit_app.py signs people in before navigation; every page calls this first as well, so a page run any other
+    way (a test, a future entry point) still shows nothing before sign-in.
+    """
+    user = current_user()
+    if user is None:
+        sign_in()
+        st.stop()
+    return user
+
+
+def sidebar_chrome() -> None:
+    _cookie_writer()
+    user = current_user()
+    with st.sidebar:
+        st.caption(f"Signed in as **{md(user.name)}** ({user.role})")
+        if user.via == "local":
+            st.caption("Local mode: no accounts yet, so this dashboard listens on this machine only and you act as "
+                       "its administrator.")
+        else:
+            st.button("Sign out", key="sign-out", on_click=sign_out, icon=":material/logout:")
+        if user.role == ADMIN:
+            st.caption(f"Data directory: `{paths.home()}`")
+
+
+# Markdown (CommonMark + GFM as Streamlit renders it) lets a backslash escape any ASCII punctuation. Escaped here:
+# what can start a link or image ([ ] !), emphasis or code (* _ ` ~), HTML (< >), an entity (&#91; &amp;), math ($),
+# a table (|), a heading (#), an email autolink (@), braces; a ':' that starts '://' or an :emoji: / :material/...:
+# code; the '.' of 'www.' (an autolink); and a list or quote marker at the start. Plain prose stays readable.
+_MARKDOWN_ALWAYS = re.compile(r"([\\`*_\[\]<>!#|~$@{}]|&(?=#|\w+;))")
+
+
+def md(value) -> str:
+    """Text from data (a dataset, run, feed, topic, source, label or file name; an article; a message quoting them)
+    made safe to put into st.markdown / caption / subheader / info / success / warning / error: it shows as the plain
+    text it is, never as a link, an image or formatting. Line breaks become spaces."""
+    text = _MARKDOWN_ALWAYS.sub(r"\\\1", " ".join(str(value).splitlines()))
+    text = re.sub(r":(?=//|[\w+/-]+:)", r"\\:", text)
+    text = re.sub(r"(?i)\b(www)\.", r"\1\\.", text)
+    return re.sub(r"^(\s*)(\d+(?=[.)])|)([-+=>.)])", r"\1\2\\\3", text)
+
+
+def plot_text(value) -> str:
+    """Text from data made safe for a Plotly label, legend, hover or tick (Plotly reads <a href>, <b>, <br> in them)."""
+    return html.escape(str(value), quote=False)
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Show an engine UserError as a plain message instead of a traceback (escaped: it may quote names from data)."""
+    try:
+        yield
+    except UserError as exc:
+        st.error(md(exc), icon=":material/error:")
+
+
+def start_worker() -> str:
+    """Make sure a worker runs the queue: '' when one does, else a sentence for the analyst saying what to do."""
+    from engine.jobs import supervisor
+
+    try:
+        supervisor.ensure_supervisor()
+    except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
+        return f" It waits: no worker could be started ({exc}). Run `python -m engine worker` on the server."
+    return ""
+
+
+def queued(message: str) -> tuple[str, str]:
+    """A flash for a job just queued, once a worker has been asked to run it: (message, 'success'), or the message
+    with why the job waits and the level 'warning'."""
+    why = start_worker()
+    return message + why, "warning" if why else "success"
