@@ -41,6 +41,17 @@ SETTINGS: list[Setting] = [
             "seconds a cancel waits for a job to stop by itself before SIGTERM (as long again before SIGKILL)"),
     Setting("BELLWETHER_CPU_BF16", "flag", "", "1 or 0 overrides the check for a CPU that computes bfloat16 natively"),
     Setting("BELLWETHER_LOGGING_STEPS", "whole number", "5", "training steps between logged losses"),
+    Setting("BELLWETHER_ALLOW_PRIVATE_SOURCES", "flag", "0",
+            "1 lets feed sources and webhooks reach private, loopback and link-local addresses (refused by default)"),
+    Setting("BELLWETHER_MIN_POLL_INTERVAL_S", "number", "60", "the shortest interval a feed source may be polled at"),
+    Setting("BELLWETHER_SOURCE_TIMEOUT_S", "number", "20", "seconds a source's fetch may take in all before it fails"),
+    Setting("BELLWETHER_SOURCE_MAX_BYTES", "whole number", "10000000",
+            "the largest response or file a source may deliver; larger ones are refused"),
+    Setting("BELLWETHER_NOTIFY_RETRY_S", "number", "30",
+            "seconds before a failed notification is retried (doubling each time, 6 tries in all)"),
+    Setting("BELLWETHER_DASHBOARD_URL", "text", "http://localhost:8501",
+            "the dashboard's address as analysts reach it: the base of links in notifications"),
+    Setting("BELLWETHER_MONITOR_REFRESH_S", "number", "15", "seconds between the open Monitor page's refreshes"),
     Setting("BELLWETHER_JOB_STDOUT_IS_LOG", "flag", "0", "a job logs to standard output instead of its log file",
             "test"),
     Setting("BELLWETHER_DDP_CPU_PROCS", "whole number", "0",
@@ -171,6 +182,37 @@ def ddp_cpu_procs() -> int:
 
 def test_step_delay_s() -> float:
     return _number("BELLWETHER_TEST_STEP_DELAY_S", 0.0)
+
+
+# --- live feeds and notifications -----------------------------------------------------------------------------------
+
+
+def allow_private_sources() -> bool:
+    return bool(_flag("BELLWETHER_ALLOW_PRIVATE_SOURCES"))
+
+
+def min_poll_interval_s() -> float:
+    return _number("BELLWETHER_MIN_POLL_INTERVAL_S", 60.0, minimum=0.1)
+
+
+def source_timeout_s() -> float:
+    return _number("BELLWETHER_SOURCE_TIMEOUT_S", 20.0, minimum=0.1)
+
+
+def source_max_bytes() -> int:
+    return _whole("BELLWETHER_SOURCE_MAX_BYTES", 10_000_000, minimum=1000)
+
+
+def notify_retry_s() -> float:
+    return _number("BELLWETHER_NOTIFY_RETRY_S", 30.0, minimum=0.01)
+
+
+def dashboard_url() -> str:
+    return (_raw("BELLWETHER_DASHBOARD_URL") or "http://localhost:8501").rstrip("/")
+
+
+def monitor_refresh_s() -> float:
+    return _number("BELLWETHER_MONITOR_REFRESH_S", 15.0, minimum=1.0)
 
 
 # --- benchmarks -----------------------------------------------------------------------------------------------------

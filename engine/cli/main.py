@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "engine.cli.train",
     "engine.cli.report",
     "engine.cli.feed",
+    "engine.cli.notify",
     "engine.cli.job",
 ]
 

@@ -259,9 +259,29 @@ def _strip_html(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", text or ""))
 
 
+def check_xml_is_safe(data: bytes, file_name: str) -> None:
+    """Refuse XML that declares entities or reaches outside itself (billion laughs, external entities), in plain words.
+
+    defusedxml parses the bytes first with entity declarations and external references forbidden; only then does
+    feedparser read them. XML that is merely malformed is left to feedparser, which reads what it can."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import ParseError, fromstring
+
+    try:
+        fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise UserError(
+            f"{file_name} declares XML entities or refers to outside files, which news feeds never need; it was "
+            "refused and nothing was read from it."
+        ) from None
+    except (ParseError, ValueError):
+        pass
+
+
 def _read_xml(data: bytes, file_name: str) -> FeedFile:
     import feedparser
 
+    check_xml_is_safe(data, file_name)
     parsed = feedparser.parse(data)
     entries = parsed.get("entries") or []
     if not entries:
@@ -695,12 +715,16 @@ def import_file(
     encoding: str | None = None,
     sheet: str | None = None,
     created_by: str | None = None,
+    keep_empty: bool = True,
+    remember_mapping: bool = True,
 ) -> ImportResult:
     """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
 
     Phases: read the file and resolve its columns (nothing stored), check the rows (:func:`_check_rows`), then in
     one transaction: create or update the feed, drop articles the feed already has, insert the new ones with their
-    topics (:func:`_new_topics`), count them into the Monitor's rollups, and record the import with its report."""
+    topics (:func:`_new_topics`), count them into the Monitor's rollups, and record the import with its report.
+    ``keep_empty=False`` (a source's poll) records no import when nothing was new; ``remember_mapping=False`` (an
+    RSS source, whose columns are always the same) leaves the feed's remembered column mapping as it was."""
     started = time.perf_counter()
     feed = _check_feed_name(feed)
     existing = list(conn.query("SELECT * FROM feeds WHERE name = ?", [feed]))
@@ -721,7 +745,8 @@ def import_file(
             ).last_pk
         else:
             feed_id = feed_row["id"]
-            conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
+            if remember_mapping:
+                conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
         dup_feed = np.zeros(len(title), dtype=bool)
         candidates = np.flatnonzero(~dup_file)
         has_any = conn.execute("SELECT 1 FROM articles WHERE feed_id = ? LIMIT 1", [feed_id]).fetchone()
@@ -790,6 +815,9 @@ def import_file(
             "UPDATE feed_imports SET n_new = ?, n_duplicate = ?, n_rejected = ?, report_json = ? WHERE id = ?",
             [result.n_new, result.n_duplicate, result.n_rejected, db.dumps(report), import_id],
         )
+        if not keep_empty and not n_new:
+            conn.execute("DELETE FROM feed_imports WHERE id = ?", [import_id])
+            result.import_id = None
     return result
 
 
