@@ -19,6 +19,8 @@ from engine.monitor import alerts, feeds, notify, poller, sources, stories
 from tests.helpers import feed_csv, make_finished_run
 from tests.livefeeds import BILLION_LAUGHS, FeedServer, rss
 
+pytestmark = pytest.mark.process  # loopback HTTP and SMTP servers
+
 
 @pytest.fixture
 def server():
