@@ -266,6 +266,12 @@ def list_alerts(conn, feed_id: int, run_id: int | None = None, topic: str | None
     return rows
 
 
+def version(conn, feed_id: int) -> tuple:
+    """Changes whenever the feed's alerts do (the open Monitor page polls it to refresh itself)."""
+    return tuple(conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0), COUNT(acknowledged_at) FROM alerts "
+                              "WHERE feed_id = ?", [feed_id]).fetchone())
+
+
 def acknowledge(conn, alert_id: int, user: str | None) -> None:
     row = conn.execute("SELECT acknowledged_at FROM alerts WHERE id = ?", [alert_id]).fetchone()
     if row is None:

@@ -167,11 +167,8 @@ def _poll_folder(conn, source: dict) -> PollResult:
 
 def _unscored(conn, feed_id: int, run_id: int) -> int:
     """Articles of the feed the run has not scored, from the rollups (cheap at any size)."""
-    total, scored = conn.execute(
-        "SELECT COALESCE(SUM(CASE WHEN run_id = 0 AND label = '' THEN n END), 0), "
-        "COALESCE(SUM(CASE WHEN run_id = ? THEN n END), 0) FROM day_counts WHERE feed_id = ? AND run_id IN (0, ?)",
-        [run_id, feed_id, run_id]).fetchone()
-    return int(total) - int(scored)
+    counts = sources.article_counts(conn, feed_id, run_id)
+    return counts["articles"] - counts["scored"]
 
 
 def ensure_scoring(conn) -> list[int]:

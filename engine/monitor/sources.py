@@ -268,3 +268,12 @@ def new_folder_files(conn, source: dict) -> list[tuple[Path, bytes, str]]:
             found.append((path, data, sha))
             seen.add(sha)
     return found
+
+
+def article_counts(conn, feed_id: int, run_id: int | None) -> dict:
+    """The feed's articles and how many ``run_id`` has scored, from the rollups (cheap at any size)."""
+    total, scored = conn.execute(
+        "SELECT COALESCE(SUM(CASE WHEN run_id = 0 AND label = '' THEN n END), 0), "
+        "COALESCE(SUM(CASE WHEN run_id = ? AND run_id <> 0 THEN n END), 0) FROM day_counts WHERE feed_id = ?",
+        [run_id or 0, feed_id]).fetchone()
+    return {"articles": int(total), "scored": int(scored)}
