@@ -94,8 +94,15 @@ if state.get("mon_link_dates"):
         state[f"mon_dates_{feed_id}"] = (min(max(a, lo), hi), min(max(b, lo), hi))
     except ValueError:
         pass  # a mangled link: the whole range
+# Live: a selection that ran to the feed's newest day keeps following it as new days arrive.
+dates_key, newest_key = f"mon_dates_{feed_id}", f"mon_newest_{feed_id}"
+chosen_dates = state.get(dates_key)
+if (isinstance(chosen_dates, (tuple, list)) and len(chosen_dates) == 2 and state.get(newest_key)
+        and chosen_dates[1] == state[newest_key] and hi > state[newest_key]):
+    state[dates_key] = (chosen_dates[0], hi)
+state[newest_key] = hi
 c1, c2, c3 = st.columns([2, 1, 1])
-picked = c1.date_input("Dates", (lo, hi), min_value=lo, max_value=hi, key=f"mon_dates_{feed_id}")
+picked = c1.date_input("Dates", (lo, hi), min_value=lo, max_value=hi, key=dates_key)
 start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2 else (lo, hi))
 version = data_version(feed_id)
 home = str(paths.home())

@@ -243,6 +243,7 @@ def test_a_surge_that_arrives_by_polling_is_scored_alerted_and_pushed_to_webhook
     # The history is scored once, through the same queue.
     server.routes["/rss"] = rss([])
     sources.add_source(store, "wire", server.url("/rss"), interval_s=60)
+    assert [(r.status, r.error) for r in poller.poll_due(store)] == [("unchanged", None)]  # empty for now: no error
     [history_job] = poller.ensure_scoring(store)
     assert run_job(history_job) == 0
     assert alerts.list_alerts(store, feed["id"]) == []  # quiet so far

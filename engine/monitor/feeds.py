@@ -259,6 +259,10 @@ def _strip_html(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", text or ""))
 
 
+class NoEntries(UserError):
+    """An RSS/Atom document with no items: an error for an upload, a quiet moment for a polled source."""
+
+
 def check_xml_is_safe(data: bytes, file_name: str) -> None:
     """Refuse XML that declares entities or reaches outside itself (billion laughs, external entities), in plain words.
 
@@ -285,7 +289,7 @@ def _read_xml(data: bytes, file_name: str) -> FeedFile:
     parsed = feedparser.parse(data)
     entries = parsed.get("entries") or []
     if not entries:
-        raise UserError(
+        raise NoEntries(
             f"{file_name} has no RSS items or Atom entries to read. Upload the feed's XML file as saved from the "
             "site, or a CSV/XLSX/JSONL export."
         )

@@ -131,6 +131,9 @@ def _store_fetch(conn, source: dict, fetched, started: float) -> PollResult:
         with db.transaction(conn):
             result = _import(conn, source, fetched.body, fetched.file_name, "rss")
             _succeeded(conn, source, result.n_new, etag=fetched.etag, last_modified=fetched.last_modified)
+    except feeds.NoEntries:  # a feed with nothing in it right now
+        _succeeded(conn, source, 0, etag=fetched.etag, last_modified=fetched.last_modified)
+        return PollResult(source["id"], source["feed_id"], "unchanged", seconds=time.perf_counter() - started)
     except UserError as exc:
         return _failed(conn, source, str(exc))
     return PollResult(source["id"], source["feed_id"], "new" if result.n_new else "unchanged", result.n_new,
