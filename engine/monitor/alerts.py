@@ -138,7 +138,7 @@ def _daily(conn, feed_id: int, run_id: int, neg: str) -> tuple[pd.DataFrame, pd.
     return _minus_repeats(conn, feed_id, run_id, neg, overall, by_topic)
 
 
-REPEAT = "a.story_id IS NOT NULL AND a.story_id <> a.id"  # an article that repeats an earlier story (engine.stories)
+REPEAT = "a.story_id > 0 AND a.story_id <> a.id"  # an article that repeats an earlier story (monitor.stories)
 
 
 def _minus_repeats(conn, feed_id: int, run_id: int, neg: str, overall: pd.DataFrame, by_topic: pd.DataFrame):

@@ -4,10 +4,11 @@
 supervisor; never in the dashboard). Each pass:
 
 1. :func:`poll_due` fetches every enabled source whose ``next_poll_at`` has come (URLs several at a time), and
-   imports each answer with the same reading, dedup and topic rules as an upload (engine.monitor.feeds), then groups
-   near-duplicate titles into stories (engine.monitor.stories). The import, the stories, the folder files seen and
-   the source's new state (validators, schedule, error) land in one transaction: a worker killed mid-poll leaves the
-   source exactly as before, and the next poll imports the same items once.
+   imports each answer with the same reading, dedup and topic rules as an upload (engine.monitor.feeds). The import,
+   the folder files seen and the source's new state (validators, schedule, error) land in one transaction: a worker
+   killed mid-poll leaves the source exactly as before, and the next poll imports the same items once. The new
+   articles wait for their story; after the pass each feed's waiting articles are grouped into stories at once
+   (engine.monitor.stories; a crash in between leaves them waiting for the next pass).
 2. :func:`ensure_scoring` queues one score job per feed with unscored articles and a current model (an active one
    is reused, so it is a small steady job, not one per article); the job evaluates the alert rule when it ends.
 3. engine.monitor.notify turns new alerts (and finished runs, where a channel asks) into deliveries and sends them.
@@ -83,6 +84,9 @@ def poll_due(conn, now: datetime | None = None) -> list[PollResult]:
             results.append(_poll_folder(conn, source))
         for source, future, started in futures:
             results.append(_store_fetch(conn, source, future.result(), started))
+    for feed_id in sorted({r.feed_id for r in results if r.n_new}):
+        with db.transaction(conn):
+            stories.assign_pending(conn, feed_id)
     return results
 
 
@@ -90,9 +94,13 @@ def poll_source(conn, source_id: int) -> PollResult:
     """Poll one source now, whatever its schedule (tests, the CLI's ``poll-now --wait``)."""
     source = sources.get_source(conn, source_id)
     if source["kind"] == "folder":
-        return _poll_folder(conn, source)
-    started = time.perf_counter()
-    return _store_fetch(conn, source, _fetch(source), started)
+        result = _poll_folder(conn, source)
+    else:
+        result = _store_fetch(conn, source, _fetch(source), time.perf_counter())
+    if result.n_new:
+        with db.transaction(conn):
+            stories.assign_pending(conn, source["feed_id"])
+    return result
 
 
 def _succeeded(conn, source: dict, n_new: int, **validators) -> None:
@@ -117,7 +125,7 @@ def _import(conn, source: dict, data: bytes, file_name: str, format: str) -> fee
                                created_by=f"source {source['id']}", keep_empty=False,
                                remember_mapping=source["kind"] == "folder")
     if result.n_new:
-        stories.assign(conn, source["feed_id"], result.import_id)
+        stories.mark_pending(conn, result.import_id)  # clustered after the pass, all of its new articles together
     return result
 
 
