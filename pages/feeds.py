@@ -267,6 +267,8 @@ st.subheader("Sources")
 st.caption("RSS/Atom addresses and server folders the worker polls on a schedule. What arrives is imported like an "
            "upload, scored by the feed's current model and checked against the alert rule, without pressing anything.")
 feed_sources = sources.list_sources(conn, feed_id)
+if feed_sources:
+    start_worker()  # sources are polled by the worker: after a restart of the server, this starts it again
 
 
 @st.fragment(run_every=5 if feed_sources else None)

@@ -13,8 +13,9 @@ from engine import export, paths, settings
 from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
+from engine.monitor import sources
 from engine.monitor import trends
-from pages._shared import connect, current_user, plain_errors, require_sign_in
+from pages._shared import connect, current_user, plain_errors, require_sign_in, start_worker
 
 ALL = "(all)"
 MAX_VLINES = 25
@@ -126,6 +127,8 @@ m2.metric("Alerts", len(alert_rows))
 m3.metric("Open alerts", len(open_alerts))
 
 page_version = (data_version(feed_id), alerts.version(conn, feed_id))
+if sources.any_enabled(conn):
+    start_worker()  # live sources are polled by the worker: make sure one runs while someone watches
 
 
 @st.fragment(run_every=settings.monitor_refresh_s())

@@ -139,6 +139,7 @@ def _daily(conn, feed_id: int, run_id: int, neg: str) -> tuple[pd.DataFrame, pd.
 
 
 REPEAT = "a.story_id > 0 AND a.story_id <> a.id"  # an article that repeats an earlier story (monitor.stories)
+NOVEL = "NOT (COALESCE(a.story_id, 0) > 0 AND a.story_id <> a.id)"  # the rest (never clustered: NULL, or waiting: 0)
 
 
 def _minus_repeats(conn, feed_id: int, run_id: int, neg: str, overall: pd.DataFrame, by_topic: pd.DataFrame):
@@ -174,7 +175,7 @@ def _drivers(conn, feed_id: int, run_id: int, neg: str, topic: str | None, start
     ) if topic else ("", [])
     return [r[0] for r in conn.execute(
         "SELECT a.id FROM articles a CROSS JOIN scores s ON s.article_id = a.id AND s.run_id = ? "
-        f"WHERE a.feed_id = ? AND a.day >= ? AND a.day <= ? AND s.label = ? AND NOT ({REPEAT}) {topic_clause} "
+        f"WHERE a.feed_id = ? AND a.day >= ? AND a.day <= ? AND s.label = ? AND {NOVEL} {topic_clause} "
         "ORDER BY s.negative DESC, a.id LIMIT ?",
         [run_id, feed_id, start, end, neg] + extra + [DRIVERS],
     )]

@@ -277,3 +277,8 @@ def article_counts(conn, feed_id: int, run_id: int | None) -> dict:
         "COALESCE(SUM(CASE WHEN run_id = ? AND run_id <> 0 THEN n END), 0) FROM day_counts WHERE feed_id = ?",
         [run_id or 0, feed_id]).fetchone()
     return {"articles": int(total), "scored": int(scored)}
+
+
+def any_enabled(conn) -> bool:
+    """Whether some feed has a source to poll (the dashboard then makes sure a worker runs)."""
+    return bool(conn.execute("SELECT 1 FROM feed_sources WHERE enabled = 1 LIMIT 1").fetchone())
