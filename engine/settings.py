@@ -42,7 +42,7 @@ SETTINGS: list[Setting] = [
     Setting("BELLWETHER_CPU_BF16", "flag", "", "1 or 0 overrides the check for a CPU that computes bfloat16 natively"),
     Setting("BELLWETHER_LOGGING_STEPS", "whole number", "5", "training steps between logged losses"),
     Setting("BELLWETHER_ALLOW_PRIVATE_SOURCES", "flag", "0",
-            "1 lets feed sources and webhooks reach private, loopback and link-local addresses (refused by default)"),
+            "1 lets feed sources, webhooks and mail servers be private, loopback or link-local addresses (refused by default)"),
     Setting("BELLWETHER_MIN_POLL_INTERVAL_S", "number", "60", "the shortest interval a feed source may be polled at"),
     Setting("BELLWETHER_SOURCE_TIMEOUT_S", "number", "20", "seconds a source's fetch may take in all before it fails"),
     Setting("BELLWETHER_SOURCE_MAX_BYTES", "whole number", "10000000",

@@ -380,3 +380,19 @@ def test_source_and_notify_commands(home, store, server, loopback, tiny_text_mod
     assert json.loads(capsys.readouterr().out)[0]["status"] == "sent"
     assert main(["notify", "channel", "add", "x", "--kind", "email", "--smtp-host", "127.0.0.1"]) == 2
     assert "sender address" in capsys.readouterr().err
+
+
+def test_uploaded_or_polled_xml_with_entities_is_refused_but_a_doctype_is_fine(store):
+    external = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                b"<rss><channel><item><title>&x;</title><pubDate>Mon, 01 Jun 2020 10:00:00 GMT</pubDate>"
+                b"</item></channel></rss>")
+    for name, data in [("bomb.xml", BILLION_LAUGHS), ("external.xml", external)]:
+        with pytest.raises(UserError, match="declares XML entities or refers to outside files"):
+            feeds.import_file(store, data, name, "wire", format="rss")
+    assert store["articles"].count == 0 and store["feeds"].count == 0
+    rss091 = (b'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
+              b'"http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91"><channel><title>x</title>'
+              b"<item><title>A &amp; B</title><link>http://x/1</link><pubDate>Mon, 01 Jun 2020 10:00:00 GMT</pubDate>"
+              b"</item></channel></rss>")
+    assert feeds.import_file(store, rss091, "old.xml", "wire", format="rss").n_new == 1
+    assert _articles(store, feeds.get_feed(store, "wire")["id"]) == ["A & B"]
