@@ -387,12 +387,53 @@ def _m005_access(db: sqlite_utils.Database) -> None:
                              pk=("run_id", "split"))
 
 
+def _m006_live_feeds(db: sqlite_utils.Database) -> None:
+    """Sources polled by the worker, the feed's current model, story clusters, notification channels and deliveries.
+
+    ``feeds.current_model``: the run that scores what sources bring in (NULL: the newest run that scored the feed).
+    ``feed_sources``: an RSS/Atom URL or a server folder, each with its interval, conditional-request validators
+    (etag, last_modified), schedule and last error. ``source_files``: a folder's files already imported (by content
+    hash, recorded in the import's transaction). ``articles.story_id``: the first article of the same story (near-
+    duplicate title within a window), NULL when never clustered. ``notify_channels`` / ``notify_deliveries``: where
+    alerts are pushed and every attempt, one delivery per channel and event.
+    """
+    db.execute("ALTER TABLE feeds ADD COLUMN current_model INTEGER")
+    db.execute("ALTER TABLE articles ADD COLUMN story_id INTEGER")
+    db.execute("CREATE INDEX idx_articles_story ON articles (feed_id, story_id)")
+    db["feed_sources"].create(
+        {"id": int, "feed_id": int, "kind": str, "location": str, "interval_s": float, "enabled": int,
+         "etag": str, "last_modified": str, "last_poll_at": str, "next_poll_at": str, "last_ok_at": str,
+         "last_error": str, "error_count": int, "n_imported": int, "created_at": str, "created_by": str},
+        pk="id", foreign_keys=[("feed_id", "feeds", "id")], not_null={"feed_id", "kind", "location"},
+    )
+    db["feed_sources"].create_index(["feed_id", "kind", "location"], unique=True)
+    db["feed_sources"].create_index(["next_poll_at"])
+    db["source_files"].create(
+        {"source_id": int, "sha256": str, "name": str, "import_id": int, "seen_at": str},
+        pk=("source_id", "sha256"),
+    )
+    db["notify_channels"].create(
+        {"id": int, "name": str, "kind": str, "config_json": str, "style": str, "events": str, "enabled": int,
+         "created_at": str, "created_by": str},
+        pk="id", not_null={"name", "kind"},
+    )
+    db["notify_channels"].create_index(["name"], unique=True)
+    db["notify_deliveries"].create(
+        {"id": int, "channel_id": int, "event_key": str, "payload_json": str, "status": str, "attempts": int,
+         "next_attempt_at": str, "last_error": str, "created_at": str, "sent_at": str},
+        pk="id",
+    )
+    db["notify_deliveries"].create_index(["channel_id", "event_key"], unique=True)
+    db["notify_deliveries"].create_index(["status", "next_attempt_at"])
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
     (3, _m003_sentiment_rollups),
     (4, _m004_model_topics),
     (5, _m005_access),
+    (6, _m006_live_feeds),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

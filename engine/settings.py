@@ -53,11 +53,23 @@ SETTINGS: list[Setting] = [
     Setting("BELLWETHER_ALLOW_DOWNLOADS", "flag", "0",
             "1 lets base models named by hub id download (into the data directory, within the size cap)"),
     Setting("BELLWETHER_DOWNLOAD_MAX_MB", "whole number", "2048", "the largest base model download, in MB"),
+    Setting("BELLWETHER_ALLOW_PRIVATE_SOURCES", "flag", "0",
+            "1 lets feed sources, webhooks and mail servers be private, loopback or link-local addresses (refused by default)"),
+    Setting("BELLWETHER_MIN_POLL_INTERVAL_S", "number", "60", "the shortest interval a feed source may be polled at"),
+    Setting("BELLWETHER_SOURCE_TIMEOUT_S", "number", "20", "seconds a source's fetch may take in all before it fails"),
+    Setting("BELLWETHER_SOURCE_MAX_BYTES", "whole number", "10000000",
+            "the largest response or file a source may deliver; larger ones are refused"),
+    Setting("BELLWETHER_NOTIFY_RETRY_S", "number", "30",
+            "seconds before a failed notification is retried (doubling each time, 6 tries in all)"),
+    Setting("BELLWETHER_DASHBOARD_URL", "text", "http://localhost:8501",
+            "the dashboard's address as analysts reach it: the base of links in notifications"),
+    Setting("BELLWETHER_MONITOR_REFRESH_S", "number", "15", "seconds between the open Monitor page's refreshes"),
     Setting("BELLWETHER_JOB_STDOUT_IS_LOG", "flag", "0", "a job logs to standard output instead of its log file",
             "test"),
     Setting("BELLWETHER_DDP_CPU_PROCS", "whole number", "0",
             "train with this many gloo processes on the CPU (distributed training without a GPU)", "test"),
-    Setting("BELLWETHER_TEST_STEP_DELAY_S", "number", "0", "seconds of sleep after each training step", "test"),
+    Setting("BELLWETHER_TEST_STEP_DELAY_S", "number", "0",
+            "seconds of sleep after each training step and before each chunk a score job reads", "test"),
     Setting("BELLWETHER_BENCH_SIZE", "choice", "", "tiny, quick or full: the benchmarks' data size", "test"),
     Setting("BELLWETHER_BENCH_MODEL", "path", "", "a base model folder the benchmarks use instead of the default",
             "test"),
@@ -221,6 +233,37 @@ def ddp_cpu_procs() -> int:
 
 def test_step_delay_s() -> float:
     return _number("BELLWETHER_TEST_STEP_DELAY_S", 0.0)
+
+
+# --- live feeds and notifications -----------------------------------------------------------------------------------
+
+
+def allow_private_sources() -> bool:
+    return bool(_flag("BELLWETHER_ALLOW_PRIVATE_SOURCES"))
+
+
+def min_poll_interval_s() -> float:
+    return _number("BELLWETHER_MIN_POLL_INTERVAL_S", 60.0, minimum=0.1)
+
+
+def source_timeout_s() -> float:
+    return _number("BELLWETHER_SOURCE_TIMEOUT_S", 20.0, minimum=0.1)
+
+
+def source_max_bytes() -> int:
+    return _whole("BELLWETHER_SOURCE_MAX_BYTES", 10_000_000, minimum=1000)
+
+
+def notify_retry_s() -> float:
+    return _number("BELLWETHER_NOTIFY_RETRY_S", 30.0, minimum=0.01)
+
+
+def dashboard_url() -> str:
+    return (_raw("BELLWETHER_DASHBOARD_URL") or "http://localhost:8501").rstrip("/")
+
+
+def monitor_refresh_s() -> float:
+    return _number("BELLWETHER_MONITOR_REFRESH_S", 15.0, minimum=1.0)
 
 
 # --- benchmarks -----------------------------------------------------------------------------------------------------

@@ -353,3 +353,34 @@ def test_the_first_admin_from_the_environment_only_while_there_are_no_accounts(s
     assert users.sign_in(store, "root", PASSWORD) == Actor("root", "admin")
     assert users.ensure_first_admin(store, "other", PASSWORD) is False  # accounts exist: never again
     assert [u["name"] for u in users.list_users(store)] == ["root"]
+
+
+def test_live_feed_sources_and_notification_channels_by_role_and_owner(store, people, monkeypatch):
+    """Sources belong to the feed's creator (and admins); channels, which hold secrets and reach outside, to admins."""
+    from engine.monitor import notify, sources
+
+    monkeypatch.setenv("BELLWETHER_ALLOW_PRIVATE_SOURCES", "1")
+    news = feed_csv([("2024-01-02 09:00", "Bank story")])
+    feeds.import_file(store, news, "n.csv", "wire", actor=people["ann"])
+    url = "http://127.0.0.1:9/markets.rss"
+    with pytest.raises(Forbidden, match="cannot change a feed's sources"):
+        sources.add_source(store, "wire", url, actor=people["vic"])
+    with pytest.raises(Forbidden, match="Only ann, who created it, or an administrator"):
+        sources.add_source(store, "wire", url, actor=people["bob"])
+    source = sources.add_source(store, "wire", url, actor=people["ann"])
+    assert source["created_by"] == "ann"
+    with pytest.raises(Forbidden):
+        sources.remove_source(store, source["id"], actor=people["bob"])
+    with pytest.raises(Forbidden):
+        sources.set_current_model(store, "wire", None, actor=people["bob"])
+    sources.remove_source(store, source["id"], actor=people["ada"])
+    assert store["feed_sources"].count == 0
+    with pytest.raises(Forbidden, match="cannot set up notification channels: only an administrator"):
+        notify.add_channel(store, "desk", "webhook", url="http://127.0.0.1:9/hook", actor=people["ann"])
+    assert store["notify_channels"].count == 0
+    notify.add_channel(store, "desk", "webhook", url="http://127.0.0.1:9/hook", actor=people["ada"])
+    with pytest.raises(Forbidden):
+        notify.remove_channel(store, "desk", actor=people["ann"])
+    actions = [r["action"] for r in store.query("SELECT action FROM audit_log WHERE action IN "
+                                                 "('feed.sources', 'notify.channels') ORDER BY id")]
+    assert actions.count("feed.sources") >= 3 and "notify.channels" in actions

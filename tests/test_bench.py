@@ -134,3 +134,14 @@ def test_report_renders_the_recorded_runs_in_docs(capsys):
     assert "| dev | 617 | 79.7 | 108.3 | 296.6 (bfloat16) | 180.4 | 3.72x | 2.74x | 2.26x | 1.67x | 100.00% / 99.84% |" in out
     assert "| headlines | 1451 | 100.2 | 249.7 | 165.7 |" in out  # the earlier, single-job format
     assert '"throughput_vs_trainer": 1.57' in out
+
+
+@pytest.mark.process  # a loopback RSS server and a job process
+def test_bench_live_reports_poll_to_scored_rates_and_a_304_round(home, tiny_text_model):
+    from bench import live_bench
+
+    result = live_bench.run(n_sources=4, n_items=3, model=str(tiny_text_model))
+    assert result["job_status"] == "succeeded", result["job_error"]
+    assert result["articles_imported"] == result["articles_scored"] == 12 and result["sources_failed"] == 0
+    assert result["end_to_end_articles_per_s"] > 0 and result["end_to_end_s"] >= result["poll_and_import_s"]
+    assert result["second_round_unchanged"] == 4 and result["not_modified_answers"] == 4

@@ -152,8 +152,9 @@ def test_monitor_page_with_a_scored_feed_charts_drilldown_alerts_acknowledge_and
     # The alert, its drivers, acknowledge.
     table = next(d.value for d in at.dataframe if "window_end" in d.value.columns)
     assert table["window_end"].tolist() == ["2020-06-21"] and table["topic"].tolist() == ["(all articles)"]
-    drivers = next(d.value for d in at.dataframe if list(d.value.columns) == ["day", "title", "source", "label", "negative"])
-    assert len(drivers) == 12
+    drivers = next(d.value for d in at.dataframe
+                   if list(d.value.columns) == ["day", "title", "source", "label", "negative", "covered_by_sources"])
+    assert len(drivers) == 12 and set(drivers["covered_by_sources"]) == {1}  # an uploaded file: no story repeats
     by_label(at.button, "Acknowledge").click().run()
     assert not at.exception
     assert "acknowledged" in texts(at).lower()

@@ -11,8 +11,10 @@ from engine.jobs import queue
 from engine.monitor import scoring
 from engine.monitor import vocabulary
 from engine.monitor import feedjobs
+from engine.monitor import notify
+from engine.monitor import sources
 from engine.monitor import topics
-from views._shared import can, connect, current_user, md, plain_errors, queued, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, queued, require_sign_in, start_worker
 
 NONE = "(none)"
 NEW_FEED = "+ New feed"
@@ -269,3 +271,123 @@ def score_progress() -> None:
 
 if recent_jobs:
     score_progress()
+
+
+# ---- sources: polled by the worker -----------------------------------------------------------------------------
+
+st.subheader("Sources")
+st.caption("RSS/Atom addresses and server folders the worker polls on a schedule. What arrives is imported like an "
+           "upload, scored by the feed's current model and checked against the alert rule, without pressing anything.")
+feed_sources = sources.list_sources(conn, feed_id)
+if feed_sources:
+    start_worker()  # sources are polled by the worker: after a restart of the server, this starts it again
+
+
+@st.fragment(run_every=5 if feed_sources else None)
+def source_status() -> None:
+    fconn = connect()
+    rows = sources.list_sources(fconn, feed_id)
+    counts = sources.article_counts(fconn, feed_id, sources.current_model(fconn, feed_id))
+    st.caption(f"{counts['articles']:,} articles in the feed, {counts['scored']:,} scored by its current model "
+               f"(refreshes every 5 s).")
+    if rows:
+        table = pd.DataFrame([{
+            "id": r["id"], "kind": r["kind"], "address or folder": r["location"], "every (s)": r["interval_s"],
+            "imported": r["n_imported"] or 0, "last poll": r["last_poll_at"], "next poll": r["next_poll_at"],
+            "status": ("error: " + r["last_error"]) if r["last_error"] else ("ok" if r["last_poll_at"] else "waiting"),
+        } for r in rows])
+        st.dataframe(table, hide_index=True, key="sources_table")
+        for r in rows:
+            if r["last_error"]:
+                st.error(f"Source {r['id']} ({sources.host_of(r['location'])}): {r['last_error']} "
+                         f"Next try {r['next_poll_at']}.", icon=":material/error:")
+
+
+source_status()
+
+sentiment_runs = vocabulary.runs_by_purpose(conn, runs.finished_runs(conn, task="text-classification"))["sentiment"]
+model_now = sources.current_model(conn, feed_id)
+model_labels = {0: "(the newest run that scored this feed)"} | {r["id"]: runs.title(r) for r in sentiment_runs}
+with st.form("source_add", clear_on_submit=True):
+    c1, c2 = st.columns([3, 1])
+    location = c1.text_input("RSS/Atom URL or server folder", placeholder="https://example.com/markets.rss",
+                             key="source_location")
+    interval = c2.number_input("Every (seconds)", min_value=1.0, value=300.0, step=60.0, key="source_interval")
+    set_model = st.selectbox("Current model: scores what arrives", list(model_labels), format_func=model_labels.get,
+                             index=list(model_labels).index(model_now) if model_now in model_labels else 0,
+                             key="source_model")
+    if st.form_submit_button("Add source", type="primary"):
+        with plain_errors():
+            sources.set_current_model(conn, feed_id, set_model or None, actor=current_user())
+            row = sources.add_source(conn, feed_id, location, interval_s=interval, actor=current_user())
+            why = start_worker()
+            state["feed_flash"] = (f"Source {row['id']} added; it is polled every {row['interval_s']:g} s." + why,
+                                   "warning" if why else "success")
+            st.rerun()
+if feed_sources:
+    c1, c2, c3 = st.columns([2, 1, 1])
+    picked_source = c1.selectbox("Source", [r["id"] for r in feed_sources], key="source_pick",
+                                 format_func=lambda i: next(f"{i}: {r['location']}" for r in feed_sources if r["id"] == i))
+    if c2.button("Poll now", key="source_poll_now"):
+        with plain_errors():
+            sources.poll_now(conn, picked_source, actor=current_user())
+            state["feed_flash"] = (f"Source {picked_source} will be polled within seconds." + start_worker(), "success")
+            st.rerun()
+    if c3.button("Remove", key="source_remove"):
+        with plain_errors():
+            sources.remove_source(conn, picked_source, actor=current_user())
+            state["feed_flash"] = (f"Source {picked_source} removed; its articles stay in the feed.", "success")
+            st.rerun()
+
+# ---- notification channels -------------------------------------------------------------------------------------
+
+if can("notify.channels"):  # channels hold secrets and reach outside: administrators only
+    with st.expander("Notification channels (for administrators)"):
+        st.caption("New alerts of every feed, and optionally training runs that end, are pushed to these channels. "
+                   "Webhook addresses and passwords are kept secret: only the host is shown.")
+        channels = notify.list_channels(conn)
+        if channels:
+            st.dataframe(pd.DataFrame([{
+                "name": c["name"], "kind": c["kind"], "goes to": c["target"], "events": c["events"],
+                "last delivery": (f"{c['last_delivery']['status']} {c['last_delivery']['at']}"
+                                  + (f": {c['last_delivery']['error']}" if c["last_delivery"]["error"] else ""))
+                if c["last_delivery"] else "nothing sent yet"} for c in channels]), hide_index=True, key="channels_table")
+            c1, c2 = st.columns([2, 1])
+            test_channel = c1.selectbox("Channel", [c["name"] for c in channels], key="channel_pick")
+            if c2.button("Send test", key="channel_test"):
+                result = notify.send_test(conn, test_channel, actor=current_user())
+                if result["status"] == "sent":
+                    st.success(f"Test message sent to '{test_channel}'.", icon=":material/check_circle:")
+                else:
+                    st.error(f"The test message to '{test_channel}' failed: {result['error']}", icon=":material/error:")
+            log = notify.deliveries(conn, limit=20)
+            if log:
+                st.markdown("**Delivery log**")
+                st.dataframe(pd.DataFrame(log), hide_index=True, key="delivery_log")
+        with st.form("channel_add", clear_on_submit=True):
+            c1, c2, c3 = st.columns(3)
+            ch_name = c1.text_input("Name", placeholder="desk-slack", key="channel_name")
+            ch_kind = c2.selectbox("Kind", ["webhook", "email"], key="channel_kind")
+            ch_events = c3.selectbox("Events", ["alerts", "alerts,runs"], key="channel_events",
+                                     format_func={"alerts": "Alerts", "alerts,runs": "Alerts and training runs"}.get)
+            c1, c2 = st.columns([3, 1])
+            ch_url = c1.text_input("Webhook URL", type="password", key="channel_url")
+            ch_style = c2.selectbox("Payload", list(notify.STYLES), key="channel_style")
+            c1, c2, c3 = st.columns([2, 1, 1])
+            ch_host = c1.text_input("SMTP host", key="channel_host")
+            ch_port = c2.number_input("Port", 1, 65535, 587, key="channel_port")
+            ch_security = c3.selectbox("Security", ["starttls", "ssl", "none"], key="channel_security")
+            c1, c2 = st.columns(2)
+            ch_user = c1.text_input("SMTP user (optional)", key="channel_user")
+            ch_password = c2.text_input("SMTP password", type="password", key="channel_password")
+            c1, c2 = st.columns(2)
+            ch_sender = c1.text_input("From", placeholder="bellwether@example.com", key="channel_sender")
+            ch_to = c2.text_input("To (comma-separated)", key="channel_to")
+            if st.form_submit_button("Add channel"):
+                with plain_errors():
+                    added = notify.add_channel(conn, ch_name, ch_kind, url=ch_url, style=ch_style, host=ch_host,
+                                               port=ch_port, username=ch_user, password=ch_password, sender=ch_sender,
+                                               to=ch_to, security=ch_security, events=ch_events,
+                                               actor=current_user())
+                    state["feed_flash"] = (f"Channel '{added['name']}' added: {added['target']}." + start_worker(), "success")
+                    st.rerun()

@@ -9,12 +9,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import export, paths
+from engine import export, paths, settings
 from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
+from engine.monitor import sources
 from engine.monitor import trends
-from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, start_worker
 
 ALL = "(all)"
 MAX_VLINES = 25
@@ -63,6 +64,16 @@ def data_version(feed_id: int) -> tuple:
 
 # ---- filters ---------------------------------------------------------------------------------------------------
 
+# A link from a notification: /monitor?feed=NAME&from=YYYY-MM-DD&to=YYYY-MM-DD&alert=ID opens that window.
+link = dict(st.query_params)
+if link.get("feed") and state.get("mon_link_seen") != link:
+    state["mon_link_seen"] = link
+    if link["feed"] in [f["name"] for f in all_feeds]:
+        state["mon_feed"] = link["feed"]
+        state["mon_link_dates"] = (link.get("from"), link.get("to"))
+        if str(link.get("alert", "")).isdigit():
+            state["alert_pick"] = int(link["alert"])
+
 c1, c2, c3 = st.columns([2, 2, 1])
 feed_name = c1.selectbox("Feed", [f["name"] for f in all_feeds], key="mon_feed")
 feed = next(f for f in all_feeds if f["name"] == feed_name)
@@ -78,8 +89,22 @@ if first is None:
     st.info(f"Feed '{md(feed_name)}' has no articles yet.")
     st.stop()
 lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+if state.get("mon_link_dates"):
+    wanted = state.pop("mon_link_dates")
+    try:
+        a, b = (date.fromisoformat(wanted[0]) if wanted[0] else lo), (date.fromisoformat(wanted[1]) if wanted[1] else hi)
+        state[f"mon_dates_{feed_id}"] = (min(max(a, lo), hi), min(max(b, lo), hi))
+    except ValueError:
+        pass  # a mangled link: the whole range
+# Live: a selection that ran to the feed's newest day keeps following it as new days arrive.
+dates_key, newest_key = f"mon_dates_{feed_id}", f"mon_newest_{feed_id}"
+chosen_dates = state.get(dates_key)
+if (isinstance(chosen_dates, (tuple, list)) and len(chosen_dates) == 2 and state.get(newest_key)
+        and chosen_dates[1] == state[newest_key] and hi > state[newest_key]):
+    state[dates_key] = (chosen_dates[0], hi)
+state[newest_key] = hi
 c1, c2, c3 = st.columns([2, 1, 1])
-picked = c1.date_input("Dates", (lo, hi), min_value=lo, max_value=hi, key=f"mon_dates_{feed_id}")
+picked = c1.date_input("Dates", (lo, hi), min_value=lo, max_value=hi, key=dates_key)
 start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2 else (lo, hi))
 version = data_version(feed_id)
 home = str(paths.home())
@@ -101,6 +126,23 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Articles", f"{n_articles:,}")
 m2.metric("Alerts", len(alert_rows))
 m3.metric("Open alerts", len(open_alerts))
+
+page_version = (data_version(feed_id), alerts.version(conn, feed_id))
+if sources.any_enabled(conn):
+    start_worker()  # live sources are polled by the worker: make sure one runs while someone watches
+
+
+@st.fragment(run_every=settings.monitor_refresh_s())
+def live_refresh() -> None:
+    """While the page is open, look for new articles, scores and alerts; redraw the page when there are some."""
+    fconn = connect()
+    if (trends.data_version(fconn, feed_id), alerts.version(fconn, feed_id)) != page_version:
+        st.rerun()
+    st.caption(f":material/autorenew: Live: new articles, scores and alerts appear by themselves "
+               f"(checked every {settings.monitor_refresh_s():g} s).")
+
+
+live_refresh()
 
 
 def _marker_x(day: str) -> str:
@@ -201,6 +243,8 @@ else:
                                 "magnitude": st.column_config.NumberColumn("sd above", format="%.1f")})
     labels = {a["id"]: f"#{a['id']} {a['window_end']} · {a['topic'] or 'all articles'} · {a['negative_share']:.0%} negative"
               + (" · acknowledged" if a.get("acknowledged_at") else "") for a in alert_rows}
+    if state.get("alert_pick") not in labels:
+        state.pop("alert_pick", None)
     c1, c2 = st.columns([3, 1])
     chosen = c1.selectbox("Alert", list(labels), format_func=labels.get, key="alert_pick")
     picked_alert = next(a for a in alert_rows if a["id"] == chosen)

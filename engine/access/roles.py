@@ -35,6 +35,8 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "topics.delete": (ANALYST, True),
     "alerts.rule": (ANALYST, True),
     "alerts.ack": (ANALYST, False),
+    "feed.sources": (ANALYST, True),  # owner: the feed's creator (add, remove, poll now, set its current model)
+    "notify.channels": (ADMIN, False),  # channels hold secrets and reach outside: administrators only
     "users.manage": (ADMIN, False),
     "audit.read": (ADMIN, False),
     "settings.read": (ADMIN, False),
@@ -50,7 +52,9 @@ WORDS = {
     "run.cancel": "cancel runs", "run.resume": "resume runs", "run.rerun": "run training again",
     "run.evaluate": "evaluate models on files", "feed.import": "import news", "feed.score": "score feeds",
     "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topic rules",
-    "alerts.rule": "change alert rules", "alerts.ack": "acknowledge alerts", "users.manage": "manage users",
+    "alerts.rule": "change alert rules", "alerts.ack": "acknowledge alerts",
+    "feed.sources": "change a feed's sources or its current model", "notify.channels": "set up notification channels",
+    "users.manage": "manage users",
     "audit.read": "read the audit log", "settings.read": "see the server's settings",
 }
 

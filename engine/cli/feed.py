@@ -12,7 +12,9 @@ from engine.jobs import queue
 from engine.jobs import supervisor
 from engine.monitor import alerts
 from engine.monitor import feeds
+from engine.monitor import poller
 from engine.monitor import scoring
+from engine.monitor import sources
 from engine.monitor import topics
 from engine.monitor import trends
 from engine.monitor import vocabulary
@@ -65,6 +67,31 @@ def register(subparsers) -> None:
 
     ls = fs.add_parser("list", help="the feeds and their article counts")
     ls.set_defaults(func=cmd_list)
+
+    src = fs.add_parser("source", help="a feed's sources: RSS/Atom URLs and server folders the worker polls")
+    ss = src.add_subparsers(dest="source_command", metavar="ACTION", required=True)
+    sa = ss.add_parser("add", help="poll a URL or a server folder into the feed on a schedule")
+    sa.add_argument("--feed", required=True, help="an existing feed's name")
+    sa.add_argument("location", help="an http(s) RSS/Atom URL, or a folder on this server")
+    sa.add_argument("--kind", choices=["rss", "folder"], help="guessed: a URL is rss, a path a folder")
+    sa.add_argument("--every", type=float, default=300.0, dest="interval_s", help="seconds between polls (300)")
+    sa.add_argument("--run", type=int, help="also make this finished run the feed's current model")
+    sa.set_defaults(func=cmd_source_add)
+    sl = ss.add_parser("list", help="sources with their last and next poll and last error")
+    sl.add_argument("--feed")
+    sl.add_argument("--format", default="table", choices=["table", "json"])
+    sl.set_defaults(func=cmd_source_list)
+    sr = ss.add_parser("remove", help="stop polling a source (its articles stay)")
+    sr.add_argument("id", type=int)
+    sr.set_defaults(func=cmd_source_remove)
+    sp = ss.add_parser("poll-now", help="poll a source at once, here (the worker also polls it on schedule)")
+    sp.add_argument("id", type=int)
+    sp.set_defaults(func=cmd_source_poll_now)
+
+    sm = fs.add_parser("set-model", help="the run that scores what the feed's sources bring in")
+    sm.add_argument("--feed", required=True)
+    sm.add_argument("--run", type=int, help="a finished sentiment run; leave out to use the newest that scored the feed")
+    sm.set_defaults(func=cmd_set_model)
 
     al = subparsers.add_parser("alerts", help="negative-news surge alerts of a feed (evaluates the rule first)")
     al.add_argument("--feed", required=True)
@@ -269,3 +296,64 @@ def cmd_topics_classify(args) -> int:
     code = follow(conn, job_id) if args.wait else 0
     print(job_id)
     return code
+
+
+def _source_line(row: dict) -> str:
+    state = f"error ({row['error_count']} in a row): {row['last_error']}" if row.get("last_error") else "ok"
+    return (f"{row['id']:>4}  {row['feed_name']}  {row['kind']}  {row['location']}  every {row['interval_s']:g}s  "
+            f"last {row.get('last_poll_at') or 'never'}  next {row.get('next_poll_at') or '-'}  "
+            f"{row.get('n_imported') or 0} imported  {state}")
+
+
+def cmd_source_add(args) -> int:
+    conn = db.connect()
+    row = sources.add_source(conn, args.feed, args.location, kind=args.kind, interval_s=args.interval_s,
+                             run_id=args.run, created_by=paths.default_user())
+    print(_source_line(row))
+    model = sources.current_model(conn, row["feed_id"])
+    print(f"Scored by run {model} as articles arrive." if model else
+          "No model yet: articles arrive unscored until `python -m engine feed set-model --feed NAME --run ID`.")
+    if not supervisor.supervisor_alive(conn):
+        print("Start the worker (`python -m engine worker`, or open the dashboard) so that the source is polled.")
+    return 0
+
+
+def cmd_source_list(args) -> int:
+    conn = db.connect()
+    rows = sources.list_sources(conn, args.feed)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return 0
+    if not rows:
+        print("No sources. Add one with `python -m engine feed source add --feed NAME URL`.")
+    for row in rows:
+        print(_source_line(row))
+    return 0
+
+
+def cmd_source_remove(args) -> int:
+    conn = db.connect()
+    sources.remove_source(conn, args.id)
+    print(f"Source {args.id} removed; the articles it brought in stay in the feed.")
+    return 0
+
+
+def cmd_source_poll_now(args) -> int:
+    conn = db.connect()
+    result = poller.poll_source(conn, args.id)
+    poller.ensure_scoring(conn)
+    if result.status == "error":
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    print(f"Source {args.id}: {result.n_new} new articles, {result.n_duplicate} already in the feed.")
+    return 0
+
+
+def cmd_set_model(args) -> int:
+    conn = db.connect()
+    sources.set_current_model(conn, args.feed, args.run)
+    feed_id = feeds.get_feed(conn, args.feed)["id"]
+    model = sources.current_model(conn, feed_id)
+    print(f"Feed '{args.feed}': new articles are scored by run {model}." if model else
+          f"Feed '{args.feed}' has no model yet: score it once, or set one with --run.")
+    return 0

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "engine.cli.feed",
     "engine.cli.models",
     "engine.cli.access",
+    "engine.cli.notify",
     "engine.cli.job",
 ]
 

@@ -9,6 +9,7 @@ import sys
 from engine import db, paths
 from engine.jobs import queue, runs
 from engine.jobs import supervisor
+from engine.monitor import poller
 from engine.errors import UserError
 from engine.training import finetune
 from engine.training import reproduce
@@ -75,7 +76,12 @@ def register(subparsers) -> None:
     w = subparsers.add_parser("worker", help="run the supervisor that starts queued jobs (Ctrl-C stops it)")
     w.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     w.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
-    w.set_defaults(func=lambda a: supervisor.worker(a.poll, a.idle_exit))
+    w.set_defaults(func=cmd_worker)
+
+
+def cmd_worker(args) -> int:
+    """The supervisor, with the feed sources' poller and notifications as its periodic step."""
+    return supervisor.worker(args.poll, args.idle_exit, periodic=lambda conn: poller.step(conn, out=sys.stderr))
 
 
 def cmd_train(args) -> int:

@@ -197,8 +197,30 @@ class Supervisor:
         ).fetchone()
 
 
-def worker(poll_s: float = 1.0, idle_exit_s: float | None = None, out=sys.stderr) -> int:
-    """The supervisor loop. Returns 0 when it stops (idle for ``idle_exit_s``, or SIGTERM/SIGINT); 3 if another runs."""
+def _periodic_loop(periodic, stop: threading.Event, scheduled: threading.Event, poll_s: float, out) -> None:
+    """Run ``periodic(conn)`` every ``poll_s`` seconds on a connection of its own until ``stop``; it returns whether
+    it has scheduled work (which keeps the worker from stopping when idle)."""
+    conn = db.connect()
+    try:
+        while not stop.is_set():
+            try:
+                if periodic(conn):
+                    scheduled.set()
+                else:
+                    scheduled.clear()
+            except Exception as exc:  # noqa: BLE001 - one bad pass must not stop polling
+                print(f"periodic step: {type(exc).__name__}: {exc}", file=out, flush=True)
+            stop.wait(poll_s)
+    finally:
+        conn.close()
+
+
+def worker(poll_s: float = 1.0, idle_exit_s: float | None = None, out=sys.stderr, periodic=None) -> int:
+    """The supervisor loop. Returns 0 when it stops (idle for ``idle_exit_s``, or SIGTERM/SIGINT); 3 if another runs.
+
+    ``periodic(conn) -> bool``, when given, runs beside the loop in a thread of its own (engine.cli passes the feed
+    sources' poller, engine.monitor.poller.step: the jobs layer does not know it); while it reports scheduled work
+    the worker does not stop for being idle."""
     conn = db.connect()
     sup = Supervisor(conn, poll_s)
     if not sup.claim():
@@ -213,19 +235,28 @@ def worker(poll_s: float = 1.0, idle_exit_s: float | None = None, out=sys.stderr
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     idle_since = time.monotonic()
+    scheduled = threading.Event()
+    thread = None
+    if periodic is not None:
+        thread = threading.Thread(target=_periodic_loop, args=(periodic, stop, scheduled, poll_s, out),
+                                  name="periodic", daemon=True)
+        thread.start()
     try:
         while not stop.is_set():
             try:
                 sup.tick()
             except Exception as exc:  # noqa: BLE001 - a busy store or a stray error must not stop the supervisor
                 print(f"supervisor: {type(exc).__name__}: {exc}", file=out, flush=True)
-            if sup.idle():
+            if sup.idle() and not scheduled.is_set():
                 if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
             else:
                 idle_since = time.monotonic()
             stop.wait(poll_s)
     finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=60)
         sup.release()
         conn.close()
     # Running jobs are left alone: they are in their own sessions and a new supervisor adopts them.

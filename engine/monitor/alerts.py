@@ -22,6 +22,7 @@ import pandas as pd
 
 from engine import access, db
 from engine.errors import UserError
+from engine.monitor import stories
 from engine.monitor.vocabulary import negative_label, run_labels
 
 DEFAULTS = {"window_days": 1, "baseline_days": 14, "k": 3.0, "abs_threshold": None, "min_articles": 10}
@@ -141,7 +142,36 @@ def _daily(conn, feed_id: int, run_id: int, neg: str) -> tuple[pd.DataFrame, pd.
         ).fetchall(),
         columns=["topic", "day", "n", "negative"],
     )
-    return overall, by_topic
+    return _minus_repeats(conn, feed_id, run_id, neg, overall, by_topic)
+
+
+REPEAT = "a.story_id > 0 AND a.story_id <> a.id"  # an article that repeats an earlier story (monitor.stories)
+NOVEL = "NOT (COALESCE(a.story_id, 0) > 0 AND a.story_id <> a.id)"  # the rest (never clustered: NULL, or waiting: 0)
+
+
+def _minus_repeats(conn, feed_id: int, run_id: int, neg: str, overall: pd.DataFrame, by_topic: pd.DataFrame):
+    """Take out articles that repeat a story already counted: alerts count novel stories (engine.monitor.stories)."""
+    rep = pd.DataFrame(conn.execute(
+        "SELECT a.day, COUNT(*), SUM(CASE WHEN s.label = ? THEN 1 ELSE 0 END) FROM articles a "
+        f"JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE a.feed_id = ? AND {REPEAT} GROUP BY a.day",
+        [neg, run_id, feed_id]).fetchall(), columns=["day", "n", "negative"])
+    if rep.empty:
+        return overall, by_topic
+    rep_topic = pd.DataFrame(conn.execute(
+        "SELECT t.topic, a.day, COUNT(*), SUM(CASE WHEN s.label = ? THEN 1 ELSE 0 END) FROM articles a "
+        "JOIN scores s ON s.article_id = a.id AND s.run_id = ? JOIN article_topics t ON t.article_id = a.id "
+        f"WHERE a.feed_id = ? AND {REPEAT} GROUP BY t.topic, a.day", [neg, run_id, feed_id]).fetchall(),
+        columns=["topic", "day", "n", "negative"])
+
+    def minus(frame: pd.DataFrame, repeats: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+        if repeats.empty or frame.empty:
+            return frame
+        merged = frame.merge(repeats, on=keys, how="left", suffixes=("", "_rep")).fillna({"n_rep": 0, "negative_rep": 0})
+        merged["n"] = merged["n"] - merged["n_rep"]
+        merged["negative"] = merged["negative"] - merged["negative_rep"]
+        return merged.loc[merged["n"] > 0, frame.columns].reset_index(drop=True)
+
+    return minus(overall, rep, ["day"]), minus(by_topic, rep_topic, ["topic", "day"])
 
 
 def _drivers(conn, feed_id: int, run_id: int, neg: str, topic: str | None, start: str, end: str) -> list[int]:
@@ -152,7 +182,7 @@ def _drivers(conn, feed_id: int, run_id: int, neg: str, topic: str | None, start
     ) if topic else ("", [])
     return [r[0] for r in conn.execute(
         "SELECT a.id FROM articles a CROSS JOIN scores s ON s.article_id = a.id AND s.run_id = ? "
-        f"WHERE a.feed_id = ? AND a.day >= ? AND a.day <= ? AND s.label = ? {topic_clause} "
+        f"WHERE a.feed_id = ? AND a.day >= ? AND a.day <= ? AND s.label = ? AND {NOVEL} {topic_clause} "
         "ORDER BY s.negative DESC, a.id LIMIT ?",
         [run_id, feed_id, start, end, neg] + extra + [DRIVERS],
     )]
@@ -244,6 +274,12 @@ def list_alerts(conn, feed_id: int, run_id: int | None = None, topic: str | None
     return rows
 
 
+def version(conn, feed_id: int) -> tuple:
+    """Changes whenever the feed's alerts do (the open Monitor page polls it to refresh itself)."""
+    return tuple(conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0), COUNT(acknowledged_at) FROM alerts "
+                              "WHERE feed_id = ?", [feed_id]).fetchone())
+
+
 def acknowledge(conn, alert_id: int, user=None) -> None:
     """Acknowledge an alert as ``user`` (an engine.access Actor, or None: the local administrator; a plain name is
     recorded as who, with the local administrator's rights, for scripts)."""
@@ -265,12 +301,15 @@ def alert_articles(conn, alert: dict) -> pd.DataFrame:
     """The articles that drove an alert, most negative first."""
     ids = alert.get("article_ids") or db.loads(alert.get("article_ids_json"), [])
     if not ids:
-        return pd.DataFrame(columns=["id", "day", "title", "source", "label", "negative"])
+        return pd.DataFrame(columns=["id", "day", "title", "source", "label", "negative", "covered_by_sources"])
     marks = ",".join("?" * len(ids))
-    return pd.DataFrame(conn.execute(
+    frame = pd.DataFrame(conn.execute(
         "SELECT a.id, a.day, a.title, a.source, s.label, s.negative FROM articles a LEFT JOIN scores s "
         f"ON s.article_id = a.id AND s.run_id = ? WHERE a.id IN ({marks}) ORDER BY s.negative DESC",
         [alert["run_id"], *ids]).fetchall(), columns=["id", "day", "title", "source", "label", "negative"])
+    covered = stories.coverage(conn, [int(i) for i in frame["id"]])
+    frame["covered_by_sources"] = frame["id"].map(lambda i: covered.get(int(i), 1))
+    return frame
 
 
 def alerts_frame(alerts: list[dict]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from engine import access, db
+from engine import access, db, settings
 from engine.errors import UserError
 from engine.jobs import queue, runs
 from engine.jobs.process import Cancelled
@@ -34,6 +34,8 @@ def pending_chunks(conn, ctx, chunk_sql: str, feed_id: int, run_id: int, total: 
             ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
                          extra_json=db.dumps({"cancelled": True}))
             raise Cancelled(f"cancelled after {done} of {total} articles")
+        if settings.test_step_delay_s():  # tests: a job slow enough to be killed mid-way
+            time.sleep(settings.test_step_delay_s())
         rows = conn.execute(chunk_sql, [feed_id, last_id, run_id, CHUNK]).fetchall()
         if not rows:
             return

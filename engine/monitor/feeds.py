@@ -275,13 +275,37 @@ def _strip_html(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", text or ""))
 
 
+class NoEntries(UserError):
+    """An RSS/Atom document with no items: an error for an upload, a quiet moment for a polled source."""
+
+
+def check_xml_is_safe(data: bytes, file_name: str) -> None:
+    """Refuse XML that declares entities or reaches outside itself (billion laughs, external entities), in plain words.
+
+    defusedxml parses the bytes first with entity declarations and external references forbidden; only then does
+    feedparser read them. XML that is merely malformed is left to feedparser, which reads what it can."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import ParseError, fromstring
+
+    try:
+        fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise UserError(
+            f"{file_name} declares XML entities or refers to outside files, which news feeds never need; it was "
+            "refused and nothing was read from it."
+        ) from None
+    except (ParseError, ValueError):
+        pass
+
+
 def _read_xml(data: bytes, file_name: str) -> FeedFile:
     import feedparser
 
+    check_xml_is_safe(data, file_name)
     parsed = feedparser.parse(data)
     entries = parsed.get("entries") or []
     if not entries:
-        raise UserError(
+        raise NoEntries(
             f"{file_name} has no RSS items or Atom entries to read. Upload the feed's XML file as saved from the "
             "site, or a CSV/XLSX/JSONL export."
         )
@@ -770,6 +794,8 @@ def import_file(
     sheet: str | None = None,
     created_by: str | None = None,
     actor=None,
+    keep_empty: bool = True,
+    remember_mapping: bool = True,
 ) -> ImportResult:
     """Import a news file into the feed named ``feed`` (created when new). All of it lands, or nothing does.
 
@@ -778,7 +804,9 @@ def import_file(
     transaction each, drop articles the feed already has and insert the rest with their topics (:func:`_new_topics`)
     and rollup counts (:func:`_store_chunk`), so other writers wait seconds, not minutes; a last one stores the
     report. A failure part-way removes what the import had stored (:func:`_undo_import`): all or nothing, as before,
-    though a reader may see a large import's articles arrive chunk by chunk."""
+    though a reader may see a large import's articles arrive chunk by chunk.
+    ``keep_empty=False`` (a source's poll) records no import when nothing was new; ``remember_mapping=False`` (an
+    RSS source, whose columns are always the same) leaves the feed's remembered column mapping as it was."""
     started = time.perf_counter()
     feed = _check_feed_name(feed)
     who = access.check(conn, actor, "feed.import", f"feed:{feed}")
@@ -806,7 +834,8 @@ def import_file(
             created_feed = True
         else:
             feed_id = feed_row["id"]
-            conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
+            if remember_mapping:
+                conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
         import_id = conn["feed_imports"].insert(
             {"feed_id": feed_id, "file_name": file_name, "sha256": hashlib.sha256(data).hexdigest(),
              "created_at": db.now()}
@@ -857,6 +886,9 @@ def import_file(
             )
             access.record(conn, who, "feed.import", f"feed:{feed}",
                           {"file": file_name, "new": n_new, "import_id": import_id})
+            if not keep_empty and not n_new:
+                conn.execute("DELETE FROM feed_imports WHERE id = ?", [import_id])
+                result.import_id = None
     except BaseException:
         _undo_import(conn, import_id, feed_id if created_feed else None)
         raise

@@ -1,0 +1,104 @@
+"""``python -m engine notify channel add|list|test|remove`` and ``notify log``: where alerts are pushed."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+from engine import db, paths
+from engine.monitor import notify
+
+
+def register(subparsers) -> None:
+    no = subparsers.add_parser("notify", help="channels that alerts (and finished runs) are pushed to")
+    ns = no.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
+    ch = ns.add_parser("channel", help="add, list, test or remove a webhook or e-mail channel")
+    cs = ch.add_subparsers(dest="channel_command", metavar="ACTION", required=True)
+    add = cs.add_parser("add", help="a webhook (json, slack or teams) or an e-mail (SMTP) channel")
+    add.add_argument("name")
+    add.add_argument("--kind", required=True, choices=list(notify.KINDS))
+    add.add_argument("--url", help="webhook: its URL (kept secret: never shown in full); '-' reads it from stdin")
+    add.add_argument("--style", default="json", choices=list(notify.STYLES), help="webhook payload (json)")
+    add.add_argument("--smtp-host")
+    add.add_argument("--smtp-port", type=int, default=25)
+    add.add_argument("--smtp-user")
+    add.add_argument("--smtp-password-env", metavar="VAR",
+                     help="read the SMTP password from this environment variable (else asked when --smtp-user is given)")
+    add.add_argument("--security", default="none", choices=["none", "starttls", "ssl"])
+    add.add_argument("--sender", help="e-mail: the From address")
+    add.add_argument("--to", help="e-mail: recipients, comma-separated")
+    add.add_argument("--events", default="alerts", help="alerts, runs, or alerts,runs (runs: training runs that end)")
+    add.set_defaults(func=cmd_add)
+    ls = cs.add_parser("list", help="channels, where they go (secrets hidden) and their last delivery")
+    ls.add_argument("--format", default="table", choices=["table", "json"])
+    ls.set_defaults(func=cmd_list)
+    te = cs.add_parser("test", help="send a test message now and log it")
+    te.add_argument("name")
+    te.set_defaults(func=cmd_test)
+    rm = cs.add_parser("remove", help="remove a channel and its delivery log")
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_remove)
+    lg = ns.add_parser("log", help="the delivery log: every alert sent, retried or failed")
+    lg.add_argument("--channel")
+    lg.add_argument("--limit", type=int, default=30)
+    lg.add_argument("--format", default="table", choices=["table", "json"])
+    lg.set_defaults(func=cmd_log)
+
+
+def cmd_add(args) -> int:
+    url = sys.stdin.readline().strip() if args.url == "-" else args.url
+    password = None
+    if args.smtp_password_env:
+        password = os.environ.get(args.smtp_password_env, "")
+    elif args.smtp_user and sys.stdin.isatty():
+        password = getpass.getpass("SMTP password: ")
+    conn = db.connect()
+    row = notify.add_channel(conn, args.name, args.kind, url=url, style=args.style, host=args.smtp_host,
+                             port=args.smtp_port, username=args.smtp_user, password=password, sender=args.sender,
+                             to=args.to, security=args.security, events=args.events,
+                             created_by=paths.default_user())
+    print(f"Channel '{row['name']}' ({row['kind']}) -> {row['target']}, for {row['events']}.")
+    return 0
+
+
+def cmd_list(args) -> int:
+    rows = notify.list_channels(db.connect())
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return 0
+    if not rows:
+        print("No channels. Add one with `python -m engine notify channel add NAME --kind webhook --url URL`.")
+    for row in rows:
+        last = row["last_delivery"]
+        state = f"last {last['status']} {last['at']}" + (f": {last['error']}" if last.get("error") else "") \
+            if last else "nothing sent yet"
+        print(f"{row['id']:>3}  {row['name']}  {row['kind']}  {row['target']}  {row['events']}  {state}")
+    return 0
+
+
+def cmd_test(args) -> int:
+    result = notify.send_test(db.connect(), args.name)
+    if result["status"] == "sent":
+        print(f"Test message sent to '{result['channel']}'.")
+        return 0
+    print(f"error: the test message to '{result['channel']}' failed: {result['error']}", file=sys.stderr)
+    return 1
+
+
+def cmd_remove(args) -> int:
+    notify.remove_channel(db.connect(), args.name)
+    print(f"Channel '{args.name}' removed.")
+    return 0
+
+
+def cmd_log(args) -> int:
+    rows = notify.deliveries(db.connect(), args.channel, args.limit)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return 0
+    for row in rows:
+        print(f"{row['id']:>5}  {row['channel']}  {row['event_key']}  {row['status']}  tries {row['attempts']}  "
+              f"{row['sent_at'] or row['created_at']}" + (f"  {row['last_error']}" if row["last_error"] else ""))
+    return 0
