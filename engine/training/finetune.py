@@ -28,6 +28,7 @@ from engine.jobs import process
 from engine.models import catalog
 from engine.errors import UserError
 from engine.data import datasets
+from engine.training import verdict
 
 TASKS = ("text-classification", "token-classification")
 
@@ -953,9 +954,16 @@ def train(conn, job: dict, ctx) -> dict:
     pred_rows, test_metrics = _predict_test(model, tokenizer, task, rows["test"], labels, max_length, job["id"])
     if pred_rows:
         metrics.update(test_metrics, n_test=len(pred_rows), metrics_split="test")
+        checked, checked_split = pred_rows, "test"
     else:
         metrics.update(accuracy=metrics["validation_accuracy"], macro_f1=metrics["validation_macro_f1"],
                        metrics_split="validation", n_test=0)
+        checked = _predict_test(model, tokenizer, task, rows["validation"], labels, max_length, job["id"])[0]
+        checked_split = "validation"
+    # A run that "succeeded" but learnt nothing useful says so (engine/training/verdict.py): recorded with the metrics
+    metrics["warnings"] = verdict.from_prediction_rows(checked, task, checked_split)
+    for warning in metrics["warnings"]:
+        log.warning("%s", warning)
 
     final = _save_model(ctx.job_dir, model, tokenizer, max_length, labels, {
         "run_id": job["id"], "task": task, "labels": labels, "dataset": ds_name, "dataset_version": ds_version,
