@@ -188,6 +188,8 @@ def live_view(run_id: int, active: bool) -> None:
                       f" Python {env.get('python')} · {env.get('torch_threads')} threads"
                       f" · full determinism {'on' if env.get('full_determinism') else 'off'}")
         st.caption(f"Device: {words}")
+        if device.get("precision_note"):
+            st.info(device["precision_note"], icon=":material/info:")
         if device.get("reproducibility_note"):
             st.info(device["reproducibility_note"], icon=":material/info:")
     if rows or evals:

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--full-determinism", action="store_true", default=None,
                    help="deterministic GPU kernels: identical re-runs on a GPU too, somewhat slower")
+    p.add_argument("--precision", type=str.lower, choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 on a GPU or a CPU that computes bfloat16 natively, else fp32")
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)
