@@ -13,9 +13,19 @@ from tests.test_training import insert_text_dataset, run_in_process
 SMALL = {"max_length": 32, "batch_size": 8, "epochs": 1}
 
 
+def test_auto_stays_fp32_on_the_cpu_until_bf16_quality_is_measured(monkeypatch):
+    from engine.training import finetune
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    assert finetune.CPU_AUTO_BF16 is False  # docs/benchmarks.md says why
+    assert finetune.training_precision("cpu", "auto") == "fp32"
+    assert finetune.training_precision("cpu", "bf16") == "bf16"
+
+
 def test_auto_picks_bf16_only_where_the_cpu_computes_it_and_fp32_when_forced(monkeypatch):
     from engine.training import finetune
 
+    monkeypatch.setattr(finetune, "CPU_AUTO_BF16", True)  # the switch once bf16 quality is measured equal
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
     assert finetune.training_precision("cpu", "auto") == "bf16"
     assert finetune.training_precision("cpu", "fp32") == "fp32"
@@ -40,6 +50,7 @@ def test_a_tiny_model_trains_in_bf16_and_saves_a_float32_model(store, shared, ti
     from engine.models import inference
     from engine.training import finetune
 
+    monkeypatch.setattr(finetune, "CPU_AUTO_BF16", True)
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
     run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick", overrides=SMALL)
@@ -47,7 +58,6 @@ def test_a_tiny_model_trains_in_bf16_and_saves_a_float32_model(store, shared, ti
     job = queue.get(store, run_id)
     assert job["status"] == "succeeded", job["error"]
     assert job["device"]["precision"] == "bf16" and "precision_note" not in job["device"]
-    assert "training on cpu (bf16" in queue.log_tail(job, 60)
     saved = json.loads((Path(job["model_dir"]) / "config.json").read_text())
     assert saved.get("dtype", saved.get("torch_dtype", "float32")) == "float32"
     assert len(inference.load(job["model_dir"]).predict(["Profit rose"])) == 1
@@ -79,9 +89,9 @@ def test_a_model_that_fails_under_bf16_trains_in_fp32_with_a_note(store, shared,
         return tokenizer, model
 
     monkeypatch.setattr(finetune, "load_model", load_model)
-    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
-    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick", overrides=SMALL)
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+                             overrides={**SMALL, "precision": "bf16"})
     run_in_process(run_id)
     job = queue.get(store, run_id)
     assert job["status"] == "succeeded", (job["error"], queue.log_tail(job, 30))

@@ -60,7 +60,6 @@ def test_a_run_at_learning_rate_1_is_flagged_at_the_end_of_training(store, share
     warnings = job["metrics"]["warnings"]
     assert warnings and "almost never predicts" in " ".join(warnings), job["metrics"]
     assert verdict.for_run(store, job) == warnings  # read back as recorded
-    assert "almost never predicts" in queue.log_tail(job, 40)
 
 
 def test_runs_and_reports_pages_warn_about_a_broken_run_and_not_about_a_good_one(home, store, tiny_text_model):

@@ -363,10 +363,17 @@ def environment_info(full_determinism: bool = False) -> dict:
     }
 
 
+# Whether ``auto`` trains in bf16 on a CPU that computes bfloat16 natively. Off until bf16 training is measured to give
+# the same quality as fp32 over seeds (docs/benchmarks.md, "bf16 training on the CPU": the speed was measured, under
+# heavy load; the seed study was not): a run can ask for bf16 itself (precision "bf16").
+CPU_AUTO_BF16 = False
+
+
 def training_precision(kind: str, asked: str = "auto") -> str:
     """The precision a run trains in: ``asked`` (auto | fp32 | bf16) on this device. auto: bf16 on a GPU that supports
-    it (else fp16) and on a CPU that computes bfloat16 natively (inference.cpu_has_bf16, BELLWETHER_CPU_BF16
-    overrides), else fp32. Weights stay float32 (mixed precision: bf16 autocast), so the saved model is float32."""
+    it (else fp16); on the CPU, bf16 when CPU_AUTO_BF16 is on and the processor computes bfloat16 natively
+    (inference.cpu_has_bf16, BELLWETHER_CPU_BF16 overrides), else fp32. bf16 is mixed precision (autocast): the
+    weights stay float32, so the saved model is float32."""
     import torch
 
     from engine.models import inference  # lower layer; imported here only because it is used at run time
@@ -378,7 +385,7 @@ def training_precision(kind: str, asked: str = "auto") -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if asked == "bf16":
         return "bf16"
-    return "bf16" if inference.cpu_has_bf16() else "fp32"
+    return "bf16" if CPU_AUTO_BF16 and inference.cpu_has_bf16() else "fp32"
 
 
 def device_info(world_size: int, kind: str, full_determinism: bool = False, precision: str = "auto") -> dict:
