@@ -97,3 +97,19 @@ def test_a_model_that_fails_under_bf16_trains_in_fp32_with_a_note(store, shared,
     assert job["status"] == "succeeded", (job["error"], queue.log_tail(job, 30))
     assert job["device"]["precision"] == "fp32"
     assert "could not train in bf16" in job["device"]["precision_note"] and "BFloat16" in job["device"]["precision_note"]
+
+
+def test_the_runs_page_shows_the_precision_and_the_fallback_note(home, store, tiny_text_model):
+    from engine import db
+    from tests.helpers import make_finished_run, open_page, texts
+
+    run_id = make_finished_run(store, tiny_text_model, metrics={"macro_f1": 0.9, "accuracy": 0.9})
+    note = "This model could not train in bf16 on this CPU (no kernel); it trained in fp32 instead."
+    store.execute("UPDATE jobs SET device_json = ? WHERE id = ?",
+                  [db.dumps({"device": "cpu", "precision": "fp32", "world_size": 1, "precision_note": note}), run_id])
+    page = open_page("runs", run=str(run_id))
+    assert "Device: CPU · fp32" in texts(page) and note in [i.value for i in page.info]
+    store.execute("UPDATE jobs SET device_json = ? WHERE id = ?",
+                  [db.dumps({"device": "cpu", "precision": "bf16", "world_size": 1}), run_id])
+    page = open_page("runs", run=str(run_id))
+    assert "Device: CPU · bf16" in texts(page) and not any("could not train" in i.value for i in page.info)
