@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "lora_alpha": 16,
     "lora_dropout": 0.1,
     "lora_target_modules": "",  # empty: peft's default for the model type
-    "precision": "auto",  # auto: bf16 on a GPU or CPU that computes it natively, else fp16 (GPU) / fp32 (CPU)
+    "precision": "auto",  # auto: bf16 on a GPU that supports it, else fp16; fp32 on the CPU (see CPU_AUTO_BF16)
 }
 PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_LABELS = {
