@@ -365,7 +365,8 @@ def environment_info(full_determinism: bool = False) -> dict:
 
 # Whether ``auto`` trains in bf16 on a CPU that computes bfloat16 natively. Off until bf16 training is measured to give
 # the same quality as fp32 over seeds (docs/benchmarks.md, "bf16 training on the CPU": the speed was measured, under
-# heavy load; the seed study was not): a run can ask for bf16 itself (precision "bf16").
+# heavy load, about 1.4x per CPU second, under the 1.6x target; the seed study was not): a run can ask for bf16 itself
+# (precision "bf16").
 CPU_AUTO_BF16 = False
 
 
