@@ -139,7 +139,7 @@ def run(args) -> int:
 
             result.update(quality.bench_quality(
                 mode, _list(args.presets), args.seeds, _list(args.datasets), _list(args.precision), args.n_train,
-                args.max_length, _base_model()[0]))
+                args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}

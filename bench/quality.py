@@ -109,9 +109,14 @@ def summarise(runs: list[dict], dataset: str) -> dict:
 
 
 def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str], precisions: list[str],
-                  n_train: int | None, max_length: int | None, base_model: str) -> dict:
-    """Every (dataset, preset, precision) group over ``seeds`` seeds, in the store bench.cli made for this run."""
+                  n_train: int | None, max_length: int | None, base_model: str, partial_path=None) -> dict:
+    """Every (dataset, preset, precision) group over ``seeds`` seeds, in the store bench.cli made for this run.
+    ``partial_path``: after each run, every run so far is written there (a long study stopped early keeps them)."""
+    import json
+
     from engine import db
+
+    done: list[dict] = []
 
     if mode == "tiny":
         n_train = min(n_train or 48, 48)
@@ -125,8 +130,13 @@ def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str
                 overrides = {"precision": precision}
                 if max_length:
                     overrides["max_length"] = max_length
-                runs = [one_run(conn, dataset, ds_spec, base_model, preset, 42 + i, overrides, dev)
-                        for i in range(seeds)]
+                runs = []
+                for i in range(seeds):
+                    runs.append(one_run(conn, dataset, ds_spec, base_model, preset, 42 + i, overrides, dev))
+                    done.append({"dataset": dataset, "preset": preset, "precision": precision, **runs[-1]})
+                    if partial_path:
+                        with open(partial_path, "w", encoding="utf-8") as f:
+                            json.dump({"runs_so_far": done}, f, indent=2)
                 groups.append({"dataset": dataset, "preset": preset, "precision": precision,
                                "n_train_file": n_train, "max_length": max_length, "seeds": seeds,
                                "summary": summarise(runs, dataset), "runs": runs})
