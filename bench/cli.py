@@ -1,4 +1,5 @@
-"""``python -m bench train|score|monitor [--quick] [--format json]``: the engine against the usual tools.
+"""``python -m bench train|score|monitor|quality [--quick] [--format json]``: the engine against the usual tools, and
+the presets' quality over seeds (``quality``: bench/quality.py).
 
 Every run measures the baselines and the engine side by side on this machine, in a data directory of its own (a
 temporary ``BELLWETHER_HOME``; the analyst's store is never touched). The baselines and the measurements live in
@@ -36,12 +37,19 @@ TARGETS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench",
                                 description="Benchmark the engine against the usual tools (training, scoring, monitor).")
-    p.add_argument("which", choices=["train", "score", "monitor"], help="what to measure")
+    p.add_argument("which", choices=["train", "score", "monitor", "quality"], help="what to measure")
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
     p.add_argument("--model", help="a trained model folder to score with (bench score); default: one fine-tuned here with the Quick preset")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
+    q = p.add_argument_group("quality (python -m bench quality)")
+    q.add_argument("--presets", default="quick,balanced,thorough", help="comma-separated presets")
+    q.add_argument("--seeds", type=int, default=5, help="seeds per preset (42, 43, ...)")
+    q.add_argument("--datasets", default="fpb,finfe-zh,fin5", help="comma-separated: fpb, finfe-zh, fin5")
+    q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
+    q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
+    q.add_argument("--max-length", type=int, help="override the presets' max length")
     return p
 
 
@@ -126,6 +134,12 @@ def run(args) -> int:
             result.update(bench_train(mode))
         elif args.which == "score":
             result.update(bench_score(mode, args.model))
+        elif args.which == "quality":
+            from bench import quality
+
+            result.update(quality.bench_quality(
+                mode, _list(args.presets), args.seeds, _list(args.datasets), _list(args.precision), args.n_train,
+                args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}
@@ -137,8 +151,17 @@ def run(args) -> int:
     return 0
 
 
+def _list(text: str) -> list[str]:
+    return [x.strip().lower() for x in str(text or "").split(",") if x.strip()]
+
+
 def _command(args) -> str:
     parts = ["python -m bench", args.which]
+    if args.which == "quality":
+        parts += [f"--presets {args.presets}", f"--seeds {args.seeds}", f"--datasets {args.datasets}",
+                  f"--precision {args.precision}"]
+        parts += [f"--n-train {args.n_train}"] if args.n_train else []
+        parts += [f"--max-length {args.max_length}"] if args.max_length else []
     if args.quick:
         parts.append("--quick")
     if args.format == "json":
@@ -394,6 +417,10 @@ def render(result: dict) -> str:
         lines.append("")
         for name, s in result["sets"].items():
             lines.append(f"{name} ratios: " + ", ".join(f"{k}={v}" for k, v in s["ratios"].items()))
+    elif result["benchmark"] == "quality":
+        from bench import quality
+
+        lines.append(quality.render(result))
     else:
         lines.append("```")
         lines.append(json.dumps(result.get("monitor"), indent=2, default=str))

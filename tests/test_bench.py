@@ -145,3 +145,31 @@ def test_bench_live_reports_poll_to_scored_rates_and_a_304_round(home, tiny_text
     assert result["articles_imported"] == result["articles_scored"] == 12 and result["sources_failed"] == 0
     assert result["end_to_end_articles_per_s"] > 0 and result["end_to_end_s"] >= result["poll_and_import_s"]
     assert result["second_round_unchanged"] == 4 and result["not_modified_answers"] == 4
+
+
+def test_bench_quality_reports_each_presets_spread_over_seeds_on_every_dataset(tiny_bench, capsys, shared):
+    shared("finfe-zh", "train.csv")
+    shared("finer", "FIN5.txt")
+    result = _run_json(capsys, "quality", "--presets", "quick", "--seeds", "2", "--precision", "fp32",
+                       "--max-length", "32")
+
+    assert result["benchmark"] == "quality" and result["mode"] == "tiny"
+    assert [(g["dataset"], g["preset"], g["precision"]) for g in result["groups"]] == [
+        ("fpb", "quick", "fp32"), ("finfe-zh", "quick", "fp32"), ("fin5", "quick", "fp32")]
+    for group in result["groups"]:
+        runs, summary = group["runs"], group["summary"]
+        assert [r["seed"] for r in runs] == [42, 43] and len({r["run_id"] for r in runs}) == 2
+        assert all(r["precision"] == "fp32" and r["wall_s"] > 0 for r in runs)
+        key = summary["headline_metric"]
+        assert key == ("test_entity_f1" if group["dataset"] == "fin5" else "dev_macro_f1")
+        values = [r[key] for r in runs]
+        stats = summary[key]
+        assert stats["min"] == round(min(values), 4) and stats["max"] == round(max(values), 4)
+        assert stats["spread"] == round(stats["max"] - stats["min"], 4)
+        assert summary["n_flagged"] == sum(1 for r in runs if r["warnings"])
+    # the markdown table (what the command prints without --format json): a row per group
+    from bench import quality
+
+    table = quality.render(result)
+    assert "| dataset | preset | precision | seeds | metric | mean | min | max | spread |" in table
+    assert "| fpb | quick | fp32 | 2 | dev_macro_f1 |" in table and "| fin5 | quick | fp32 | 2 | test_entity_f1 |" in table

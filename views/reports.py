@@ -16,6 +16,7 @@ import streamlit as st
 from engine import export
 from engine.jobs import runs
 from engine.reports import reporting
+from engine.training import verdict
 from engine.data.readers import read_table
 from engine.errors import UserError
 from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
@@ -278,6 +279,8 @@ asked = st.query_params.get("run")
 start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
 run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key="report-run")
 run = by_id[run_id]
+for warning in verdict.for_run(conn, run):  # a run that went wrong says so before its report is read
+    st.warning(warning, icon=":material/warning:")
 available = reporting.splits(conn, run_id) or [reporting.TEST]
 split = st.selectbox("Predictions", available, format_func=reporting.split_title, key=f"report-split-{run_id}")
 

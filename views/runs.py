@@ -10,6 +10,7 @@ from engine.jobs import queue
 from engine.jobs import runs
 from engine.jobs import supervisor
 from engine.training import reproduce
+from engine.training import verdict
 from views._shared import can, connect, current_user, md, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
@@ -128,7 +129,11 @@ def live_view(run_id: int, active: bool) -> None:
     head, actions = st.columns([3, 1])
     with head:
         st.subheader(f"#{job['id']} · {md(job.get('name') or '')}")
-        badge(job["status"])
+        warnings = verdict.for_run(conn, job)
+        if warnings:  # finished, but not a model to trust: no green badge
+            st.badge("Finished with a warning", color="orange", icon=":material/warning:")
+        else:
+            badge(job["status"])
         st.caption(f"{job.get('task')} · base model {md(job.get('base_model'))} · created {job['created_at']}"
                    f"{' · attempt ' + str(job['attempt']) if (job.get('attempt') or 1) > 1 else ''}")
     mine = can("run.cancel", owner=job.get("created_by"))  # cancel and resume: the run's creator or an admin
@@ -184,11 +189,15 @@ def live_view(run_id: int, active: bool) -> None:
                       f" Python {env.get('python')} · {env.get('torch_threads')} threads"
                       f" · full determinism {'on' if env.get('full_determinism') else 'off'}")
         st.caption(f"Device: {words}")
+        if device.get("precision_note"):
+            st.info(device["precision_note"], icon=":material/info:")
         if device.get("reproducibility_note"):
             st.info(device["reproducibility_note"], icon=":material/info:")
     if rows or evals:
         curves(rows, evals)
     metrics = job.get("metrics") or {}
+    for warning in warnings:
+        st.warning(warning, icon=":material/warning:")
     if job["status"] == "succeeded" and metrics:
         split = metrics.get("metrics_split", "test")
         cols = st.columns(4)

@@ -40,6 +40,7 @@ def fill_advanced() -> None:
     state.setdefault("adv_class_weighting", False)
     state.setdefault("adv_lora", False)
     state.setdefault("adv_full_determinism", False)
+    state.setdefault("adv_precision", "auto")
     state.pop("train_errors", None)
 
 
@@ -53,6 +54,7 @@ def overrides() -> dict:
     values["class_weighting"] = bool(state.get("adv_class_weighting"))
     values["lora"] = bool(state.get("adv_lora"))
     values["full_determinism"] = bool(state.get("adv_full_determinism"))
+    values["precision"] = state.get("adv_precision") or "auto"
     values["lora_target_modules"] = state.get("adv_lora_target_modules") or ""
     return values
 
@@ -159,6 +161,10 @@ with st.expander("Advanced options", expanded=bool(errors)):
         with column:
             st.number_input(label, key=f"adv_{key}", step=step, format=fmt)
             field_error(key)
+    st.selectbox("Precision", list(finetune.PRECISIONS), key="adv_precision",
+                 help="auto: bf16 (mixed precision) on a GPU or on a CPU that computes bfloat16 natively, otherwise "
+                 "fp32. fp32 is the exact, slower choice; the saved model is float32 either way.")
+    field_error("precision")
     st.checkbox("Weight classes to balance rare labels", key="adv_class_weighting")
     st.checkbox(
         "Full determinism (identical re-runs on a GPU too)",

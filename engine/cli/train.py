@@ -13,6 +13,7 @@ from engine.monitor import poller
 from engine.errors import UserError
 from engine.training import finetune
 from engine.training import reproduce
+from engine.training import verdict
 
 
 def register(subparsers) -> None:
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--full-determinism", action="store_true", default=None,
                    help="deterministic GPU kernels: identical re-runs on a GPU too, somewhat slower")
+    p.add_argument("--precision", type=str.lower, choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 on a GPU or a CPU that computes bfloat16 natively, else fp32")
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)
@@ -117,8 +120,11 @@ def follow(conn, run_id: int, out=None) -> int:
 
     def done(job: dict) -> str:
         m = job["metrics"]
-        return (f"Run {run_id} succeeded: accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. "
-                f"Model: {job['model_dir']}")
+        figures = f"accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. Model: {job['model_dir']}"
+        warnings = verdict.for_run(conn, job)
+        if warnings:  # finished, but the model is not one to trust: say so instead of a plain "succeeded"
+            return (f"Run {run_id} finished, but WARNING: " + " ".join(warnings) + f"\n({figures})")
+        return f"Run {run_id} succeeded: {figures}"
 
     return queue.follow(conn, run_id, "train", line, done, failed_word="Run", out=out)
 
@@ -146,6 +152,7 @@ def cmd_show(args) -> int:
     out.update(config=job["config"], metrics=job["metrics"], attempt=job.get("attempt"),
                resume_from=job.get("resume_from"), log_path=job.get("log_path"))
 
+    out["warnings"] = verdict.for_run(conn, job)
     out["rerun_of"] = (job["config"] or {}).get("rerun_of")
     out["comparison"] = reproduce.rerun_comparison(conn, args.id)
     p = queue.last_progress(conn, args.id)
@@ -163,6 +170,8 @@ def cmd_show(args) -> int:
         print(f"{'metrics':>12}: {json.dumps(out['metrics'], default=str)}")
     if out["progress"]:
         print(f"{'progress':>12}: {json.dumps(out['progress'])}")
+    for warning in out["warnings"]:
+        print(f"{'WARNING':>12}: {warning}")
     if out["comparison"]:
         _print_comparison(out["comparison"])
     return 0

@@ -29,6 +29,7 @@ from engine.jobs import process
 from engine.models import catalog
 from engine.errors import UserError
 from engine.data import datasets
+from engine.training import verdict
 
 TASKS = ("text-classification", "token-classification")
 
@@ -64,7 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "lora_alpha": 16,
     "lora_dropout": 0.1,
     "lora_target_modules": "",  # empty: peft's default for the model type
+    "precision": "auto",  # auto: bf16 on a GPU that supports it, else fp16; fp32 on the CPU (see CPU_AUTO_BF16)
 }
+PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_LABELS = {
     "epochs": "Epochs",
     "learning_rate": "Learning rate",
@@ -81,6 +84,7 @@ FIELD_LABELS = {
     "lora_alpha": "LoRA alpha",
     "lora_dropout": "LoRA dropout",
     "lora_target_modules": "LoRA target modules",
+    "precision": "Precision",
     "dataset": "Dataset",
     "base_model": "Base model",
     "task": "Task",
@@ -166,6 +170,10 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     if modules and not all(m.replace("_", "").replace(".", "").isalnum() for m in modules.split(",")):
         errors["lora_target_modules"] = "must be module names separated by commas, such as 'query,value'."
     config["lora_target_modules"] = modules
+    precision = str(config.get("precision") or "auto").strip().lower()
+    if precision not in PRECISIONS:
+        errors["precision"] = f"must be one of {', '.join(PRECISIONS)}; got {config.get('precision')!r}."
+    config["precision"] = precision
     if errors:
         raise ConfigError(errors)
     if max_length_limit and config["max_length"] > max_length_limit:
@@ -367,15 +375,40 @@ def environment_info(full_determinism: bool = False) -> dict:
     }
 
 
-def device_info(world_size: int, kind: str, full_determinism: bool = False) -> dict:
+# Whether ``auto`` trains in bf16 on a CPU that computes bfloat16 natively. Off until bf16 training is measured to give
+# the same quality as fp32 over seeds (docs/benchmarks.md, "bf16 training on the CPU": the speed was measured, under
+# heavy load, about 1.4x per CPU second, under the 1.6x target; the seed study was not): a run can ask for bf16 itself
+# (precision "bf16").
+CPU_AUTO_BF16 = False
+
+
+def training_precision(kind: str, asked: str = "auto") -> str:
+    """The precision a run trains in: ``asked`` (auto | fp32 | bf16) on this device. auto: bf16 on a GPU that supports
+    it (else fp16); on the CPU, bf16 when CPU_AUTO_BF16 is on and the processor computes bfloat16 natively
+    (inference.cpu_has_bf16, BELLWETHER_CPU_BF16 overrides), else fp32. bf16 is mixed precision (autocast): the
+    weights stay float32, so the saved model is float32."""
+    import torch
+
+    from engine.models import inference  # lower layer; imported here only because it is used at run time
+
+    asked = (asked or "auto").lower()
+    if asked == "fp32":
+        return "fp32"
+    if kind == "cuda" and torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if asked == "bf16":
+        return "bf16"
+    return "bf16" if CPU_AUTO_BF16 and inference.cpu_has_bf16() else "fp32"
+
+
+def device_info(world_size: int, kind: str, full_determinism: bool = False, precision: str = "auto") -> dict:
     import torch
 
     if kind == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        bf16 = torch.cuda.is_bf16_supported()
         info = {
             "device": "cuda",
-            "precision": "bf16" if bf16 else "fp16",
+            "precision": training_precision(kind, precision),
             "gpu_name": props.name,
             "gpu_memory_gb": round(props.total_memory / 1024**3, 1),
             "gpu_count": torch.cuda.device_count(),
@@ -385,7 +418,8 @@ def device_info(world_size: int, kind: str, full_determinism: bool = False) -> d
         if not full_determinism:
             info["reproducibility_note"] = GPU_NOTE
     else:
-        info = {"device": "cpu", "precision": "fp32", "world_size": world_size, "cpu_threads": torch.get_num_threads()}
+        info = {"device": "cpu", "precision": training_precision(kind, precision), "world_size": world_size,
+                "cpu_threads": torch.get_num_threads()}
     info["environment"] = environment_info(full_determinism)
     return info
 
@@ -420,15 +454,17 @@ def load_model(source: str, task: str, labels: list[str], seed: int, full_determ
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner: single process here, or torchrun workers when data parallel applies."""
     world_size, kind = ddp_plan()
-    determinism = bool((job.get("config") or {}).get("full_determinism"))
+    config = job.get("config") or {}
+    determinism = bool(config.get("full_determinism"))
     if world_size > 1 and not os.environ.get("LOCAL_RANK"):
         return _run_torchrun(conn, job, ctx, world_size, kind)
-    ctx.set_device(device_info(1, kind, determinism))
+    ctx.set_device(device_info(1, kind, determinism, config.get("precision", "auto")))
     return train(conn, job, ctx)
 
 
 def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
-    ctx.set_device(device_info(world_size, kind, bool((job.get("config") or {}).get("full_determinism"))))
+    config = job.get("config") or {}
+    ctx.set_device(device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto")))
     result_path = ctx.job_dir / "ddp_result.json"
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
@@ -758,7 +794,7 @@ def _training_arguments(config: dict, job_dir: Path, seed: int, determinism: boo
         logging_first_step=True,
         report_to="none",
         disable_tqdm=True,
-        bf16=on_cuda and device.get("precision") == "bf16",
+        bf16=device.get("precision") == "bf16",  # on the CPU too: bf16 autocast, float32 weights
         fp16=on_cuda and device.get("precision") == "fp16",
         use_cpu=not on_cuda,
         ddp_backend=("gloo" if not on_cuda else "nccl") if world > 1 else None,
@@ -861,7 +897,8 @@ def train(conn, job: dict, ctx) -> dict:
     is_main = rank == 0
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism)
+    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism,
+                                              config.get("precision", "auto"))
     log = ctx.log
 
     ds_name, ds_version, labels, rows = _training_data(conn, job["dataset_id"], task)
@@ -911,16 +948,20 @@ def train(conn, job: dict, ctx) -> dict:
         log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
         trainer_cls = _weighted_trainer_class(torch.tensor(weights, dtype=torch.float32))
     trainer_cls = _seeded_sampler_trainer_class(trainer_cls, seed, bool(config.get("group_by_length", True)))
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=_Rows(train_items),
-        eval_dataset=_Rows(val_items),
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=compute_metrics,
-        callbacks=callbacks,
-    )
+
+    def make_trainer(args):
+        return trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=_Rows(train_items),
+            eval_dataset=_Rows(val_items),
+            data_collator=collator,
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+        )
+
+    trainer = make_trainer(args)
     resume_from = job.get("resume_from")
     if resume_from and not Path(resume_from).is_dir():
         log.info("checkpoint %s is gone; starting from the beginning", resume_from)
@@ -931,7 +972,27 @@ def train(conn, job: dict, ctx) -> dict:
         f", resuming from {resume_from}" if resume_from else "",
     )
     started = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        # A model whose layers cannot run under bf16 autocast on the CPU fails in its first step: train it in fp32
+        # instead, from the same seed, and say so with the run. Anything later, or on a GPU, is a real failure.
+        if device.get("device") != "cpu" or device.get("precision") != "bf16" or trainer.state.global_step > 0 \
+                or world > 1:
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        note = f"This model could not train in bf16 on this CPU ({reason}); it trained in fp32 instead."
+        log.warning("%s", note)
+        device = {**device, "precision": "fp32", "precision_note": note}
+        ctx.set_device(device)
+        from accelerate.utils import extract_model_from_parallel
+
+        # accelerate wrapped the model's forward in bf16 autocast; take the plain model back before training again
+        model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
+        seed_everything(seed, determinism)
+        trainer = make_trainer(_training_arguments(config, ctx.job_dir, seed, determinism, device, world))
+        started = time.monotonic()
+        result = trainer.train(resume_from_checkpoint=resume_from)
     progress_cb = callbacks[0]
     if progress_cb.cancelled:
         raise process.Cancelled()
@@ -965,9 +1026,16 @@ def train(conn, job: dict, ctx) -> dict:
     pred_rows, test_metrics = _predict_test(model, tokenizer, task, rows["test"], labels, max_length, job["id"])
     if pred_rows:
         metrics.update(test_metrics, n_test=len(pred_rows), metrics_split="test")
+        checked, checked_split = pred_rows, "test"
     else:
         metrics.update(accuracy=metrics["validation_accuracy"], macro_f1=metrics["validation_macro_f1"],
                        metrics_split="validation", n_test=0)
+        checked = _predict_test(model, tokenizer, task, rows["validation"], labels, max_length, job["id"])[0]
+        checked_split = "validation"
+    # A run that "succeeded" but learnt nothing useful says so (engine/training/verdict.py): recorded with the metrics
+    metrics["warnings"] = verdict.from_prediction_rows(checked, task, checked_split)
+    for warning in metrics["warnings"]:
+        log.warning("%s", warning)
 
     final = _save_model(ctx.job_dir, model, tokenizer, max_length, labels, {
         "run_id": job["id"], "task": task, "labels": labels, "dataset": ds_name, "dataset_version": ds_version,

@@ -1,0 +1,115 @@
+"""Training precision on the CPU: bf16 autocast where the processor computes bfloat16 natively, fp32 when it does
+not or when the run asks for it, and fp32 with a note when a model cannot train in bf16."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_training import insert_text_dataset, run_in_process
+
+SMALL = {"max_length": 32, "batch_size": 8, "epochs": 1}
+
+
+def test_auto_stays_fp32_on_the_cpu_until_bf16_quality_is_measured(monkeypatch):
+    from engine.training import finetune
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    assert finetune.CPU_AUTO_BF16 is False  # docs/benchmarks.md says why
+    assert finetune.training_precision("cpu", "auto") == "fp32"
+    assert finetune.training_precision("cpu", "bf16") == "bf16"
+
+
+def test_auto_picks_bf16_only_where_the_cpu_computes_it_and_fp32_when_forced(monkeypatch):
+    from engine.training import finetune
+
+    monkeypatch.setattr(finetune, "CPU_AUTO_BF16", True)  # the switch once bf16 quality is measured equal
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    assert finetune.training_precision("cpu", "auto") == "bf16"
+    assert finetune.training_precision("cpu", "fp32") == "fp32"
+    assert finetune.device_info(1, "cpu", precision="auto")["precision"] == "bf16"
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")
+    assert finetune.training_precision("cpu", "auto") == "fp32"
+    assert finetune.training_precision("cpu", "bf16") == "bf16"  # asked for explicitly: honoured
+
+
+def test_precision_is_a_validated_option():
+    from engine.training import finetune
+
+    assert finetune.build_config("quick")["precision"] == "auto"
+    assert finetune.build_config("quick", {"precision": " FP32 "})["precision"] == "fp32"
+    with pytest.raises(finetune.ConfigError) as exc:
+        finetune.build_config("quick", {"precision": "fp8"})
+    assert "precision" in exc.value.errors and "auto, fp32, bf16" in str(exc.value)
+
+
+def test_a_tiny_model_trains_in_bf16_and_saves_a_float32_model(store, shared, tiny_text_model, monkeypatch):
+    from engine.jobs import queue
+    from engine.models import inference
+    from engine.training import finetune
+
+    monkeypatch.setattr(finetune, "CPU_AUTO_BF16", True)
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick", overrides=SMALL)
+    assert run_in_process(run_id) == 0
+    job = queue.get(store, run_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["device"]["precision"] == "bf16" and "precision_note" not in job["device"]
+    saved = json.loads((Path(job["model_dir"]) / "config.json").read_text())
+    assert saved.get("dtype", saved.get("torch_dtype", "float32")) == "float32"
+    assert len(inference.load(job["model_dir"]).predict(["Profit rose"])) == 1
+
+    forced = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+                             overrides={**SMALL, "precision": "fp32"})
+    assert run_in_process(forced) == 0
+    assert queue.get(store, forced)["device"]["precision"] == "fp32"
+
+
+def test_a_model_that_fails_under_bf16_trains_in_fp32_with_a_note(store, shared, tiny_text_model, monkeypatch):
+    import torch
+
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    real_load = finetune.load_model
+
+    def load_model(*args, **kwargs):
+        tokenizer, model = real_load(*args, **kwargs)
+        head = model.classifier.forward
+
+        def picky_head(*a, **kw):  # a layer without a bf16 kernel, as some models have
+            if torch.is_autocast_enabled("cpu"):
+                raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
+            return head(*a, **kw)
+
+        model.classifier.forward = picky_head
+        return tokenizer, model
+
+    monkeypatch.setattr(finetune, "load_model", load_model)
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+                             overrides={**SMALL, "precision": "bf16"})
+    run_in_process(run_id)
+    job = queue.get(store, run_id)
+    assert job["status"] == "succeeded", (job["error"], queue.log_tail(job, 30))
+    assert job["device"]["precision"] == "fp32"
+    assert "could not train in bf16" in job["device"]["precision_note"] and "BFloat16" in job["device"]["precision_note"]
+
+
+def test_the_runs_page_shows_the_precision_and_the_fallback_note(home, store, tiny_text_model):
+    from engine import db
+    from tests.helpers import make_finished_run, open_page, texts
+
+    run_id = make_finished_run(store, tiny_text_model, metrics={"macro_f1": 0.9, "accuracy": 0.9})
+    note = "This model could not train in bf16 on this CPU (no kernel); it trained in fp32 instead."
+    store.execute("UPDATE jobs SET device_json = ? WHERE id = ?",
+                  [db.dumps({"device": "cpu", "precision": "fp32", "world_size": 1, "precision_note": note}), run_id])
+    page = open_page("runs", run=str(run_id))
+    assert "Device: CPU · fp32" in texts(page) and note in [i.value for i in page.info]
+    store.execute("UPDATE jobs SET device_json = ? WHERE id = ?",
+                  [db.dumps({"device": "cpu", "precision": "bf16", "world_size": 1}), run_id])
+    page = open_page("runs", run=str(run_id))
+    assert "Device: CPU · bf16" in texts(page) and not any("could not train" in i.value for i in page.info)
