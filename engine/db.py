@@ -362,11 +362,18 @@ def _m004_model_topics(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE article_topics ADD COLUMN run_id INTEGER")
 
 
+def _m005_generation_outputs(db: sqlite_utils.Database) -> None:
+    """Generation runs keep, per held-out prompt, the base model's output beside the fine-tuned one (pred_label) and
+    the reference (true_label)."""
+    db["predictions"].add_column("base_output", str)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
     (3, _m003_sentiment_rollups),
     (4, _m004_model_topics),
+    (5, _m005_generation_outputs),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,0 +1,223 @@
+"""The generation task: import (text, prompt/response, messages) with its report, response-only loss labels, a
+tiny GPT-2 trained from scratch on real news (description -> headline), the report, streaming, LoRA and resume."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from engine import db
+from tests.helpers import build_tiny_gpt2
+from tests.test_training import run_in_process
+
+FAST = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 16, "max_length": 96, "warmup_ratio": 0.0,
+        "eval_steps": 0, "seed": 7}
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+def import_news(conn, shared, name="headlines"):
+    from engine.data import datasets
+
+    data = shared("news", "reuters_headlines.csv").read_bytes()
+    saved, report = datasets.import_file(conn, data, "reuters_headlines.csv", name, "analyst", task="generation")
+    return saved, report
+
+
+def corpus_words(shared) -> set[str]:
+    import pandas as pd
+
+    frame = pd.read_csv(shared("news", "reuters_headlines.csv"), encoding="cp1252")
+    text = " ".join(frame["Headlines"].astype(str)) + " " + " ".join(frame["Description"].astype(str))
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+def test_news_file_is_read_as_description_to_headline(store, shared):
+    saved, report = import_news(store, shared)
+    assert saved["task"] == "generation" and saved["version"] == 1
+    assert report.mapping["mode"] == "prompt-response"
+    assert (report.mapping["prompt"], report.mapping["response"]) == ("Description", "Headlines")
+    text = report.to_text()
+    assert "prompt = 'Description', response = 'Headlines'" in text and "text generation" in text
+    assert sum(saved["split_sizes"].values()) == saved["n_rows"] > 450
+    from engine.data import datasets
+
+    row = datasets.rows(store, saved["id"], "train")[0]
+    assert row["text"] and row["label"] and row["text"] != row["label"]
+    again, _ = import_news(store, shared)
+    assert again["version"] == 2  # same versioning as the other tasks
+
+
+def test_report_lists_what_matters_for_generation(store):
+    from engine.data import datasets
+
+    long = " ".join(["revenue"] * 700)
+    lines = ["question,answer"]
+    lines += [f"What did company {i} report?,Company {i} reported higher profit" for i in range(30)]
+    lines += ["What did company 1 report?,Company 1 reported higher profit"]  # duplicate pair
+    lines += [",An answer without a question", "A question without an answer,", "Same text,same text"]
+    lines += [f"{long},Long input"]
+    saved, report = datasets.import_file(store, "\n".join(lines).encode(), "qa.csv", "qa", task="generation")
+    codes = {p.code: p for p in report.problems}
+    assert codes["empty_prompt"].count == 1 and codes["empty_prompt"].action == "dropped"
+    assert codes["empty_response"].count == 1
+    assert codes["duplicates"].count == 1 and codes["duplicates"].action == "merged"
+    assert codes["prompt_equals_response"].count == 1
+    assert codes["too_long"].count == 1 and "truncated" in codes["too_long"].message
+    assert report.length["n_truncated"] == 1 and 0 < report.length["share_truncated"] < 0.1
+    assert saved["n_rows"] == 31  # 30 pairs + the long one
+
+
+def test_messages_jsonl_and_plain_text_are_recognised(store):
+    from engine.data import datasets, generation, ingest
+
+    convo = [{"messages": [{"role": "system", "content": "You write headlines."},
+                           {"role": "user", "content": f"Bank {i} beat estimates on trading income."},
+                           {"role": "assistant", "content": f"Bank {i} beats estimates"}]} for i in range(20)]
+    convo.append({"messages": [{"role": "user", "content": "no answer"}]})
+    data = "\n".join(json.dumps(c) for c in convo).encode()
+    candidate = ingest.read_file(data, "chat.jsonl")
+    assert generation.guess_columns(candidate)["mode"] == "messages"
+    saved, report = datasets.import_file(store, data, "chat.jsonl", "chat", task="generation")
+    assert report.problem("unreadable_messages").count == 1
+    row = datasets.rows(store, saved["id"])[0]
+    assert row["label"].startswith("Bank") and row["tokens"][0]["role"] == "system"
+    plain = "note\n" + "\n".join(f"Analyst note number {i} on rates." for i in range(20))
+    saved, report = datasets.import_file(store, plain.encode(), "notes.csv", "notes", task="generation")
+    assert report.mapping["mode"] == "text" and datasets.rows(store, saved["id"])[0]["label"] is None
+
+
+# ---- labels -------------------------------------------------------------------------------------------------------
+
+
+def test_prompt_tokens_carry_no_loss(tiny_gpt2):
+    from engine.models import generate
+    from engine.training.generation import Collator, encode_row
+
+    tokenizer, _ = generate.load_causal(tiny_gpt2)
+    row = {"text": "Shares of the bank rose after results.", "label": "Bank shares rise", "tokens": None}
+    item = encode_row(tokenizer, row, 96)
+    prompt_ids = tokenizer(generate.prompt_text(tokenizer, row["text"]), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer("Bank shares rise", add_special_tokens=False)["input_ids"]
+    n = len(prompt_ids)
+    assert item["input_ids"][:n] == prompt_ids
+    assert item["labels"][:n] == [-100] * n  # no prompt token is learnt
+    assert item["labels"][n:] == response_ids + [tokenizer.sep_token_id]  # the response and its end token are
+    plain = encode_row(tokenizer, {"text": "Bank shares rise", "label": None, "tokens": None}, 96)
+    assert plain["labels"] == plain["input_ids"]  # plain text: every token
+    batch = Collator(tokenizer.pad_token_id)([item, plain])
+    assert batch["labels"][1, len(plain["input_ids"]):].eq(-100).all()  # padding carries no loss either
+
+
+# ---- training, report, generation -----------------------------------------------------------------------------
+
+
+def _train(store, shared, tiny_gpt2, **extra):
+    from engine.training import finetune
+
+    saved, _ = import_news(store, shared)
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick",
+                             overrides={**FAST, **extra})
+    assert run_in_process(run_id) == 0, (store.execute("select error from jobs where id=?", [run_id]).fetchone())
+    return run_id
+
+
+def test_tiny_gpt2_learns_headlines_from_news(store, shared, tiny_gpt2):
+    from engine.jobs import runs
+    from engine.models import generate
+    from engine.reports import generation as report
+
+    run_id = _train(store, shared, tiny_gpt2)
+    run = runs.get(store, run_id)
+    m = run["metrics"]
+    # the untrained model is near-uniform over 30k word pieces; training on the corpus cuts perplexity many times
+    assert m["base_validation_perplexity"] > 5000
+    assert m["validation_perplexity"] * 10 < m["base_validation_perplexity"], m
+    assert m["test_perplexity"] * 10 < m["base_test_perplexity"]
+    assert {"rouge1", "rouge2", "rougeL", "bleu", "base_rouge1", "base_bleu"} <= set(m)
+    assert m["rouge1"] > m["base_rouge1"]
+    # generated text is made of the corpus's words (the untrained model's is not)
+    words = corpus_words(shared)
+    tokenizer, model = generate.load(run["model_dir"])
+    text = "".join(generate.stream(tokenizer, model, generate.prompt_text(tokenizer, "Apple shares rose on Friday."),
+                                   generate.Sampling(max_new_tokens=30, seed=1)))
+    found = re.findall(r"[a-z]+", text.lower())
+    assert found and sum(w in words for w in found) / len(found) >= 0.8, text
+    rep = report.build(store, run)
+    assert rep["fine_tuned"]["validation_perplexity"] == pytest.approx(m["validation_perplexity"])
+    assert len(rep["rows"]) == m["n_generated"] > 0
+    first = rep["rows"][0]
+    assert first["prompt"] and first["reference"] and "base_output" in first and "fine_tuned_output" in first
+    base_words = [w for r in rep["rows"] for w in re.findall(r"[a-z]+", r["base_output"].lower())]
+    tuned_words = [w for r in rep["rows"] for w in re.findall(r"[a-z]+", r["fine_tuned_output"].lower())]
+    assert sum(w in words for w in tuned_words) / len(tuned_words) > sum(w in words for w in base_words) / max(1, len(base_words))
+    card = (run["model_dir"] and open(f"{run['model_dir']}/README.md").read())
+    assert "validation perplexity" in card and "headlines:1" in card.replace(" version ", ":")
+    # the export is formula-escaped
+    store.execute("update predictions set true_label = '=HYPERLINK(1)' where run_id = ? and row_id = ?",
+                  [run_id, first["row_id"]])
+    csv_bytes = report.rows_csv(report.build(store, run))
+    assert b"'=HYPERLINK(1)" in csv_bytes
+
+
+def test_lora_targets_gpt2_attention_and_trains(store, shared, tiny_gpt2):
+    from engine.jobs import runs
+    from engine.training import generation
+
+    assert generation.lora_targets("gpt2") == "c_attn"
+    assert generation.lora_targets("qwen2") == generation.lora_targets("llama") == "q_proj,k_proj,v_proj,o_proj"
+    run_id = _train(store, shared, tiny_gpt2, lora=True, lora_r=4, lora_alpha=8, epochs=1, learning_rate=1e-2)
+    run = runs.get(store, run_id)
+    log = (Path(run["model_dir"]).parent / "log.txt").read_text()
+    assert "LoRA on c_attn" in log
+    assert run["metrics"]["validation_perplexity"] * 2 < run["metrics"]["base_validation_perplexity"]
+    assert not list(Path(run["model_dir"]).glob("adapter_*"))  # merged: a plain model folder
+
+
+def test_cancelled_generation_run_resumes_from_its_checkpoint(store, shared, tiny_gpt2):
+    import threading
+    import time
+
+    from engine.data import datasets
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    saved, _ = import_news(store, shared)
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick",
+                             overrides={**FAST, "epochs": 2})
+
+    def cancel_after_a_few_steps():
+        conn = db.connect()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (conn.execute("select max(step) from progress where job_id = ? and kind = 'train'", [run_id]).fetchone()[0] or 0) >= 3:
+                conn.execute("update jobs set cancel_requested = 1 where id = ?", [run_id])
+                break
+            time.sleep(0.1)
+        conn.close()
+
+    watcher = threading.Thread(target=cancel_after_a_few_steps)
+    watcher.start()
+    run_in_process(run_id)
+    watcher.join()
+    job = queue.get(store, run_id)
+    assert job["status"] == "cancelled" and job["resume_from"], job["error"]
+    stopped_at = int(Path(job["resume_from"]).name.split("-")[1])
+    n_before = len(queue.progress_rows(store, run_id, "train"))
+    queue.resume(store, run_id)
+    assert run_in_process(run_id) == 0
+    resumed = [r["step"] for r in queue.progress_rows(store, run_id, "train")][n_before:]
+    assert resumed and min(resumed) > stopped_at  # continued from the checkpoint, not from step 0
+    done = queue.get(store, run_id)
+    assert done["status"] == "succeeded" and done["metrics"]["steps"] == max(resumed)
+    assert done["metrics"]["base_validation_perplexity"] > done["metrics"]["validation_perplexity"]
+    assert datasets.get(store, saved["ref"])["task"] == "generation"
