@@ -14,6 +14,7 @@ PAGES = {
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
         st.Page("pages/reports.py", title="Reports", icon=":material/fact_check:"),
+        st.Page("pages/playground.py", title="Playground", icon=":material/chat:"),
     ],
     "Monitor news": [
         st.Page("pages/feeds.py", title="Feeds", icon=":material/rss_feed:"),

@@ -35,6 +35,15 @@ def is_generation(run: dict) -> bool:
     return run.get("task") == gen_data.TASK
 
 
+def base_source(run: dict) -> str | None:
+    """Where the run's base model was loaded from (its bellwether.json), for side-by-side answers."""
+    import json
+    from pathlib import Path
+
+    record = Path(run["model_dir"]) / "bellwether.json"
+    return json.loads(record.read_text()).get("base_model_source") if record.is_file() else None
+
+
 def build(conn, run: dict, split: str = "test", contains: str | None = None) -> dict:
     """The report of a finished generation run (``split`` 'test' or 'eval:<name>'); ``contains`` filters the table."""
     metrics = run.get("metrics") or {}
