@@ -15,6 +15,7 @@ import pandas as pd
 from engine import export
 from engine.data import generation as gen_data
 from engine.data import ingest
+from engine.data import validate
 from engine.errors import UserError
 from engine.models import generate
 
@@ -118,8 +119,6 @@ def evaluate_file(conn, run: dict, data: bytes, file_name: str, name: str, mappi
     references; kept with the run as ``eval:<name>``."""
     import json
     from pathlib import Path
-
-    from engine.data import validate
 
     candidate = ingest.read_file(data, file_name, encoding=encoding, sheet=sheet)
     candidate.task = gen_data.TASK
