@@ -144,12 +144,12 @@ def _train(store, shared, tiny_gpt2, n_rows=None, **extra):
 
 
 def test_tiny_gpt2_learns_headlines_from_news(store, shared, tiny_gpt2):
-    from engine.jobs import runs
+    from engine.jobs import queue
     from engine.models import generate
     from engine.reports import generation as report
 
     run_id = _train(store, shared, tiny_gpt2)
-    run = runs.get(store, run_id)
+    run = queue.get(store, run_id)
     m = run["metrics"]
     # the untrained model is near-uniform over 30k word pieces; training on the corpus cuts perplexity many times
     assert m["base_validation_perplexity"] > 5000
@@ -182,13 +182,13 @@ def test_tiny_gpt2_learns_headlines_from_news(store, shared, tiny_gpt2):
 
 
 def test_lora_targets_gpt2_attention_and_trains(store, shared, tiny_gpt2):
-    from engine.jobs import runs
+    from engine.jobs import queue
     from engine.training import generation
 
     assert generation.lora_targets("gpt2") == "c_attn"
     assert generation.lora_targets("qwen2") == generation.lora_targets("llama") == "q_proj,k_proj,v_proj,o_proj"
     run_id = _train(store, shared, tiny_gpt2, n_rows=150, lora=True, lora_r=4, lora_alpha=8, epochs=1, learning_rate=1e-2)
-    run = runs.get(store, run_id)
+    run = queue.get(store, run_id)
     log = (Path(run["model_dir"]).parent / "log.txt").read_text()
     assert "LoRA on c_attn" in log
     assert run["metrics"]["validation_perplexity"] < run["metrics"]["base_validation_perplexity"]
@@ -233,3 +233,36 @@ def test_cancelled_generation_run_resumes_from_its_checkpoint(store, shared, tin
     assert done["status"] == "succeeded" and done["metrics"]["steps"] == max(resumed)
     assert done["metrics"]["base_validation_perplexity"] > done["metrics"]["validation_perplexity"]
     assert datasets.get(store, saved["ref"])["task"] == "generation"
+
+
+# ---- the command line ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.process
+def test_cli_import_train_report_generate(home, shared, tiny_gpt2, tmp_path):
+    from tests.test_training import cli
+
+    news = tmp_path / "news.csv"
+    news.write_bytes(b"\r\n".join(shared("news", "reuters_headlines.csv").read_bytes().splitlines()[:151]))
+    out = cli("dataset", "import", str(news), "--name", "heads", "--task", "generation", "--prompt-col", "Description",
+              "--response-col", "Headlines", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert "prompt = 'Description', response = 'Headlines'" in out.stdout and "Saved dataset heads version 1" in out.stdout
+    bad = cli("dataset", "import", str(news), "--name", "x", "--task", "generation", "--prompt-col", "Nope", "--yes")
+    assert bad.returncode == 2 and "has no column 'Nope'" in bad.stderr
+    out = cli("train", "--dataset", "heads", "--base-model", str(tiny_gpt2), "--preset", "quick", "--epochs", "1",
+              "--lr", "0.005", "--max-length", "64", "--no-worker")
+    assert out.returncode == 0, out.stderr
+    run_id = int(out.stdout.strip().splitlines()[-1])
+    env = {"BELLWETHER_JOB_STDOUT_IS_LOG": "1"}
+    job = cli("_job", str(run_id), env=env, timeout=600)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    rep = cli("report", str(run_id))
+    assert rep.returncode == 0, rep.stderr
+    assert "validation perplexity" in rep.stdout and "ROUGE-L" in rep.stdout and "fine-tuned:" in rep.stdout
+    data = json.loads(cli("report", str(run_id), "--format", "json").stdout)
+    assert data["fine_tuned"]["validation_perplexity"] < data["base"]["validation_perplexity"]
+    gen = cli("generate", str(run_id), "Apple shares rose after results.", "--max-new-tokens", "12", "--seed", "3")
+    assert gen.returncode == 0 and gen.stdout.strip(), gen.stderr
+    wrong = cli("generate", str(run_id), "x", "--max-new-tokens", "100000")
+    assert wrong.returncode == 2 and "max new tokens must be between 1 and 512" in wrong.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine import export
+from engine import db, export
 from engine.data import generation as gen_data
 from engine.data import ingest
 from engine.data import validate
@@ -32,6 +32,10 @@ FIGURES = [  # (key, words)
 EVAL_FILE_LIMIT = 200  # rows of an uploaded file generated at most (each is a model call per model)
 
 
+def _metrics(run: dict) -> dict:
+    return run.get("metrics") or db.loads(run.get("metrics_json"), {}) or {}
+
+
 def is_generation(run: dict) -> bool:
     return run.get("task") == gen_data.TASK
 
@@ -47,7 +51,7 @@ def base_source(run: dict) -> str | None:
 
 def build(conn, run: dict, split: str = "test", contains: str | None = None) -> dict:
     """The report of a finished generation run (``split`` 'test' or 'eval:<name>'); ``contains`` filters the table."""
-    metrics = run.get("metrics") or {}
+    metrics = _metrics(run)
     rows = []
     for r in conn.query(
         "SELECT row_id, text, true_label, pred_label, base_output FROM predictions WHERE run_id = ? AND split = ? "
@@ -107,7 +111,7 @@ def compare(runs: list[dict]) -> pd.DataFrame:
     """Compare generation runs: one column per run, a row per figure (fine-tuned, with the base model's alongside)."""
     table = {}
     for run in runs:
-        m = run.get("metrics") or {}
+        m = _metrics(run)
         table[f"run {run['id']}"] = {words: m.get(key) for key, words in FIGURES}
         table[f"run {run['id']} base"] = {words: m.get(f"base_{key}") for key, words in FIGURES}
     return pd.DataFrame(table)
