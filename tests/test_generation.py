@@ -156,22 +156,26 @@ def test_tiny_gpt2_learns_headlines_from_news(store, shared, tiny_gpt2):
     assert m["validation_perplexity"] * 10 < m["base_validation_perplexity"], m
     assert m["test_perplexity"] * 10 < m["base_test_perplexity"]
     assert {"rouge1", "rouge2", "rougeL", "bleu", "base_rouge1", "base_bleu"} <= set(m)
-    assert m["rouge1"] > m["base_rouge1"]
-    # generated text is made of the corpus's words (the untrained model's is not)
+    assert m["rouge1"] >= m["base_rouge1"]
+    # generated text is made of the corpus's words; the untrained model's is not
     words = corpus_words(shared)
-    tokenizer, model = generate.load(run["model_dir"])
-    text = "".join(generate.stream(tokenizer, model, generate.prompt_text(tokenizer, "Apple shares rose on Friday."),
-                                   generate.Sampling(max_new_tokens=30, seed=1)))
-    found = re.findall(r"[a-z]+", text.lower())
-    assert found and sum(w in words for w in found) / len(found) >= 0.8, text
+
+    def in_corpus(model_dir):
+        tokenizer, model = generate.load(model_dir)
+        text = "".join(generate.stream(tokenizer, model, generate.prompt_text(tokenizer, "Apple shares rose on Friday."),
+                                       generate.Sampling(max_new_tokens=20, min_new_tokens=20, seed=1)))
+        found = re.findall(r"[a-z]+", text.lower())
+        assert found, text
+        return sum(w in words for w in found) / len(found), text
+
+    tuned_share, text = in_corpus(run["model_dir"])
+    base_share, base_text = in_corpus(tiny_gpt2)
+    assert tuned_share >= 0.8 and tuned_share > base_share + 0.2, (text, base_text)
     rep = report.build(store, run)
     assert rep["fine_tuned"]["validation_perplexity"] == pytest.approx(m["validation_perplexity"])
     assert len(rep["rows"]) == m["n_generated"] > 0
     first = rep["rows"][0]
     assert first["prompt"] and first["reference"] and "base_output" in first and "fine_tuned_output" in first
-    base_words = [w for r in rep["rows"] for w in re.findall(r"[a-z]+", r["base_output"].lower())]
-    tuned_words = [w for r in rep["rows"] for w in re.findall(r"[a-z]+", r["fine_tuned_output"].lower())]
-    assert sum(w in words for w in tuned_words) / len(tuned_words) > sum(w in words for w in base_words) / max(1, len(base_words))
     card = (run["model_dir"] and open(f"{run['model_dir']}/README.md").read())
     assert "validation perplexity" in card and "headlines:1" in card.replace(" version ", ":")
     # the export is formula-escaped

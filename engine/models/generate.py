@@ -77,6 +77,7 @@ class Sampling:
     seed gives the same draw)."""
 
     max_new_tokens: int = 64
+    min_new_tokens: int = 0  # the end token is refused before this many tokens
     greedy: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
@@ -88,6 +89,8 @@ class Sampling:
         problems = []
         if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
             problems.append(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}")
+        if not 0 <= int(self.min_new_tokens) <= int(self.max_new_tokens):
+            problems.append("min new tokens must be between 0 and max new tokens")
         if not 0 < float(self.temperature) <= 5:
             problems.append("temperature must be above 0 and at most 5")
         if not 0 < float(self.top_p) <= 1:
@@ -103,6 +106,7 @@ class Sampling:
     def generate_kwargs(self, tokenizer) -> dict:
         kwargs = {
             "max_new_tokens": int(self.max_new_tokens),
+            "min_new_tokens": int(self.min_new_tokens) or None,
             "repetition_penalty": float(self.repetition_penalty),
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": eos_token_id(tokenizer),

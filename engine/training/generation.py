@@ -118,7 +118,7 @@ def perplexity(loss: float | None) -> float | None:
 
 def generate_outputs(tokenizer, model, rows: list[dict]) -> list[str]:
     """Greedy outputs for held-out prompts (bounded tokens)."""
-    sampling = generate.Sampling(greedy=True, max_new_tokens=EVAL_MAX_NEW_TOKENS, repetition_penalty=1.1)
+    sampling = generate.Sampling(greedy=True, max_new_tokens=EVAL_MAX_NEW_TOKENS, min_new_tokens=1, repetition_penalty=1.1)
     out = []
     for row in rows:
         turns = row.get("tokens")
