@@ -270,3 +270,29 @@ def test_cli_import_train_report_generate(home, shared, tiny_gpt2, tmp_path):
     assert gen.returncode == 0 and gen.stdout.strip(), gen.stderr
     wrong = cli("generate", str(run_id), "x", "--max-new-tokens", "100000")
     assert wrong.returncode == 2 and "max new tokens must be between 1 and 512" in wrong.stderr
+
+
+# ---- the Data page ---------------------------------------------------------------------------------------------
+
+
+def test_data_page_guesses_generation_and_saves_it(home, monkeypatch):
+    from engine.data import datasets
+    from tests.helpers import open_page, texts
+
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    sample = ("question,answer\n" + "".join(f"What did bank {i} report?,Bank {i} reported a loss\n" for i in range(20))
+              + "Same,same\n").encode()
+    at = open_page("data")
+    at.file_uploader[0].set_value(("qa.csv", sample, "text/csv")).run()
+    assert not at.exception and not at.error
+    assert at.radio[0].value.startswith("Generation")  # guessed from the prompt/response column names
+    assert next(s for s in at.selectbox if s.label == "Prompt column").value == "question"
+    assert next(s for s in at.selectbox if s.label == "Response column").value == "answer"
+    shown = texts(at)
+    assert "response the same as the prompt" in shown
+    next(t for t in at.text_input if t.label == "Dataset name").set_value("qa")
+    next(b for b in at.button if b.label == "Accept & save").click().run()
+    assert not at.exception
+    saved = datasets.get(db.connect(), "qa")
+    assert saved["task"] == "generation" and saved["n_rows"] == 20

@@ -124,7 +124,7 @@ def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: s
             dataset_id = conn["datasets"].insert({
                 "name": name,
                 "version": version,
-                "task": candidate.task,
+                "task": report.task or candidate.task,
                 "source_file": candidate.file_name,
                 "source_sha256": candidate.sha256,
                 "source_format": candidate.format,
