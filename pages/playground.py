@@ -43,7 +43,10 @@ with report_tab:
                     "the model is by the real text); ROUGE and BLEU: higher is better (word overlap with the reference).")
         st.dataframe(report.figures_frame(rep), hide_index=True, key="gen-figures")
         st.dataframe(report.rows_frame(rep), hide_index=True, key="gen-rows")
-        left, right = st.columns(2)
+        left, right, third = st.columns(3)
+        third.download_button("Model folder (zip, with model card)", lambda: report.model_zip(run),
+                              f"run-{run_id}-model.zip", "application/zip", on_click="ignore",
+                              icon=":material/download:", key="gen-model")
         left.download_button("Outputs (CSV)", lambda: report.rows_csv(rep), f"run-{run_id}-outputs.csv", "text/csv",
                              on_click="ignore", icon=":material/download:", key="gen-csv")
         right.download_button("Report (XLSX)", lambda: report.xlsx(rep), f"run-{run_id}-generation.xlsx",

@@ -296,3 +296,33 @@ def test_data_page_guesses_generation_and_saves_it(home, monkeypatch):
     assert not at.exception
     saved = datasets.get(db.connect(), "qa")
     assert saved["task"] == "generation" and saved["n_rows"] == 20
+
+
+# ---- the Playground page ----------------------------------------------------------------------------------------
+
+
+def test_playground_page_answers_and_shows_the_report(home, monkeypatch, tiny_gpt2):
+    from tests.helpers import make_finished_run, open_page
+
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    (tiny_gpt2 / "bellwether.json").write_text(json.dumps({"base_model_source": str(tiny_gpt2)}))
+    conn = db.connect()
+    run_id = make_finished_run(conn, tiny_gpt2, task="generation", metrics={
+        "validation_perplexity": 812.5, "base_validation_perplexity": 30100.0, "rougeL": 0.21, "base_rougeL": 0.01})
+    conn["predictions"].insert({"run_id": run_id, "split": "test", "row_id": 1, "text": "Bank results beat forecasts",
+                                "true_label": "=cmd()", "pred_label": "Bank beats", "base_output": "zebra"})
+    at = open_page("playground", run=str(run_id))
+    figures = at.dataframe[0].value
+    assert list(figures["figure"])[:2] == ["validation perplexity", "ROUGE-L"] or "validation perplexity" in list(figures["figure"])
+    row = figures[figures["figure"] == "validation perplexity"].iloc[0]
+    assert row["base model"] == 30100.0 and row["fine-tuned"] == 812.5
+    outputs = at.dataframe[1].value
+    assert list(outputs["reference"]) == ["=cmd()"] and list(outputs["base_output"]) == ["zebra"]
+    labels = {s.label for s in at.slider} | {n.label for n in at.number_input}
+    assert {"Temperature", "Top-p", "Repetition penalty", "Max new tokens", "Top-k", "Seed"} <= labels
+    next(n for n in at.number_input if n.label == "Max new tokens").set_value(8).run()
+    at.chat_input[0].set_value("Shares of the bank rose.").run()
+    assert not at.exception, [e.message for e in at.exception]
+    said = [m.value for m in at.markdown]
+    assert any("Shares of the bank rose." in str(v) for v in said)
+    assert len(at.markdown) > 2  # the streamed answer was written

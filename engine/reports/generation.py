@@ -74,6 +74,23 @@ def build(conn, run: dict, split: str = "test", contains: str | None = None) -> 
             "n_generated": metrics.get("n_generated", len(rows))}
 
 
+def model_zip(run: dict) -> bytes:
+    """The trained model folder (weights, tokenizer, bellwether.json, README.md model card) as a zip file."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    folder = Path(run["model_dir"])
+    if not folder.is_dir():
+        raise UserError(f"The model folder of run {run['id']} is no longer on the server ({folder}).")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"run-{run['id']}-model/{path.relative_to(folder)}")
+    return buffer.getvalue()
+
+
 def figures_frame(report: dict) -> pd.DataFrame:
     return pd.DataFrame([
         {"figure": words, "base model": report["base"].get(key), "fine-tuned": report["fine_tuned"].get(key)}
