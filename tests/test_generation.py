@@ -163,13 +163,13 @@ def test_tiny_gpt2_learns_headlines_from_news(store, shared, tiny_gpt2):
     def in_corpus(model_dir):
         tokenizer, model = generate.load(model_dir)
         text = "".join(generate.stream(tokenizer, model, generate.prompt_text(tokenizer, "Apple shares rose on Friday."),
-                                       generate.Sampling(max_new_tokens=20, min_new_tokens=20, seed=1)))
-        found = re.findall(r"[a-z]+", text.lower())
-        assert found, text
-        return sum(w in words for w in found) / len(found), text
+                                       generate.Sampling(max_new_tokens=20, min_new_tokens=20, greedy=True)))
+        found = re.findall(r"[a-z]+", text.lower())  # an untrained model may write no Latin word at all
+        return (sum(w in words for w in found) / len(found) if found else 0.0), text
 
     tuned_share, text = in_corpus(run["model_dir"])
     base_share, base_text = in_corpus(tiny_gpt2)
+    assert re.search(r"[a-z]{3,}", text.lower()), text
     assert tuned_share >= 0.8 and tuned_share > base_share + 0.2, (text, base_text)
     rep = report.build(store, run)
     assert rep["fine_tuned"]["validation_perplexity"] == pytest.approx(m["validation_perplexity"])
@@ -193,8 +193,8 @@ def test_lora_targets_gpt2_attention_and_trains(store, shared, tiny_gpt2):
     assert generation.lora_targets("qwen2") == generation.lora_targets("llama") == "q_proj,k_proj,v_proj,o_proj"
     run_id = _train(store, shared, tiny_gpt2, n_rows=150, lora=True, lora_r=4, lora_alpha=8, epochs=1, learning_rate=1e-2)
     run = queue.get(store, run_id)
-    log = (Path(run["model_dir"]).parent / "log.txt").read_text()
-    assert "LoRA on c_attn" in log
+    assert run["metrics"]["lora_target_modules"] == "c_attn"  # GPT-2's attention projection, chosen by model type
+    assert "lora_target_modules: c_attn" in (Path(run["model_dir"]) / "README.md").read_text()
     assert run["metrics"]["validation_perplexity"] < run["metrics"]["base_validation_perplexity"]
     assert not list(Path(run["model_dir"]).glob("adapter_*"))  # merged: a plain model folder
 

@@ -207,6 +207,7 @@ def train(conn, job: dict, ctx) -> dict:
         except ValueError as exc:
             raise UserError(f"LoRA could not be set up for this base model ({exc}). Check LoRA target modules.") from None
         log.info("LoRA on %s", targets or "peft's default modules")
+        config = {**config, "lora_target_modules": targets or ""}  # recorded with the run and in the model card
 
     args = finetune._training_arguments(config, ctx.job_dir, seed, determinism, device, 1)
     args.metric_for_best_model = "loss"  # the lowest validation loss is the best checkpoint
@@ -254,6 +255,7 @@ def train(conn, job: dict, ctx) -> dict:
         **scores,
         **{f"base_{k}": v for k, v in base_scores.items()},
         "n_generated": len(gen_rows),
+        "lora_target_modules": config.get("lora_target_modules") if config.get("lora") else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "train_loss": result.training_loss,
         "train_runtime_s": runtime,
