@@ -90,13 +90,13 @@ with play_tab:
             messages = (history if chat else []) + [{"role": "user", "content": prompt}]
             st.chat_message("user").write(prompt)
             columns = st.columns(2) if side_by_side else [st.container()]
-            with columns[0]:
+            with columns[0], st.chat_message("assistant"):
                 st.caption("Fine-tuned")
                 answer = st.write_stream(generate.stream(
                     tokenizer, model, generate.prompt_text(tokenizer, messages=messages), sampling))
             if side_by_side:
                 base_tok, base_model = generate.load(report.base_source(run))
-                with columns[1]:
+                with columns[1], st.chat_message("assistant"):
                     st.caption("Base model")
                     st.write_stream(generate.stream(
                         base_tok, base_model, generate.prompt_text(base_tok, messages=messages), sampling))
