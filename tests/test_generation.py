@@ -327,3 +327,19 @@ def test_playground_page_answers_and_shows_the_report(home, monkeypatch, tiny_gp
     said = [m.value for m in at.markdown]
     assert any("Shares of the bank rose." in str(v) for v in said)
     assert len(at.markdown) > 2  # the streamed answer was written
+
+
+def test_generation_needs_a_model_that_generates(store, shared, tiny_gpt2):
+    from engine.training import finetune
+
+    saved, _ = import_news(store, shared, n_rows=40)
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.submit(store, saved["ref"], base_model="default", preset="quick")
+    assert "is not a model that generates text" in err.value.errors["base_model"]
+    with pytest.raises(finetune.ConfigError) as err:
+        finetune.submit(store, saved["ref"], base_model="someorg/no-such-model", preset="quick")
+    assert "pick it as a local folder" in err.value.errors["base_model"]
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="balanced")
+    config = db.loads(store.execute("select config_json from jobs where id = ?", [run_id]).fetchone()[0])
+    assert (config["epochs"], config["learning_rate"], config["batch_size"]) == (3, 5e-5, 8)  # generation presets
+    assert config["max_length"] == 128  # capped by the tiny model's context

@@ -299,6 +299,9 @@ def submit(
         base = catalog.resolve(base_model)
     except UserError as exc:
         errors["base_model"] = str(exc)
+    if base is not None and ds is not None and ds["task"] == "generation" and not catalog.is_causal_lm(base.source):
+        errors["base_model"] = (f"{base.spec} is not a model that generates text. Choose a causal language model such "
+                                "as gpt2, distilgpt2 or SmolLM2 (a local folder or hub id).")
     if ds is not None and ds["task"] in TASK_PRESETS:
         task_preset = TASK_PRESETS[ds["task"]].get((preset or "balanced").strip().lower(), {})
         overrides = {**task_preset, **{k: v for k, v in (overrides or {}).items() if v is not None}}
