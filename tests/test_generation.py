@@ -343,3 +343,20 @@ def test_generation_needs_a_model_that_generates(store, shared, tiny_gpt2):
     config = db.loads(store.execute("select config_json from jobs where id = ?", [run_id]).fetchone()[0])
     assert (config["epochs"], config["learning_rate"], config["batch_size"]) == (3, 5e-5, 8)  # generation presets
     assert config["max_length"] == 128  # capped by the tiny model's context
+
+
+def test_evaluate_a_generation_run_on_a_new_file(store, tiny_gpt2, monkeypatch):
+    from engine.jobs import runs
+    from engine.reports import generation as report
+    from tests.helpers import make_finished_run
+
+    (tiny_gpt2 / "bellwether.json").write_text(json.dumps({"base_model_source": str(tiny_gpt2)}))
+    run_id = make_finished_run(store, tiny_gpt2, task="generation")
+    data = ("note,summary\n" + "".join(f"Bank {i} cut its outlook.,Bank {i} cuts outlook\n" for i in range(6))).encode()
+    result = report.evaluate_file(store, runs.get(store, run_id), data, "q3.csv", "q3",
+                                  {"prompt": "note", "response": "summary"})
+    assert result["split"] == "eval:q3" and len(result["rows"]) == 6
+    assert result["rows"][0]["reference"] == "Bank 0 cuts outlook"
+    assert {"rouge1", "rougeL", "bleu"} <= {k for k, v in result["fine_tuned"].items() if v is not None}
+    again = report.build(store, runs.get(store, run_id), "eval:q3")  # kept with the run
+    assert len(again["rows"]) == 6 and again["fine_tuned"]["rougeL"] == result["fine_tuned"]["rougeL"]

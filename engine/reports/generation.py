@@ -155,10 +155,10 @@ def evaluate_file(conn, run: dict, data: bytes, file_name: str, name: str, mappi
         outputs[which] = [generate.generate(tokenizer, model, generate.prompt_text(
             tokenizer, r["text"], r["tokens"][:-1] if r.get("tokens") else None), sampling) for r in rows]
     split = f"eval:{validate._clip(name, 60)}"
-    with conn:
+    with db.transaction(conn):
         conn.execute("DELETE FROM predictions WHERE run_id = ? AND split = ?", [run["id"], split])
-    conn["predictions"].insert_all([{
-        "run_id": run["id"], "split": split, "row_id": r["row_id"], "text": r["text"], "true_label": r["label"],
-        "pred_label": out, "base_output": base_out,
-    } for r, out, base_out in zip(rows, outputs["fine_tuned"], outputs["base"])])
+        conn["predictions"].insert_all([{
+            "run_id": run["id"], "split": split, "row_id": r["row_id"], "text": r["text"], "true_label": r["label"],
+            "pred_label": out, "base_output": base_out,
+        } for r, out, base_out in zip(rows, outputs["fine_tuned"], outputs["base"])])
     return build(conn, run, split)
