@@ -21,6 +21,7 @@ def pages(role: str | None) -> dict:
         st.Page("views/train.py", title="Train", icon=":material/model_training:"),
         st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
         st.Page("views/reports.py", title="Reports", icon=":material/fact_check:"),
+        st.Page("views/playground.py", title="Playground", icon=":material/chat:"),
     ]
     if role == VIEWER:
         train = [p for p in train if p.title != "Train"]

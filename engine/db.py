@@ -427,6 +427,12 @@ def _m006_live_feeds(db: sqlite_utils.Database) -> None:
     db["notify_deliveries"].create_index(["status", "next_attempt_at"])
 
 
+def _m007_generation_outputs(db: sqlite_utils.Database) -> None:
+    """Generation runs keep, per held-out prompt, the base model's output beside the fine-tuned one (pred_label) and
+    the reference (true_label)."""
+    db["predictions"].add_column("base_output", str)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
@@ -434,6 +440,7 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (4, _m004_model_topics),
     (5, _m005_access),
     (6, _m006_live_feeds),
+    (7, _m007_generation_outputs),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

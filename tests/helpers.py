@@ -138,3 +138,23 @@ def texts(at) -> str:
     import re
 
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown_sources(at))
+
+
+def build_tiny_gpt2(path: Path, seed: int = 0, n_positions: int = 128) -> Path:
+    """Save an untrained 2-layer, 64-wide GPT-2 (a causal language model built from a config) with the default
+    model's WordPiece tokenizer (its [SEP] ends a response, its [PAD] pads) to ``path``."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from engine.models.catalog import default_model_path
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path(), trust_remote_code=False)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=64, n_layer=2, n_head=2,
+                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -10,6 +10,7 @@ import streamlit as st
 
 from engine import paths
 from engine.data import datasets
+from engine.data import generation
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import UserError
@@ -37,8 +38,8 @@ def read_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | No
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def check_upload(data: bytes, file_name: str, fmt: str, enc: str, sheet: str | None, mapping: dict, ratios: tuple,
-                 seed: int):
-    return validate.build(read_upload(data, file_name, fmt, enc, sheet), mapping, ratios=ratios, seed=seed)
+                 seed: int, task: str | None = None):
+    return datasets.build(read_upload(data, file_name, fmt, enc, sheet), mapping, ratios=ratios, seed=seed, task=task)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -89,7 +90,40 @@ if uploaded is not None:
 
         mapping: dict = {}
         mkey = f"{key}_{candidate.format}_{candidate.sheet}"  # another sheet or format: guess the columns afresh
+        task = None
         if candidate.task == "text-classification":
+            gen_guess = generation.guess_columns(candidate)
+            likely_generation = gen_guess["mode"] == "messages" or (
+                gen_guess["mode"] == "prompt-response" and validate.guess_columns(candidate)["label"] in (
+                    None, gen_guess["prompt"], gen_guess["response"]))
+            purpose = st.radio(
+                "What will this data train?", ["Classification (a text and its label)", "Generation (text to write)"],
+                index=1 if likely_generation else 0, horizontal=True, key=f"purpose_{mkey}",
+                help="Generation: a text column (the model learns to write such text), a prompt and a response column "
+                     "(it learns to answer), or chat messages (JSON lines).")
+            if purpose.startswith("Generation"):
+                task = generation.TASK
+        if task == generation.TASK:
+            columns = candidate.columns
+            options = [NONE] + columns
+            modes = list(generation.MODES)
+            mode = st.selectbox("Kind of data", modes, index=modes.index(gen_guess["mode"]), key=f"gmode_{mkey}",
+                                format_func=lambda m: generation.MODE_WORDS[m])
+            roles = {"text": ["text"], "prompt-response": ["prompt", "response"], "messages": ["messages"]}[mode]
+            st.markdown("**Columns** (guessed from their names and contents; change them if they are wrong)")
+            cells = st.columns(len(roles) + 1)
+            mapping["mode"] = mode
+            for cell, role in zip(cells, roles):
+                guessed = gen_guess.get(role)
+                mapping[role] = cell.selectbox(f"{role.capitalize()} column", options,
+                                               index=options.index(guessed) if guessed in options else 0,
+                                               key=f"g{role}_{mkey}")
+            mapping["split"] = cells[-1].selectbox(
+                "Split column (optional)", options, index=options.index(gen_guess["split"]) if gen_guess["split"] else 0,
+                key=f"gsplit_{mkey}", help="A column holding train / validation / test. With none, Bellwether splits.",
+            )
+            mapping = {k: (None if v == NONE else v) for k, v in mapping.items()}
+        elif candidate.task == "text-classification":
             guess = validate.guess_columns(candidate)
             columns = candidate.columns
             options = [NONE] + columns
@@ -120,7 +154,7 @@ if uploaded is not None:
         )
         with st.spinner("Checking the file..."):
             with plain_errors():
-                prepared = check_upload(data, uploaded.name, fmt, enc, sheet, mapping, tuple(ratios), seed)
+                prepared = check_upload(data, uploaded.name, fmt, enc, sheet, mapping, tuple(ratios), seed, task)
 
     if prepared is not None:
         report = prepared.report
@@ -145,7 +179,7 @@ if uploaded is not None:
         if report.length:
             st.caption(md(report.length["description"]))
         table = pd.DataFrame(report.counts).fillna(0).astype(int).reindex(columns=list(validate.SPLITS), fill_value=0)
-        table.index.name = "tag" if report.task == "token-classification" else "label"
+        table.index.name = {"token-classification": "tag", "generation": "rows"}.get(report.task, "label")
         st.dataframe(table, width="content")
         b1, b2, _ = st.columns([1, 1, 4])
         if b1.button("Accept & save", type="primary", key=f"accept_{key}"):

@@ -267,7 +267,7 @@ require_sign_in()
 
 st.title("Reports")
 conn = connect()
-finished = runs.finished_runs(conn)
+finished = [r for r in runs.finished_runs(conn) if r.get("task") != "generation"]  # generation: the Playground page
 if not finished:
     st.info("No finished run yet. Train a model on the Train page; its report appears here when training finishes.",
             icon=":material/hourglass_empty:")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -61,7 +63,7 @@ def badge(status: str) -> None:
     st.badge(status.capitalize(), color=color, icon=icon)
 
 
-def curves(rows: list[dict], evals: list[dict]) -> None:
+def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None:
     left, right = st.columns(2)
     losses = [r for r in rows if r.get("loss") is not None]
     with left:
@@ -73,6 +75,16 @@ def curves(rows: list[dict], evals: list[dict]) -> None:
                             mode="lines+markers")
         fig.update_layout(title="Loss", xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch")
+    if task == "generation":  # validation perplexity = e^(validation loss)
+        with right:
+            fig = go.Figure()
+            points = [r for r in evals if r.get("eval_loss") is not None]
+            fig.add_scatter(x=[r["step"] for r in points], y=[math.exp(min(r["eval_loss"], 50)) for r in points],
+                            name="validation perplexity", mode="lines+markers")
+            fig.update_layout(title="Validation perplexity (lower is better)", xaxis_title="step", yaxis_type="log",
+                              height=300, margin=dict(l=10, r=10, t=40, b=10))
+            st.plotly_chart(fig, width="stretch")
+        return
     with right:
         fig = go.Figure()
         if evals:
@@ -194,11 +206,22 @@ def live_view(run_id: int, active: bool) -> None:
         if device.get("reproducibility_note"):
             st.info(device["reproducibility_note"], icon=":material/info:")
     if rows or evals:
-        curves(rows, evals)
+        curves(rows, evals, job.get("task"))
     metrics = job.get("metrics") or {}
     for warning in warnings:
         st.warning(warning, icon=":material/warning:")
-    if job["status"] == "succeeded" and metrics:
+    if job["status"] == "succeeded" and metrics and job.get("task") == "generation":
+        cols = st.columns(4)
+        cols[0].metric("Validation perplexity", f"{metrics.get('validation_perplexity') or 0:,.2f}",
+                       help="How surprised the model is by held-out responses: lower is better.")
+        cols[1].metric("Base model's", f"{metrics.get('base_validation_perplexity') or 0:,.2f}")
+        cols[2].metric("ROUGE-L", f"{metrics.get('rougeL') or 0:.3f}")
+        cols[3].metric("BLEU", f"{metrics.get('bleu') or 0:.2f}")
+        if can("settings.read"):  # server paths are for administrators
+            st.caption(f"Model saved in `{job.get('model_dir')}`")
+        st.page_link("views/playground.py", label="Open the report and playground", icon=":material/chat:",
+                     query_params={"run": str(run_id)})
+    elif job["status"] == "succeeded" and metrics:
         split = metrics.get("metrics_split", "test")
         cols = st.columns(4)
         cols[0].metric(f"Macro-F1 ({split})", f"{metrics.get('macro_f1', 0):.3f}")

@@ -24,6 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("--text-col", help="column holding the text (guessed when omitted)")
     p.add_argument("--label-col", help="column holding the label (guessed when omitted)")
     p.add_argument("--split-col", help="column holding train / validation / test (optional)")
+    p.add_argument("--task", default="auto", choices=["auto", "text-classification", "token-classification", "generation"],
+                   help="generation: text to generate (plain text, prompt/response pairs or chat messages); "
+                        "auto: classification or entity tagging, as the file says")
+    p.add_argument("--prompt-col", help="generation: column holding the prompt (guessed when omitted)")
+    p.add_argument("--response-col", help="generation: column holding the response to learn (guessed when omitted)")
+    p.add_argument("--messages-col", help="generation: JSON lines column holding OpenAI-style chat messages")
     p.add_argument("--format", default="auto", choices=ingest.FORMAT_CHOICES)
     p.add_argument("--encoding", default="auto", help="auto, utf-8, utf-8-sig, gb18030, cp1252, ...")
     p.add_argument("--sheet", help="XLSX: the sheet to read (the first when omitted)")
@@ -68,8 +74,11 @@ def cmd_import(args) -> int:
     name = datasets.check_name(args.name)
     candidate = ingest.read_file(path.read_bytes(), path.name, format=args.format, encoding=args.encoding, sheet=args.sheet)
     # Columns not named are guessed (a split column only when its values are train / validation / test).
-    mapping = {key: value for key, value in (("text", args.text_col), ("label", args.label_col), ("split", args.split_col)) if value}
-    prepared = validate.build(candidate, mapping, ratios=_ratios(args.ratios), seed=args.seed)
+    mapping = {key: value for key, value in (("text", args.text_col), ("label", args.label_col), ("split", args.split_col),
+                                             ("prompt", args.prompt_col), ("response", args.response_col),
+                                             ("messages", args.messages_col)) if value}
+    task = "generation" if args.task == "generation" or args.prompt_col or args.response_col or args.messages_col else args.task
+    prepared = datasets.build(candidate, mapping, ratios=_ratios(args.ratios), seed=args.seed, task=task)
     report = prepared.report
     print(report.to_text())
     if report.has_problems and not args.yes:
@@ -134,7 +143,8 @@ def cmd_show(args) -> int:
     print(f"Source: {d['source_file']} ({d['source_format']}, {d['encoding'] or 'n/a'}), sha256 {d['source_sha256']}")
     mapping = {k: v for k, v in d["mapping"].items() if v}
     print("Mapping: " + ", ".join(f"{k} = {v}" for k, v in mapping.items()))
-    print("Labels: " + ", ".join(d["labels"]))
+    if d["labels"]:
+        print("Labels: " + ", ".join(d["labels"]))
     for split in validate.SPLITS:
         counts = d["counts"].get(split, {})
         detail = ", ".join(f"{k} {v:,}" for k, v in counts.items())

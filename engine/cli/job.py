@@ -1,7 +1,8 @@
 """The hidden commands the supervisor and torchrun start: ``python -m engine _job ID`` and ``_ddp ID``.
 
 This is where a job's kind meets the code that does the work, so that engine.jobs (the queue, the supervisor, the
-job process) imports neither training nor monitoring: a 'train' job runs engine.training.finetune.run, a 'score'
+job process) imports neither training nor monitoring: a 'train' job runs engine.training.finetune.run
+(engine.training.generation.run for task 'generation'), a 'score'
 job runs engine.monitor.scoring.run, or engine.monitor.topics.run when its config says ``{"purpose": "topics"}``.
 """
 
@@ -25,6 +26,10 @@ def register(subparsers) -> None:
 def runner_for(job: dict) -> Callable:
     """The function that does a job's work. Imported here, not at the top: a job process loads only what its kind
     needs (torch and transformers for every kind, but not the other kind's modules)."""
+    if job["kind"] == "train" and job.get("task") == "generation":
+        from engine.training import generation  # here, not at the top: only a generation run needs it
+
+        return generation.run
     if job["kind"] == "train":
         from engine.training import finetune  # here, not at the top: a job process loads only its kind's code
 

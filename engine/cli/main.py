@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "engine.cli.dataset",
     "engine.cli.train",
     "engine.cli.report",
+    "engine.cli.generate",
     "engine.cli.feed",
     "engine.cli.models",
     "engine.cli.access",

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from engine import db, export
+from engine.jobs import runs
+from engine.reports import generation as generation_report
 from engine.reports import reporting
 from engine.errors import UserError
 
@@ -29,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("file", metavar="FILE", help="CSV, XLSX or JSONL with text and label columns (CoNLL for tagging)")
     p.add_argument("--text-col", help="the column with the text (guessed when not given)")
     p.add_argument("--label-col", help="the column with the gold label (guessed when not given)")
+    p.add_argument("--prompt-col", help="generation runs: the column with the prompt (guessed when not given)")
+    p.add_argument("--response-col", help="generation runs: the column with the reference response")
     p.add_argument("--encoding", help="the file's encoding (detected when not given: utf-8, gb18030, cp1252)")
     p.add_argument("--sheet", help="the XLSX sheet (the first when not given)")
     p.add_argument("--name", help="a name for this evaluation (default: the file name)")
@@ -78,9 +82,30 @@ def _print_report(report: reporting.Report, fmt: str, header: str, extra: dict |
         print(reporting.format_text(report.frame))
 
 
+def _generation_run(conn, run_id) -> dict | None:
+    try:
+        run = runs.finished(conn, run_id)
+    except UserError:
+        return None  # the classification path says why in its own words
+    return run if generation_report.is_generation(run) else None
+
+
+def _print_generation(report: dict, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    elif fmt == "csv":
+        sys.stdout.write(generation_report.rows_csv(report).decode("utf-8-sig"))
+    else:
+        print(generation_report.to_text(report))
+
+
 def cmd_report(args) -> int:
     conn = db.connect()
     try:
+        run = _generation_run(conn, args.run_id)
+        if run is not None:
+            _print_generation(generation_report.build(conn, run, args.split), args.format)
+            return 0
         report = reporting.run_report(conn, args.run_id, args.split)
         _print_report(report, args.format, f"Run {report.run_id} · {reporting.split_title(report.split)}")
     finally:
@@ -95,6 +120,14 @@ def cmd_evaluate(args) -> int:
     _quiet_model_loading()
     conn = db.connect()
     try:
+        run = _generation_run(conn, args.run_id)
+        if run is not None:
+            mapping = {k: v for k, v in (("prompt", args.prompt_col), ("response", args.response_col),
+                                         ("text", args.text_col)) if v}
+            report = generation_report.evaluate_file(conn, run, path.read_bytes(), path.name, args.name or path.stem,
+                                                     mapping, encoding=args.encoding, sheet=args.sheet)
+            _print_generation(report, args.format)
+            return 0
         evaluation = reporting.evaluate_file(conn, args.run_id, path.read_bytes(), path.name, name=args.name,
                                            text_col=args.text_col, label_col=args.label_col, encoding=args.encoding,
                                            sheet=args.sheet)

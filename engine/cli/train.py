@@ -19,7 +19,7 @@ from engine.training import verdict
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="queue a fine-tuning run (prints the run id on its last line)")
     p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION")
-    p.add_argument("--task", choices=["text-classification", "token-classification"])
+    p.add_argument("--task", choices=["text-classification", "token-classification", "generation"])
     p.add_argument("--base-model", default="default", help="default, a local model folder, or a Hugging Face hub id")
     p.add_argument("--preset", default="balanced", type=str.lower, choices=["quick", "balanced", "thorough"])
     p.add_argument("--epochs", type=float)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine import access, db, paths
 from engine.data import ingest
+from engine.data import generation
 from engine.data import validate
 from engine.errors import NotFound, UserError
 from engine.text import clean_name
@@ -139,7 +140,7 @@ def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: s
             dataset_id = conn["datasets"].insert({
                 "name": name,
                 "version": version,
-                "task": candidate.task,
+                "task": report.task or candidate.task,
                 "source_file": candidate.file_name,
                 "source_sha256": candidate.sha256,
                 "source_format": candidate.format,
@@ -201,12 +202,25 @@ def import_file(
     ratios=validate.DEFAULT_RATIOS,
     seed: int = validate.DEFAULT_SEED,
     actor=None,
+    task: str | None = None,
 ) -> tuple[dict, validate.CheckReport]:
-    """Read, check and save in one call (for scripts and tests); the report is accepted as it is."""
+    """Read, check and save in one call (for scripts and tests); the report is accepted as it is. ``task``
+    'generation' reads the file as generation data (text, prompt/response or messages); otherwise the file decides."""
     name = check_name(name)
     candidate = ingest.read_file(data, file_name, format=format, encoding=encoding, sheet=sheet)
-    prepared = validate.build(candidate, mapping, ratios=ratios, seed=seed)
+    prepared = build(candidate, mapping, ratios=ratios, seed=seed, task=task)
     return save(conn, candidate, prepared, name, created_by, actor=actor), prepared.report
+
+
+def build(candidate: ingest.Candidate, mapping: dict | None = None, ratios=validate.DEFAULT_RATIOS,
+          seed: int = validate.DEFAULT_SEED, task: str | None = None) -> validate.Prepared:
+    """Check a candidate for its task: generation data through engine.data.generation, the rest through validate."""
+    if task == generation.TASK:
+        candidate.task = generation.TASK
+        return generation.build(candidate, mapping, ratios=ratios, seed=seed)
+    if task not in (None, "", "auto", "text-classification", "token-classification"):
+        raise UserError(f"'{task}' is not a task. Use text-classification, token-classification or generation.")
+    return validate.build(candidate, mapping, ratios=ratios, seed=seed)
 
 
 def jobs_using(conn, dataset_id: int) -> list:

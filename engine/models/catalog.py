@@ -122,6 +122,17 @@ def config_labels(model_dir: str | Path) -> list[str] | None:
     return [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
 
 
+def is_causal_lm(source: str) -> bool:
+    """Whether a model folder (or hub id) is a causal language model that can generate text (GPT-2, Llama, Qwen, ...),
+    from its config's architectures, without loading the weights."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    names = config.architectures or []
+    return any(n.endswith(("ForCausalLM", "LMHeadModel")) for n in names) or config.model_type in {
+        "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "gpt_neox", "opt"}
+
+
 def encoder_shape(config: dict) -> tuple[int, int, int]:
     """(layers, width, feed-forward width) of a BERT-like model's config.json (DistilBERT's names too)."""
     hidden = int(config.get("hidden_size") or config.get("d_model") or config["dim"])
@@ -200,8 +211,8 @@ def resolve(spec: str | None, allow_list: bool = False) -> BaseModel:
         if not looks_local and spec != DEFAULT:
             raise UserError(
                 f"The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is "
-                "offline or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or a "
-                "local model folder."
+                "offline or the name is misspelt (it looks like 'organisation/model-name'). Use 'default', or put the "
+                "model folder on the server and pick it as a local folder."
             ) from None
         raise UserError(f"The base model {spec} could not be read: {type(exc).__name__}: {exc}") from None
     tokenizer_config = None

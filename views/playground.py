@@ -1,0 +1,104 @@
+"""Playground and generation report: a finished generation run answers prompts, streamed token by token.
+
+The report tab compares the base model and the fine-tuned model on the same held-out rows (perplexity, ROUGE, BLEU,
+and the outputs side by side). The playground tab streams the fine-tuned model's answer (optionally the base model's
+beside it) with sampling controls; with a chat template it keeps a conversation. Generation runs in the engine's
+thread (engine.models.generate.stream) with bounded new tokens, so the page only writes pieces as they come.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine.jobs import runs
+from engine.models import generate
+from engine.reports import generation as report
+from views._shared import connect, plain_errors, require_sign_in
+
+require_sign_in()
+st.title("Playground")
+conn = connect()
+finished = runs.finished_runs(conn, task="generation")
+if not finished:
+    st.info("No finished generation run yet. Import generation data on the Data page (prompt and response columns, "
+            "a text column, or chat messages), train it on the Train page, and it appears here.",
+            icon=":material/hourglass_empty:")
+    st.stop()
+by_id = {r["id"]: r for r in finished}
+ids = list(by_id)
+asked = st.query_params.get("run")
+start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
+run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key="play-run")
+run = runs.get(conn, run_id)
+
+play_tab, report_tab = st.tabs(["Playground", "Report"])
+
+with report_tab:
+    with plain_errors():
+        contains = st.text_input("Show only rows containing", key="gen-filter", help="Filters the table below by "
+                                 "any of prompt, reference or outputs; the figures are for all held-out rows.")
+        rep = report.build(conn, run, contains=contains or None)
+        st.markdown(f"Base model against the fine-tuned model on the same held-out rows "
+                    f"({rep['n_generated']} prompts generated greedily). Perplexity: lower is better (how surprised "
+                    "the model is by the real text); ROUGE and BLEU: higher is better (word overlap with the reference).")
+        st.dataframe(report.figures_frame(rep), hide_index=True, key="gen-figures")
+        st.dataframe(report.rows_frame(rep), hide_index=True, key="gen-rows")
+        left, right, third = st.columns(3)
+        third.download_button("Model folder (zip, with model card)", lambda: report.model_zip(run),
+                              f"run-{run_id}-model.zip", "application/zip", on_click="ignore",
+                              icon=":material/download:", key="gen-model")
+        left.download_button("Outputs (CSV)", lambda: report.rows_csv(rep), f"run-{run_id}-outputs.csv", "text/csv",
+                             on_click="ignore", icon=":material/download:", key="gen-csv")
+        right.download_button("Report (XLSX)", lambda: report.xlsx(rep), f"run-{run_id}-generation.xlsx",
+                              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                              on_click="ignore", icon=":material/download:", key="gen-xlsx")
+
+with play_tab:
+    with st.expander("Sampling settings", expanded=False):
+        c1, c2, c3 = st.columns(3)
+        max_new = c1.number_input("Max new tokens", 1, generate.MAX_NEW_TOKENS_LIMIT, 64, key="s-max",
+                                  help="The longest answer, in tokens (a token is about three quarters of a word).")
+        greedy = c1.checkbox("Greedy (always the likeliest word)", key="s-greedy",
+                             help="The same answer every time; the settings below are then ignored.")
+        temperature = c2.slider("Temperature", 0.05, 2.0, 0.7, 0.05, key="s-temp",
+                                help="Higher gives more varied, riskier wording; lower, safer and more repetitive.")
+        top_p = c2.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key="s-top-p",
+                          help="Draw only from the likeliest words that together make up this share.")
+        top_k = c3.number_input("Top-k", 0, 1000, 50, key="s-top-k",
+                                help="Draw only from this many likeliest words (0: no limit).")
+        penalty = c3.slider("Repetition penalty", 1.0, 2.0, 1.1, 0.05, key="s-rep",
+                            help="Above 1 makes the model less likely to repeat itself.")
+        seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="s-seed",
+                               help="The same seed and settings give the same answer.")
+    sampling = generate.Sampling(max_new_tokens=int(max_new), greedy=greedy, temperature=temperature, top_p=top_p,
+                                 top_k=int(top_k), repetition_penalty=penalty, seed=int(seed))
+    with plain_errors():
+        tokenizer, model = generate.load(run["model_dir"])
+        chat = generate.has_chat_template(tokenizer)
+        side_by_side = st.checkbox("Show the base model's answer beside it", key="play-base")
+        history_key = f"chat-{run_id}"
+        history = st.session_state.setdefault(history_key, [])
+        if chat:
+            st.caption("This model has a chat template: the conversation so far is sent with each message.")
+            for turn in history:
+                st.chat_message(turn["role"]).write(turn["content"])
+            if history and st.button("Clear the conversation", key="play-clear"):
+                st.session_state[history_key] = []
+                st.rerun()
+        prompt = st.chat_input("Type a prompt, e.g. an article summary to turn into a headline", key="play-prompt")
+        if prompt:
+            messages = (history if chat else []) + [{"role": "user", "content": prompt}]
+            st.chat_message("user").write(prompt)
+            columns = st.columns(2) if side_by_side else [st.container()]
+            with columns[0], st.chat_message("assistant"):
+                st.caption("Fine-tuned")
+                answer = st.write_stream(generate.stream(
+                    tokenizer, model, generate.prompt_text(tokenizer, messages=messages), sampling))
+            if side_by_side:
+                base_tok, base_model = generate.load(report.base_source(run))
+                with columns[1], st.chat_message("assistant"):
+                    st.caption("Base model")
+                    st.write_stream(generate.stream(
+                        base_tok, base_model, generate.prompt_text(base_tok, messages=messages), sampling))
+            if chat:
+                history.extend([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
