@@ -190,3 +190,21 @@ def test_the_graph_checks_can_fail(rule, monkeypatch):
     check = me.test_the_engine_import_graph_has_no_circle if rule == "no circle" else me.test_packages_import_downwards_only
     with pytest.raises(AssertionError):
         check()
+
+
+def test_no_merge_conflict_markers_are_left_in_tracked_files():
+    """A merge once left <<<<<<< / >>>>>>> blocks in the README and the architecture notes, unnoticed by every test."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not files:
+        pytest.skip("not a git checkout")
+    marked = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix not in (".py", ".md", ".txt", ".toml", ".ini", ".cfg", "") or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if re.search(r"^(<{7} |>{7} )", text, re.M):
+            marked.append(name)
+    assert not marked, marked
