@@ -154,8 +154,9 @@ def _hub_folder(spec: str) -> str:
     if not settings.allow_downloads():
         raise UserError(
             f"The base model '{spec}' is not on this server and was not fetched: this server works offline (model "
-            "downloads are off), or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or "
-            "a local model folder, or ask an administrator to download it."
+            "downloads are off), or the name is misspelt (it looks like 'organisation/model-name'). Put the model "
+            "folder on the server and pick it as a local folder, use 'default', or ask an administrator to download "
+            "it."
         )
     cap = settings.download_max_mb()
     try:
