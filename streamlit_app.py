@@ -7,12 +7,16 @@ it can use (viewers have no Train page; only admins have Admin).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from engine.access.roles import ADMIN, VIEWER
 from views._shared import current_user, sidebar_chrome, sign_in
 
-st.set_page_config(page_title="Bellwether", page_icon=":material/query_stats:", layout="wide")
+# The icon is a file of ours: a :material/...: page icon makes every browser fetch it from fonts.gstatic.com.
+st.set_page_config(page_title="Bellwether", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+                   layout="wide")
 
 
 def pages(role: str | None) -> dict:

@@ -125,7 +125,9 @@ def test_the_analysts_whole_journey(tmp_path):
             expect(page.get_by_role("heading", name=re.compile(r"#1 "))).to_be_visible()
             expect(page.locator("span.stMarkdownBadge").first).to_contain_text("Running")
             shots("after reload still running")
-            expect(page.locator("span.stMarkdownBadge").first).to_contain_text("Succeeded", timeout=TRAIN_TIMEOUT_MS)
+            # finished: "Succeeded", or "Finished with a warning" when the end-of-training check flags this small run
+            expect(page.locator("span.stMarkdownBadge").first).to_contain_text(
+                re.compile("Succeeded|Finished with a warning"), timeout=TRAIN_TIMEOUT_MS)
             wait_for_app_run(page)
             expect(page.get_by_test_id("stMetric").filter(has_text="Macro-F1 (test)")).to_be_visible()
             shots("run succeeded")
