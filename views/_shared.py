@@ -18,6 +18,7 @@ from engine import db as store
 from engine import paths, settings
 from engine.access import users
 from engine.access.roles import ADMIN, Actor
+from engine.jobs import runs
 from engine.errors import UserError
 
 SESSION_COOKIE = "bellwether_session"
@@ -218,3 +219,12 @@ def queued(message: str) -> tuple[str, str]:
     with why the job waits and the level 'warning'."""
     why = start_worker()
     return message + why, "warning" if why else "success"
+
+
+def run_picker(finished: list[dict], key: str) -> dict:
+    """A picker of finished runs, opening on the run a link names (``?run=12``), else the newest; the chosen run."""
+    by_id = {r["id"]: r for r in finished}
+    ids = list(by_id)
+    asked = st.query_params.get("run")
+    start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
+    return by_id[st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key=key)]

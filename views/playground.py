@@ -13,7 +13,7 @@ import streamlit as st
 from engine.jobs import runs
 from engine.models import generate
 from engine.reports import generation as report
-from views._shared import connect, plain_errors, require_sign_in
+from views._shared import connect, plain_errors, require_sign_in, run_picker
 
 require_sign_in()
 st.title("Playground")
@@ -24,12 +24,8 @@ if not finished:
             "a text column, or chat messages), train it on the Train page, and it appears here.",
             icon=":material/hourglass_empty:")
     st.stop()
-by_id = {r["id"]: r for r in finished}
-ids = list(by_id)
-asked = st.query_params.get("run")
-start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
-run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key="play-run")
-run = runs.get(conn, run_id)
+run = runs.get(conn, run_picker(finished, "play-run")["id"])
+run_id = run["id"]
 
 play_tab, report_tab = st.tabs(["Playground", "Report"])
 

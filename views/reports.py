@@ -19,7 +19,7 @@ from engine.reports import reporting
 from engine.training import verdict
 from engine.data.readers import read_table
 from engine.errors import UserError
-from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
+from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, run_picker
 
 NUMBER = st.column_config.NumberColumn(format="%.3f")
 REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
@@ -273,12 +273,8 @@ if not finished:
             icon=":material/hourglass_empty:")
     st.stop()
 
-by_id = {r["id"]: r for r in finished}
-ids = list(by_id)
-asked = st.query_params.get("run")
-start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
-run_id = st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key="report-run")
-run = by_id[run_id]
+run = run_picker(finished, "report-run")
+run_id = run["id"]
 for warning in verdict.for_run(conn, run):  # a run that went wrong says so before its report is read
     st.warning(warning, icon=":material/warning:")
 available = reporting.splits(conn, run_id) or [reporting.TEST]
