@@ -38,7 +38,7 @@ run: venv
 	@ADDRESS=$$($(PY) -m engine users bind-address) && \
 	  echo "Bellwether listens on $$ADDRESS, port $(PORT)" && \
 	  HF_HUB_OFFLINE=$$(case "$$BELLWETHER_ALLOW_DOWNLOADS" in 1|true|yes|on) echo 0;; *) echo 1;; esac) \
-	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
+	  $(PY) -m streamlit run server.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
 
 worker: venv
 	$(PY) -m engine worker

@@ -20,9 +20,8 @@ from engine.access import users
 from engine.access.roles import ADMIN, Actor
 from engine.jobs import runs
 from engine.errors import UserError
-
-SESSION_COOKIE = "bellwether_session"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from views import _gate
+from views._gate import LOOPBACK, SESSION_COOKIE
 
 
 def connect():
@@ -85,26 +84,28 @@ def can(action: str, owner: str | None = None) -> bool:
 def _start(conn, actor: Actor) -> None:
     token = users.start_session(conn, actor)
     st.session_state["session_token"] = token
-    st.session_state["cookie"] = token  # written by the next run's _cookie_writer
+    if _gate.installed:  # the next run sends the browser through the server's cookie route (views/_gate.py)
+        st.session_state["go_through"] = f"{_gate.SESSION_ROUTE}?ticket={_gate.issue_ticket(token)}"
 
 
-def _cookie_writer() -> None:
-    """Write (or clear) the session cookie in the browser: Streamlit reads cookies (st.context.cookies) but cannot
-    set one, so a zero-height component does it from the page (same origin)."""
-    if "cookie" not in st.session_state:
+def _go_through() -> None:
+    """Send the browser through the server's session route (which sets or clears the HttpOnly cookie) and back to
+    the page it is on, query included. Streamlit cannot set a cookie itself, and a component's frame may not navigate
+    the window, so the script is added to the page's own document."""
+    target = st.session_state.pop("go_through", None)
+    if not target:
         return
-    token = st.session_state.pop("cookie")
-    age = int(users.SESSION_MAX_S) if token else 0
     components.html(
-        "<script>var d = window.parent.document; d.cookie = '" + SESSION_COOKIE + "=" + (token or "") +
-        f"; path=/; max-age={age}; SameSite=Strict' + (window.parent.location.protocol === 'https:' ? '; Secure' : '');"
-        "</script>", height=0)
+        "<script>var w = window.parent, s = w.document.createElement('script');"
+        f"s.text = 'location.replace(' + JSON.stringify({target!r} + '&next=' + "
+        "encodeURIComponent(w.location.pathname + w.location.search)) + ')';"
+        "w.document.body.appendChild(s);</script>", height=0)
 
 
 def sign_in() -> None:
     """The sign-in form, and nothing else of the app."""
     st.title("Bellwether")
-    _cookie_writer()  # a sign-out clears the cookie here
+    _go_through()  # a sign-out clears the cookie here
     conn = connect()
     mode = access_mode(conn)
     if mode == "closed":
@@ -139,8 +140,10 @@ def sign_in() -> None:
 
 def sign_out() -> None:
     conn = connect()
-    users.end_session(conn, st.session_state.pop("session_token", None), current_user())
-    st.session_state["cookie"] = ""
+    user = current_user()
+    users.end_session(conn, st.session_state.pop("session_token", None) or st.context.cookies.get(SESSION_COOKIE), user)
+    if _gate.installed:
+        st.session_state["go_through"] = f"{_gate.SIGNOUT_ROUTE}?"
     if sso_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()
 
@@ -159,7 +162,7 @@ def require_sign_in() -> Actor:
 
 
 def sidebar_chrome() -> None:
-    _cookie_writer()
+    _go_through()
     user = current_user()
     with st.sidebar:
         st.caption(f"Signed in as **{md(user.name)}** ({user.role})")
@@ -170,6 +173,9 @@ def sidebar_chrome() -> None:
             st.button("Sign out", key="sign-out", on_click=sign_out, icon=":material/logout:")
         if user.role == ADMIN:
             st.caption(f"Data directory: `{paths.home()}`")
+            if user.via != "local" and not _gate.installed and st.context.headers:  # not under AppTest
+                st.warning("This server was started without server.py (`make run` uses it): sign-ins last for one "
+                           "browser tab and uploads are not limited to signed-in accounts.")
 
 
 # Markdown (CommonMark + GFM as Streamlit renders it) lets a backslash escape any ASCII punctuation. Escaped here:
