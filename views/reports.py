@@ -17,7 +17,7 @@ from engine import export
 from engine.jobs import runs
 from engine.reports import reporting
 from engine.training import verdict
-from engine.data.readers import read_table
+from engine.data.readers import read_table_guarded
 from engine.errors import UserError
 from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, run_picker
 
@@ -145,6 +145,13 @@ def confidence_tab(report: reporting.Report) -> None:
     st.plotly_chart(figure, key="tradeoff-chart")
 
 
+@st.cache_data(max_entries=4, show_spinner="Reading the file…")
+def preview_upload(data: bytes, file_name: str, encoding: str | None, sheet: str | None = None):
+    """The first rows of an uploaded file, read in a memory-capped child process (no upload can take the dashboard
+    down), once per file and choice rather than on every rerun."""
+    return read_table_guarded(data, file_name, head=reporting.PREVIEW_ROWS, encoding=encoding, sheet=sheet)
+
+
 def evaluate_tab(conn, run: dict) -> None:
     task = runs.task(run)
     st.caption("Upload another labelled file to score this run on it. Labels are matched to the model's by name; "
@@ -164,10 +171,10 @@ def evaluate_tab(conn, run: dict) -> None:
     text_col = label_col = sheet = None
     if task != reporting.TOKENS:
         with plain_errors():
-            table = read_table(data, upload.name, encoding=encoding)
+            table = preview_upload(data, upload.name, encoding)
             wanted = st.session_state.get("eval-sheet")
             if wanted in (table.sheets or []) and wanted != table.sheet:  # a sheet chosen below, if this file has it
-                table = read_table(data, upload.name, encoding=encoding, sheet=wanted)
+                table = preview_upload(data, upload.name, encoding, sheet=wanted)
             if len(table.sheets or []) > 1:
                 st.selectbox("Sheet", table.sheets, key="eval-sheet")
             sheet = table.sheet

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.data import limits
+from engine.data import guarded, limits
 from engine.errors import UserError
 
 csv.field_size_limit(limits.CSV_FIELD_LIMIT)  # the default (131,072 characters) silently ends reading at a long cell
@@ -298,3 +298,23 @@ def cut_long_cells(frame: pd.DataFrame) -> int:
             cut[long] = values[long].str.slice(0, limits.MAX_CELL_CHARS)
             frame.iloc[:, position] = cut
     return n
+
+
+def read_table_in_child(data: bytes, file_name: str, head: int | None = None, columns: list[str] | None = None,
+                        **kwargs) -> Table:
+    """:func:`read_table` as the guarded child runs it, sending back only what the caller needs: the first ``head``
+    rows (a preview) and/or only ``columns`` (those that exist)."""
+    table = read_table(data, file_name, **kwargs)
+    if columns:
+        table.frame = table.frame[[c for c in dict.fromkeys(columns) if c in table.frame.columns]]
+    if head:
+        table.frame = table.frame.head(head)
+    return table
+
+
+def read_table_guarded(data: bytes, file_name: str, head: int | None = None, columns: list[str] | None = None,
+                       **kwargs) -> Table:
+    """:func:`read_table` in a memory-capped child process (engine.data.guarded): the dashboard's path, so no uploaded
+    table can exhaust the dashboard's memory. Same result and plain errors."""
+    return guarded.call("engine.data.readers:read_table_in_child", data, file_name, head=head, columns=columns,
+                        **kwargs)
