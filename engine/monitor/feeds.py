@@ -1026,12 +1026,18 @@ def _in_feed(conn, feed_id: int, candidates: np.ndarray, url: np.ndarray, norm: 
 # Search
 
 
+# An article's link only when it is http(s): imports refuse other schemes, and this keeps a javascript: or data: URL
+# stored before they did from ever being shown as a link or exported.
+SAFE_URL = ("CASE WHEN lower(substr(a.url, 1, 7)) = 'http://' OR lower(substr(a.url, 1, 8)) = 'https://' "
+            "THEN a.url END")
+
+
 def search(conn, feed_id: int, query: str, limit: int = 50) -> list[dict]:
     """Articles of the feed matching every word of ``query`` (FTS5; Chinese words matched as substrings)."""
     words = [w for w in (query or "").split() if w.strip()]
     if not words:
         return []
-    cols = "a.id, a.day, a.published_at, a.title, a.body, a.source, a.url"
+    cols = f"a.id, a.day, a.published_at, a.title, a.body, a.source, {SAFE_URL} AS url"
     if any(CJK_RE.search(w) for w in words):
         # unicode61 does not split Chinese into words, so FTS would only find whole runs: use substrings instead.
         where = " AND ".join(["(COALESCE(a.title,'') || ' ' || COALESCE(a.body,'')) LIKE ?"] * len(words))
