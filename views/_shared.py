@@ -200,6 +200,16 @@ def plot_text(value) -> str:
     return html.escape(str(value), quote=False)
 
 
+def stream_plain(pieces) -> str:
+    """Show text as it arrives (a model's answer), as plain text: never read as markdown, so an answer (or a prompt
+    echoed in it) with links, images or HTML shows as the characters it is. The whole text."""
+    shown, text = st.empty(), ""
+    for piece in pieces:
+        text += piece
+        shown.text(text)
+    return text
+
+
 @contextmanager
 def plain_errors() -> Iterator[None]:
     """Show an engine UserError as a plain message instead of a traceback (escaped: it may quote names from data)."""
