@@ -63,7 +63,8 @@ def current_user() -> Actor | None:
         st.session_state["session_token"] = token
         return actor
     st.session_state.pop("session_token", None)
-    if sso_configured() and getattr(st.user, "is_logged_in", False) and not st.session_state.get("sso_refused"):
+    if (sso_configured() and getattr(st.user, "is_logged_in", False) and not st.session_state.get("sso_refused")
+            and not st.session_state.get("signed_out")):  # signed out: until the browser reloads without SSO
         try:
             actor = users.sso_actor(conn, st.user.get("email"))
         except UserError as exc:
@@ -97,8 +98,9 @@ def _go_through() -> None:
         return
     components.html(
         "<script>var w = window.parent, s = w.document.createElement('script');"
-        f"s.text = 'location.replace(' + JSON.stringify({target!r} + '&next=' + "
-        "encodeURIComponent(w.location.pathname + w.location.search)) + ')';"
+        f"s.text = 'location.replace(' + JSON.stringify({target!r}"
+        + ("" if "next=" in target else " + '&next=' + encodeURIComponent(w.location.pathname + w.location.search)")
+        + ") + ')';"
         "w.document.body.appendChild(s);</script>", height=0)
 
 
@@ -142,9 +144,11 @@ def sign_out() -> None:
     conn = connect()
     user = current_user()
     users.end_session(conn, st.session_state.pop("session_token", None) or st.context.cookies.get(SESSION_COOKIE), user)
-    if _gate.installed:
-        st.session_state["go_through"] = f"{_gate.SIGNOUT_ROUTE}?"
-    if sso_configured() and getattr(st.user, "is_logged_in", False):
+    sso = sso_configured() and getattr(st.user, "is_logged_in", False)
+    st.session_state["signed_out"] = True
+    if _gate.installed:  # clear the cookie, then (single sign-on) Streamlit's own sign-out clears its cookie too
+        st.session_state["go_through"] = f"{_gate.SIGNOUT_ROUTE}?next=" + ("/auth/logout" if sso else "/")
+    elif sso:
         st.logout()
 
 
