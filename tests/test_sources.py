@@ -396,3 +396,39 @@ def test_uploaded_or_polled_xml_with_entities_is_refused_but_a_doctype_is_fine(s
               b"</item></channel></rss>")
     assert feeds.import_file(store, rss091, "old.xml", "wire", format="rss").n_new == 1
     assert _articles(store, feeds.get_feed(store, "wire")["id"]) == ["A & B"]
+
+
+def _rebinding_dns(monkeypatch, name: str, port: int):
+    """``name`` answers with a public address to the first lookup, then with 127.0.0.1 (a DNS rebinding attack)."""
+    import socket
+
+    real, asked = socket.getaddrinfo, []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host != name:
+            return real(host, *args, **kwargs)
+        asked.append(host)
+        address = "93.184.216.34" if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_a_name_that_rebinds_to_a_private_address_after_the_check_is_refused_at_connect(server, monkeypatch):
+    """The address checked is the address connected to: a name that passes the check with a public address and then
+    answers 127.0.0.1 never reaches the loopback server (feeds and webhooks alike)."""
+    port = int(server.url("/rss").split(":")[2].split("/")[0])
+    asked = _rebinding_dns(monkeypatch, "rebind.example", port)
+    with pytest.raises(UserError, match=r"private or local address \(127\.0\.0\.1\)"):
+        sources.fetch_url(f"http://rebind.example:{port}/rss")
+    assert len(asked) >= 2  # checked first (public), then checked again where it connects (private): refused
+    asked.clear()
+    hook = {"kind": "webhook", "style": "json", "config_json": json.dumps({"url": f"http://rebind.example:{port}/h"})}
+    with pytest.raises(UserError, match=r"private or local address \(127\.0\.0\.1\)"):
+        notify.send(hook, {"title": "t", "text": "x", "feed": "f", "link": ""})
+    asked[:] = ["the check when the channel was added"]  # it answered the public address then; now 127.0.0.1
+    mail = {"kind": "email", "config_json": json.dumps({"host": "rebind.example", "port": port, "sender": "a@b.c",
+                                                         "to": ["d@e.f"], "security": "none"})}
+    with pytest.raises(UserError, match=r"private or local address \(127\.0\.0\.1\)"):
+        notify.send(mail, {"title": "t", "text": "x", "feed": "f", "link": ""})

@@ -248,6 +248,20 @@ def webhook_body(style: str, payload: dict) -> dict:
     return payload
 
 
+class _CheckedSMTP(smtplib.SMTP):
+    """SMTP whose connection goes to an address checked as it connects (no DNS rebinding to a private address);
+    STARTTLS still verifies the server's name."""
+
+    def _get_socket(self, host, port, timeout):
+        return sources.connect_checked(host, port, timeout, "The mail server", self.source_address)
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL):
+    def _get_socket(self, host, port, timeout):
+        sock = sources.connect_checked(host, port, timeout, "The mail server", self.source_address)
+        return self.context.wrap_socket(sock, server_hostname=self._host)
+
+
 def send(channel: dict, payload: dict) -> None:
     """Deliver one payload now; UserError in plain words (no secret in it) when it fails."""
     import requests
@@ -258,8 +272,9 @@ def send(channel: dict, payload: dict) -> None:
         host = sources.host_of(url)
         sources.check_url(url, "The webhook")
         try:
-            response = requests.post(url, json=webhook_body(channel.get("style") or "json", payload),
-                                     timeout=TIMEOUT_S, allow_redirects=False)
+            with sources.checked_session("The webhook") as session:  # the address connected to is the one checked
+                response = session.post(url, json=webhook_body(channel.get("style") or "json", payload),
+                                        timeout=TIMEOUT_S, allow_redirects=False)
         except requests.exceptions.Timeout:
             raise UserError(f"The webhook at {host} did not answer within {TIMEOUT_S:g} seconds.") from None
         except requests.exceptions.RequestException:
@@ -275,9 +290,9 @@ def send(channel: dict, payload: dict) -> None:
     host, port = config["host"], int(config["port"])
     try:
         if config.get("security") == "ssl":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=TIMEOUT_S, context=ssl.create_default_context())
+            smtp = _CheckedSMTPSSL(host, port, timeout=TIMEOUT_S, context=ssl.create_default_context())
         else:
-            smtp = smtplib.SMTP(host, port, timeout=TIMEOUT_S)
+            smtp = _CheckedSMTP(host, port, timeout=TIMEOUT_S)
         with smtp:
             if config.get("security") == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
