@@ -157,6 +157,12 @@ def test_feeds_topics_scoring_and_alerts_by_role_and_owner(store, people, tiny_t
     feeds.import_file(store, news, "n.csv", "wire", actor=people["ann"])
     feed = feeds.get_feed(store, "wire")
     assert feed["created_by"] == "ann"
+    # Another analyst adds news to it, but its remembered way of reading files stays the creator's
+    other = b"when,headline\n2024-01-07 09:00,Bank story 7\n"
+    result = feeds.import_file(store, other, "o.csv", "wire", mapping={"time": "when", "title": "headline"},
+                               actor=people["bob"])
+    assert result.n_new == 1
+    assert feeds.get_feed(store, "wire")["mapping"] == feed["mapping"]
     # topic rules and the alert rule belong to the feed's creator (and admins)
     with pytest.raises(Forbidden, match="Only ann, who created it, or an administrator can change topic rules"):
         feeds.set_topic_rule(store, "wire", "Banks", "bank", actor=people["bob"])
@@ -192,8 +198,8 @@ def test_feeds_topics_scoring_and_alerts_by_role_and_owner(store, people, tiny_t
     summary = [(r["actor"], r["action"], bool(r["detail"].get("refused"))) for r in reversed(audit.read(store))
                if not r["action"].startswith(("sign_in", "users"))]
     assert summary == [
-        ("vic", "feed.import", True), ("ann", "feed.import", False), ("bob", "topics.set", True),
-        ("ann", "topics.set", False), ("bob", "topics.delete", True), ("vic", "topics.delete", True),
+        ("vic", "feed.import", True), ("ann", "feed.import", False), ("bob", "feed.import", False),
+        ("bob", "topics.set", True), ("ann", "topics.set", False), ("bob", "topics.delete", True), ("vic", "topics.delete", True),
         ("ada", "topics.delete", False), ("bob", "alerts.rule", True), ("ann", "alerts.rule", False),
         ("vic", "feed.score", True), ("vic", "topics.classify", True), ("bob", "feed.score", False),
         ("bob", "topics.classify", False), ("vic", "alerts.ack", True), ("bob", "alerts.ack", False)]

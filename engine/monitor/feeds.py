@@ -834,7 +834,8 @@ def import_file(
             created_feed = True
         else:
             feed_id = feed_row["id"]
-            if remember_mapping:
+            # Anyone who may import adds news to a feed; only its creator or an admin changes how it reads files.
+            if remember_mapping and access.can(who, "feed.sources", owner=feed_row.get("created_by")):
                 conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
         import_id = conn["feed_imports"].insert(
             {"feed_id": feed_id, "file_name": file_name, "sha256": hashlib.sha256(data).hexdigest(),
