@@ -60,3 +60,33 @@ def test_the_theme_follows_the_browsers_preference_and_charts_stay_readable(tmp_
     # chart labels dark on light, light on dark, at WCAG's contrast for text in graphics (3:1) or better
     assert dark_text > light_text, seen
     assert _contrast(light_bg, light_text) >= 3 and _contrast(dark_bg, dark_text) >= 3, seen
+
+
+GLYPHS_DIFFER = """() => {
+    // Draw a Chinese character and a code point no font has (drawn as the missing-glyph box): with a CJK font
+    // installed they differ; without one both are the same box.
+    const draw = (ch) => { const c = document.createElement('canvas'); c.width = c.height = 40;
+        const g = c.getContext('2d'); g.font = '32px sans-serif'; g.fillText(ch, 2, 32);
+        return Array.from(g.getImageData(0, 0, 40, 40).data).join(','); };
+    return [draw('银') !== draw('\\u{10FFFD}'), draw('银') !== draw('行')];
+}"""
+
+
+def test_chinese_text_renders_as_characters_not_boxes(tmp_path, monkeypatch):
+    """`make test` installs fonts-noto-cjk with Chromium: Chinese dataset names and texts show as characters."""
+    from playwright.sync_api import expect
+
+    from engine import db
+    from engine.data import datasets
+    from tests.browser import chromium_page
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("BELLWETHER_HOME", str(home))
+    rows = "\n".join(f"银行股{'大涨' if i % 2 else '大跌'}{i},{'positive' if i % 2 else 'negative'}" for i in range(20))
+    datasets.import_file(db.connect(), ("text,label\n" + rows).encode(), "l.csv", "股评")
+    with streamlit_server(home) as server, chromium_page(SCREENSHOTS / "cjk") as page:
+        page.goto(server.url)
+        wait_for_app_run(page)
+        expect(page.get_by_text("股评:1 —")).to_be_visible()
+        assert page.evaluate(GLYPHS_DIFFER) == [True, True], "no CJK font: install fonts-noto-cjk (make test does)"
+        Shots(page, SCREENSHOTS / "cjk")("chinese dataset")
