@@ -26,7 +26,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 LAYERS = [
     {"engine.errors", "engine.settings", "engine.text"},
     {"engine.paths"},
-    {"engine.db", "engine.export"},
+    {"engine.db", "engine.export", "engine.vault"},
     {"engine.access"},
     {"engine.models"},
     {"engine.data"},

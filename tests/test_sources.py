@@ -298,6 +298,10 @@ def test_a_surge_that_arrives_by_polling_is_scored_alerted_and_pushed_to_webhook
     # Secrets never shown back in full.
     shown = json.dumps(notify.list_channels(store), ensure_ascii=False)
     assert "SECRET" not in shown and "/slack" not in shown and "127.0.0.1/…" in shown
+    # ...nor stored in the clear: the database file alone holds no usable secret (engine.vault)
+    store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = b"".join(p.read_bytes() for p in (home_of(store)).glob("bellwether.db*"))
+    assert b"SECRET" not in on_disk and b"/slack" not in on_disk
 
 
 def test_a_channel_that_keeps_failing_is_retried_then_marked_failed(store, server, loopback, monkeypatch):
@@ -396,6 +400,25 @@ def test_uploaded_or_polled_xml_with_entities_is_refused_but_a_doctype_is_fine(s
               b"</item></channel></rss>")
     assert feeds.import_file(store, rss091, "old.xml", "wire", format="rss").n_new == 1
     assert _articles(store, feeds.get_feed(store, "wire")["id"]) == ["A & B"]
+
+
+def home_of(store):
+    from engine import paths
+
+    return paths.home()
+
+
+def test_sealed_secrets_need_the_servers_key_and_plain_old_ones_still_read(store):
+    from engine import paths, vault
+
+    sealed = vault.seal("https://hooks.example/T0/SECRET")
+    assert sealed.startswith("fernet:") and "SECRET" not in sealed
+    assert vault.unseal(sealed) == "https://hooks.example/T0/SECRET"
+    assert vault.unseal("https://stored.before/sealing") == "https://stored.before/sealing"
+    assert oct((paths.home() / "secret.key").stat().st_mode & 0o777) == "0o600"
+    (paths.home() / "secret.key").unlink()  # the key lost: a plain message, not a traceback
+    with pytest.raises(UserError, match="Remove the channel and set it up again"):
+        vault.unseal(sealed)
 
 
 def _rebinding_dns(monkeypatch, name: str, port: int):

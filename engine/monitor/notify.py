@@ -8,8 +8,9 @@ which sends what is due. A failure is retried after ``BELLWETHER_NOTIFY_RETRY_S`
 ``MAX_ATTEMPTS`` tries; every attempt's outcome is in the delivery log (:func:`deliveries`).
 
 Only alerts created after the channel, whose window ended in the last ``RECENT_DAYS`` days, are pushed (a feed's
-first poll of old history does not flood anyone). Secrets (the webhook URL, the SMTP password) are stored in the
-database and never logged, printed or shown back in full (:func:`describe`); error messages name the host at most.
+first poll of old history does not flood anyone). Secrets (the webhook URL, the SMTP password) are stored encrypted
+(engine.vault) and never logged, printed or shown back in full (:func:`describe`); error messages name the host at
+most.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from urllib.parse import quote, urlsplit
 
-from engine import access, db, settings
+from engine import access, db, settings, vault
 from engine.errors import NotFound, UserError
 from engine.monitor import sources
 
@@ -61,7 +62,7 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
     if kind == "webhook":
         if style not in STYLES:
             raise UserError(f"A webhook's style is one of {', '.join(STYLES)} (not '{style}').")
-        config = {"url": sources.check_url(url or "", "A webhook")}
+        config = {"url": vault.seal(sources.check_url(url or "", "A webhook"))}
     elif kind == "email":
         recipients = [a.strip() for a in (to.split(",") if isinstance(to, str) else (to or [])) if a.strip()]
         if not host or not sender or not recipients or any("@" not in a for a in [sender, *recipients]):
@@ -74,7 +75,7 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
         except (TypeError, ValueError):
             raise UserError("The SMTP port is a whole number, for example 25, 465 or 587.") from None
         sources.check_host(host, port, "The mail server")
-        config = {"host": host, "port": port, "username": username or None, "password": password or None,
+        config = {"host": host, "port": port, "username": username or None, "password": vault.seal(password) or None,
                   "sender": sender, "to": recipients, "security": security}
         style = "email"
     else:
@@ -105,7 +106,7 @@ def describe(channel: dict) -> dict:
     """A channel as anyone may see it: where it goes, with the secrets left out."""
     config = db.loads(channel.get("config_json"), {}) or {}
     if channel["kind"] == "webhook":
-        target = f"{mask_url(config.get('url', ''))} ({channel.get('style')})"
+        target = f"{mask_url(vault.unseal(config.get('url', '')))} ({channel.get('style')})"
     else:
         target = (f"{', '.join(config.get('to') or [])} via {config.get('host')}:{config.get('port')}"
                   + (f" as {config['username']} (password set)" if config.get("username") else ""))
@@ -268,7 +269,7 @@ def send(channel: dict, payload: dict) -> None:
 
     config = db.loads(channel.get("config_json"), {}) or {}
     if channel["kind"] == "webhook":
-        url = config.get("url", "")
+        url = vault.unseal(config.get("url", "")) or ""
         host = sources.host_of(url)
         sources.check_url(url, "The webhook")
         try:
@@ -297,7 +298,7 @@ def send(channel: dict, payload: dict) -> None:
             if config.get("security") == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if config.get("username"):
-                smtp.login(config["username"], config.get("password") or "")
+                smtp.login(config["username"], vault.unseal(config.get("password")) or "")
             smtp.send_message(message)
     except smtplib.SMTPAuthenticationError:
         raise UserError(f"The mail server {host} refused the user name or password.") from None
