@@ -15,7 +15,8 @@ import streamlit.components.v1 as components
 
 from engine import access
 from engine import db as store
-from engine import paths, settings
+from engine import i18n, paths, settings
+from engine.i18n import _
 from engine.access import users
 from engine.access.roles import ADMIN, Actor
 from engine.jobs import runs
@@ -112,25 +113,25 @@ def sign_in() -> None:
     mode = access_mode(conn)
     if mode == "closed":
         if settings.password():
-            st.error("Signing in with the shared BELLWETHER_PASSWORD has been replaced by personal accounts. An "
-                     "administrator creates the first one on the server: `python -m engine users add NAME --role "
-                     "admin` (then unset BELLWETHER_PASSWORD and start the dashboard again).")
+            st.error(_("Signing in with the shared BELLWETHER_PASSWORD has been replaced by personal accounts. An "
+                       "administrator creates the first one on the server: `python -m engine users add NAME --role "
+                       "admin` (then unset BELLWETHER_PASSWORD and start the dashboard again)."))
         else:
-            st.error("This dashboard listens on the network but has no accounts yet, so nobody can sign in. On the "
-                     "server, run `python -m engine users add NAME --role admin`, or start it with `make run`, which "
-                     "listens on this machine only until an account exists.")
+            st.error(_("This dashboard listens on the network but has no accounts yet, so nobody can sign in. On the "
+                       "server, run `python -m engine users add NAME --role admin`, or start it with `make run`, which "
+                       "listens on this machine only until an account exists."))
         return
     if st.session_state.get("sso_refused"):
         st.error(st.session_state["sso_refused"])
     if sso_configured():
-        st.button("Sign in with single sign-on", type="primary", on_click=st.login)
+        st.button(_("Sign in with single sign-on"), type="primary", on_click=st.login)
         if not users.count(conn):
             return
-        st.caption("or with a Bellwether account:")
+        st.caption(_("or with a Bellwether account:"))
     with st.form("sign-in"):
-        name = st.text_input("Your name", key="sign-in-name")
-        password = st.text_input("Password", type="password", key="sign-in-password")
-        if st.form_submit_button("Sign in", type="primary"):
+        name = st.text_input(_("Your name"), key="sign-in-name")
+        password = st.text_input(_("Password"), type="password", key="sign-in-password")
+        if st.form_submit_button(_("Sign in"), type="primary"):
             try:
                 actor = users.sign_in(conn, name, password)
             except UserError as exc:
@@ -169,17 +170,32 @@ def sidebar_chrome() -> None:
     _go_through()
     user = current_user()
     with st.sidebar:
-        st.caption(f"Signed in as **{md(user.name)}** ({user.role})")
+        st.caption(_("Signed in as **{name}** ({role})", name=md(user.name), role=_(user.role)))
         if user.via == "local":
-            st.caption("Local mode: no accounts yet, so this dashboard listens on this machine only and you act as "
-                       "its administrator.")
+            st.caption(_("Local mode: no accounts yet, so this dashboard listens on this machine only and you act as "
+                         "its administrator."))
         else:
-            st.button("Sign out", key="sign-out", on_click=sign_out, icon=":material/logout:")
+            st.button(_("Sign out"), key="sign-out", on_click=sign_out, icon=":material/logout:")
+        codes = list(i18n.LANGUAGES)
+        st.selectbox(_("Language"), codes, index=codes.index(i18n.language()), format_func=i18n.LANGUAGES.get,
+                     key="language-choice", on_change=_choose_language, args=(user.name,))
         if user.role == ADMIN:
-            st.caption(f"Data directory: `{paths.home()}`")
+            st.caption(_("Data directory: `{path}`", path=paths.home()))
             if user.via != "local" and not _gate.installed and st.context.headers:  # not under AppTest
-                st.warning("This server was started without server.py (`make run` uses it): sign-ins last for one "
-                           "browser tab and uploads are not limited to signed-in accounts.")
+                st.warning(_("This server was started without server.py (`make run` uses it): sign-ins last for one "
+                             "browser tab and uploads are not limited to signed-in accounts."))
+
+
+def _choose_language(name: str) -> None:
+    users.set_language(connect(), name, st.session_state["language-choice"])
+
+
+def choose_interface_language(user: Actor | None) -> None:
+    """Speak the signed-in person's language this run; before sign-in, the browser's (Chinese or English)."""
+    chosen = users.language(connect(), user.name) if user else None
+    if chosen is None and (st.context.locale or "").lower().startswith("zh"):
+        chosen = "zh_CN"
+    i18n.use(chosen)
 
 
 # Markdown (CommonMark + GFM as Streamlit renders it) lets a backslash escape any ASCII punctuation. Escaped here:
