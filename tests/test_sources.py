@@ -402,6 +402,39 @@ def test_uploaded_or_polled_xml_with_entities_is_refused_but_a_doctype_is_fine(s
     assert _articles(store, feeds.get_feed(store, "wire")["id"]) == ["A & B"]
 
 
+def test_a_channel_is_edited_in_place_paused_channels_queue_nothing_and_only_admins_may(store, monkeypatch):
+    from engine.access import audit, users
+    from engine.access.roles import Actor
+
+    monkeypatch.setenv("BELLWETHER_ALLOW_PRIVATE_SOURCES", "1")
+    notify.add_channel(store, "desk", "webhook", url="http://127.0.0.1:9/hook/OLD")
+    notify.add_channel(store, "mail", "email", host="127.0.0.1", port=25, sender="bw@example.com", to="a@example.com")
+    assert main(["notify", "channel", "edit", "desk", "--pause", "--events", "alerts,runs"]) == 0
+    desk = notify.list_channels(store)[0]
+    assert (desk["enabled"], desk["events"]) == (False, "alerts,runs")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("http://127.0.0.1:9/hook/NEW\n"))
+    assert main(["notify", "channel", "edit", "desk", "--resume", "--url", "-"]) == 0
+    config = json.loads(notify.get_channel(store, "desk")["config_json"])
+    assert "NEW" not in config["url"] and "NEW" in vault_unseal(config["url"])
+    notify.edit_channel(store, "mail", to="b@example.com, c@example.com", password="pw")
+    assert json.loads(notify.get_channel(store, "mail")["config_json"])["to"] == ["b@example.com", "c@example.com"]
+    with pytest.raises(UserError, match="is a webhook: it has a URL"):
+        notify.edit_channel(store, "desk", to="x@example.com")
+    with pytest.raises(UserError, match="Nothing to change"):
+        notify.edit_channel(store, "desk")
+    users.add(store, "ann", "analyst", "a long password")
+    with pytest.raises(UserError, match="cannot set up notification channels"):
+        notify.edit_channel(store, "desk", enabled=False, actor=Actor("ann", "analyst"))
+    assert [r["detail"]["changed"] for r in audit.read(store, action="notify.channels") if "changed" in r["detail"]] == [
+        ["recipients", "password"], ["enabled", "url"], ["events", "paused"]]
+
+
+def vault_unseal(value):
+    from engine import vault
+
+    return vault.unseal(value)
+
+
 def home_of(store):
     from engine import paths
 

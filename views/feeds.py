@@ -360,6 +360,21 @@ if can("notify.channels"):  # channels hold secrets and reach outside: administr
                     st.success(f"Test message sent to '{test_channel}'.", icon=":material/check_circle:")
                 else:
                     st.error(f"The test message to '{test_channel}' failed: {result['error']}", icon=":material/error:")
+            picked = next(c for c in channels if c["name"] == test_channel)
+            c1, c2, c3 = st.columns([2, 1, 1])
+            new_events = c1.selectbox("Its events", ["alerts", "alerts,runs", "runs"], key="channel_edit_events",
+                                      index=["alerts", "alerts,runs", "runs"].index(picked["events"])
+                                      if picked["events"] in ("alerts", "alerts,runs", "runs") else 0,
+                                      format_func={"alerts": "Alerts", "alerts,runs": "Alerts and training runs",
+                                                   "runs": "Training runs"}.get)
+            on = c2.toggle("Sending", value=picked["enabled"], key="channel_edit_on",
+                           help="Off: the channel is paused and sent nothing; its log is kept.")
+            if c3.button("Save channel", key="channel_edit_save"):
+                with plain_errors():
+                    notify.edit_channel(conn, test_channel, events=new_events, enabled=on, actor=current_user())
+                    state["feed_flash"] = (f"Channel '{md(test_channel)}' {'sends' if on else 'is paused'}: "
+                                           f"{new_events.replace(',', ' and ')}.", "success")
+                    st.rerun()
             log = notify.deliveries(conn, limit=20)
             if log:
                 st.markdown("**Delivery log**")

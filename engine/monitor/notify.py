@@ -56,15 +56,13 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
         raise UserError("Give the channel a name (up to 80 characters), for example 'desk-slack'.")
     if conn.execute("SELECT 1 FROM notify_channels WHERE name = ?", [name]).fetchone():
         raise UserError(f"There is already a channel named '{name}'.")
-    wanted = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
-    if not wanted or any(e not in EVENTS for e in wanted):
-        raise UserError("Events are 'alerts', 'runs' (training runs that finished or failed) or 'alerts,runs'.")
+    wanted = _events(events)
     if kind == "webhook":
         if style not in STYLES:
             raise UserError(f"A webhook's style is one of {', '.join(STYLES)} (not '{style}').")
         config = {"url": vault.seal(sources.check_url(url or "", "A webhook"))}
     elif kind == "email":
-        recipients = [a.strip() for a in (to.split(",") if isinstance(to, str) else (to or [])) if a.strip()]
+        recipients = _recipients(to)
         if not host or not sender or not recipients or any("@" not in a for a in [sender, *recipients]):
             raise UserError("An e-mail channel needs the SMTP host, a sender address and at least one recipient "
                             "address (name@example.com).")
@@ -85,6 +83,60 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
         "enabled": 1, "created_at": db.now(), "created_by": created_by}).last_pk
     access.record(conn, who, "notify.channels", f"channel:{name}", {"added": kind})
     return describe(get_channel(conn, channel_id))
+
+
+def _events(events: str | list[str]) -> list[str]:
+    wanted = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
+    if not wanted or any(e not in EVENTS for e in wanted):
+        raise UserError("Events are 'alerts', 'runs' (training runs that finished or failed) or 'alerts,runs'.")
+    return wanted
+
+
+def _recipients(to: str | list[str] | None) -> list[str]:
+    return [a.strip() for a in (to.split(",") if isinstance(to, str) else (to or [])) if a.strip()]
+
+
+def edit_channel(conn, channel: str | int, *, events: str | list[str] | None = None, enabled: bool | None = None,
+                 url: str | None = None, to: str | list[str] | None = None, password: str | None = None,
+                 actor=None) -> dict:
+    """Change a channel in place, keeping its delivery log: what it is sent (``events``), whether it is sent anything
+    (``enabled``: a paused channel queues nothing), a webhook's ``url``, an e-mail channel's recipients (``to``) or
+    SMTP ``password``. What is not given stays. Administrators only."""
+    row = get_channel(conn, channel)
+    who = access.check(conn, actor, "notify.channels", f"channel:{row['name']}")
+    config = db.loads(row.get("config_json"), {}) or {}
+    changes: dict = {}
+    changed: list[str] = []
+    if events is not None:
+        changes["events"] = ",".join(_events(events))
+        changed.append("events")
+    if enabled is not None:
+        changes["enabled"] = int(bool(enabled))
+        changed.append("enabled" if enabled else "paused")
+    if url is not None:
+        if row["kind"] != "webhook":
+            raise UserError(f"'{row['name']}' is an e-mail channel: it has recipients, not a URL.")
+        config["url"] = vault.seal(sources.check_url(url, "A webhook"))
+        changed.append("url")
+    if to is not None or password is not None:
+        if row["kind"] != "email":
+            raise UserError(f"'{row['name']}' is a webhook: it has a URL, not recipients or a password.")
+        if to is not None:
+            recipients = _recipients(to)
+            if not recipients or any("@" not in a for a in recipients):
+                raise UserError("Give at least one recipient address (name@example.com), comma-separated.")
+            config["to"] = recipients
+            changed.append("recipients")
+        if password is not None:
+            config["password"] = vault.seal(password) or None
+            changed.append("password")
+    if not changed:
+        raise UserError("Nothing to change: give the events, enable or pause it, or a new URL, recipients or password.")
+    changes["config_json"] = db.dumps(config)
+    with db.transaction(conn):
+        conn["notify_channels"].update(row["id"], changes)
+        access.record(conn, who, "notify.channels", f"channel:{row['name']}", {"changed": changed})
+    return describe(get_channel(conn, row["id"]))
 
 
 def get_channel(conn, channel: str | int) -> dict:
