@@ -433,6 +433,12 @@ def _m007_generation_outputs(db: sqlite_utils.Database) -> None:
     db["predictions"].add_column("base_output", str)
 
 
+def _m009_run_purpose(db: sqlite_utils.Database) -> None:
+    """``jobs.purpose``: what a training run was trained for (sentiment | topics | other), asked when it is queued.
+    NULL for runs trained before: engine.jobs.runs.purpose infers it from their labels."""
+    db["jobs"].add_column("purpose", str)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
@@ -441,6 +447,7 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (5, _m005_access),
     (6, _m006_live_feeds),
     (7, _m007_generation_outputs),
+    (9, _m009_run_purpose),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

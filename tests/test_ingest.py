@@ -327,7 +327,6 @@ def test_unreadable_files_get_one_plain_message(data, name, kwargs, message):
         ([("a", "pos"), ("b", "neg")], ("text", "label"), {"label": "text"}, "cannot both be the column 'text'"),
         ([("a", "pos", "test"), ("b", "neg", "test")], ("text", "label", "split"), {"split": "split"}, "marks no row as train"),
         ([("a", "pos", "x"), ("b", "neg", "y")], ("text", "label", "grp"), {"split": "grp"}, "does not hold splits"),
-        ([(f"t{i}", f"id-{i}") for i in range(30)], ("text", "label"), None, "does not look like a label"),
     ],
 )
 def test_unusable_tables_are_refused_with_a_plain_message(rows, header, mapping, message):

@@ -6,6 +6,7 @@ import streamlit as st
 
 from engine.jobs import queue
 from engine.models import catalog
+from engine.models import labels as label_words
 from engine.training import finetune
 from engine.errors import UserError
 from views._shared import can, connect, current_user, plain_errors, require_sign_in, start_worker
@@ -61,6 +62,7 @@ def overrides() -> dict:
 
 # The Train button's click is handled before the fields are drawn, so that each error shows next to its field.
 if state.pop("train_clicked", False):
+    state.pop("train_duplicate", None)
     try:
         run_id = finetune.submit(
             conn,
@@ -70,9 +72,15 @@ if state.pop("train_clicked", False):
             overrides=overrides(),
             actor=current_user(),
             allow_list=True,  # the dashboard offers only the base models an administrator allowed
+            purpose=state.get(f"train_purpose_{state['train_dataset']}"),
+            again=state.pop("train_again", False),
         )
     except finetune.ConfigError as exc:
         state["train_errors"] = exc.errors
+    except finetune.DuplicateRun as exc:
+        state.pop("train_errors", None)
+        state.pop("train_flash", None)
+        state["train_duplicate"] = exc.run_ids
     else:
         state.pop("train_errors", None)
         state["train_flash"] = run_id
@@ -96,6 +104,17 @@ if state.get("train_flash"):
                  query_params={"run": str(run_id)})
 if errors:
     st.error("Nothing was queued: fix the fields marked below.", icon=":material/error:")
+if duplicate := state.get("train_duplicate"):
+    which = ", ".join(f"#{i}" for i in duplicate)
+    st.warning(f"Run {which} already trains this dataset with the same base model and settings and has not finished. "
+               "Training it again gives the same model. Queue another run anyway?", icon=":material/content_copy:")
+    y, n, _ = st.columns([1, 1, 3])
+    y.button("Yes, train again", key="train_again_btn",
+             on_click=lambda: state.update(train_clicked=True, train_again=True))
+    n.button("No, keep one", key="train_keep_one", on_click=lambda: state.pop("train_duplicate", None))
+    for run_id in duplicate:
+        st.page_link("views/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
+                     query_params={"run": str(run_id)})
 
 # ---- what to train on -----------------------------------------------------------------------------------------
 
@@ -105,6 +124,14 @@ field_error("dataset")
 field_error("task")
 dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
 n_train = finetune.split_counts(conn, dataset["id"]).get("train") or dataset.get("n_rows") or 0  # rows, not tags
+if dataset["task"] == "text-classification":
+    guessed = label_words.guess_purpose(dataset.get("labels") or [], dataset["task"])
+    purposes = list(label_words.PURPOSES)
+    st.radio("What is this model for?", purposes, index=purposes.index(guessed), horizontal=True,
+             format_func=label_words.PURPOSE_WORDS.get, key=f"train_purpose_{dataset['ref']}",
+             help="Sentiment models score news on the Feeds and Monitor pages; only a model trained for topics can tag "
+                  "a feed's topics. Guessed from the dataset's labels: change it if it is wrong.")
+    field_error("purpose")
 
 st.text_input(
     "Base model",

@@ -51,7 +51,7 @@ WORDS = {
     "dataset.import": "save datasets", "dataset.delete": "delete datasets", "train.submit": "start training runs",
     "run.cancel": "cancel runs", "run.resume": "resume runs", "run.rerun": "run training again",
     "run.evaluate": "evaluate models on files", "feed.import": "import news", "feed.score": "score feeds",
-    "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topic rules",
+    "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topics or topic rules",
     "alerts.rule": "change alert rules", "alerts.ack": "acknowledge alerts",
     "feed.sources": "change a feed's sources or its current model", "notify.channels": "set up notification channels",
     "users.manage": "manage users",

@@ -27,6 +27,7 @@ from engine.text import clean_name
 from engine.jobs import queue
 from engine.jobs import process
 from engine.models import catalog
+from engine.models import labels as label_words
 from engine.errors import UserError
 from engine.data import datasets
 from engine.training import verdict
@@ -99,6 +100,7 @@ FIELD_LABELS = {
     "base_model": "Base model",
     "task": "Task",
     "preset": "Preset",
+    "purpose": "Purpose",
 }
 
 # Fallback speeds (training samples per second at max length 128) before anything was measured on this machine.
@@ -115,6 +117,33 @@ class ConfigError(UserError):
     def __init__(self, errors: dict[str, str]):
         self.errors = dict(errors)
         super().__init__(" ".join(f"{FIELD_LABELS.get(k, k)}: {v}" for k, v in self.errors.items()))
+
+
+class DuplicateRun(UserError):
+    """A queued or running run already trains the same dataset version with the same base model and settings;
+    ``run_ids`` names them. Queue another only when asked to again (``submit(..., again=True)``)."""
+
+    def __init__(self, run_ids: list[int], dataset: str):
+        self.run_ids = list(run_ids)
+        which = ", ".join(f"#{i}" for i in self.run_ids)
+        super().__init__(
+            f"Run {which} already trains {dataset} with the same base model and settings, and has not finished. "
+            "Training it again gives the same model; confirm to queue another anyway (on the command line, add "
+            "--again), or change a setting."
+        )
+
+
+def same_runs_active(conn, dataset_id: int, base_model: str, config: dict) -> list[int]:
+    """Queued or running training runs of ``dataset_id`` with the same base model and settings as ``config``."""
+    def key(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k != "rerun_of"}
+
+    found = []
+    for row in conn.query("SELECT id, base_model, config_json FROM jobs WHERE kind = 'train' AND dataset_id = ? "
+                          "AND status IN ('queued', 'running') ORDER BY id", [int(dataset_id)]):
+        if row["base_model"] == base_model and key(db.loads(row["config_json"], {}) or {}) == key(config):
+            found.append(int(row["id"]))
+    return found
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -284,8 +313,14 @@ def submit(
     rerun_of: int | None = None,
     allow_list: bool = False,
     actor=None,
+    purpose: str | None = None,
+    again: bool = False,
 ) -> int:
     """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
+
+    ``purpose``: what the model is for, 'sentiment', 'topics' or 'other' (None: guessed from the dataset's labels);
+    only a run trained for topics may tag a feed's topics. A run with the same dataset version, base model and
+    settings as a queued or running one raises :class:`DuplicateRun` unless ``again`` (or it is a ``rerun_of``).
 
     ``allow_list``: only base models an administrator allowed (the dashboard; the CLI runs as the operator).
     ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config.
@@ -325,13 +360,26 @@ def submit(
         config = build_config(preset, overrides, base.max_length if base else None)
     except ConfigError as exc:
         errors.update(exc.errors)
+    chosen = None
+    try:
+        chosen = label_words.check_purpose(purpose)
+    except UserError as exc:
+        errors["purpose"] = str(exc)
+    if ds is not None and chosen not in (None, label_words.OTHER) and ds["task"] != "text-classification":
+        errors["purpose"] = (f"a {ds['task']} model cannot be used for {chosen}; only a text classifier can. "
+                             "Choose 'other'.")
     if errors:
         raise ConfigError(errors)
+    run_purpose = chosen or label_words.guess_purpose(db.loads(ds.get("labels_json"), []) or [], ds["task"])
     config["base_model_source"] = base.source
     config["dataset"] = f"{ds['name']}:{ds['version']}"
     if rerun_of is not None:
         config["rerun_of"] = int(rerun_of)
     with db.transaction(conn):
+        if not again and rerun_of is None:
+            same = same_runs_active(conn, ds["id"], base.spec, config)
+            if same:
+                raise DuplicateRun(same, config["dataset"])
         job_id = queue.enqueue(
             conn,
             "train",
@@ -341,9 +389,11 @@ def submit(
             config=config,
             name=clean_name(name or f"{ds['name']} v{ds['version']} · {config['preset']}"),
             created_by=created_by,
+            purpose=run_purpose,
         )
         access.record(conn, who, "train.submit", f"job:{job_id}",
-                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of})
+                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of,
+                       "purpose": run_purpose})
     return job_id
 
 
