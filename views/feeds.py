@@ -14,6 +14,7 @@ from engine.monitor import feedjobs
 from engine.monitor import notify
 from engine.monitor import sources
 from engine.monitor import topics
+from engine.data import language as languages
 from views._shared import can, connect, current_user, md, plain_errors, queued, require_sign_in, start_worker
 
 NONE = "(none)"
@@ -62,7 +63,10 @@ if choice == NEW_FEED:
 else:
     feed_name = choice
     feed_row = next(f for f in all_feeds if f["name"] == choice)
-    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {md(feed_row['tz'])}")
+    found = scoring.feed_language(conn, feed_row["id"])
+    language_words = f" · language {languages.describe(found)}" if found else ""
+    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone "
+               f"{md(feed_row['tz'])}{language_words}")
 
 # ---- import ----------------------------------------------------------------------------------------------------
 
@@ -238,6 +242,8 @@ else:
     c1.caption("Labels: " + ", ".join(run_labels))
     if warning := vocabulary.no_negative_class(run_labels):
         st.warning(f"Run {run_choice}'s {md(warning)}. Pick a sentiment run, unless this is what you mean to do.")
+    if warning := scoring.language_warning(conn, feed_id, run_choice):
+        st.warning(md(warning), icon=":material/translate:")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):

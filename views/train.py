@@ -5,6 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.jobs import queue
+from engine import settings
+from engine.data import language as languages
 from engine.models import catalog
 from engine.models import labels as label_words
 from engine.training import finetune
@@ -30,6 +32,10 @@ if not choices:
     st.info("There is no dataset yet. Import a labelled file on the Data page first.", icon=":material/info:")
     st.page_link("views/data.py", label="Go to Data", icon=":material/table_view:")
     st.stop()
+
+
+def language_names(codes) -> str:
+    return "about 100 languages" if catalog.MULTILINGUAL in codes else ", ".join(languages.name(c) for c in codes)
 
 
 def fill_advanced() -> None:
@@ -144,6 +150,20 @@ field_error("base_model")
 base_spec = (state.get("train_base_model") or "default").strip()
 if not catalog.is_allowed(base_spec):  # estimates must not tell an existing server folder from a missing one
     base_spec = "default"
+if warning := finetune.language_warning(conn, dataset["ref"], base_spec):
+    st.warning(warning, icon=":material/translate:")
+with st.expander("Base models by language and purpose"):
+    st.dataframe(
+        [{"Model": s.id, "Languages": language_names(s.languages), "Suits": s.purpose, "About": s.about,
+          "Allowed here": "yes" if catalog.is_allowed(s.id) else "no"} for s in catalog.SUGGESTIONS],
+        hide_index=True, width="stretch")
+    if settings.allow_downloads():
+        st.caption("This server downloads an allowed hub model the first time it is used. An administrator allows "
+                   "one with: python -m engine models allow NAME")
+    else:
+        st.caption("This server cannot download models: an administrator must allow downloads, or put the model "
+                   "folder on the server, and allow it (python -m engine models allow NAME). Until then, 'default' "
+                   "is the model you can use.")
 
 # ---- presets --------------------------------------------------------------------------------------------------
 

@@ -171,6 +171,8 @@ def cmd_score(args) -> int:
     print(f"Queued score job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if warning := vocabulary.no_negative_class(vocabulary.run_labels(conn, args.run)):
         print(f"Note: run {args.run}'s {warning}.", file=sys.stderr)
+    if warning := scoring.language_warning(conn, feeds.get_feed(conn, args.feed)["id"], args.run):
+        print(f"WARNING: {warning}", file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:

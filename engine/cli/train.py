@@ -96,6 +96,8 @@ def cmd_train(args) -> int:
     # every training setting that has an option (all of finetune.DEFAULTS but group_by_length) and was given
     overrides = {n: getattr(args, n, None) for n in finetune.DEFAULTS if getattr(args, n, None) is not None}
     conn = db.connect()
+    if warning := finetune.language_warning(conn, args.dataset, args.base_model):
+        print(f"WARNING: {warning}", file=sys.stderr)
     run_id = finetune.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
                              created_by=paths.default_user(), name=args.name, purpose=args.purpose, again=args.again)
     job = queue.get(conn, run_id)

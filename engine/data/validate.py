@@ -21,6 +21,7 @@ from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F4
 from engine.data.columns import by_name as _by_name
 from engine.errors import UserError
 from engine.text import strip_invisible
+from engine.data import language
 from engine.data import limits
 from engine.data.ingest import Candidate
 from engine.models import catalog
@@ -74,6 +75,7 @@ class CheckReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)  # method, ratios, seed, note
     length: dict[str, Any] = field(default_factory=dict)  # max_length, n_truncated, share_truncated
+    language: dict[str, Any] = field(default_factory=dict)  # engine.data.language.detect of the texts kept
 
     @property
     def has_problems(self) -> bool:
@@ -104,6 +106,8 @@ class CheckReport:
         else:
             lines.append(f"Columns: text = '{self.mapping.get('text')}', label = '{self.mapping.get('label')}'.")
         lines.append(f"Split: {self.split.get('description', '')}")
+        if self.language:
+            lines.append(f"Language: {language.describe(self.language)}.")
         lines.extend(self.notes)
         if self.problems:
             lines.append(f"Problems found ({len(self.problems)}):")
@@ -610,6 +614,13 @@ def _check_labels(report, file_name: str, kept_labels: list[str], text_col: str,
     return label_counts
 
 
+def _language_note(report, texts: list[str]) -> None:
+    """The texts' main language on the report, and a note when the default base model does not cover it."""
+    report.language = language.detect(texts)
+    if warning := language.model_warning(catalog.DEFAULT, report.language):
+        report.notes.append(warning + " The base model is chosen on the Train page.")
+
+
 def _splits_from_column(report, split_of: list[str | None], split_col: str) -> list[str | None]:
     present = Counter(split_of)
     report.split = {
@@ -670,6 +681,7 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
     label_counts = _check_labels(report, candidate.file_name, [labels[i] for i in keep], text_col, label_col)
 
     kept_texts = [texts[i] for i in keep]
+    _language_note(report, kept_texts)
     report.length, problem, long = _length_check(kept_texts, None, max_length)
     if problem:
         problem.examples = [f"'{_clip(kept_texts[j], 60)}'" for j in long[:N_EXAMPLES]]
@@ -760,6 +772,7 @@ def _build_tagging(candidate: Candidate, ratios, seed: int, max_length: int | No
             count=len(few), action="kept", examples=[f"'{kind}': {c} entities" for c, kind in few[:N_EXAMPLES]],
         ))
     token_lists = [sentences[i][0] for i in keep]
+    _language_note(report, [" ".join(tokens) for tokens in token_lists])
     report.length, problem, long = _length_check(None, token_lists, max_length)
     if problem:
         problem.examples = [f"'{_clip(' '.join(token_lists[j]), 60)}'" for j in long[:N_EXAMPLES]]

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import NotFound, UserError
+from engine import db
+from engine.data import language as languages
 from engine.models import labels as label_words
 from engine.models.catalog import config_labels
 
@@ -81,6 +83,27 @@ def for_topics(conn, run_id: Any) -> dict:
             "Pick a run trained for topics, or train one on the Train page with the purpose 'Topics'."
         )
     return run
+
+
+def dataset_language(conn, dataset_id: int | None) -> dict | None:
+    """A dataset version's main language: from its saved report, else told from its training rows now."""
+    if not dataset_id:
+        return None
+    row = conn.execute("SELECT report_json FROM datasets WHERE id = ?", [int(dataset_id)]).fetchone()
+    if row is None:
+        return None
+    found = (db.loads(row[0], {}) or {}).get("language")
+    if found:
+        return found
+    texts = [r[0] for r in conn.execute("SELECT text FROM dataset_rows WHERE dataset_id = ? AND split = 'train' "
+                                        "ORDER BY row_id LIMIT 2000", [int(dataset_id)])]
+    return languages.detect(texts) if texts else None
+
+
+def language(conn, run: dict) -> dict | None:
+    """The main language of the texts a run was trained on (recorded when queued; for older runs, its dataset's)."""
+    config = db.loads(run.get("config_json"), {}) if "config" not in run else run.get("config") or {}
+    return config.get("language") or dataset_language(conn, run.get("dataset_id"))
 
 
 def finished_runs(conn, task: str | None = None) -> list[dict]:

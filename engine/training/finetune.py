@@ -30,6 +30,8 @@ from engine.models import catalog
 from engine.models import labels as label_words
 from engine.errors import UserError
 from engine.data import datasets
+from engine.data import language as languages
+from engine.jobs import runs
 from engine.training import verdict
 
 TASKS = ("text-classification", "token-classification", "generation")
@@ -292,6 +294,16 @@ def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "defaul
     return n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0  # plus loading and the test predictions
 
 
+def language_warning(conn, dataset: str, base_model: str | None = "default") -> str | None:
+    """A plain warning when the dataset's main language is one the base model was not trained on (None: it is, or
+    that cannot be told). The Train page shows it before Train; ``train`` prints it."""
+    try:
+        ds = datasets.get(conn, dataset)
+    except UserError:
+        return None
+    return languages.model_warning(base_model, runs.dataset_language(conn, ds["id"]))
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 90:
@@ -373,6 +385,8 @@ def submit(
     run_purpose = chosen or label_words.guess_purpose(db.loads(ds.get("labels_json"), []) or [], ds["task"])
     config["base_model_source"] = base.source
     config["dataset"] = f"{ds['name']}:{ds['version']}"
+    if found := runs.dataset_language(conn, ds["id"]):
+        config["language"] = found
     if rerun_of is not None:
         config["rerun_of"] = int(rerun_of)
     with db.transaction(conn):
