@@ -24,6 +24,7 @@ def pages(role: str | None) -> dict:
         st.Page("views/data.py", title="Data", icon=":material/table_view:", default=True),
         st.Page("views/train.py", title="Train", icon=":material/model_training:"),
         st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("views/jobs.py", title="Jobs", icon=":material/pending_actions:"),
         st.Page("views/reports.py", title="Reports", icon=":material/fact_check:"),
         st.Page("views/playground.py", title="Playground", icon=":material/chat:"),
     ]

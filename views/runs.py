@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from engine.jobs import overview
 from engine.jobs import queue
 from engine.jobs import runs
 from engine.jobs import supervisor
@@ -178,8 +179,9 @@ def live_view(run_id: int, active: bool) -> None:
     evals = queue.progress_rows(conn, run_id, "eval")
     last = rows[-1] if rows else None
     if job["status"] == "queued":
-        ahead = queue.jobs_ahead(conn, run_id)
-        st.info(f"Waiting in the queue ({ahead} job{'s' if ahead != 1 else ''} ahead).", icon=":material/schedule:")
+        why = overview.waiting_reason(conn, job, supervisor.supervisor_alive(conn) is not None)
+        st.info(md(why), icon=":material/schedule:")
+        st.page_link("views/jobs.py", label="See every job on the Jobs page", icon=":material/pending_actions:")
     if last and last.get("total_steps"):
         frac = min(1.0, (last["step"] or 0) / last["total_steps"])
         text = f"Step {last['step']} of {last['total_steps']} · epoch {last['epoch'] or 0:.2f}"
