@@ -85,7 +85,8 @@ if uploaded is not None:
         candidate = read_upload(data, uploaded.name, fmt, enc, sheet)
     if candidate is not None:
         if candidate.format == "xlsx":
-            right.selectbox("Sheet", candidate.sheets, key=f"sheet_{key}")
+            right.selectbox("Sheet", candidate.sheets, index=candidate.sheets.index(candidate.sheet),
+                            key=f"sheet_{key}", help="The sheet with the most rows is read first.")
         elif candidate.encoding:
             right.text_input("Encoding used", candidate.encoding, disabled=True, key=f"enc_used_{key}")
 

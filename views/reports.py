@@ -195,7 +195,8 @@ def evaluate_tab(conn, run: dict) -> None:
             if wanted in (table.sheets or []) and wanted != table.sheet:  # a sheet chosen below, if this file has it
                 table = read_table(data, upload.name, encoding=encoding, sheet=wanted)
             if len(table.sheets or []) > 1:
-                st.selectbox("Sheet", table.sheets, key="eval-sheet")
+                st.selectbox("Sheet", table.sheets, index=table.sheets.index(table.sheet), key="eval-sheet",
+                             help="The sheet with the most rows is read first.")
             sheet = table.sheet
             columns = list(table.frame.columns)
             guessed_text, guessed_label = reporting.guess_evaluation_columns(table.frame, runs.labels(run))

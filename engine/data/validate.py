@@ -23,6 +23,7 @@ from engine.errors import UserError
 from engine.text import strip_invisible
 from engine.data import language
 from engine.data import limits
+from engine.data import readers
 from engine.data.ingest import Candidate
 from engine.models import catalog
 
@@ -395,18 +396,25 @@ def _clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _sheets_hint(candidate: Candidate) -> str:
+    others = [s for s in (candidate.sheets or []) if s != candidate.sheet]
+    if not others:
+        return ""
+    return f" These are the columns of the sheet '{candidate.sheet}'; the workbook also has: {', '.join(others)}."
+
+
 def _resolve_column(candidate: Candidate, name: str | None, role: str, required: bool) -> str | None:
     if name in (None, "", "(none)"):
         if required:
             raise UserError(
                 f"Bellwether could not tell which column holds the {role}. The file's columns are: "
-                f"{', '.join(candidate.columns)}. Choose the {role} column."
+                f"{', '.join(candidate.columns)}. Choose the {role} column." + _sheets_hint(candidate)
             )
         return None
     if name not in candidate.columns:
         raise UserError(
             f"{candidate.file_name} has no column '{name}' for the {role}. Its columns are: "
-            f"{', '.join(candidate.columns)}. Choose one of these."
+            f"{', '.join(candidate.columns)}. Choose one of these." + _sheets_hint(candidate)
         )
     return name
 
@@ -664,6 +672,8 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
     )
     if candidate.n_long_cells:
         report.notes.append(limits.long_cells_note(candidate.n_long_cells))
+    if note := readers.other_sheets_note(candidate.sheet, candidate.sheets):
+        report.notes.append(note)
     problem = _bad_rows_problem(candidate)
     if problem:
         report.problems.append(problem)
