@@ -264,7 +264,8 @@ st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active, 
 st.divider()
 st.subheader("All runs")
 table = pd.DataFrame([runs.summary(conn, r) for r in all_runs])[
-    ["id", "name", "status", "task", "dataset", "base_model", "macro_f1", "accuracy", "created_at", "finished_at"]
+    ["id", "name", "status", "task", "purpose", "dataset", "base_model", "macro_f1", "accuracy", "created_at",
+     "finished_at"]
 ]
 event = st.dataframe(
     table,
