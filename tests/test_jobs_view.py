@@ -102,3 +102,18 @@ def test_delete_a_finished_job_with_its_files_refused_while_in_use(store, tiny_t
     assert store["jobs"].count == before - 1 and not folder.exists()
     assert store.execute("SELECT COUNT(*) FROM predictions WHERE run_id = ?", [run]).fetchone()[0] == 0
     assert store.execute("SELECT action FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0] == "run.delete"
+
+
+def test_train_estimates_are_a_range_that_narrows_with_measurements(store):
+    from engine.training import finetune
+
+    config = finetune.build_config("quick")
+    guess = finetune.estimate_range(store, 1000, config, "default", "cpu")
+    assert guess[1] / guess[0] == pytest.approx(5.0)  # nothing measured here yet: a wide range
+    for sps in (20.0, 40.0):  # one run on a busy machine, one on a quiet one
+        queue_id = queue.enqueue(store, "train", base_model="default", config={"max_length": 128}, device_slot="cpu")
+        store.execute("UPDATE jobs SET status = 'succeeded', metrics_json = ? WHERE id = ?",
+                      [db.dumps({"train_samples_per_second": sps}), queue_id])
+    low, high = finetune.estimate_range(store, 1000, config, "default", "cpu")
+    middle = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
+    assert low <= middle < high and high / low == pytest.approx(40 / (20 * 0.85))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from engine.jobs import overview
 from engine.jobs import queue
 from engine import settings
 from engine.data import language as languages
@@ -173,7 +174,7 @@ speed = finetune.base_speed(conn, base_spec, slot)  # once for the three cards a
 columns = st.columns(3)
 for column, (key, title) in zip(columns, PRESET_NAMES.items()):
     config = finetune.build_config(key)
-    seconds = finetune.estimate_seconds(conn, n_train, config, speed=speed)
+    seconds = finetune.estimate_range(conn, n_train, config, base_spec, slot, speed=speed)
     with column.container(border=True):
         st.markdown(f"**{title}**")
         st.caption(finetune.PRESET_TEXT[key])
@@ -182,7 +183,9 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
             f" · batch {config['batch_size']} · max length {config['max_length']}"
             + (f" · early stop after {config['early_stopping_patience']}" if config["early_stopping_patience"] else "")
         )
-        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{finetune.format_duration(seconds)}**")
+        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{overview.duration_words(*seconds)}**",
+                    help="A range: from the speed earlier runs of this base model measured here (their spread, as "
+                         "the machine was more or less busy), or a wide guess before the first run.")
 st.radio("Preset", list(PRESET_NAMES), format_func=PRESET_NAMES.get, key="train_preset", horizontal=True,
          on_change=fill_advanced)
 field_error("preset")
@@ -237,9 +240,9 @@ with st.expander("Advanced options", expanded=bool(errors)):
 
 with plain_errors():
     try:
-        estimate = finetune.estimate_seconds(conn, n_train, finetune.build_config(state["train_preset"], overrides()),
-                                             speed=speed)
-        st.caption(f"With these settings: {finetune.format_duration(estimate)} for {n_train:,} training rows.")
+        estimate = finetune.estimate_range(conn, n_train, finetune.build_config(state["train_preset"], overrides()),
+                                           base_spec, slot, speed=speed)
+        st.caption(f"With these settings: {overview.duration_words(*estimate)} for {n_train:,} training rows.")
     except UserError:
         pass
 

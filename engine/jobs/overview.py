@@ -64,7 +64,7 @@ def _spread(speeds: list[float]) -> tuple[float, float]:
     return speeds[0] / RANGE[1][1], speeds[0] / RANGE[1][0]
 
 
-def _train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
+def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
     speeds = []
     for row in conn.query(
             "SELECT metrics_json, config_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
@@ -115,7 +115,7 @@ def remaining(conn, job: dict) -> tuple[float, float] | None:
     config = job.get("config") if "config" in job else db.loads(job.get("config_json"), {}) or {}
     work = _work(conn, job)
     if job["kind"] == "train":
-        speeds = _train_speeds(conn, job.get("base_model"), job.get("device_slot"))
+        speeds = train_speeds(conn, job.get("base_model"), job.get("device_slot"))
         scale = 128 / max(16, int(config.get("max_length") or 128))
         speeds = [s * scale for s in speeds]
         guess = GUESSED_TRAIN_SPEED * scale

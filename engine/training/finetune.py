@@ -24,6 +24,7 @@ from typing import Any
 
 from engine import access, db, paths, settings
 from engine.text import clean_name
+from engine.jobs import overview
 from engine.jobs import queue
 from engine.jobs import process
 from engine.models import catalog
@@ -292,6 +293,22 @@ def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "defaul
     if config.get("lora"):
         speed *= 1.3
     return n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0  # plus loading and the test predictions
+
+
+def estimate_range(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None,
+                   speed: float | None = None) -> tuple[float, float]:
+    """(low, high) seconds to train, around :func:`estimate_seconds`: the spread of the speeds the last finished runs of
+    this base model measured here (a busy machine was slower), or a wide range before any was measured."""
+    middle = estimate_seconds(conn, n_train, config, base_model, slot, speed)
+    measured = overview.train_speeds(conn, base_model, slot or queue.default_slot())
+    if len(measured) >= 2:
+        typical = sorted(measured)[len(measured) // 2]
+        low, high = typical / max(measured), typical / (min(measured) * 0.85)
+    elif measured:
+        low, high = overview.RANGE[1]
+    else:
+        low, high = overview.RANGE[0]
+    return middle * low, middle * high
 
 
 def language_warning(conn, dataset: str, base_model: str | None = "default") -> str | None:
