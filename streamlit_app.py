@@ -27,6 +27,7 @@ def pages(role: str | None) -> dict:
         st.Page("views/train.py", title=_("Train"), icon=":material/model_training:",
                 visibility="hidden" if role == VIEWER else "visible"),
         st.Page("views/runs.py", title=_("Runs"), icon=":material/monitoring:"),
+        st.Page("views/jobs.py", title=_("Jobs"), icon=":material/pending_actions:"),
         st.Page("views/reports.py", title=_("Reports"), icon=":material/fact_check:"),
         st.Page("views/playground.py", title=_("Playground"), icon=":material/chat:"),
     ]

@@ -18,6 +18,7 @@ from engine.errors import UserError
 COMMAND_MODULES = [
     "engine.cli.dataset",
     "engine.cli.train",
+    "engine.cli.jobs",
     "engine.cli.report",
     "engine.cli.generate",
     "engine.cli.feed",

@@ -183,6 +183,8 @@ def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataF
         sheets = list(book.sheetnames)
         if not sheets:
             raise UserError(f"{file_name} has no sheets.")
+        if sheet is None and len(sheets) > 1:  # the sheet with the most rows, not a README or notes sheet
+            sheet = max(sheets, key=lambda name: (_count_rows(book[name]), -sheets.index(name)))
         sheet = sheet or sheets[0]
         if sheet not in sheets:
             raise UserError(f"{file_name} has no sheet called '{sheet}'. Its sheets are: {', '.join(sheets)}.")
@@ -210,6 +212,27 @@ def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataF
     header = [h or f"Unnamed: {i}" for i, h in enumerate(header)]
     body = [r + [""] * (width - len(r)) for r in records[1:]]
     return pd.DataFrame(body, columns=header, dtype=str), sheet, sheets
+
+
+def _count_rows(worksheet) -> int:
+    """Rows with something in them (at most the row limit + 2: enough to tell which sheet is the data)."""
+    worksheet.reset_dimensions()
+    n = 0
+    for row in worksheet.iter_rows(values_only=True):
+        if any(v not in (None, "") for v in row):
+            n += 1
+            if n > limits.MAX_ROWS + 1:
+                break
+    return n
+
+
+def other_sheets_note(sheet: str | None, sheets: list[str]) -> str | None:
+    """'Read the sheet 'Q3 labels' (the one with the most rows); the workbook's other sheets: Notes.' or None."""
+    others = [s for s in sheets if s != sheet]
+    if not sheet or not others:
+        return None
+    return (f"Read the sheet '{sheet}'; the workbook's other sheets: {', '.join(others)}. Unless you chose it, it is "
+            "the sheet with the most rows; choose another sheet if the data is there.")
 
 
 def _cell_text(value) -> str:

@@ -502,10 +502,31 @@ class TopicRule:
     def pattern(self) -> re.Pattern:
         parts = []
         for word in self.keywords:
-            escaped = re.escape(word)
             # Chinese (and Japanese/Korean) text has no spaces between words: match the keyword anywhere.
-            parts.append(escaped if CJK_RE.search(word) else rf"(?<!\w){escaped}(?!\w)")
+            parts.append(re.escape(word) if CJK_RE.search(word) else rf"(?<!\w){_with_plural(word)}(?!\w)")
         return re.compile("|".join(parts), re.IGNORECASE)
+
+    def stems(self) -> list[str]:
+        """What every match contains (lower-cased): the keyword, or its stem when the plural changes its end."""
+        return [_stem(word).lower() for word in self.keywords]
+
+
+def _stem(word: str) -> str:
+    """'company' -> 'compan' (companies), any other word as it is."""
+    if len(word) > 2 and word[-1] in "yY" and word[-2].lower() not in "aeiou" and word[-2].isalpha():
+        return word[:-1]
+    return word
+
+
+def _with_plural(word: str) -> str:
+    """A keyword's regex matching its simple English plural too: bank/banks, tax/taxes, company/companies. A keyword
+    that does not end in a letter (a ticker with a dot, a number) matches as written."""
+    if not word[-1:].isalpha() or not word.isascii():
+        return re.escape(word)
+    stem = _stem(word)
+    if stem != word:
+        return rf"{re.escape(stem)}(?:{re.escape(word[-1])}|ies)"
+    return rf"{re.escape(word)}(?:s|es)?"
 
 
 def parse_keywords(text: str | Iterable[str]) -> list[str]:
@@ -558,7 +579,7 @@ def _rule_matches(rules: list[TopicRule], ids: np.ndarray, text: pd.Series) -> l
     for rule in rules:
         pattern = rule.pattern()
         if prefilter is not None and all(w.isascii() for w in rule.keywords):
-            rows = np.flatnonzero(prefilter(rule.keywords))
+            rows = np.flatnonzero(prefilter(rule.stems()))
         else:
             rows = np.arange(len(values))
         search = pattern.search
