@@ -52,6 +52,14 @@ def test_single_sign_on_maps_identities_to_roles_and_refuses_strangers(tmp_path,
             expect(page.get_by_text("Signed in as alice@bank.example (analyst)")).to_be_visible()
             page.get_by_role("button", name="Sign out").click()
             expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible(timeout=30_000)
+            # the browser goes through the sign-out routes (Bellwether's cookie, then Streamlit's): wait for both
+            for _ in range(150):
+                left = [c["name"] for c in page.context.cookies()
+                        if c["name"] == "bellwether_session" or c["name"].startswith("_streamlit_user")]
+                if not left:
+                    break
+                page.wait_for_timeout(100)
+            assert not left, left
             page.reload()
             wait_for_app_run(page)
             expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
