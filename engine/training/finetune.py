@@ -284,11 +284,13 @@ def submit(
     rerun_of: int | None = None,
     allow_list: bool = False,
     actor=None,
+    corrects: int | None = None,
 ) -> int:
     """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
 
     ``allow_list``: only base models an administrator allowed (the dashboard; the CLI runs as the operator).
     ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config.
+    ``corrects``: the run this one retrains on a corrected dataset version (engine.review), kept in its config.
     ``actor`` (engine.access) must be an analyst or admin (None: the local administrator); ``created_by`` defaults to
     the actor's name."""
     who = access.check(conn, actor, "train.submit", f"dataset:{dataset}")
@@ -331,6 +333,8 @@ def submit(
     config["dataset"] = f"{ds['name']}:{ds['version']}"
     if rerun_of is not None:
         config["rerun_of"] = int(rerun_of)
+    if corrects is not None:
+        config["corrects"] = int(corrects)
     with db.transaction(conn):
         job_id = queue.enqueue(
             conn,
@@ -343,7 +347,8 @@ def submit(
             created_by=created_by,
         )
         access.record(conn, who, "train.submit", f"job:{job_id}",
-                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of})
+                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of,
+                       "corrects": corrects})
     return job_id
 
 
