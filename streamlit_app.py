@@ -26,9 +26,10 @@ def pages(role: str | None) -> dict:
         st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
         st.Page("views/reports.py", title="Reports", icon=":material/fact_check:"),
         st.Page("views/playground.py", title="Playground", icon=":material/chat:"),
+        st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
     ]
-    if role == VIEWER:
-        train = [p for p in train if p.title != "Train"]
+    if role == VIEWER:  # viewers neither train nor review
+        train = [p for p in train if p.title not in ("Train", "Review")]
     found = {
         "Train models": train,
         "Monitor news": [

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "engine.cli.train",
     "engine.cli.report",
     "engine.cli.generate",
+    "engine.cli.review",
     "engine.cli.feed",
     "engine.cli.models",
     "engine.cli.access",

@@ -238,3 +238,20 @@ def retrain_status(conn, run_id: int) -> dict:
     job = job_queue.get(conn, run_id)
     source = (job.get("config") or {}).get("corrects")
     return {"run": job["id"], "status": job["status"], "corrects": source}
+
+
+def retrains(conn, run_id: int | None = None) -> list[dict]:
+    """Runs queued by :func:`retrain` (newest first), each with ``corrects`` (the run it corrects) and its status."""
+    sql = ("SELECT id, name, status, dataset_id, json_extract(config_json, '$.corrects') AS corrects, created_at "
+           "FROM jobs WHERE kind = 'train' AND json_extract(config_json, '$.corrects') IS NOT NULL")
+    params: list = []
+    if run_id is not None:
+        sql += " AND json_extract(config_json, '$.corrects') = ?"
+        params.append(int(run_id))
+    return list(conn.query(sql + " ORDER BY id DESC", params))
+
+
+def reviewed_versions(conn) -> list[dict]:
+    """Dataset versions made from reviewed items, newest first."""
+    return [datasets.get(conn, int(r[0])) for r in conn.execute(
+        "SELECT id FROM datasets WHERE origin_json IS NOT NULL ORDER BY id DESC")]

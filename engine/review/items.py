@@ -333,3 +333,24 @@ def agreement(conn, queue: str | None = None) -> dict:
            "AND suggested_label IS NOT NULL" + (" AND queue = ?" if queue else ""))
     n, same = conn.execute(sql, [queue] if queue else []).fetchone()
     return {"answered": n or 0, "agreed": same or 0, "rate": (same or 0) / n if n else None}
+
+
+DEFAULT_LABELS = ("negative", "neutral", "positive")
+
+
+def labels_for(conn, item: dict) -> list[str]:
+    """The labels an item can be given: the model's (from its probabilities, else the run's model), else sentiment's."""
+    if item.get("labels"):
+        return list(item["labels"])
+    if item.get("run_id"):
+        try:
+            return runs.labels(runs.get(conn, item["run_id"]))
+        except UserError:
+            pass
+    return list(DEFAULT_LABELS)
+
+
+def corrected_runs(conn, queue: str | None = None) -> list[int]:
+    """The runs whose calls a queue's items (or all items) doubted, newest first."""
+    sql = "SELECT DISTINCT run_id FROM review_items WHERE run_id IS NOT NULL" + (" AND queue = ?" if queue else "")
+    return sorted((r[0] for r in conn.execute(sql, [queue] if queue else [])), reverse=True)
