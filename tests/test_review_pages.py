@@ -89,3 +89,27 @@ def test_viewers_have_no_review_page_and_analysts_review_under_their_name(store,
     assert (got["answered_by"], got["answer_label"]) == ("ann", "neutral")
     assert db.loads(store.execute("SELECT detail_json FROM audit_log WHERE action = 'review.label' AND actor = 'ann' "
                                   "ORDER BY id DESC LIMIT 1").fetchone()[0])["label"] == "neutral"
+
+
+def test_flagging_from_the_monitors_drill_down_and_from_try_it(store, tiny_text_model):
+    from engine.monitor import scoring
+    from tests.test_monitor import FakeContext
+
+    run_id = make_finished_run(store, tiny_text_model, metrics={"macro_f1": 0.7})
+    result = feeds.import_file(store, feed_csv([("2020-07-01", "Shares slump after profit warning")]), "a.csv", "news")
+    scoring.run(store, {"id": 1, "feed_id": result.feed_id, "model_run_id": run_id}, FakeContext())
+    promote.promote(store, "news", run_id)
+    at = open_page("monitor")
+    assert "(the feed's model)" in str(at.selectbox(key="mon_run").format_func(run_id))
+    at.button(key=f"flag_go_{result.feed_id}").click().run()
+    assert "Sent to the Review page (queue 'flagged'" in texts(at)
+    [flagged] = items.list_items(store, "flagged")
+    assert flagged["text"] == "Shares slump after profit warning" and flagged["run_id"] == run_id
+    assert flagged["suggested_label"] in ("negative", "neutral", "positive") and flagged["probs"]
+    reports = open_page("reports", run=str(run_id))
+    reports.text_area(key="try-text").input("Operating loss widened").run()
+    reports.button(key="try-go").click().run()
+    reports.button(key="try-flag").click().run()
+    assert "Sent to the Review page (queue 'flagged'" in texts(reports)
+    tried = next(i for i in items.list_items(store, "flagged") if i["kind"] == "text")
+    assert tried["text"] == "Operating loss widened" and tried["suggested_label"] and tried["run_id"] == run_id
