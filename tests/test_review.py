@@ -341,3 +341,33 @@ def test_promote_sets_the_feeds_current_model_keeps_history_and_rescores(store, 
         promote.promote(store, "news", second, actor="ana")
     with pytest.raises(Forbidden):
         promote.promote(store, "news", first, actor="ben")  # not the feed's creator
+
+
+def test_the_command_line_reviews_adds_and_promotes(store, shared, tiny_text_model, capsys):
+    from engine.cli.main import main
+
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=20, n_val=6, n_test=6)
+    run_id = eval_run(store, tiny_text_model, [("Operating loss widened", "negative", "positive", probs(0.3, 0.2, 0.5)),
+                                               ("Sales fell", "negative", "neutral", probs(0.3, 0.4, 0.3))])
+    assert main(["review", "queue", "--run", str(run_id), "--split", "eval:file"]) == 0
+    assert "2 new items" in capsys.readouterr().out
+    queue = f"run:{run_id}:eval:file"
+    assert main(["review", "next", "--queue", queue, "--reviewer", "ana", "--format", "json"]) == 0
+    item = json.loads(capsys.readouterr().out)
+    assert main(["review", "label", str(item["id"]), "negative", "--reviewer", "ana"]) == 0
+    assert "answer: negative by ana" in capsys.readouterr().out
+    assert main(["review", "next", "--queue", queue, "--reviewer", "ana"]) == 0
+    second = int(capsys.readouterr().out.split()[1])
+    assert main(["review", "accept", str(second), "--reviewer", "ana"]) == 0
+    assert main(["review", "next", "--queue", queue]) == 1
+    capsys.readouterr()
+    assert main(["review", "list"]) == 0
+    assert f"{queue}: 2 done, 0 skipped, 0 left" in capsys.readouterr().out
+    assert main(["dataset", "add-reviewed", "fpb:1", "--queue", queue]) == 0
+    assert "Saved dataset fpb:2: 2 reviewed rows added to train" in capsys.readouterr().out
+    feeds.import_file(store, feed_csv([("2020-07-01", "Shares slump")]), "a.csv", "news")
+    assert main(["feed", "promote", "--feed", "news", "--run", str(run_id)]) == 0
+    assert main(["feed", "promote", "--feed", "news", "--history"]) == 0
+    assert f"run {run_id}" in capsys.readouterr().out
+    assert main(["review", "label", str(item["id"]), "bullish", "--again"]) == 2
+    assert "not a label of this model" in capsys.readouterr().err
