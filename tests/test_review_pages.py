@@ -113,3 +113,28 @@ def test_flagging_from_the_monitors_drill_down_and_from_try_it(store, tiny_text_
     assert "Sent to the Review page (queue 'flagged'" in texts(reports)
     tried = next(i for i in items.list_items(store, "flagged") if i["kind"] == "text")
     assert tried["text"] == "Operating loss widened" and tried["suggested_label"] and tried["run_id"] == run_id
+
+
+def test_the_comparison_opens_when_the_retrained_run_has_finished(store, queued, shared, tiny_text_model):
+    from engine.review import corrections
+
+    queue, run_id = queued
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=20, n_val=6, n_test=6)
+    for item in items.list_items(store, queue):
+        items.label(store, item["id"], item["true_label"])
+    new_ds = corrections.add_to_dataset(store, "fpb:1", queue=queue)["dataset"]
+    preds = [{"row_id": 1, "text": "loss widened", "true_label": "negative", "pred_label": p, "confidence": 0.5,
+              "probs": {}} for p in ("positive",)]
+    old = make_finished_run(store, tiny_text_model, predictions=preds)
+    new = make_finished_run(store, tiny_text_model, dataset_id=new_ds["id"],
+                            predictions=[{**preds[0], "pred_label": "negative"}])
+    store.execute("UPDATE jobs SET config_json = ?, status = 'running' WHERE id = ?",
+                  [db.dumps({"corrects": old}), new])
+    at = open_page("review")
+    assert f"Run {new} (correcting run {old}) is running" in texts(at)
+    store.execute("UPDATE jobs SET status = 'succeeded' WHERE id = ?", [new])
+    at.run()
+    table = at.dataframe[-1].value
+    assert table["rows"].tolist() == ["test", "reviewed items (seen in training by the new run)"]
+    assert table["old accuracy"].tolist()[0] == 0.0 and table["new accuracy"].tolist()[0] == 1.0
+    assert table["n"].tolist() == [1, 3]

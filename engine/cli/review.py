@@ -79,6 +79,8 @@ def register(subparsers) -> None:
     p.add_argument("--run", type=int, required=True, help="the run being corrected")
     p.add_argument("--dataset", required=True, help="NAME:VERSION made by `dataset add-reviewed`")
     p.add_argument("--no-worker", action="store_true", help="only queue it")
+    p.add_argument("--wait", action="store_true", help="follow it, then print the comparison (one step)")
+    p.add_argument("--match", help="with --wait: also compare the test rows whose text matches this expression")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("compare", help="two runs on the same test rows and on the reviewed items")
@@ -191,6 +193,13 @@ def cmd_retrain(args) -> int:
           f"python -m engine review compare {args.run} {run_id}")
     if not args.no_worker:
         supervisor.ensure_supervisor()
+    if args.wait:
+        from engine.cli.train import follow  # the training progress bar, shared with `train --wait`
+
+        code = follow(conn, run_id)
+        if code:
+            return code
+        _print_comparison(corrections.compare(conn, args.run, run_id, match=args.match), args.run, run_id)
     print(run_id)
     return 0
 
@@ -201,7 +210,12 @@ def cmd_compare(args) -> int:
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return 0
-    print(f"Run {args.old} (old) against run {args.new} (new), on the same rows:")
+    _print_comparison(result, args.old, args.new)
+    return 0
+
+
+def _print_comparison(result: dict, old: int, new: int) -> None:
+    print(f"Run {old} (old) against run {new} (new), on the same rows:")
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
@@ -210,4 +224,3 @@ def cmd_compare(args) -> int:
         print(f"  {row['rows']}: {row['n']} rows, macro-F1 {f(row['old macro-F1'])} -> {f(row['new macro-F1'])}, "
               f"accuracy {f(row['old accuracy'])} -> {f(row['new accuracy'])}"
               + (f", {row['fixed']} fixed, {row['broken']} broken" if row["fixed"] is not None else ""))
-    return 0
