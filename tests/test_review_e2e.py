@@ -2,9 +2,12 @@
 reviewed corrections of that kind become a new dataset version; the retrained run does clearly better on the unchanged
 test rows of that kind, and no worse overall than noise.
 
-The kind is sentences about a fall (loss, profit warning, decrease, decline, fell, drop, down): in Financial
-PhraseBank they are mostly negative and read like the "rose / increased" sentences that are positive, so a model that
-has not seen them calls many of them positive or neutral."""
+The kind is sentences mentioning a loss or a profit warning. In Financial PhraseBank about half of them are positive
+("net loss narrowed to EUR 8.3 million from EUR 21.9 million"): a model that never saw one reads "loss" as bad news
+and gets those wrong, which a few dozen reviewed examples put right.
+
+(A first try with sentences about a fall - decrease, decline, fell, drop - was not a blind spot: the model without them
+already called 79% of them right, mostly negative, and the gain there was within noise. Measured 2026-12-01.)"""
 
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ from engine.review import corrections, items
 from engine.training import finetune
 from tests.test_training import run_in_process
 
-KIND = r"\bloss|profit warning|\bdecreas|\bdeclin|\bfell\b|\bdrop|\bdown\b"
+KIND = r"\bloss|profit warning"
 SETTINGS = {"epochs": 3, "learning_rate": 1e-4, "batch_size": 8, "max_length": 64, "seed": 42}
 N_TRAIN_PER_LABEL = 100
+N_POOL = 60  # kind sentences the analyst evaluates the old run on (the rest of the kind is test rows)
 N_REVIEW = 50
 KIND_GAIN = 0.15  # macro-F1 on the kind's test rows must rise by at least this much
 OVERALL_NOISE = 0.06  # overall test macro-F1 may fall by at most this much (another draw of batches moves it)
@@ -72,45 +76,46 @@ def test_reviewed_corrections_fix_a_kind_the_model_never_saw(store, shared):
     train = _pick(plain_train, N_TRAIN_PER_LABEL, rng)
     rest = [r for r in plain_train if r not in train]
     validation = _pick(rest, 25, rng)
-    test = _pick(plain_dev, 50, rng) + kind_dev  # the kind's test rows: every one of dev.csv
+    rng.shuffle(kind_train)
+    pool, kind_test = kind_train[:N_POOL], kind_train[N_POOL:] + kind_dev  # never in training, never reviewed
+    test = _pick(plain_dev, 50, rng) + kind_test
     rows = [(t, y, "train") for t, y in train] + [(t, y, "validation") for t, y in validation] + \
            [(t, y, "test") for t, y in test]
-    v1, _ = datasets.import_file(store, _csv(rows), "fpb-without-falls.csv", "fpb-falls",
+    v1, _ = datasets.import_file(store, _csv(rows), "fpb-without-losses.csv", "fpb-losses",
                                  mapping={"text": "text", "label": "label", "split": "split"})
     assert v1["split_sizes"]["test"] == len(test)
 
-    old = finetune.submit(store, "fpb-falls:1", preset="balanced", overrides=SETTINGS)
+    old = finetune.submit(store, "fpb-losses:1", preset="balanced", overrides=SETTINGS)
     assert run_in_process(old) == 0, queue.get(store, old)["error"]
 
     # the analyst evaluates the model on new sentences of that kind and reviews its doubtful calls
-    review_rows = rng.sample(kind_train, min(len(kind_train), 3 * N_REVIEW))
-    evaluation = reporting.evaluate_file(store, old, _csv(review_rows, with_split=False), "falls.csv", name="falls")
+    evaluation = reporting.evaluate_file(store, old, _csv(pool, with_split=False), "losses.csv", name="losses")
     assert evaluation
-    queued = items.queue_predictions(store, old, "eval:falls", below=0.9, limit=N_REVIEW)
+    queued = items.queue_predictions(store, old, "eval:losses", below=0.95, limit=N_REVIEW)
     assert 30 <= queued["added"] <= 60
     n = 0
     while (item := items.next_item(store, queued["queue"], actor=None)) is not None:
         items.label(store, item["id"], item["true_label"])  # the analyst's answer: the annotators' label
         n += 1
     assert n == queued["added"]
-    result = corrections.add_to_dataset(store, "fpb-falls:1", queue=queued["queue"])
-    assert result["dataset"]["ref"] == "fpb-falls:2" and result["added"] == n
+    result = corrections.add_to_dataset(store, "fpb-losses:1", queue=queued["queue"])
+    assert result["dataset"]["ref"] == "fpb-losses:2" and result["added"] == n
 
-    new = corrections.retrain(store, old, "fpb-falls:2")
+    new = corrections.retrain(store, old, "fpb-losses:2")
     assert run_in_process(new) == 0, queue.get(store, new)["error"]
     assert queue.get(store, new)["config"]["corrects"] == old
 
     compared = corrections.compare(store, old, new, match=KIND)
-    overall, falls = compared["rows"]["test"], compared["rows"]["test: " + KIND]
+    overall, kind_rows = compared["rows"]["test"], compared["rows"]["test: " + KIND]
     reviewed = compared["rows"]["reviewed items"]
-    figures = (f"kind test rows n={falls['old']['n']}: macro-F1 {falls['old']['macro_f1']:.3f} -> "
-               f"{falls['new']['macro_f1']:.3f}, accuracy {falls['old']['accuracy']:.3f} -> "
-               f"{falls['new']['accuracy']:.3f}; overall n={overall['old']['n']}: macro-F1 "
+    figures = (f"kind test rows n={kind_rows['old']['n']}: macro-F1 {kind_rows['old']['macro_f1']:.3f} -> "
+               f"{kind_rows['new']['macro_f1']:.3f}, accuracy {kind_rows['old']['accuracy']:.3f} -> "
+               f"{kind_rows['new']['accuracy']:.3f}; overall n={overall['old']['n']}: macro-F1 "
                f"{overall['old']['macro_f1']:.3f} -> {overall['new']['macro_f1']:.3f}; reviewed (seen) macro-F1 "
                f"{reviewed['old']['macro_f1']:.3f} -> {reviewed['new']['macro_f1']:.3f}; "
                f"{n} reviewed; {time.monotonic() - started:.0f}s")
     print(figures)
     (paths.home() / "e2e-figures.txt").write_text(figures)
-    assert falls["old"]["n"] == len(kind_dev) and overall["old"]["n"] == len(test)
-    assert falls["new"]["macro_f1"] - falls["old"]["macro_f1"] >= KIND_GAIN, figures
+    assert kind_rows["old"]["n"] == len(kind_test) and overall["old"]["n"] == len(test)
+    assert kind_rows["new"]["macro_f1"] - kind_rows["old"]["macro_f1"] >= KIND_GAIN, figures
     assert overall["new"]["macro_f1"] >= overall["old"]["macro_f1"] - OVERALL_NOISE, figures
