@@ -63,7 +63,7 @@ window.parent.__bwReviewKeys = function (e) {
   else if (e.key === 's' || e.key === 'S') prefix = 'Skip';
   if (!prefix) return;
   const button = Array.from(doc.querySelectorAll('button')).find(
-    b => (b.innerText || '').trim().startsWith(prefix) && !b.disabled);
+    b => (b.innerText || '').trim().startsWith(prefix) && !b.disabled && b.offsetParent !== null);  // shown only
   if (button) { e.preventDefault(); e.stopPropagation(); button.click(); }
 };
 doc.addEventListener('keydown', window.parent.__bwReviewKeys, true);
