@@ -30,6 +30,8 @@ def pages(role: str | None) -> dict:
         st.Page("views/jobs.py", title=_("Jobs"), icon=":material/pending_actions:"),
         st.Page("views/reports.py", title=_("Reports"), icon=":material/fact_check:"),
         st.Page("views/playground.py", title=_("Playground"), icon=":material/chat:"),
+        st.Page("views/review.py", title=_("Review"), icon=":material/rate_review:",
+                visibility="hidden" if role == VIEWER else "visible"),  # viewers neither train nor review
     ]
     found = {
         _("Train models"): train,

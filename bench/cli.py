@@ -1,4 +1,4 @@
-"""``python -m bench train|score|monitor|quality [--quick] [--format json]``: the engine against the usual tools, and
+"""``python -m bench train|score|monitor|quality|review [--quick] [--format json]``: the engine against the usual tools, and
 the presets' quality over seeds (``quality``: bench/quality.py).
 
 Every run measures the baselines and the engine side by side on this machine, in a data directory of its own (a
@@ -37,12 +37,13 @@ TARGETS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench",
                                 description="Benchmark the engine against the usual tools (training, scoring, monitor).")
-    p.add_argument("which", choices=["train", "score", "monitor", "quality"], help="what to measure")
+    p.add_argument("which", choices=["train", "score", "monitor", "quality", "review"], help="what to measure")
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
     p.add_argument("--model", help="a trained model folder to score with (bench score); default: one fine-tuned here with the Quick preset")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
+    p.add_argument("--items", type=int, default=40, help="review: items answered by keys in Chromium (40)")
     q = p.add_argument_group("quality (python -m bench quality)")
     q.add_argument("--presets", default="quick,balanced,thorough", help="comma-separated presets")
     q.add_argument("--seeds", type=int, default=5, help="seeds per preset (42, 43, ...)")
@@ -140,6 +141,10 @@ def run(args) -> int:
             result.update(quality.bench_quality(
                 mode, _list(args.presets), args.seeds, _list(args.datasets), _list(args.precision), args.n_train,
                 args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None))
+        elif args.which == "review":
+            from bench import review
+
+            result.update(review.bench_review(args.items))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}
@@ -162,6 +167,8 @@ def _command(args) -> str:
                   f"--precision {args.precision}"]
         parts += [f"--n-train {args.n_train}"] if args.n_train else []
         parts += [f"--max-length {args.max_length}"] if args.max_length else []
+    if args.which == "review":
+        parts.append(f"--items {args.items}")
     if args.quick:
         parts.append("--quick")
     if args.format == "json":
@@ -391,6 +398,10 @@ def render(result: dict) -> str:
     lines.append(f"load average at start {result['load_average']['start']}, at end {result['load_average']['end']}; "
                  f"took {result['total_s']} s")
     lines.append("")
+    if result["benchmark"] == "review":
+        from bench import review
+
+        return "\n".join(lines + review.render(result))
     if result["benchmark"] == "train":
         lines.append("| run | samples/s | dev accuracy | dev macro-F1 | wall s | to usable s | peak RSS MB |")
         lines.append("|---|---|---|---|---|---|---|")

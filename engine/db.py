@@ -433,6 +433,36 @@ def _m007_generation_outputs(db: sqlite_utils.Database) -> None:
     db["predictions"].add_column("base_output", str)
 
 
+def _m008_review(db: sqlite_utils.Database) -> None:
+    """The review loop (engine.review): items to review, their answers, where corrected data went, who promoted what.
+
+    ``review_items``: one row per item (a feed article scored by a run, a prediction of an evaluated file, or anything
+    flagged). ``item_key`` makes an item unique (``article:<id>``, ``pred:<run>:<split>:<row>``, ``text:<sha>``), so an
+    item reviewed once is not queued again. The model's suggestion (``suggested_label``, ``confidence``, ``margin``,
+    ``probs_json``) and the reviewer's ``answer_label`` are separate columns. ``claimed_by`` / ``lease_until``: a
+    reviewer holds an item until the lease ends (two reviewers never get the same item; a lost tab's claim lapses).
+    ``datasets.origin_json``: for a version made from reviewed items, the version it extends and the item ids.
+    ``feed_model_history``: every change of ``feeds.current_model`` made by a promotion (who, when, from what).
+    """
+    db["review_items"].create(
+        {"id": int, "queue": str, "item_key": str, "kind": str, "feed_id": int, "article_id": int, "run_id": int,
+         "split": str, "row_id": int, "text": str, "true_label": str, "suggested_label": str, "confidence": float,
+         "margin": float, "entropy": float, "priority": float, "probs_json": str, "status": str,
+         "claimed_by": str, "lease_until": str, "answer_label": str, "answered_by": str, "answered_at": str,
+         "note": str, "dataset_id": int, "created_at": str, "created_by": str},
+        pk="id", not_null={"queue", "item_key", "kind", "text", "status", "created_at"},
+    )
+    db["review_items"].create_index(["item_key"], unique=True)
+    db["review_items"].create_index(["queue", "status", "priority", "id"])
+    db.execute("ALTER TABLE datasets ADD COLUMN origin_json TEXT")
+    db["feed_model_history"].create(
+        {"id": int, "feed_id": int, "run_id": int, "previous_run_id": int, "promoted_by": str, "promoted_at": str,
+         "rescore_job_id": int, "note": str},
+        pk="id", not_null={"feed_id", "promoted_at"},
+    )
+    db["feed_model_history"].create_index(["feed_id", "id"])
+
+
 def _m009_run_purpose(db: sqlite_utils.Database) -> None:
     """``jobs.purpose``: what a training run was trained for (sentiment | topics | other), asked when it is queued.
     NULL for runs trained before: engine.jobs.runs.purpose infers it from their labels."""
@@ -453,8 +483,9 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (5, _m005_access),
     (6, _m006_live_feeds),
     (7, _m007_generation_outputs),
+    (8, _m008_review),
     (9, _m009_run_purpose),
-    (11, _m011_preferences),  # 8 and 10: the review loop and the generation work, merged in beside these
+    (11, _m011_preferences),  # 10: the generation work, merged in beside these
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

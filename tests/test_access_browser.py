@@ -20,7 +20,7 @@ from tests.helpers import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
 
-APP_NAV = ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor", "Admin"]
+APP_NAV = ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Review", "Feeds", "Monitor", "Admin"]
 
 
 def nav_links(page) -> list[str]:
@@ -107,7 +107,7 @@ def test_sign_in_form_only_then_deep_link_reload_and_sign_out(tmp_path, monkeypa
         sign_in(page, "ann")
         expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
         assert re.search(r"/runs\?run=1$", page.url), page.url
-        assert nav_links(page) == ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor"]  # no Admin for analysts
+        assert nav_links(page) == ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Review", "Feeds", "Monitor"]  # no Admin for analysts
         shots("deep link after sign-in")
         # The session cookie is HttpOnly (page scripts cannot read it) and lets this tab upload.
         cookie = {c["name"]: c for c in page.context.cookies()}["bellwether_session"]
@@ -146,7 +146,7 @@ def test_a_viewer_sees_no_upload_train_or_delete(tmp_path, monkeypatch):
         wait_for_app_run(page)
         sign_in(page, "vic")
         expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
-        assert nav_links(page) == ["Data", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor"]
+        assert nav_links(page) == ["Data", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor"]  # no Train, no Review
         expect(page.get_by_text("Saved datasets")).to_be_visible()
         page.get_by_test_id("stDataFrame").first.wait_for()
         assert page.locator("input[type=file]").count() == 0

@@ -32,6 +32,7 @@ LAYERS = [
     {"engine.data"},
     {"engine.jobs"},
     {"engine.training", "engine.reports", "engine.monitor"},
+    {"engine.review"},
     {"engine.cli", "engine.__main__"},
 ]
 

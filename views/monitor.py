@@ -16,6 +16,8 @@ from engine.monitor import feeds
 from engine.monitor import scoring
 from engine.monitor import sources
 from engine.monitor import trends
+from engine.review import items as review_items
+from engine.review import promote
 from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, start_worker
 
 ALL = "(all)"
@@ -81,8 +83,11 @@ feed = next(f for f in all_feeds if f["name"] == feed_name)
 feed_id = feed["id"]
 feed_owner = feed.get("created_by")
 feed_runs = trends.runs_for_feed(conn, feed_id)
-run_labels = {r["run_id"]: runs.title({**r, "id": r["run_id"]}) for r in feed_runs}
-run_id = c2.selectbox("Model", list(run_labels), format_func=run_labels.get, key="mon_run") if feed_runs else None
+current = sources.current_model(conn, feed_id)
+run_labels = {r["run_id"]: runs.title({**r, "id": r["run_id"]}) + (" (the feed's model)" if r["run_id"] == current
+                                                                    else "") for r in feed_runs}
+run_ids = sorted(run_labels, key=lambda i: i != current)  # the feed's current model first
+run_id = c2.selectbox("Model", run_ids, format_func=run_labels.get, key="mon_run") if feed_runs else None
 freq = c3.radio("Period", ["D", "W"], format_func={"D": "Daily", "W": "Weekly"}.get, horizontal=True, key="mon_freq")
 
 first, last = trends.date_range(conn, feed_id)
@@ -117,6 +122,11 @@ f = trends.Filters(feed_id, run_id, start.isoformat(), end.isoformat(), None if 
                    None if source == ALL else source)
 
 st.caption(md(trends.model_caption(conn, run_id) + f" · {f.describe()}"))
+promotions = promote.history(conn, feed_id)
+if promotions:
+    with st.expander(f"Model history ({len(promotions)} promotions)"):
+        st.dataframe(pd.DataFrame(promotions)[["promoted_at", "run_id", "run_name", "previous_run_id",
+                                               "promoted_by", "note"]], hide_index=True, key="mon_promotions")
 if run_id is None:
     st.warning("This feed has not been scored yet: the charts show volume only. Score it on the Feeds page.")
 else:
@@ -236,6 +246,16 @@ if days:
                  column_config={"confidence": st.column_config.NumberColumn(format="%.2f"),
                                 "negative": st.column_config.ProgressColumn("negative prob.", min_value=0.0, max_value=1.0),
                                 "url": st.column_config.LinkColumn()})
+    if run_id and len(drill) and can("review.label"):
+        with st.expander("Flag an article as wrongly labelled"):
+            titles = dict(zip(drill["id"], drill["title"].fillna("")))
+            labels_now = dict(zip(drill["id"], drill["label"].fillna("")))
+            flagged = st.selectbox("Article", list(titles), key=f"flag_pick_{feed_id}",
+                                   format_func=lambda i: f"{labels_now[i]}: {titles[i][:120]}")
+            if st.button("Send to Review", key=f"flag_go_{feed_id}", icon=":material/flag:"):
+                with plain_errors():
+                    item = review_items.flag(conn, article_id=int(flagged), run_id=run_id, actor=current_user())
+                    st.success(f"Sent to the Review page (queue 'flagged', item {item['id']}).")
 
 # ---- alerts ----------------------------------------------------------------------------------------------------
 

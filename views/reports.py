@@ -17,6 +17,7 @@ from engine import export
 from engine.jobs import runs
 from engine.reports import plain
 from engine.reports import reporting
+from engine.review import items as review_items
 from engine.training import verdict
 from engine.data.readers import read_table_guarded
 from engine.errors import UserError
@@ -278,20 +279,30 @@ def try_tab(conn, run: dict) -> None:
     if st.button("Predict", type="primary", key="try-go"):
         with plain_errors():
             [result] = reporting.try_it(conn, run["id"], [text])
-            if "entities" in result:
-                if result["entities"]:
-                    st.html(reporting.highlight_html(result["tokens"], result["entities"]))
-                    st.dataframe(pd.DataFrame(result["entities"])[["text", "type", "start", "end"]], hide_index=True,
-                                 key="try-entities")
-                else:
-                    st.info("No entities found in this text.")
-            else:
-                st.metric("Predicted label", result["label"], f"confidence {result['confidence']:.1%}",
-                          delta_color="off")
-                probs = pd.DataFrame({"class": list(result["probs"]), "probability": list(result["probs"].values())})
-                st.dataframe(probs, hide_index=True, key="try-probs",
-                             column_config={"probability": st.column_config.ProgressColumn(
-                                 format="%.3f", min_value=0.0, max_value=1.0)})
+            st.session_state["try-result"] = {"run": run["id"], "result": result}
+    kept = st.session_state.get("try-result")
+    if not kept or kept["run"] != run["id"]:
+        return
+    result = kept["result"]
+    if "entities" in result:
+        if result["entities"]:
+            st.html(reporting.highlight_html(result["tokens"], result["entities"]))
+            st.dataframe(pd.DataFrame(result["entities"])[["text", "type", "start", "end"]], hide_index=True,
+                         key="try-entities")
+        else:
+            st.info("No entities found in this text.")
+        return
+    st.metric("Predicted label", result["label"], f"confidence {result['confidence']:.1%}", delta_color="off")
+    probs = pd.DataFrame({"class": list(result["probs"]), "probability": list(result["probs"].values())})
+    st.dataframe(probs, hide_index=True, key="try-probs",
+                 column_config={"probability": st.column_config.ProgressColumn(
+                     format="%.3f", min_value=0.0, max_value=1.0)})
+    if can("review.label") and st.button("Flag as wrong (send to Review)", key="try-flag",
+                                         icon=":material/flag:"):
+        with plain_errors():
+            item = review_items.flag(conn, text=result["text"], run_id=run["id"], suggested_label=result["label"],
+                                     probs=result["probs"], actor=current_user())
+            st.success(f"Sent to the Review page (queue 'flagged', item {item['id']}).")
 
 
 # ---- the screen --------------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "alerts.rule": (ANALYST, True),
     "alerts.ack": (ANALYST, False),
     "feed.sources": (ANALYST, True),  # owner: the feed's creator (add, remove, poll now, set its current model)
+    "review.label": (ANALYST, False),  # queue items for review, flag, claim, answer, skip
+    "dataset.add_reviewed": (ANALYST, False),  # a new version of a dataset with reviewed rows added
+    "feed.promote": (ANALYST, True),  # owner: the feed's creator (make a run the feed's model, keep the history)
     "notify.channels": (ADMIN, False),  # channels hold secrets and reach outside: administrators only
     "users.manage": (ADMIN, False),
     "audit.read": (ADMIN, False),
@@ -54,7 +57,9 @@ WORDS = {
     "run.evaluate": "evaluate models on files", "feed.import": "import news", "feed.score": "score feeds",
     "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topics or topic rules",
     "alerts.rule": "change alert rules", "alerts.ack": "acknowledge alerts",
-    "feed.sources": "change a feed's sources or its current model", "notify.channels": "set up notification channels",
+    "feed.sources": "change a feed's sources or its current model",
+    "review.label": "review the model's predictions", "dataset.add_reviewed": "add reviewed items to datasets",
+    "feed.promote": "promote a model for a feed", "notify.channels": "set up notification channels",
     "users.manage": "manage users",
     "audit.read": "read the audit log", "settings.read": "see the server's settings",
 }

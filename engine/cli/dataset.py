@@ -1,4 +1,4 @@
-"""``python -m engine dataset import|list|show|delete``: the Data page, headless."""
+"""``python -m engine dataset import|list|show|add-reviewed|delete``: the Data page, headless."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def register(subparsers) -> None:
     p.add_argument("ref", metavar="NAME[:VERSION]")
     p.add_argument("--format", default="text", choices=["text", "json"])
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("add-reviewed", help="a new version with reviewed items added to the training split "
+                                            "(validation and test rows unchanged)")
+    p.add_argument("ref", metavar="NAME[:VERSION]", help="the version to extend (the new one is NAME:latest+1)")
+    p.add_argument("--queue", help="the review queue whose labelled items to add (default: every labelled item)")
+    p.add_argument("--items", help="or these item ids, separated by commas")
+    p.set_defaults(func=cmd_add_reviewed)
 
     p = sub.add_parser("delete", help="delete one dataset version")
     p.add_argument("ref", metavar="NAME[:VERSION]")
@@ -164,6 +171,33 @@ def cmd_show(args) -> int:
         counts = d["counts"].get(split, {})
         detail = ", ".join(f"{k} {v:,}" for k, v in counts.items())
         print(f"  {split}: {sum(counts.values()):,}" + (f" ({detail})" if detail else ""))
+    return 0
+
+
+def cmd_add_reviewed(args) -> int:
+    from engine.review import corrections  # the review loop sits above datasets; only this command needs it
+
+    ids = None
+    if args.items:
+        try:
+            ids = [int(x) for x in args.items.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise UserError(f"--items '{args.items}' is not a list of item ids such as 4,5,9.") from None
+    conn = db.connect()
+    try:
+        result = corrections.add_to_dataset(conn, args.ref, queue=args.queue, item_ids=ids)
+    finally:
+        conn.close()
+    d = result["dataset"]
+    print(f"Saved dataset {d['ref']}: {result['added']} reviewed rows added to train; validation and test rows "
+          "unchanged.")
+    for entry in result["conflicts"]:
+        print(f"  not added (in the dataset as {entry['dataset_label']} in {entry['split']}, reviewed as "
+              f"{entry['label']}): {entry['text'][:80]}")
+    if result["already"]:
+        print(f"  {len(result['already'])} already in the dataset with the same label: not added again.")
+    for entry in result["unknown_label"]:
+        print(f"  not added (label '{entry['label']}' is not one of the dataset's): {entry['text'][:80]}")
     return 0
 
 

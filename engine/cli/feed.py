@@ -93,6 +93,14 @@ def register(subparsers) -> None:
     sm.add_argument("--run", type=int, help="a finished sentiment run; leave out to use the newest that scored the feed")
     sm.set_defaults(func=cmd_set_model)
 
+    pr = fs.add_parser("promote", help="make a run the feed's model (kept in its history); --rescore scores the feed")
+    pr.add_argument("--feed", required=True)
+    pr.add_argument("--run", type=int, help="the run to promote (leave out with --history)")
+    pr.add_argument("--rescore", action="store_true", help="also queue scoring of the feed with the run")
+    pr.add_argument("--note", help="why (kept in the history)")
+    pr.add_argument("--history", action="store_true", help="print the feed's promotions instead")
+    pr.set_defaults(func=cmd_promote)
+
     al = subparsers.add_parser("alerts", help="negative-news surge alerts of a feed (evaluates the rule first)")
     al.add_argument("--feed", required=True)
     al.add_argument("--run", type=int, help="the model run (default: the newest that scored the feed)")
@@ -369,4 +377,26 @@ def cmd_set_model(args) -> int:
     model = sources.current_model(conn, feed_id)
     print(f"Feed '{args.feed}': new articles are scored by run {model}." if model else
           f"Feed '{args.feed}' has no model yet: score it once, or set one with --run.")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from engine.review import promote  # the review loop sits above the monitor; only this command needs it
+
+    conn = db.connect()
+    if args.history:
+        rows = promote.history(conn, args.feed)
+        if not rows:
+            print(f"Feed '{args.feed}' has no promotions yet.")
+        for h in rows:
+            print(f"{h['promoted_at']}  run {h['run_id']} ({h.get('run_name') or '-'}) by {h['promoted_by']}, "
+                  f"replacing {h['previous_run_id'] or 'none'}" + (f": {h['note']}" if h.get("note") else ""))
+        return 0
+    if args.run is None:
+        raise UserError("Give the run to promote with --run ID (or --history to list the promotions).")
+    row = promote.promote(conn, args.feed, args.run, rescore=args.rescore, note=args.note)
+    print(f"Feed '{args.feed}': run {args.run} is now its model (was {row['previous_run_id'] or 'none'}).")
+    if row.get("rescore_job_id"):
+        print(f"Queued score job {row['rescore_job_id']}.")
+        supervisor.ensure_supervisor()
     return 0

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "engine.cli.jobs",
     "engine.cli.report",
     "engine.cli.generate",
+    "engine.cli.review",
     "engine.cli.feed",
     "engine.cli.models",
     "engine.cli.access",

@@ -344,6 +344,7 @@ def submit(
     actor=None,
     purpose: str | None = None,
     again: bool = False,
+    corrects: int | None = None,
 ) -> int:
     """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
 
@@ -353,6 +354,7 @@ def submit(
 
     ``allow_list``: only base models an administrator allowed (the dashboard; the CLI runs as the operator).
     ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config.
+    ``corrects``: the run this one retrains on a corrected dataset version (engine.review), kept in its config.
     ``actor`` (engine.access) must be an analyst or admin (None: the local administrator); ``created_by`` defaults to
     the actor's name."""
     who = access.check(conn, actor, "train.submit", f"dataset:{dataset}")
@@ -406,6 +408,8 @@ def submit(
         config["language"] = found
     if rerun_of is not None:
         config["rerun_of"] = int(rerun_of)
+    if corrects is not None:
+        config["corrects"] = int(corrects)
     with db.transaction(conn):
         if not again and rerun_of is None:
             same = same_runs_active(conn, ds["id"], base.spec, config)
@@ -424,7 +428,7 @@ def submit(
         )
         access.record(conn, who, "train.submit", f"job:{job_id}",
                       {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of,
-                       "purpose": run_purpose})
+                       "purpose": run_purpose, "corrects": corrects})
     return job_id
 
 

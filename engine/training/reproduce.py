@@ -27,25 +27,36 @@ COMPARED_METRICS = (
 )
 
 
-def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = None, name: str | None = None,
-          actor=None) -> int:
-    """Queue run ``run_id`` again (same settings, same dataset version, same base model); returns the new run's id.
-    ``seed`` replaces the run's seed. Only a finished (succeeded, failed or cancelled) training run can be re-run."""
-    job = queue.get(conn, run_id)
-    if job["kind"] != "train":
-        raise UserError(f"Job {run_id} is not a training run; only training runs can be run again.")
-    if job["status"] not in queue.FINISHED:
-        raise UserError(f"Run {run_id} is {job['status']}; run it again once it has finished.")
+def same_settings(job: dict, seed: int | None = None) -> dict:
+    """The overrides that repeat a run's settings exactly (every option of its config, the max length it asked for)."""
     config = job.get("config") or {}
-    row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job.get("dataset_id")]).fetchone()
-    if not row:
-        raise UserError(f"The dataset run {run_id} was trained on no longer exists, so it cannot be run again.")
-    dataset = f"{row[0]}:{row[1]}"  # pinned: the version the run used, never the latest
     overrides = {key: config[key] for key in finetune.DEFAULTS if key in config}
     if config.get("max_length_requested"):  # the base model capped it; ask for the same again
         overrides["max_length"] = config["max_length_requested"]
     if seed is not None:
         overrides["seed"] = seed
+    return overrides
+
+
+def _finished_train_run(conn, run_id: int) -> dict:
+    job = queue.get(conn, run_id)
+    if job["kind"] != "train":
+        raise UserError(f"Job {run_id} is not a training run; only training runs can be run again.")
+    if job["status"] not in queue.FINISHED:
+        raise UserError(f"Run {run_id} is {job['status']}; run it again once it has finished.")
+    return job
+
+
+def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = None, name: str | None = None,
+          actor=None) -> int:
+    """Queue run ``run_id`` again (same settings, same dataset version, same base model); returns the new run's id.
+    ``seed`` replaces the run's seed. Only a finished (succeeded, failed or cancelled) training run can be re-run."""
+    job = _finished_train_run(conn, run_id)
+    config = job.get("config") or {}
+    row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job.get("dataset_id")]).fetchone()
+    if not row:
+        raise UserError(f"The dataset run {run_id} was trained on no longer exists, so it cannot be run again.")
+    dataset = f"{row[0]}:{row[1]}"  # pinned: the version the run used, never the latest
     source_name = job.get("name") or f"run {run_id}"
     seed_words = f" · seed {int(seed)}" if seed is not None and int(seed) != int(config.get("seed", -1)) else ""
     return finetune.submit(
@@ -54,12 +65,30 @@ def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = N
         task=job.get("task"),
         base_model=job.get("base_model") or "default",
         preset=config.get("preset"),
-        overrides=overrides,
+        overrides=same_settings(job, seed),
         created_by=created_by,
         name=name or f"{source_name} · re-run of #{run_id}{seed_words}",
         rerun_of=int(run_id),
         actor=actor,
         purpose=job.get("purpose"),
+    )
+
+
+def retrain_on(conn, run_id: int, dataset: str, seed: int | None = None, name: str | None = None, actor=None) -> int:
+    """Queue run ``run_id``'s exact settings and base model on another dataset version (``dataset``, pinned as
+    NAME:VERSION by the caller), recording ``corrects`` = ``run_id`` in the new run's config; returns its id."""
+    job = _finished_train_run(conn, run_id)
+    config = job.get("config") or {}
+    return finetune.submit(
+        conn,
+        dataset,
+        task=job.get("task"),
+        base_model=job.get("base_model") or "default",
+        preset=config.get("preset"),
+        overrides=same_settings(job, seed),
+        name=name or f"{job.get('name') or f'run {run_id}'} · retrained on {dataset}",
+        corrects=int(run_id),
+        actor=actor,
     )
 
 
