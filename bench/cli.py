@@ -1,5 +1,6 @@
-"""``python -m bench train|score|monitor|quality [--quick] [--format json]``: the engine against the usual tools, and
-the presets' quality over seeds (``quality``: bench/quality.py).
+"""``python -m bench train|score|monitor|quality|generation [--quick] [--format json]``: the engine against the usual
+tools, the presets' quality over seeds (``quality``: bench/quality.py), and the generation presets and packing
+(``generation``: bench/generation_presets.py).
 
 Every run measures the baselines and the engine side by side on this machine, in a data directory of its own (a
 temporary ``BELLWETHER_HOME``; the analyst's store is never touched). The baselines and the measurements live in
@@ -37,7 +38,7 @@ TARGETS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench",
                                 description="Benchmark the engine against the usual tools (training, scoring, monitor).")
-    p.add_argument("which", choices=["train", "score", "monitor", "quality"], help="what to measure")
+    p.add_argument("which", choices=["train", "score", "monitor", "quality", "generation"], help="what to measure")
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
     q = p.add_argument_group("quality (python -m bench quality)")
     q.add_argument("--presets", default="quick,balanced,thorough", help="comma-separated presets")
-    q.add_argument("--seeds", type=int, default=5, help="seeds per preset (42, 43, ...)")
+    q.add_argument("--seeds", type=int, help="seeds per preset (42, 43, ...): default 5 for quality, 3 for generation")
     q.add_argument("--datasets", default="fpb,finfe-zh,fin5", help="comma-separated: fpb, finfe-zh, fin5")
     q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
     q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
@@ -138,8 +139,14 @@ def run(args) -> int:
             from bench import quality
 
             result.update(quality.bench_quality(
-                mode, _list(args.presets), args.seeds, _list(args.datasets), _list(args.precision), args.n_train,
+                mode, _list(args.presets), args.seeds or 5, _list(args.datasets), _list(args.precision), args.n_train,
                 args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None))
+        elif args.which == "generation":
+            from bench import generation_presets
+
+            result.update(generation_presets.bench_generation(
+                mode, 1 if mode == "quick" and not args.seeds else args.seeds or 3,
+                progress=lambda line: print(line, file=sys.stderr, flush=True)))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}
@@ -157,8 +164,10 @@ def _list(text: str) -> list[str]:
 
 def _command(args) -> str:
     parts = ["python -m bench", args.which]
+    if args.which == "generation" and args.seeds:
+        parts.append(f"--seeds {args.seeds}")
     if args.which == "quality":
-        parts += [f"--presets {args.presets}", f"--seeds {args.seeds}", f"--datasets {args.datasets}",
+        parts += [f"--presets {args.presets}", f"--seeds {args.seeds or 5}", f"--datasets {args.datasets}",
                   f"--precision {args.precision}"]
         parts += [f"--n-train {args.n_train}"] if args.n_train else []
         parts += [f"--max-length {args.max_length}"] if args.max_length else []
@@ -421,6 +430,10 @@ def render(result: dict) -> str:
         from bench import quality
 
         lines.append(quality.render(result))
+    elif result["benchmark"] == "generation":
+        from bench import generation_presets
+
+        lines.append(generation_presets.render(result))
     else:
         lines.append("```")
         lines.append(json.dumps(result.get("monitor"), indent=2, default=str))

@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping_patience": 0,  # 0: off
     "class_weighting": False,
     "group_by_length": True,  # batches of similar lengths: about half the padding of random batches
+    "packing": False,  # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
     "lora": False,
     "lora_r": 8,
     "lora_alpha": 16,
@@ -95,6 +96,7 @@ FIELD_LABELS = {
     "lora_dropout": "LoRA dropout",
     "lora_target_modules": "LoRA target modules",
     "precision": "Precision",
+    "packing": "Packing",
     "dataset": "Dataset",
     "base_model": "Base model",
     "task": "Task",
@@ -168,7 +170,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
-    for key in ("class_weighting", "group_by_length", "lora", "full_determinism"):
+    for key in ("class_weighting", "group_by_length", "lora", "full_determinism", "packing"):
         value = config.get(key)
         if isinstance(value, str):
             value = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -318,6 +320,8 @@ def submit(
     if base is not None and ds is not None and ds["task"] == "generation" and not catalog.is_causal_lm(base.source):
         errors["base_model"] = (f"{base.spec} is not a model that generates text. Choose a causal language model such "
                                 "as gpt2, distilgpt2 or SmolLM2 (a local folder or hub id).")
+    if ds is not None and ds["task"] != "generation" and (overrides or {}).get("packing"):
+        errors["packing"] = "is for generation datasets only (a classifier sees one example at a time)."
     if ds is not None and ds["task"] in TASK_PRESETS:
         task_preset = TASK_PRESETS[ds["task"]].get((preset or "balanced").strip().lower(), {})
         overrides = {**task_preset, **{k: v for k, v in (overrides or {}).items() if v is not None}}

@@ -3,7 +3,11 @@
 - **Data.** Plain text rows learn every token. Prompt/response and messages rows are written as the model's chat
   template, or the plain format of :mod:`engine.models.generate`, and only the response tokens (and the end token that
   closes them) carry loss: every prompt token's label is -100. GPT-2's missing pad token is its end-of-text.
-- **Batches.** Length-grouped (the run's seeded sampler from :mod:`engine.training.finetune`), padded per batch.
+- **Batches.** Length-grouped (the run's seeded sampler from :mod:`engine.training.finetune`), padded per batch; or,
+  with ``packing``, whole examples laid end to end in blocks of up to ``max_length`` tokens (:func:`pack`): each
+  example's positions restart at 0 and no mask is passed, so transformers' packed-sequence masks keep attention inside
+  each example, and the first token of each example carries no loss (nothing of its own comes before it). The loss is
+  therefore the same as unpacked (prompt tokens still carry none); only the padding goes. Validation stays unpacked.
 - **LoRA.** Target modules by model type: ``c_attn`` for GPT-2, ``q_proj,k_proj,v_proj,o_proj`` for Llama / Qwen /
   Mistral-style models (or what the analyst typed).
 - **Curves.** The Trainer's validation loss is logged as the run's eval rows (perplexity = exp(loss)).
@@ -68,6 +72,48 @@ def encode_row(tokenizer, row: dict, max_length: int) -> dict:
         p_ids = p_ids[len(p_ids) - (max_length - len(r_ids)):] if max_length > len(r_ids) else []
     ids = p_ids + r_ids
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(p_ids) + list(r_ids)}
+
+
+def pack(items: list[dict], block: int) -> list[dict]:
+    """Whole encoded examples laid end to end, in order, into blocks of at most ``block`` tokens (an example never
+    straddles two blocks). Each block has ``input_ids``, ``labels`` and ``position_ids`` restarting at 0 for every
+    example; the first label of each example is -100, so no token is learnt from the example before it."""
+    blocks: list[dict] = []
+    current: dict | None = None
+    for it in items:
+        n = len(it["input_ids"])
+        if not n:
+            continue
+        if current is None or len(current["input_ids"]) + n > block:
+            current = {"input_ids": [], "labels": [], "position_ids": []}
+            blocks.append(current)
+        current["input_ids"] += list(it["input_ids"])
+        current["labels"] += [-100] + list(it["labels"][1:])
+        current["position_ids"] += list(range(n))
+    return blocks
+
+
+class PackedCollator:
+    """Pads packed blocks on the right (pad id, -100 labels, the padding's own positions from 0) and passes no
+    attention mask: the positions tell the model where each example starts. Unpacked rows (the validation rows the
+    Trainer evaluates with the same collator) are padded as :class:`Collator` pads them."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items):
+        import torch
+
+        if "position_ids" not in items[0]:
+            return Collator(self.pad_id)(items)
+        width = max(len(it["input_ids"]) for it in items)
+        batch = {"input_ids": [], "labels": [], "position_ids": []}
+        for it in items:
+            gap = width - len(it["input_ids"])
+            batch["input_ids"].append(list(it["input_ids"]) + [self.pad_id] * gap)
+            batch["labels"].append(list(it["labels"]) + [-100] * gap)
+            batch["position_ids"].append(list(it["position_ids"]) + list(range(gap)))
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
 
 class Collator:
@@ -215,9 +261,17 @@ def train(conn, job: dict, ctx) -> dict:
     callbacks = [finetune._progress_callback(ctx, True, batch * accum)]
     if int(config.get("early_stopping_patience") or 0) > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
+    train_set, collator = train_items, Collator(pad_id)
+    if config.get("packing"):
+        train_set = pack(train_items, max_length)
+        collator = PackedCollator(pad_id)
+        model.config.use_cache = False  # with a cache, transformers ignores the packed positions (one long text)
+        n_real = sum(len(it["input_ids"]) for it in train_items)
+        log.info("packing: %s examples in %s blocks of up to %s tokens (%.0f%% filled)", len(train_items),
+                 len(train_set), max_length, 100 * n_real / max(1, len(train_set) * max_length))
     trainer_cls = finetune._seeded_sampler_trainer_class(Trainer, seed, bool(config.get("group_by_length", True)))
-    trainer = trainer_cls(model=model, args=args, train_dataset=finetune._Rows(train_items),
-                          eval_dataset=finetune._Rows(val_items), data_collator=Collator(pad_id),
+    trainer = trainer_cls(model=model, args=args, train_dataset=finetune._Rows(train_set),
+                          eval_dataset=finetune._Rows(val_items), data_collator=collator,
                           processing_class=tokenizer, callbacks=callbacks)
     resume_from = job.get("resume_from")
     if resume_from and not Path(resume_from).is_dir():
@@ -232,6 +286,7 @@ def train(conn, job: dict, ctx) -> dict:
         raise process.Cancelled()
     callbacks[0].finished = True
     model = trainer.model
+    model.config.use_cache = True  # packing turned it off for training; generation wants it
     if config.get("lora"):
         model = model.merge_and_unload()
     n_tokens = sum(sum(1 for lab in it["labels"] if lab != -100) for it in train_items)
@@ -263,6 +318,7 @@ def train(conn, job: dict, ctx) -> dict:
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
         "n_train": len(train_items),
+        "packed_blocks": len(train_set) if config.get("packing") else None,
         "n_validation": len(val_items),
         "n_test": len(test_items),
         "metrics_split": "test",
