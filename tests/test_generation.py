@@ -359,3 +359,183 @@ def test_evaluate_a_generation_run_on_a_new_file(store, tiny_gpt2, monkeypatch):
     assert {"rouge1", "rougeL", "bleu"} <= {k for k, v in result["fine_tuned"].items() if v is not None}
     again = report.build(store, runs.get(store, run_id), "eval:q3")  # kept with the run
     assert len(again["rows"]) == 6 and again["fine_tuned"]["rougeL"] == result["fine_tuned"]["rougeL"]
+
+
+# ---- packing ------------------------------------------------------------------------------------------------------
+
+
+def test_packing_keeps_each_example_to_itself(tiny_gpt2):
+    """Packed blocks: positions restart per example, the first token of each example and every prompt token carry
+    no loss, and the model sees each example exactly as unpacked (same logits, same total loss)."""
+    import torch
+
+    from engine.models import generate
+    from engine.training.generation import Collator, PackedCollator, encode_row, pack
+
+    tokenizer, model = generate.load_causal(tiny_gpt2)
+    rows = [{"text": "Bank shares rose after results.", "label": None, "tokens": None},
+            {"text": "What did the bank report?", "label": "Higher profit", "tokens": None},
+            {"text": "Oil fell on supply fears.", "label": None, "tokens": None}]
+    items = [encode_row(tokenizer, r, 64) for r in rows]
+    sizes = [len(it["input_ids"]) for it in items]
+    blocks = pack(items, 64)
+    assert len(blocks) == 1 and len(blocks[0]["input_ids"]) == sum(sizes)
+    block = blocks[0]
+    assert block["position_ids"] == [p for n in sizes for p in range(n)]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    for start, it in zip(starts, items):
+        n = len(it["input_ids"])
+        assert block["labels"][start] == -100  # never learnt from the example before it
+        assert block["labels"][start + 1:start + n] == it["labels"][1:]  # the prompt's -100s are kept
+    assert block["labels"][starts[1]:starts[1] + sizes[1]].count(-100) >= len(
+        tokenizer(generate.prompt_text(tokenizer, rows[1]["text"]), add_special_tokens=False)["input_ids"])
+    assert [len(b["input_ids"]) for b in pack(items, sizes[0] + sizes[1])] == [sizes[0] + sizes[1], sizes[2]]
+
+    batch = PackedCollator(tokenizer.pad_token_id)([block, pack(items[:1], 64)[0]])
+    assert "attention_mask" not in batch and batch["position_ids"].shape == batch["input_ids"].shape
+    assert batch["labels"][1, sizes[0]:].eq(-100).all()  # padding carries no loss
+    model.config.use_cache = False  # as the runner sets it while packing
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"][:1], position_ids=batch["position_ids"][:1]).logits[0]
+        packed_loss = model(**{k: v[:1] for k, v in batch.items()}).loss
+        unpacked_sum, n_learnt = 0.0, 0
+        for start, it in zip(starts, items):
+            one = Collator(tokenizer.pad_token_id)([it])
+            alone = model(input_ids=one["input_ids"]).logits[0]
+            assert torch.allclose(packed[start:start + len(it["input_ids"])], alone, atol=1e-4)
+            learnt = sum(1 for lab in it["labels"][1:] if lab != -100)
+            unpacked_sum += float(model(input_ids=one["input_ids"], labels=one["labels"]).loss) * learnt
+            n_learnt += learnt
+    assert float(packed_loss) == pytest.approx(unpacked_sum / n_learnt, rel=1e-4)
+    eval_batch = PackedCollator(tokenizer.pad_token_id)(items[:2])  # the unpacked validation rows
+    assert "attention_mask" in eval_batch and "position_ids" not in eval_batch
+
+
+def test_packed_run_trains_in_fewer_steps(store, shared, tiny_gpt2):
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    with pytest.raises(finetune.ConfigError) as err:  # a classifier has nothing to pack
+        from tests.test_training import insert_text_dataset
+
+        insert_text_dataset(store, shared("fpb", "train.csv"), n_train=12, n_val=3, n_test=3)
+        finetune.submit(store, "fpb", base_model=str(tiny_gpt2), preset="quick", overrides={"packing": True})
+    assert "generation datasets only" in err.value.errors["packing"]
+    saved, _ = import_news(store, shared, n_rows=120)
+    plain_rows = [r for r in store.query("select count(*) n from dataset_rows where dataset_id = ? and split = 'train'",
+                                         [saved["id"]])][0]["n"]
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick",
+                             overrides={**FAST, "epochs": 1, "packing": True, "max_length": 128})
+    assert run_in_process(run_id) == 0
+    m = queue.get(store, run_id)["metrics"]
+    assert m["packed_blocks"] < plain_rows / 2  # ~60-token examples, 128-token blocks
+    assert m["steps"] == -(-m["packed_blocks"] // FAST["batch_size"])
+    assert m["validation_perplexity"] < m["base_validation_perplexity"] / 5
+
+
+# ---- memory and device --------------------------------------------------------------------------------------------
+
+
+def test_out_of_memory_fails_with_what_to_lower(store, shared, tiny_gpt2, monkeypatch):
+    import torch
+    from transformers import Trainer
+
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    def no_memory(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "training_step", no_memory)
+    saved, _ = import_news(store, shared, n_rows=40)
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick", overrides=FAST)
+    run_in_process(run_id)
+    job = queue.get(store, run_id)
+    assert job["status"] == "failed"
+    assert job["error"] == finetune.OOM_MESSAGE
+    assert "Lower the batch size" in job["error"] and "max length" in job["error"] and "LoRA" in job["error"]
+    assert "CUDA" not in job["error"] and "Traceback" not in job["error"]
+
+
+def test_classifier_out_of_memory_gives_the_same_message(store, shared, tiny_text_model, monkeypatch):
+    from transformers import Trainer
+
+    from engine.jobs import queue
+    from engine.training import finetune
+    from tests.test_training import insert_text_dataset
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError()  # the CPU's way of saying it
+
+    monkeypatch.setattr(Trainer, "training_step", no_memory)
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=16, n_val=4, n_test=4)
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+                             overrides={"max_length": 32, "batch_size": 8})
+    run_in_process(run_id)
+    job = queue.get(store, run_id)
+    assert job["status"] == "failed" and job["error"] == finetune.OOM_MESSAGE
+    assert finetune.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: out of memory"))
+    assert not finetune.is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+class _Props:
+    name, total_memory = "Stand-in GPU", 80 * 1024**3
+
+
+@pytest.mark.parametrize("bf16_supported, asked, expected", [
+    (True, "auto", "bf16"), (False, "auto", "fp16"), (True, "fp32", "fp32"), (False, "bf16", "fp16")])
+def test_generation_picks_device_and_precision_as_classifiers_do(monkeypatch, bf16_supported, asked, expected):
+    """No GPU here: torch.cuda is stood in for. Both runners get their device from finetune.run_device."""
+    import torch
+
+    from engine.training import finetune
+    from engine.training import generation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: _Props())
+    device = finetune.run_device({"precision": asked})
+    assert (device["device"], device["precision"], device["gpu_name"]) == ("cuda", expected, "Stand-in GPU")
+
+    seen = {}
+
+    class Ctx:
+        def set_device(self, info):
+            seen["device"] = info
+
+    monkeypatch.setattr(generation, "train", lambda conn, job, ctx: {"trained_on": seen["device"]["precision"]})
+    assert generation.run(None, {"config": {"precision": asked}}, Ctx()) == {"trained_on": expected}
+    assert seen["device"] == {**device, "environment": seen["device"]["environment"]}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert finetune.run_device({"precision": asked})["device"] == "cpu"
+    assert generation.run(None, {"config": {}}, Ctx()) == {"trained_on": "fp32"}
+
+
+# ---- the Runs list ------------------------------------------------------------------------------------------------
+
+
+def test_runs_list_shows_perplexity_for_generation_runs(home, monkeypatch, tiny_gpt2, tiny_text_model, capsys):
+    from engine.cli.main import main
+    from tests.helpers import make_finished_run, open_page
+
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    conn = db.connect()
+    classifier = make_finished_run(conn, tiny_text_model, metrics={"macro_f1": 0.734, "accuracy": 0.8})
+    writer = make_finished_run(conn, tiny_gpt2, task="generation",
+                               metrics={"validation_perplexity": 41.25, "base_validation_perplexity": 30100.0})
+    at = open_page("runs", run=str(writer))
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[writer, "validation_perplexity"] == 41.25
+    assert table.loc[classifier, "macro_f1"] == 0.734 and pd_isna(table.loc[classifier, "validation_perplexity"])
+    assert pd_isna(table.loc[writer, "macro_f1"])
+    assert main(["runs", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "validation perplexity 41.250" in next(line for line in lines if line.strip().startswith(str(writer)))
+    assert "macro-F1 (test) 0.734" in next(line for line in lines if line.strip().startswith(str(classifier)))
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))

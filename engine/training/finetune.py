@@ -19,8 +19,9 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from engine import access, db, paths, settings
 from engine.text import clean_name
@@ -192,6 +193,14 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
         config["max_length_requested"] = config["max_length"]
         config["max_length"] = int(max_length_limit)
     return config
+
+
+def preset_config(preset: str | None, task: str | None = None, overrides: dict | None = None) -> dict:
+    """A preset's full configuration for ``task`` (its TASK_PRESETS laid over PRESETS, as ``submit`` lays them), plus
+    ``overrides``: what the Train page's preset cards and Advanced fields show."""
+    key = (preset or "balanced").strip().lower()
+    laid = {**TASK_PRESETS.get(task or "", {}).get(key, {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return build_config(preset, laid)
 
 
 def _dataset_get(conn, spec: str) -> dict:
@@ -421,6 +430,50 @@ def training_precision(kind: str, asked: str = "auto") -> str:
     return "bf16" if CPU_AUTO_BF16 and inference.cpu_has_bf16() else "fp32"
 
 
+OOM_MESSAGE = ("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation to "
+               "keep the effective batch), lower the max length, or turn on LoRA.")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is running out of memory: CUDA's OutOfMemoryError, Python's MemoryError, or a RuntimeError
+    that says so (other accelerators and allocators word it that way)."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@contextmanager
+def plain_out_of_memory() -> Iterator[None]:
+    """Turn running out of memory (in training, evaluation or generation) into the run's plain failure message,
+    :data:`OOM_MESSAGE`, saying what to lower. Shared by the classification and generation runners."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only memory failures are translated; the rest go on up
+        if not is_out_of_memory(exc):
+            raise
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - freeing memory is a courtesy; the message is what matters
+            pass
+        raise UserError(OOM_MESSAGE) from None
+
+
+def run_device(config: dict, world_size: int = 1, kind: str | None = None) -> dict:
+    """The device record a run trains on (``device_info``) from its settings: CUDA when torch sees a GPU, else the
+    CPU, and the precision :func:`training_precision` picks for it (bf16 on a GPU that supports it, else fp16; fp32
+    on the CPU unless asked). The classification and generation runners both call this."""
+    import torch
+
+    if kind is None:
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    return device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto"))
+
+
 def device_info(world_size: int, kind: str, full_determinism: bool = False, precision: str = "auto") -> dict:
     import torch
 
@@ -475,11 +528,11 @@ def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner: single process here, or torchrun workers when data parallel applies."""
     world_size, kind = ddp_plan()
     config = job.get("config") or {}
-    determinism = bool(config.get("full_determinism"))
     if world_size > 1 and not os.environ.get("LOCAL_RANK"):
         return _run_torchrun(conn, job, ctx, world_size, kind)
-    ctx.set_device(device_info(1, kind, determinism, config.get("precision", "auto")))
-    return train(conn, job, ctx)
+    ctx.set_device(run_device(config, 1, kind))
+    with plain_out_of_memory():
+        return train(conn, job, ctx)
 
 
 def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
@@ -519,7 +572,8 @@ def ddp_worker(job_id: int) -> int:
     ctx = process.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
     result: dict[str, Any] = {}
     try:
-        metrics = train(conn, job, ctx)
+        with plain_out_of_memory():
+            metrics = train(conn, job, ctx)
         result = {"metrics": metrics, "model_dir": str(job_dir / "model")}
     except process.Cancelled:
         result = {"cancelled": True}
@@ -917,8 +971,7 @@ def train(conn, job: dict, ctx) -> dict:
     is_main = rank == 0
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism,
-                                              config.get("precision", "auto"))
+    device = job.get("device") or run_device(config, world)
     log = ctx.log
 
     ds_name, ds_version, labels, rows = _training_data(conn, job["dataset_id"], task)
@@ -998,7 +1051,7 @@ def train(conn, job: dict, ctx) -> dict:
         # A model whose layers cannot run under bf16 autocast on the CPU fails in its first step: train it in fp32
         # instead, from the same seed, and say so with the run. Anything later, or on a GPU, is a real failure.
         if device.get("device") != "cpu" or device.get("precision") != "bf16" or trainer.state.global_step > 0 \
-                or world > 1:
+                or world > 1 or is_out_of_memory(exc):
             raise
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         note = f"This model could not train in bf16 on this CPU ({reason}); it trained in fp32 instead."

@@ -46,8 +46,7 @@ LORA_TARGETS = {
     "gemma": "q_proj,k_proj,v_proj,o_proj",
     "phi3": "qkv_proj,o_proj",
 }
-OOM_MESSAGE = ("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation to "
-               "keep the effective batch), lower the max length, or turn on LoRA.")
+OOM_MESSAGE = finetune.OOM_MESSAGE  # one message and one helper for both runners (finetune.plain_out_of_memory)
 
 
 def lora_targets(model_type: str) -> str | None:
@@ -177,19 +176,9 @@ def generate_outputs(tokenizer, model, rows: list[dict]) -> list[str]:
 
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner for generation jobs (single process)."""
-    import torch
-
-    determinism = bool((job.get("config") or {}).get("full_determinism"))
-    kind = "cuda" if torch.cuda.is_available() else "cpu"
-    ctx.set_device(finetune.device_info(1, kind, determinism))
-    try:
+    ctx.set_device(finetune.run_device(job.get("config") or {}))  # the same device and precision choice as classifiers
+    with finetune.plain_out_of_memory():
         return train(conn, job, ctx)
-    except torch.OutOfMemoryError:
-        raise UserError(OOM_MESSAGE) from None
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            raise UserError(OOM_MESSAGE) from None
-        raise
 
 
 def _base_figures(job_dir: Path, tokenizer, model, val_items, test_items, gen_rows, pad_id, log) -> dict:
@@ -210,13 +199,12 @@ def _base_figures(job_dir: Path, tokenizer, model, val_items, test_items, gen_ro
 
 
 def train(conn, job: dict, ctx) -> dict:
-    import torch
     from transformers import EarlyStoppingCallback, Trainer
 
     config = job["config"] or db.loads(job.get("config_json"), {})
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or finetune.device_info(1, "cuda" if torch.cuda.is_available() else "cpu", determinism)
+    device = job.get("device") or finetune.run_device(config)
     log = ctx.log
     ds_name, ds_version, _, rows = finetune._training_data(conn, job["dataset_id"], TASK)
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
