@@ -539,3 +539,111 @@ def pd_isna(value) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+# ---- chat template ------------------------------------------------------------------------------------------------
+
+
+def test_chat_template_from_training_to_playground_and_generate(store, shared, tmp_path, monkeypatch, capsys):
+    """A tokenizer with a ChatML template: messages data is written through apply_chat_template, only the last
+    assistant turn (and its <|im_end|>) is learnt, and the Playground and `generate` send the template's prompt."""
+    import pandas as pd
+
+    from engine.cli.main import main
+    from engine.data import datasets
+    from engine.jobs import queue
+    from engine.models import generate
+    from engine.training import finetune
+    from engine.training.generation import encode_row
+    from tests.helpers import build_tiny_chat_gpt2, open_page
+
+    frame = pd.read_csv(shared("news", "reuters_headlines.csv"), encoding="cp1252").dropna().head(80)
+    pairs = list(zip(frame["Description"], frame["Headlines"]))
+    lines = [json.dumps({"messages": [
+        {"role": "system", "content": "You write headlines."},
+        {"role": "user", "content": pairs[i - 1][0]}, {"role": "assistant", "content": pairs[i - 1][1]},
+        {"role": "user", "content": d}, {"role": "assistant", "content": h}]}) for i, (d, h) in enumerate(pairs)]
+    saved, report = datasets.import_file(store, "\n".join(lines).encode(), "chats.jsonl", "chats", task="generation")
+    assert report.mapping["mode"] == "messages"
+    model_dir = build_tiny_chat_gpt2(tmp_path / "chat-gpt2")
+    tokenizer, _ = generate.load_causal(model_dir)
+    row = datasets.rows(store, saved["id"], "train")[0]
+    item = encode_row(tokenizer, row, 128)
+    text = tokenizer.decode(item["input_ids"])
+    assert text.count("<|im_start|>") == 5 and "<|im_start|> system" in text and "<|im_start|> assistant" in text
+    learnt = [i for i, lab in zip(item["input_ids"], item["labels"]) if lab != -100]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert learnt == tokenizer(row["label"], add_special_tokens=False)["input_ids"][:len(learnt) - 1] + [end]
+    first = item["labels"].index(learnt[0])  # everything before the last answer (system, users, the earlier
+    assert set(item["labels"][:first]) == {-100}  # assistant turn, the template's markers) carries no loss
+    assert tokenizer.decode(item["input_ids"][:first]).endswith("<|im_start|> assistant")
+
+    run_id = finetune.submit(store, saved["ref"], base_model=str(model_dir), preset="quick",
+                             overrides={**FAST, "epochs": 1, "max_length": 128})
+    assert run_in_process(run_id) == 0
+    run = queue.get(store, run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert json.loads((Path(run["model_dir"]) / "bellwether.json").read_text())["prompt_format"] == "chat template"
+    assert run["metrics"]["validation_perplexity"] < run["metrics"]["base_validation_perplexity"]
+
+    prompts = []
+    real_stream = generate.stream
+
+    def spy(tok, model, text, sampling=None, **kw):
+        prompts.append(text)
+        return real_stream(tok, model, text, sampling, **kw)
+
+    monkeypatch.setattr(generate, "stream", spy)
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    at = open_page("playground", run=str(run_id))
+    assert "This model has a chat template" in " ".join(c.value for c in at.caption)
+    next(n for n in at.number_input if n.label == "Max new tokens").set_value(6).run()
+    at.chat_input[0].set_value("Oil prices fell on Monday.").run()
+    at.chat_input[0].set_value("Shorter, please.").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert prompts[0] == "<|im_start|>user\nOil prices fell on Monday.<|im_end|>\n<|im_start|>assistant\n"
+    assert prompts[1].startswith(prompts[0])  # the conversation so far goes with the next message
+    assert prompts[1].endswith("<|im_end|>\n<|im_start|>user\nShorter, please.<|im_end|>\n<|im_start|>assistant\n")
+    assert len(at.chat_message) >= 4  # both turns of the history are on the screen
+
+    prompts.clear()
+    assert main(["generate", str(run_id), "Oil fell.", "--system", "You write headlines.", "--max-new-tokens", "4",
+                 "--greedy"]) == 0
+    assert prompts == ["<|im_start|>system\nYou write headlines.<|im_end|>\n<|im_start|>user\nOil fell.<|im_end|>\n"
+                       "<|im_start|>assistant\n"]
+    capsys.readouterr()
+
+
+# ---- compare runs ---------------------------------------------------------------------------------------------------
+
+
+def test_playground_compares_two_generation_runs(home, monkeypatch, tiny_gpt2):
+    from tests.helpers import make_finished_run, open_page
+
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    (tiny_gpt2 / "bellwether.json").write_text(json.dumps({"base_model_source": str(tiny_gpt2)}))
+    conn = db.connect()
+    first = make_finished_run(conn, tiny_gpt2, task="generation", metrics={
+        "validation_perplexity": 90.5, "base_validation_perplexity": 30100.0, "rougeL": 0.18, "bleu": 2.5})
+    second = make_finished_run(conn, tiny_gpt2, task="generation", metrics={
+        "validation_perplexity": 60.25, "base_validation_perplexity": 30100.0, "rougeL": 0.24, "bleu": 4.0})
+    prompts = [("Bank results beat forecasts", "Bank beats"), ("Oil fell on supply fears", "Oil falls")]
+    for run_id, outs in ((first, ["bank beat", "oil up"]), (second, ["bank beats", "oil falls"])):
+        conn["predictions"].insert_all({"run_id": run_id, "split": "test", "row_id": i + 1, "text": p, "true_label": r,
+                                        "pred_label": o, "base_output": "zebra"}
+                                       for i, ((p, r), o) in enumerate(zip(prompts, outs)))
+    conn["predictions"].insert({"run_id": first, "split": "test", "row_id": 9, "text": "Only in the first run",
+                                "true_label": "x", "pred_label": "y", "base_output": "z"})
+    at = open_page("playground", run=str(first), compare=str(second))
+    assert at.selectbox(key="gen-compare-run").value == second
+    frames = [d.value for d in at.dataframe]
+    figures = next(f for f in frames if "figure" in f.columns and f"run #{second}" in f.columns).set_index("figure")
+    assert figures.loc["validation perplexity", f"run #{first}"] == 90.5
+    assert figures.loc["validation perplexity", f"run #{second}"] == 60.25
+    assert figures.loc["ROUGE-L", f"run #{second}"] == 0.24 and figures.loc["BLEU", f"run #{first}"] == 2.5
+    assert figures.loc["validation perplexity", f"run #{second} base"] == 30100.0
+    outputs = next(f for f in frames if "prompt" in f.columns and f"run #{second}" in f.columns)
+    assert list(outputs["prompt"]) == [p for p, _ in prompts]  # only the prompts both runs answered
+    assert list(outputs[f"run #{first}"]) == ["bank beat", "oil up"]
+    assert list(outputs[f"run #{second}"]) == ["bank beats", "oil falls"]
+    assert list(outputs["reference"]) == ["Bank beats", "Oil falls"]
