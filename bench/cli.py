@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
-    p.add_argument("--model", help="a trained model folder to score with (bench score); default: one fine-tuned here with the Quick preset")
+    p.add_argument("--model", help="bench score: a trained model folder to score with (default: one fine-tuned here with the Quick "
+                   "preset); bench generation: a causal language model folder to fine-tune in the presets stage")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
     q = p.add_argument_group("quality (python -m bench quality)")
     q.add_argument("--presets", default="quick,balanced,thorough", help="comma-separated presets")
@@ -146,7 +147,7 @@ def run(args) -> int:
 
             result.update(generation_presets.bench_generation(
                 mode, 1 if mode == "quick" and not args.seeds else args.seeds or 3,
-                progress=lambda line: print(line, file=sys.stderr, flush=True)))
+                progress=lambda line: print(line, file=sys.stderr, flush=True), base_model=args.model))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}

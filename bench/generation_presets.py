@@ -131,8 +131,10 @@ def _range(values: list[float]) -> dict:
     return {"mean": round(statistics.fmean(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
-def bench_generation(mode: str, seeds: int = 3, progress=None) -> dict:
-    """Both stages; ``mode`` full | quick (1 seed, fewer rows) | tiny (tests: a few rows, the shape only)."""
+def bench_generation(mode: str, seeds: int = 3, progress=None, base_model: str | None = None) -> dict:
+    """Both stages; ``mode`` full | quick (1 seed, fewer rows) | tiny (tests: a few rows, the shape only).
+    ``base_model``: a causal language model folder (e.g. a copy of distilgpt2) to fine-tune in the presets stage
+    instead of the tiny model pretrained in the packing stage."""
     import torch
 
     say = progress or (lambda *_: None)
@@ -171,6 +173,9 @@ def bench_generation(mode: str, seeds: int = 3, progress=None) -> dict:
         }
         out["packing"]["summary"]["speedup"] = _range([p["tokens_per_s"] / u["tokens_per_s"]
                                                        for u, p in zip(plain, packed)])
+        if base_model:
+            base = Path(base_model)
+        out["base_model"] = str(base_model) if base_model else "the tiny GPT-2 pretrained above (packed, first seed)"
         for preset, (epochs, patience, rates) in candidates.items():
             groups = []
             for lr in rates:

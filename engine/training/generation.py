@@ -74,21 +74,32 @@ def encode_row(tokenizer, row: dict, max_length: int) -> dict:
 
 
 def pack(items: list[dict], block: int) -> list[dict]:
-    """Whole encoded examples laid end to end, in order, into blocks of at most ``block`` tokens (an example never
-    straddles two blocks). Each block has ``input_ids``, ``labels`` and ``position_ids`` restarting at 0 for every
-    example; the first label of each example is -100, so no token is learnt from the example before it."""
+    """Whole encoded examples laid end to end into blocks of at most ``block`` tokens (an example never straddles two
+    blocks), best fit, longest first: each example goes into the fullest block it still fits in, so long and short
+    examples share blocks and few tokens are left as padding. Each block has ``input_ids``, ``labels`` and
+    ``position_ids`` restarting at 0 for every example; the first label of each example is -100, so no token is learnt
+    from the example before it. Deterministic: the same items give the same blocks."""
+    import bisect
+
     blocks: list[dict] = []
-    current: dict | None = None
-    for it in items:
+    room: list[tuple[int, int]] = []  # (tokens still free, block index), sorted
+    for i in sorted(range(len(items)), key=lambda k: -len(items[k]["input_ids"])):
+        it = items[i]
         n = len(it["input_ids"])
         if not n:
             continue
-        if current is None or len(current["input_ids"]) + n > block:
-            current = {"input_ids": [], "labels": [], "position_ids": []}
-            blocks.append(current)
+        at = bisect.bisect_left(room, (n, -1))
+        if at < len(room):
+            free, b = room.pop(at)
+        else:
+            free, b = block, len(blocks)
+            blocks.append({"input_ids": [], "labels": [], "position_ids": []})
+        current = blocks[b]
         current["input_ids"] += list(it["input_ids"])
         current["labels"] += [-100] + list(it["labels"][1:])
         current["position_ids"] += list(range(n))
+        if free - n > 0:
+            bisect.insort(room, (free - n, b))
     return blocks
 
 
