@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
     q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
     q.add_argument("--max-length", type=int, help="override the presets' max length")
+    g = p.add_argument_group("generation (python -m bench generation)")
+    g.add_argument("--no-packing-study", action="store_true",
+                   help="skip the packed/padded comparison (one pretraining run for the base model, none with --model)")
     return p
 
 
@@ -147,7 +150,8 @@ def run(args) -> int:
 
             result.update(generation_presets.bench_generation(
                 mode, 1 if mode == "quick" and not args.seeds else args.seeds or 3,
-                progress=lambda line: print(line, file=sys.stderr, flush=True), base_model=args.model))
+                progress=lambda line: print(line, file=sys.stderr, flush=True), base_model=args.model,
+                presets=_list(args.presets), packing_study=not args.no_packing_study))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}
@@ -165,8 +169,11 @@ def _list(text: str) -> list[str]:
 
 def _command(args) -> str:
     parts = ["python -m bench", args.which]
-    if args.which == "generation" and args.seeds:
-        parts.append(f"--seeds {args.seeds}")
+    if args.which == "generation":
+        parts += [f"--seeds {args.seeds}"] if args.seeds else []
+        parts += [f"--presets {args.presets}"] if args.presets != "quick,balanced,thorough" else []
+        parts += ["--no-packing-study"] if args.no_packing_study else []
+        parts += [f"--model {args.model}"] if args.model else []
     if args.which == "quality":
         parts += [f"--presets {args.presets}", f"--seeds {args.seeds or 5}", f"--datasets {args.datasets}",
                   f"--precision {args.precision}"]
@@ -176,7 +183,7 @@ def _command(args) -> str:
         parts.append("--quick")
     if args.format == "json":
         parts.append("--format json")
-    if getattr(args, "model", None):
+    if getattr(args, "model", None) and args.which != "generation":
         parts.append(f"--model {args.model}")
     return " ".join(parts)
 
