@@ -340,7 +340,7 @@ def test_generation_needs_a_model_that_generates(store, shared, tiny_gpt2):
     assert "pick it as a local folder" in err.value.errors["base_model"]
     run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="balanced")
     config = db.loads(store.execute("select config_json from jobs where id = ?", [run_id]).fetchone()[0])
-    assert (config["epochs"], config["learning_rate"], config["batch_size"]) == (3, 5e-5, 8)  # generation presets
+    assert (config["epochs"], config["learning_rate"], config["batch_size"]) == (3, 1e-3, 8)  # generation presets
     assert config["max_length"] == 128  # capped by the tiny model's context
 
 
