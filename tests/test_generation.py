@@ -564,7 +564,7 @@ def test_chat_template_from_training_to_playground_and_generate(store, shared, t
     from tests.helpers import build_tiny_chat_gpt2, open_page
 
     frame = pd.read_csv(shared("news", "reuters_headlines.csv"), encoding="cp1252").dropna().head(80)
-    pairs = list(zip(frame["Description"], frame["Headlines"]))
+    pairs = [(" ".join(d.split()[:12]), h) for d, h in zip(frame["Description"], frame["Headlines"])]  # fits 128
     lines = [json.dumps({"messages": [
         {"role": "system", "content": "You write headlines."},
         {"role": "user", "content": pairs[i - 1][0]}, {"role": "assistant", "content": pairs[i - 1][1]},
