@@ -653,3 +653,31 @@ def test_playground_compares_two_generation_runs(home, monkeypatch, tiny_gpt2):
     assert list(outputs[f"run #{first}"]) == ["bank beat", "oil up"]
     assert list(outputs[f"run #{second}"]) == ["bank beats", "oil falls"]
     assert list(outputs["reference"]) == ["Bank beats", "Oil falls"]
+
+
+def test_train_page_offers_the_generation_presets_and_packing(store, shared, tiny_gpt2, monkeypatch):
+    from engine.jobs import queue
+    from engine.models import catalog
+    from tests.helpers import open_page, texts
+    from tests.test_training import insert_text_dataset
+
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    monkeypatch.setattr("engine.jobs.supervisor.ensure_supervisor", lambda *a, **k: None)
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=12, n_val=3, n_test=3)
+    saved, _ = import_news(store, shared, n_rows=40)
+    catalog.allow_model(str(tiny_gpt2))
+    at = open_page("train")
+    at.selectbox(key="train_dataset").set_value(saved["ref"]).run()
+    assert at.number_input(key="adv_learning_rate").value == 1e-3  # the generation preset, not the classifier's
+    assert at.number_input(key="adv_batch_size").value == 8
+    assert "learning rate 0.001 · batch 8" in texts(at)
+    assert not [c for c in at.checkbox if c.label.startswith("Weight classes")]
+    at.checkbox(key="adv_packing").check().run()
+    at.text_input(key="train_base_model").set_value(str(tiny_gpt2)).run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = queue.list_jobs(store)[0]
+    assert job["config"]["packing"] is True and job["config"]["learning_rate"] == 1e-3, job["config"]
+    at.selectbox(key="train_dataset").set_value("fpb:1").run()  # back to a classifier: its own presets again
+    assert at.number_input(key="adv_learning_rate").value == 1e-4
