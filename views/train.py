@@ -140,7 +140,7 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
     seconds = finetune.estimate_seconds(conn, n_train, config, speed=speed)
     with column.container(border=True):
         st.markdown(f"**{title}**")
-        st.caption(finetune.PRESET_TEXT[key])
+        st.caption(finetune.preset_text(key, dataset["task"]))
         st.markdown(
             f"{config['epochs']:g} epoch{'s' if config['epochs'] != 1 else ''} · learning rate {config['learning_rate']:g}"
             f" · batch {config['batch_size']} · max length {config['max_length']}"

@@ -45,15 +45,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Per-task preset settings laid over PRESETS (the analyst's own overrides still win). Generation (causal LM, runner in
 # engine/training/generation.py): learning rates chosen by measurement (`python -m bench generation`, docs/benchmarks.md
 # "Generation presets"): a tiny GPT-2 pretrained here from scratch on fpb sentences, then fine-tuned on Reuters
-# description -> headline over 3 seeds; 1e-3 gave the lowest validation perplexity for Quick (1 epoch) and Balanced
-# (3 epochs) against 5e-5 / 2e-4, with seed spreads far smaller than the gaps. No pretrained causal LM can be
+# description -> headline over 3 seeds; 1e-3 gave the lowest validation perplexity for Quick (1 epoch, against 5e-5 and
+# 2e-4), Balanced (3 epochs, against 2e-4) and Thorough (5 epochs, early stopping, against 5e-4), with seed spreads far
+# smaller than the gaps. No pretrained causal LM can be
 # installed here, and wider models usually want lower rates: re-measure with `python -m bench generation --model DIR`
 # on a real model folder before trusting these for one. Batch 8 and max length 256 were not measured.
 TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "generation": {
         "quick": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "max_length": 256},
         "balanced": {"epochs": 3, "learning_rate": 1e-3, "batch_size": 8, "max_length": 256},
-        "thorough": {"epochs": 5, "learning_rate": 3e-5, "batch_size": 8, "max_length": 256},
+        "thorough": {"epochs": 5, "learning_rate": 1e-3, "batch_size": 8, "max_length": 256},
     },
 }
 PRESET_TEXT = {
@@ -61,6 +62,20 @@ PRESET_TEXT = {
     "balanced": "Good results for most datasets: two passes at a brisk learning rate.",
     "thorough": "Up to four gentler passes; keeps the best and stops early when validation stops improving.",
 }
+TASK_PRESET_TEXT = {
+    "generation": {
+        "quick": "A first look: one pass over the data.",
+        "balanced": "Good results for most datasets: three passes.",
+        "thorough": "Up to five passes; keeps the best and stops early when validation stops improving.",
+    },
+}
+
+
+def preset_text(preset: str, task: str | None = None) -> str:
+    """The one-line description of a preset for ``task`` (the Train page's cards)."""
+    return TASK_PRESET_TEXT.get(task or "", {}).get(preset) or PRESET_TEXT[preset]
+
+
 DEFAULTS: dict[str, Any] = {
     "epochs": 3,
     "learning_rate": 3e-5,
