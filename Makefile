@@ -26,11 +26,12 @@ $(VENV)/.test-installed: requirements.txt requirements-test.txt constraints.txt 
 venv: $(VENV)/.run-installed
 venv-test: $(VENV)/.test-installed
 
-# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here), with a CJK font so that
+# Chinese text renders as characters, not boxes, in the browser tests and their screenshots.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium fonts-noto-cjk; }
 
 # Listens on all interfaces only once accounts (or single sign-on) exist; otherwise on 127.0.0.1, and says why.
 # Offline unless an administrator allows model downloads (BELLWETHER_ALLOW_DOWNLOADS=1; engine/settings.py).
@@ -38,7 +39,7 @@ run: venv
 	@ADDRESS=$$($(PY) -m engine users bind-address) && \
 	  echo "Bellwether listens on $$ADDRESS, port $(PORT)" && \
 	  HF_HUB_OFFLINE=$$(case "$$BELLWETHER_ALLOW_DOWNLOADS" in 1|true|yes|on) echo 0;; *) echo 1;; esac) \
-	  $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
+	  $(PY) -m streamlit run server.py --server.port $(PORT) --server.headless true --server.address $$ADDRESS
 
 worker: venv
 	$(PY) -m engine worker

@@ -2,7 +2,8 @@
 
 st.navigation is called on every run, before the sign-in check, so a link into a page (/runs?run=7) keeps its page
 and query while the sign-in form is shown (navigation hidden) and opens it right after. Each role sees only the pages
-it can use (viewers have no Train page; only admins have Admin).
+it can use (viewers have no Train page; only admins have Admin). A page a role cannot use is still there, hidden
+from its navigation, so a link to it opens the page's own plain explanation instead of Streamlit's "Page not found".
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from engine.access.roles import ADMIN, VIEWER
-from views._shared import current_user, sidebar_chrome, sign_in
+from engine.i18n import _
+from views._shared import choose_interface_language, current_user, sidebar_chrome, sign_in
 
 # The icon is a file of ours: a :material/...: page icon makes every browser fetch it from fonts.gstatic.com.
 st.set_page_config(page_title="Bellwether", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
@@ -21,27 +23,28 @@ st.set_page_config(page_title="Bellwether", page_icon=str(Path(__file__).parent 
 
 def pages(role: str | None) -> dict:
     train = [
-        st.Page("views/data.py", title="Data", icon=":material/table_view:", default=True),
-        st.Page("views/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
-        st.Page("views/reports.py", title="Reports", icon=":material/fact_check:"),
-        st.Page("views/playground.py", title="Playground", icon=":material/chat:"),
+        st.Page("views/data.py", title=_("Data"), icon=":material/table_view:", default=True),
+        st.Page("views/train.py", title=_("Train"), icon=":material/model_training:",
+                visibility="hidden" if role == VIEWER else "visible"),
+        st.Page("views/runs.py", title=_("Runs"), icon=":material/monitoring:"),
+        st.Page("views/jobs.py", title=_("Jobs"), icon=":material/pending_actions:"),
+        st.Page("views/reports.py", title=_("Reports"), icon=":material/fact_check:"),
+        st.Page("views/playground.py", title=_("Playground"), icon=":material/chat:"),
     ]
-    if role == VIEWER:
-        train = [p for p in train if p.title != "Train"]
     found = {
-        "Train models": train,
-        "Monitor news": [
-            st.Page("views/feeds.py", title="Feeds", icon=":material/rss_feed:"),
-            st.Page("views/monitor.py", title="Monitor", icon=":material/trending_down:"),
+        _("Train models"): train,
+        _("Monitor news"): [
+            st.Page("views/feeds.py", title=_("Feeds"), icon=":material/rss_feed:"),
+            st.Page("views/monitor.py", title=_("Monitor"), icon=":material/trending_down:"),
         ],
     }
-    if role in (ADMIN, None):  # None: before sign-in every page resolves, so a deep link survives
-        found["Administration"] = [st.Page("views/admin.py", title="Admin", icon=":material/admin_panel_settings:")]
+    found[_("Administration")] = [st.Page("views/admin.py", title=_("Admin"), icon=":material/admin_panel_settings:",
+                                       visibility="visible" if role in (ADMIN, None) else "hidden")]
     return found
 
 
 user = current_user()
+choose_interface_language(user)
 navigation = st.navigation(pages(user.role if user else None), position="sidebar" if user else "hidden")
 if user is None:
     sign_in()

@@ -433,6 +433,18 @@ def _m007_generation_outputs(db: sqlite_utils.Database) -> None:
     db["predictions"].add_column("base_output", str)
 
 
+def _m009_run_purpose(db: sqlite_utils.Database) -> None:
+    """``jobs.purpose``: what a training run was trained for (sentiment | topics | other), asked when it is queued.
+    NULL for runs trained before: engine.jobs.runs.purpose infers it from their labels."""
+    db["jobs"].add_column("purpose", str)
+
+
+def _m011_preferences(db: sqlite_utils.Database) -> None:
+    """Each person's interface language (engine.i18n), by the name they act under: an account, or the local
+    administrator of a dashboard without accounts."""
+    db["user_preferences"].create({"name": str, "language": str, "updated_at": str}, pk="name")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
@@ -441,6 +453,8 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (5, _m005_access),
     (6, _m006_live_feeds),
     (7, _m007_generation_outputs),
+    (9, _m009_run_purpose),
+    (11, _m011_preferences),  # 8 and 10: the review loop and the generation work, merged in beside these
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -64,6 +64,8 @@ SETTINGS: list[Setting] = [
     Setting("BELLWETHER_DASHBOARD_URL", "text", "http://localhost:8501",
             "the dashboard's address as analysts reach it: the base of links in notifications"),
     Setting("BELLWETHER_MONITOR_REFRESH_S", "number", "15", "seconds between the open Monitor page's refreshes"),
+    Setting("BELLWETHER_LANGUAGE", "text", "en",
+            "the interface language for whoever has not chosen one, and for the command line: en or zh_CN (简体中文)"),
     Setting("BELLWETHER_JOB_STDOUT_IS_LOG", "flag", "0", "a job logs to standard output instead of its log file",
             "test"),
     Setting("BELLWETHER_DDP_CPU_PROCS", "whole number", "0",
@@ -260,6 +262,10 @@ def notify_retry_s() -> float:
 
 def dashboard_url() -> str:
     return (_raw("BELLWETHER_DASHBOARD_URL") or "http://localhost:8501").rstrip("/")
+
+
+def language() -> str | None:
+    return _raw("BELLWETHER_LANGUAGE").replace("-", "_") or None
 
 
 def monitor_refresh_s() -> float:

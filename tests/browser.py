@@ -66,15 +66,17 @@ def _stop_processes_of(home: Path) -> None:
 
 
 @contextmanager
-def streamlit_server(home: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
-    port = free_port()
+def streamlit_server(home: Path, env: dict[str, str] | None = None, port: int | None = None,
+                     args: list[str] | None = None) -> Iterator[Server]:
+    port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"streamlit-{port}.log"
     full_env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *(args or [])],
             cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )

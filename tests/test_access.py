@@ -157,11 +157,17 @@ def test_feeds_topics_scoring_and_alerts_by_role_and_owner(store, people, tiny_t
     feeds.import_file(store, news, "n.csv", "wire", actor=people["ann"])
     feed = feeds.get_feed(store, "wire")
     assert feed["created_by"] == "ann"
+    # Another analyst adds news to it, but its remembered way of reading files stays the creator's
+    other = b"when,headline\n2024-01-07 09:00,Bank story 7\n"
+    result = feeds.import_file(store, other, "o.csv", "wire", mapping={"time": "when", "title": "headline"},
+                               actor=people["bob"])
+    assert result.n_new == 1
+    assert feeds.get_feed(store, "wire")["mapping"] == feed["mapping"]
     # topic rules and the alert rule belong to the feed's creator (and admins)
     with pytest.raises(Forbidden, match="Only ann, who created it, or an administrator can change topic rules"):
         feeds.set_topic_rule(store, "wire", "Banks", "bank", actor=people["bob"])
     feeds.set_topic_rule(store, "wire", "Banks", "bank", actor=people["ann"])
-    with pytest.raises(Forbidden, match="remove topic rules"):
+    with pytest.raises(Forbidden, match="remove topics or topic rules"):
         feeds.delete_topic_rule(store, "wire", "Banks", actor=people["bob"])
     with pytest.raises(Forbidden, match="viewer"):
         feeds.delete_topic_rule(store, "wire", "Banks", actor=people["vic"])
@@ -181,6 +187,7 @@ def test_feeds_topics_scoring_and_alerts_by_role_and_owner(store, people, tiny_t
     assert store.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'score'").fetchone()[0] == 0
     job = scoring.enqueue(store, "wire", run_id, actor=people["bob"])
     assert queue.get(store, job)["created_by"] == "bob"
+    store.execute("UPDATE jobs SET purpose = 'topics' WHERE id = ?", [run_id])  # only a topics run tags topics
     topics.enqueue(store, "wire", run_id, actor=people["bob"])
     # acknowledging: any analyst
     alert_id = store["alerts"].insert({"feed_id": feed["id"], "run_id": run_id, "window_start": "2024-01-05",
@@ -192,8 +199,8 @@ def test_feeds_topics_scoring_and_alerts_by_role_and_owner(store, people, tiny_t
     summary = [(r["actor"], r["action"], bool(r["detail"].get("refused"))) for r in reversed(audit.read(store))
                if not r["action"].startswith(("sign_in", "users"))]
     assert summary == [
-        ("vic", "feed.import", True), ("ann", "feed.import", False), ("bob", "topics.set", True),
-        ("ann", "topics.set", False), ("bob", "topics.delete", True), ("vic", "topics.delete", True),
+        ("vic", "feed.import", True), ("ann", "feed.import", False), ("bob", "feed.import", False),
+        ("bob", "topics.set", True), ("ann", "topics.set", False), ("bob", "topics.delete", True), ("vic", "topics.delete", True),
         ("ada", "topics.delete", False), ("bob", "alerts.rule", True), ("ann", "alerts.rule", False),
         ("vic", "feed.score", True), ("vic", "topics.classify", True), ("bob", "feed.score", False),
         ("bob", "topics.classify", False), ("vic", "alerts.ack", True), ("bob", "alerts.ack", False)]

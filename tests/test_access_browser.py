@@ -2,9 +2,11 @@
 
 - Every page's URL opened first thing after a server start shows the app's own navigation (never Streamlit's list of
   the files in a folder, never a blank "shared" page).
-- A visitor who has not signed in sees only the sign-in form: no navigation, no file upload.
-- A deep link survives sign-in; a reload keeps the browser signed in; signing out ends it.
-- A viewer sees no Upload, no Train and no Delete.
+- A visitor who has not signed in sees only the sign-in form: no navigation, no file upload, and Streamlit's upload
+  endpoint refuses a file sent from that tab (server.py's gate, views/_gate.py).
+- A deep link survives sign-in; a reload keeps the browser signed in (an HttpOnly cookie page scripts cannot read);
+  signing out ends it.
+- A viewer sees no Upload, no Train and no Delete; the Train page's link explains instead of "Page not found".
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tests.helpers import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
 
-APP_NAV = ["Data", "Train", "Runs", "Reports", "Playground", "Feeds", "Monitor", "Admin"]
+APP_NAV = ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor", "Admin"]
 
 
 def nav_links(page) -> list[str]:
@@ -42,6 +44,17 @@ def prepare(home, monkeypatch, accounts: bool) -> None:
         rows = "\n".join(f"Shares {'rose' if i % 2 else 'fell'} {i},{'positive' if i % 2 else 'negative'}" for i in range(30))
         datasets.import_file(conn, ("text,label\n" + rows).encode(), "l.csv", "fpb", actor="ann")
     conn.close()
+
+
+def upload_answer(page) -> str:
+    """What the server answers when this tab sends a file to Streamlit's upload endpoint (as a script could)."""
+    return page.evaluate("""async () => {
+        const form = new FormData(); form.append('file', new Blob(['text,label\\nup,positive']), 'x.csv');
+        const r = await fetch('/_stcore/upload_file/some-session/some-file', {method: 'PUT', body: form});
+        return r.status + ' ' + await r.text(); }""")
+
+
+REFUSED = "403 Sign in with an account that may upload files first."
 
 
 def sign_in(page, name: str) -> None:
@@ -81,6 +94,7 @@ def test_sign_in_form_only_then_deep_link_reload_and_sign_out(tmp_path, monkeypa
         assert page.get_by_test_id("stSidebarNav").count() == 0
         assert page.locator("input[type=file]").count() == 0
         assert page.get_by_role("heading", level=1).all_inner_texts() == ["Bellwether"]
+        assert upload_answer(page) == REFUSED
         shots("sign-in form")
         # A wrong password: refused in plain words, still nothing else.
         page.get_by_label("Your name", exact=True).fill("ann")
@@ -93,8 +107,13 @@ def test_sign_in_form_only_then_deep_link_reload_and_sign_out(tmp_path, monkeypa
         sign_in(page, "ann")
         expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
         assert re.search(r"/runs\?run=1$", page.url), page.url
-        assert nav_links(page) == ["Data", "Train", "Runs", "Reports", "Playground", "Feeds", "Monitor"]  # no Admin for analysts
+        assert nav_links(page) == ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor"]  # no Admin for analysts
         shots("deep link after sign-in")
+        # The session cookie is HttpOnly (page scripts cannot read it) and lets this tab upload.
+        cookie = {c["name"]: c for c in page.context.cookies()}["bellwether_session"]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
+        assert "bellwether_session" not in page.evaluate("document.cookie")
+        assert upload_answer(page) != REFUSED  # past the gate: Streamlit's own checks answer now
         # A reload (or a bookmark) keeps the browser signed in.
         page.reload()
         wait_for_app_run(page)
@@ -111,6 +130,8 @@ def test_sign_in_form_only_then_deep_link_reload_and_sign_out(tmp_path, monkeypa
         wait_for_app_run(page)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         assert page.get_by_test_id("stSidebarNav").count() == 0
+        assert "bellwether_session" not in {c["name"] for c in page.context.cookies()}
+        assert upload_answer(page) == REFUSED
         shots("signed out")
 
 
@@ -125,7 +146,7 @@ def test_a_viewer_sees_no_upload_train_or_delete(tmp_path, monkeypatch):
         wait_for_app_run(page)
         sign_in(page, "vic")
         expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
-        assert nav_links(page) == ["Data", "Runs", "Reports", "Playground", "Feeds", "Monitor"]
+        assert nav_links(page) == ["Data", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor"]
         expect(page.get_by_text("Saved datasets")).to_be_visible()
         page.get_by_test_id("stDataFrame").first.wait_for()
         assert page.locator("input[type=file]").count() == 0
@@ -137,13 +158,17 @@ def test_a_viewer_sees_no_upload_train_or_delete(tmp_path, monkeypatch):
         wait_for_app_run(page)
         expect(page.get_by_role("heading", name="Feeds", exact=True)).to_be_visible()
         assert page.locator("input[type=file]").count() == 0
-        page.goto(f"{server.url}/train")  # not in a viewer's navigation: the default page instead
+        assert upload_answer(page) == REFUSED  # a viewer's tab cannot upload either
+        page.goto(f"{server.url}/train")  # not in a viewer's navigation; its link says why instead of "not found"
         wait_for_app_run(page)
+        expect(page.get_by_text("Starting training runs needs an analyst's role (yours: viewer).")).to_be_visible()
         assert page.get_by_role("button", name="Train", exact=True).count() == 0
-        expect(page.get_by_text("Page not found")).to_be_visible()  # Streamlit's own dialog; the Data page behind it
+        assert page.get_by_text("Page not found").count() == 0
+        assert nav_links(page) == ["Data", "Runs", "Jobs", "Reports", "Playground", "Feeds", "Monitor"]
         shots("viewer asked for train")
-        page.keyboard.press("Escape")
-        expect(page.get_by_text("Page not found")).to_have_count(0)
+        page.goto(f"{server.url}/admin")
+        wait_for_app_run(page)
+        expect(page.get_by_text("Your role (viewer) cannot manage users: only an administrator can.")).to_be_visible()
         # The analyst who saved the dataset sees its Delete button
         page.get_by_role("button", name="Sign out").click()
         wait_for_app_run(page)
@@ -153,3 +178,10 @@ def test_a_viewer_sees_no_upload_train_or_delete(tmp_path, monkeypatch):
         shots("analyst data page")
         expect(page.get_by_role("button", name=re.compile(r"Delete fpb:1"))).to_be_visible()
         expect(page.locator("input[type=file]")).to_have_count(1)
+        # ...and can upload through the gate: the file is read and checked.
+        (tmp_path / "up.csv").write_text("headline,sentiment\nShares rose,positive\nShares fell,negative\n")
+        page.locator("input[type=file]").set_input_files(str(tmp_path / "up.csv"))
+        wait_for_app_run(page)
+        expect(page.get_by_text("up.csv")).to_be_visible()
+        expect(page.get_by_text("2 labels have fewer than 5 examples")).to_be_visible()
+        assert_no_exception(page)

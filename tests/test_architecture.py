@@ -24,9 +24,9 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 # Lower layers first. A module may import its own package and any package of a lower layer, never a higher one.
 LAYERS = [
-    {"engine.errors", "engine.settings", "engine.text"},
+    {"engine.errors", "engine.settings", "engine.text", "engine.i18n"},
     {"engine.paths"},
-    {"engine.db", "engine.export"},
+    {"engine.db", "engine.export", "engine.vault"},
     {"engine.access"},
     {"engine.models"},
     {"engine.data"},

@@ -6,7 +6,7 @@ from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
 
-SCREENS = ["Data", "Train", "Runs", "Reports", "Feeds", "Monitor"]
+SCREENS = ["Data", "Train", "Runs", "Jobs", "Reports", "Feeds", "Monitor"]
 
 
 def test_every_screen_opens_in_chromium(tmp_path):

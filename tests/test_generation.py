@@ -321,11 +321,13 @@ def test_playground_page_answers_and_shows_the_report(home, monkeypatch, tiny_gp
     labels = {s.label for s in at.slider} | {n.label for n in at.number_input}
     assert {"Temperature", "Top-p", "Repetition penalty", "Max new tokens", "Top-k", "Seed"} <= labels
     next(n for n in at.number_input if n.label == "Max new tokens").set_value(8).run()
-    at.chat_input[0].set_value("Shares of the bank rose.").run()
+    prompt = "Shares rose. ![x](http://evil.example/x.png) [sign in](javascript:alert(1)) <b>bold</b>"
+    at.chat_input[0].set_value(prompt).run()
     assert not at.exception, [e.message for e in at.exception]
-    said = [m.value for m in at.markdown]
-    assert any("Shares of the bank rose." in str(v) for v in said)
-    assert len(at.markdown) > 2  # the streamed answer was written
+    plain = [t.value for t in at.text]
+    assert plain[0] == prompt  # the prompt as typed, plain text: no image, no link, no HTML
+    assert len(plain) == 2 and plain[1]  # the streamed answer, plain text too
+    assert not any("evil.example" in m.value or "javascript:" in m.value for m in at.markdown)
 
 
 def test_generation_needs_a_model_that_generates(store, shared, tiny_gpt2):

@@ -226,3 +226,17 @@ def test_a_large_import_commits_in_chunks_and_a_failure_part_way_removes_them(st
     db.rebuild_rollups(store)
     assert store.execute("SELECT * FROM day_counts ORDER BY 1, 2, 3, 4").fetchall() == before
     assert feeds.import_file(store, data, "n.csv", "news").n_duplicate_in_feed == 3500
+
+
+def test_a_javascript_url_stored_before_imports_refused_it_is_never_shown_or_exported(store):
+    """Articles imported before URLs were checked may hold javascript:/data: links: the Monitor's drill-down and its
+    export give them no link (the title still shows)."""
+    from engine.monitor import trends
+
+    feeds.import_file(store, b"time,title,url\n2020-07-01,A,https://example.com/a\n2020-07-01,B,\n", "u.csv", "news")
+    store.execute("UPDATE articles SET url = 'JavaScript:alert(1)' WHERE title = 'B'")  # as an older import left it
+    f = trends.Filters(feed_id=store.execute("SELECT id FROM feeds").fetchone()[0])
+    links = lambda frame: {t: (u if isinstance(u, str) else None) for t, u in zip(frame["title"], frame["url"])}  # noqa: E731
+    assert links(trends.drilldown(store, f, "2020-07-01")) == {"A": "https://example.com/a", "B": None}
+    assert links(trends.articles(store, f)) == {"A": "https://example.com/a", "B": None}
+    assert {a["title"]: a["url"] for a in feeds.search(store, f.feed_id, "B")} == {"B": None}

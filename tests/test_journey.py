@@ -139,9 +139,11 @@ def test_the_analysts_whole_journey(tmp_path):
             expect(page.get_by_role("heading", name="Reports", exact=True)).to_be_visible()
             table = page.get_by_test_id("stDataFrame").first
             expect(table).to_be_visible()
-            for label in ("negative", "neutral", "positive", "macro avg"):
+            for label in ("negative", "neutral", "positive", "Average over classes (macro)"):
                 # The grid draws on a canvas; its accessible cells carry the same text.
                 expect(table.locator("[role=gridcell]").filter(has_text=label).first).to_be_attached()
+            # the verdict comes before the numbers, with the majority-class baseline
+            expect(page.get_by_text(re.compile(r"Always answering '\w+' \(the commonest class\)"))).to_be_visible()
             shots("classification report")
             # The download is built when the button is clicked: the analyst gets every prediction with its classes.
             with page.expect_download() as download:

@@ -191,3 +191,33 @@ def test_a_200_mb_feed_upload_is_imported_while_the_dashboard_stays_small(tmp_pa
     assert out["columns"] == ["time", "title", "body", "source", "url"] and out["n_rows"] == n_rows
     assert out["n_new"] == n_rows
     assert out["vmhwm_kb"] < GB, out
+
+
+@pytest.mark.process
+def test_evaluating_a_hostile_file_on_reports_is_refused_in_a_child_and_the_dashboard_stays_small(tmp_path, home,
+                                                                                                 tiny_text_model):
+    """The Reports page's 'evaluate on a file' reads the upload in the capped child too (its preview and the
+    evaluation itself), so the workbook with a cell at XFD100000 and the million-column CSV are refused in plain words
+    while the dashboard's process stays under 1 GB."""
+    from tests.helpers import make_finished_run
+
+    from engine import db
+
+    run_id = make_finished_run(db.connect(), tiny_text_model)
+    _xfd_workbook(tmp_path / "far.xlsx", 100_000)
+    (tmp_path / "wide.csv").write_text(",".join(f"c{i}" for i in range(1_000_000)) + "\n" + "1," * 999_999 + "1\n")
+    for name in ["far.xlsx", "wide.csv"]:
+        out = _dashboard_path(home, f"""
+            from engine import db
+            from engine.data.readers import read_table_guarded
+            from engine.reports import reporting
+            data = open({str(tmp_path / name)!r}, "rb").read()
+            try:
+                read_table_guarded(data, {name!r}, head=reporting.PREVIEW_ROWS)
+            except UserError as exc:
+                out["preview"] = str(exc)
+            reporting.evaluate_file(db.connect(), {run_id}, data, {name!r}, name="hostile")
+        """)
+        assert "columns" in out["preview"] and "up to 500 columns" in out["preview"], out
+        assert out["error"] == out["preview"], out
+        assert out["vmhwm_kb"] < GB, out

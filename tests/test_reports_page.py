@@ -32,14 +32,14 @@ def frame(at: AppTest, *, columns=None, index=None, has_class=None, n=0) -> pd.D
             continue
         if index is not None and value.index.name != index:
             continue
-        if has_class is not None and ("class" not in value.columns or has_class not in set(value["class"])):
+        if has_class is not None and ("Class" not in value.columns or has_class not in set(value["Class"])):
             continue
         found.append(value)
     assert len(found) > n, f"no table like that among {[list(e.value.columns) for e in at.dataframe]}"
     return found[n]
 
 
-REPORT = ["class", "precision", "recall", "f1-score", "support"]
+REPORT = ["Class", "Right when it says it (precision)", "Found (recall)", "F1", "Rows"]
 MISTAKES = ["row_id", "text", "true", "predicted", "confidence"]
 
 
@@ -48,21 +48,33 @@ def test_without_finished_runs_the_page_says_what_to_do(app, store):
     assert any("No finished run yet" in text for text in texts_of(at.info))
 
 
-def test_report_view_shows_the_scikit_learn_table_confusion_and_mistakes(app, store, tiny_text_model):
+def test_report_view_shows_the_verdict_the_table_confusion_and_mistakes(app, store, tiny_text_model):
     run_id = make_finished_run(store, tiny_text_model, text_predictions(), {"accuracy": 0.6, "macro_f1": 0.6})
     at = app()
     assert at.selectbox(key="report-run").value == run_id
     assert [t.label for t in at.tabs] == ["Report", "Confusion matrix", "Mistakes", "Confidence",
                                           "Evaluate on new data", "Compare runs", "Try it"]
+    # plain sentences before the numbers, with the majority-class baseline
+    said = [m.value for m in at.markdown]
+    assert ("Right on 60% of the 10 texts checked. Always answering 'neutral' (the commonest class) would be right "
+            "on 40%, with macro F1 0.19 against the model's 0.60. The model does clearly better than that guess."
+            ) in said
+    assert any("- positive: finds 67% of the positive texts (2 of 3); when it says positive it is right 50% of the "
+               "time (2 of 4)." in m for m in said)
     table = frame(at, columns=REPORT)
     expected = classification_report([t for t, _, _ in KNOWN], [p for _, p, _ in KNOWN], output_dict=True,
                                      zero_division=0)
-    assert list(table["class"]) == LABELS + ["accuracy", "macro avg", "weighted avg"]
-    by_class = table.set_index("class")
+    names = {"macro avg": "Average over classes (macro)", "weighted avg": "Average weighted by rows"}
+    assert list(table["Class"]) == LABELS + ["All classes: accuracy", *names.values()]
+    by_class = table.set_index("Class")
     for label in LABELS + ["macro avg", "weighted avg"]:
-        assert by_class.loc[label, "f1-score"] == pytest.approx(expected[label]["f1-score"])
-        assert by_class.loc[label, "support"] == expected[label]["support"]
-    assert {m.label: m.value for m in at.metric}["Accuracy"] == "0.600"
+        assert by_class.loc[names.get(label, label), "F1"] == f"{expected[label]['f1-score']:.3f}"
+        assert by_class.loc[names.get(label, label), "Rows"] == str(int(expected[label]["support"]))
+    assert by_class.loc["All classes: accuracy", "Found (recall)"] == ""  # a blank, never "None"
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Accuracy"].value == "0.600" and metrics["Guessing the commonest class"].value == "0.190"
+    assert "always answering 'neutral'" in metrics["Guessing the commonest class"].help
+    assert metrics["Macro F1"].help
     assert {"Report (CSV)", "Report and predictions (XLSX)", "Predictions (CSV)"} <= {
         b.label for b in at.get("download_button")}
     assert len(at.get("plotly_chart")) >= 2  # confusion matrix and reliability diagram
@@ -92,8 +104,9 @@ def test_compare_view_shows_metrics_curves_and_differences(app, store, tiny_text
     assert any("Pick two or more runs" in c.value for c in at.caption)
     at.multiselect(key="compare-runs").set_value([a, b]).run()
     assert not at.exception
-    metrics = frame(at, index="metric")
-    assert metrics.loc["accuracy"].tolist() == [0.6, 0.7]
+    metrics = frame(at, index="Metric")
+    assert metrics.loc["Accuracy"].tolist() == ["0.600", "0.700"]
+    assert metrics.loc["Macro F1"].tolist() == ["0.580", "0.660"]
     differences = frame(at, index="setting")
     assert list(differences.index) == ["epochs"]
     assert differences.loc["epochs"].tolist() == ["1", "3"]
@@ -130,12 +143,12 @@ def test_evaluate_upload_reports_unknown_labels_without_crashing(app, store, tin
     warnings = " ".join(w.value for w in at.warning)
     assert "bullish" in warnings and "does not know" in warnings
     table = frame(at, columns=REPORT, n=1)
-    assert table.set_index("class").loc["accuracy", "support"] == 2
+    assert table.set_index("Class").loc["All classes: accuracy", "Rows"] == "2"
     at.run()  # the stored evaluation is now one of the run's prediction sets
     picker = at.selectbox(key=f"report-split-{run_id}")
     assert picker.options == ["Test split", "Evaluation file: extra"]
     picker.set_value("eval:extra").run()
-    assert frame(at, columns=REPORT).set_index("class").loc["accuracy", "support"] == 2
+    assert frame(at, columns=REPORT).set_index("Class").loc["All classes: accuracy", "Rows"] == "2"
     assert any("bullish" in w.value for w in at.warning)
 
 
@@ -147,9 +160,10 @@ def test_entity_run_shows_both_reports_and_highlights_spans_safely(app, store, t
                                      "pred_tags_json": db.dumps(pred)})
     at = app()
     entity = frame(at, columns=REPORT, has_class="LOC")
-    assert {"LOC", "ORG", "PER", "micro avg", "macro avg", "weighted avg"} <= set(entity["class"])
+    assert {"LOC", "ORG", "PER", "All entities together (micro)", "Average over classes (macro)",
+            "Average weighted by rows"} <= set(entity["Class"])
     token = frame(at, columns=REPORT, has_class="B-LOC")
-    assert list(token["class"])[:7] == ["B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER", "O"]
+    assert list(token["Class"])[:7] == ["B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER", "O"]
     sentences = at.selectbox(key="mistakes-sentence")
     sentences.set_value(4).run()
     html = " ".join(h.proto.body for h in at.get("html"))
@@ -187,13 +201,15 @@ def test_evaluate_reads_the_sheet_the_analyst_picks(app, store, tiny_text_model)
     at.file_uploader(key=f"eval-upload-{run_id}").set_value(("q3.xlsx", book, "application/vnd.ms-excel"))
     at.run()
     sheet = at.selectbox(key="eval-sheet")
-    assert sheet.options == ["Notes", "Q3 labels"] and sheet.value == "Notes"
-    sheet.set_value("Q3 labels").run()
+    assert sheet.options == ["Notes", "Q3 labels"] and sheet.value == "Q3 labels"  # the sheet with the most rows
+    sheet.set_value("Notes").run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.selectbox(key="eval-sheet").set_value("Q3 labels").run()
     assert not at.exception, [e.message for e in at.exception]
     assert at.selectbox(key="eval-text-col-Q3 labels").value == "text"
     at.button(key="eval-go").click().run()
     assert not at.exception, [e.message for e in at.exception]
-    assert frame(at, columns=REPORT, n=1).set_index("class").loc["accuracy", "support"] == 3  # the 3 rows of Q3
+    assert frame(at, columns=REPORT, n=1).set_index("Class").loc["All classes: accuracy", "Rows"] == "3"  # Q3's 3 rows
     # A CSV afterwards has no sheets: no sheet picker, and the columns are its own.
     at.file_uploader(key=f"eval-upload-{run_id}").set_value(("extra.csv", b"headline,sentiment\nUp,positive\n", "text/csv"))
     at.run()

@@ -163,7 +163,8 @@ def test_dashboard_and_command_line_give_the_same_model_for_the_same_seed(home, 
     # the command line queues the same choices and starts the worker, which runs both runs in turn
     try:
         done = cli("train", "--dataset", "fpb", "--preset", "quick", "--base-model", str(tiny_encoder),
-                   "--max-length", "32", "--batch-size", "8", "--seed", "42", "--wait", timeout=300)
+                   "--max-length", "32", "--batch-size", "8", "--seed", "42", "--again",  # the same run on purpose
+                   "--wait", timeout=300)
         deadline = time.monotonic() + 120
         while queue.get(conn, page_run)["status"] in queue.ACTIVE and time.monotonic() < deadline:
             time.sleep(0.5)

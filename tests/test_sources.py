@@ -298,6 +298,10 @@ def test_a_surge_that_arrives_by_polling_is_scored_alerted_and_pushed_to_webhook
     # Secrets never shown back in full.
     shown = json.dumps(notify.list_channels(store), ensure_ascii=False)
     assert "SECRET" not in shown and "/slack" not in shown and "127.0.0.1/…" in shown
+    # ...nor stored in the clear: the database file alone holds no usable secret (engine.vault)
+    store.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = b"".join(p.read_bytes() for p in (home_of(store)).glob("bellwether.db*"))
+    assert b"SECRET" not in on_disk and b"/slack" not in on_disk
 
 
 def test_a_channel_that_keeps_failing_is_retried_then_marked_failed(store, server, loopback, monkeypatch):
@@ -396,3 +400,91 @@ def test_uploaded_or_polled_xml_with_entities_is_refused_but_a_doctype_is_fine(s
               b"</item></channel></rss>")
     assert feeds.import_file(store, rss091, "old.xml", "wire", format="rss").n_new == 1
     assert _articles(store, feeds.get_feed(store, "wire")["id"]) == ["A & B"]
+
+
+def test_a_channel_is_edited_in_place_paused_channels_queue_nothing_and_only_admins_may(store, monkeypatch):
+    from engine.access import audit, users
+    from engine.access.roles import Actor
+
+    monkeypatch.setenv("BELLWETHER_ALLOW_PRIVATE_SOURCES", "1")
+    notify.add_channel(store, "desk", "webhook", url="http://127.0.0.1:9/hook/OLD")
+    notify.add_channel(store, "mail", "email", host="127.0.0.1", port=25, sender="bw@example.com", to="a@example.com")
+    assert main(["notify", "channel", "edit", "desk", "--pause", "--events", "alerts,runs"]) == 0
+    desk = notify.list_channels(store)[0]
+    assert (desk["enabled"], desk["events"]) == (False, "alerts,runs")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("http://127.0.0.1:9/hook/NEW\n"))
+    assert main(["notify", "channel", "edit", "desk", "--resume", "--url", "-"]) == 0
+    config = json.loads(notify.get_channel(store, "desk")["config_json"])
+    assert "NEW" not in config["url"] and "NEW" in vault_unseal(config["url"])
+    notify.edit_channel(store, "mail", to="b@example.com, c@example.com", password="pw")
+    assert json.loads(notify.get_channel(store, "mail")["config_json"])["to"] == ["b@example.com", "c@example.com"]
+    with pytest.raises(UserError, match="is a webhook: it has a URL"):
+        notify.edit_channel(store, "desk", to="x@example.com")
+    with pytest.raises(UserError, match="Nothing to change"):
+        notify.edit_channel(store, "desk")
+    users.add(store, "ann", "analyst", "a long password")
+    with pytest.raises(UserError, match="cannot set up notification channels"):
+        notify.edit_channel(store, "desk", enabled=False, actor=Actor("ann", "analyst"))
+    assert [r["detail"]["changed"] for r in audit.read(store, action="notify.channels") if "changed" in r["detail"]] == [
+        ["recipients", "password"], ["enabled", "url"], ["events", "paused"]]
+
+
+def vault_unseal(value):
+    from engine import vault
+
+    return vault.unseal(value)
+
+
+def home_of(store):
+    from engine import paths
+
+    return paths.home()
+
+
+def test_sealed_secrets_need_the_servers_key_and_plain_old_ones_still_read(store):
+    from engine import paths, vault
+
+    sealed = vault.seal("https://hooks.example/T0/SECRET")
+    assert sealed.startswith("fernet:") and "SECRET" not in sealed
+    assert vault.unseal(sealed) == "https://hooks.example/T0/SECRET"
+    assert vault.unseal("https://stored.before/sealing") == "https://stored.before/sealing"
+    assert oct((paths.home() / "secret.key").stat().st_mode & 0o777) == "0o600"
+    (paths.home() / "secret.key").unlink()  # the key lost: a plain message, not a traceback
+    with pytest.raises(UserError, match="Remove the channel and set it up again"):
+        vault.unseal(sealed)
+
+
+def _rebinding_dns(monkeypatch, name: str, port: int):
+    """``name`` answers with a public address to the first lookup, then with 127.0.0.1 (a DNS rebinding attack)."""
+    import socket
+
+    real, asked = socket.getaddrinfo, []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host != name:
+            return real(host, *args, **kwargs)
+        asked.append(host)
+        address = "93.184.216.34" if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_a_name_that_rebinds_to_a_private_address_after_the_check_is_refused_at_connect(server, monkeypatch):
+    """The address checked is the address connected to: a name that passes the check with a public address and then
+    answers 127.0.0.1 never reaches the loopback server (feeds and webhooks alike)."""
+    port = int(server.url("/rss").split(":")[2].split("/")[0])
+    asked = _rebinding_dns(monkeypatch, "rebind.example", port)
+    with pytest.raises(UserError, match=r"private or local address \(127\.0\.0\.1\)"):
+        sources.fetch_url(f"http://rebind.example:{port}/rss")
+    assert len(asked) >= 2  # checked first (public), then checked again where it connects (private): refused
+    asked.clear()
+    hook = {"kind": "webhook", "style": "json", "config_json": json.dumps({"url": f"http://rebind.example:{port}/h"})}
+    with pytest.raises(UserError, match=r"private or local address \(127\.0\.0\.1\)"):
+        notify.send(hook, {"title": "t", "text": "x", "feed": "f", "link": ""})
+    asked[:] = ["the check when the channel was added"]  # it answered the public address then; now 127.0.0.1
+    mail = {"kind": "email", "config_json": json.dumps({"host": "rebind.example", "port": port, "sender": "a@b.c",
+                                                         "to": ["d@e.f"], "security": "none"})}
+    with pytest.raises(UserError, match=r"private or local address \(127\.0\.0\.1\)"):
+        notify.send(mail, {"title": "t", "text": "x", "feed": "f", "link": ""})

@@ -74,6 +74,16 @@ def test_channels_are_added_tested_and_never_show_their_secret(app, store, serve
     shown = texts(at) + str([df.value.to_dict() for df in at.dataframe])
     assert "S3CRET" not in shown and "/hook" not in shown
     assert notify.deliveries(store)[0]["status"] == "sent"
+    # Changed in place: paused, then sending alerts and runs; the log stays
+    at.toggle(key="channel_edit_on").set_value(False)
+    at.button(key="channel_edit_save").click().run()
+    assert "Channel 'desk' is paused: alerts." in texts(at)
+    assert notify.list_channels(store)[0]["enabled"] is False and len(notify.deliveries(store)) == 1
+    at.toggle(key="channel_edit_on").set_value(True)
+    at.selectbox(key="channel_edit_events").set_value("alerts,runs")
+    at.button(key="channel_edit_save").click().run()
+    assert "Channel 'desk' sends: alerts and runs." in texts(at)
+    assert notify.list_channels(store)[0]["events"] == "alerts,runs"
 
 
 def test_monitor_opens_the_window_a_notification_links_to_and_says_it_refreshes(app, store, tiny_text_model):

@@ -15,14 +15,14 @@ import streamlit.components.v1 as components
 
 from engine import access
 from engine import db as store
-from engine import paths, settings
+from engine import i18n, paths, settings
+from engine.i18n import _
 from engine.access import users
 from engine.access.roles import ADMIN, Actor
 from engine.jobs import runs
 from engine.errors import UserError
-
-SESSION_COOKIE = "bellwether_session"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from views import _gate
+from views._gate import LOOPBACK, SESSION_COOKIE
 
 
 def connect():
@@ -64,7 +64,8 @@ def current_user() -> Actor | None:
         st.session_state["session_token"] = token
         return actor
     st.session_state.pop("session_token", None)
-    if sso_configured() and getattr(st.user, "is_logged_in", False) and not st.session_state.get("sso_refused"):
+    if (sso_configured() and getattr(st.user, "is_logged_in", False) and not st.session_state.get("sso_refused")
+            and not st.session_state.get("signed_out")):  # signed out: until the browser reloads without SSO
         try:
             actor = users.sso_actor(conn, st.user.get("email"))
         except UserError as exc:
@@ -85,49 +86,52 @@ def can(action: str, owner: str | None = None) -> bool:
 def _start(conn, actor: Actor) -> None:
     token = users.start_session(conn, actor)
     st.session_state["session_token"] = token
-    st.session_state["cookie"] = token  # written by the next run's _cookie_writer
+    if _gate.installed:  # the next run sends the browser through the server's cookie route (views/_gate.py)
+        st.session_state["go_through"] = f"{_gate.SESSION_ROUTE}?ticket={_gate.issue_ticket(token)}"
 
 
-def _cookie_writer() -> None:
-    """Write (or clear) the session cookie in the browser: Streamlit reads cookies (st.context.cookies) but cannot
-    set one, so a zero-height component does it from the page (same origin)."""
-    if "cookie" not in st.session_state:
+def _go_through() -> None:
+    """Send the browser through the server's session route (which sets or clears the HttpOnly cookie) and back to
+    the page it is on, query included. Streamlit cannot set a cookie itself, and a component's frame may not navigate
+    the window, so the script is added to the page's own document."""
+    target = st.session_state.pop("go_through", None)
+    if not target:
         return
-    token = st.session_state.pop("cookie")
-    age = int(users.SESSION_MAX_S) if token else 0
     components.html(
-        "<script>var d = window.parent.document; d.cookie = '" + SESSION_COOKIE + "=" + (token or "") +
-        f"; path=/; max-age={age}; SameSite=Strict' + (window.parent.location.protocol === 'https:' ? '; Secure' : '');"
-        "</script>", height=0)
+        "<script>var w = window.parent, s = w.document.createElement('script');"
+        f"s.text = 'location.replace(' + JSON.stringify({target!r}"
+        + ("" if "next=" in target else " + '&next=' + encodeURIComponent(w.location.pathname + w.location.search)")
+        + ") + ')';"
+        "w.document.body.appendChild(s);</script>", height=0)
 
 
 def sign_in() -> None:
     """The sign-in form, and nothing else of the app."""
     st.title("Bellwether")
-    _cookie_writer()  # a sign-out clears the cookie here
+    _go_through()  # a sign-out clears the cookie here
     conn = connect()
     mode = access_mode(conn)
     if mode == "closed":
         if settings.password():
-            st.error("Signing in with the shared BELLWETHER_PASSWORD has been replaced by personal accounts. An "
-                     "administrator creates the first one on the server: `python -m engine users add NAME --role "
-                     "admin` (then unset BELLWETHER_PASSWORD and start the dashboard again).")
+            st.error(_("Signing in with the shared BELLWETHER_PASSWORD has been replaced by personal accounts. An "
+                       "administrator creates the first one on the server: `python -m engine users add NAME --role "
+                       "admin` (then unset BELLWETHER_PASSWORD and start the dashboard again)."))
         else:
-            st.error("This dashboard listens on the network but has no accounts yet, so nobody can sign in. On the "
-                     "server, run `python -m engine users add NAME --role admin`, or start it with `make run`, which "
-                     "listens on this machine only until an account exists.")
+            st.error(_("This dashboard listens on the network but has no accounts yet, so nobody can sign in. On the "
+                       "server, run `python -m engine users add NAME --role admin`, or start it with `make run`, which "
+                       "listens on this machine only until an account exists."))
         return
     if st.session_state.get("sso_refused"):
         st.error(st.session_state["sso_refused"])
     if sso_configured():
-        st.button("Sign in with single sign-on", type="primary", on_click=st.login)
+        st.button(_("Sign in with single sign-on"), type="primary", on_click=st.login)
         if not users.count(conn):
             return
-        st.caption("or with a Bellwether account:")
+        st.caption(_("or with a Bellwether account:"))
     with st.form("sign-in"):
-        name = st.text_input("Your name", key="sign-in-name")
-        password = st.text_input("Password", type="password", key="sign-in-password")
-        if st.form_submit_button("Sign in", type="primary"):
+        name = st.text_input(_("Your name"), key="sign-in-name")
+        password = st.text_input(_("Password"), type="password", key="sign-in-password")
+        if st.form_submit_button(_("Sign in"), type="primary"):
             try:
                 actor = users.sign_in(conn, name, password)
             except UserError as exc:
@@ -139,9 +143,13 @@ def sign_in() -> None:
 
 def sign_out() -> None:
     conn = connect()
-    users.end_session(conn, st.session_state.pop("session_token", None), current_user())
-    st.session_state["cookie"] = ""
-    if sso_configured() and getattr(st.user, "is_logged_in", False):
+    user = current_user()
+    users.end_session(conn, st.session_state.pop("session_token", None) or st.context.cookies.get(SESSION_COOKIE), user)
+    sso = sso_configured() and getattr(st.user, "is_logged_in", False)
+    st.session_state["signed_out"] = True
+    if _gate.installed:  # clear the cookie, then (single sign-on) Streamlit's own sign-out clears its cookie too
+        st.session_state["go_through"] = f"{_gate.SIGNOUT_ROUTE}?next=" + ("/auth/logout" if sso else "/")
+    elif sso:
         st.logout()
 
 
@@ -159,17 +167,35 @@ def require_sign_in() -> Actor:
 
 
 def sidebar_chrome() -> None:
-    _cookie_writer()
+    _go_through()
     user = current_user()
     with st.sidebar:
-        st.caption(f"Signed in as **{md(user.name)}** ({user.role})")
+        st.caption(_("Signed in as **{name}** ({role})", name=md(user.name), role=_(user.role)))
         if user.via == "local":
-            st.caption("Local mode: no accounts yet, so this dashboard listens on this machine only and you act as "
-                       "its administrator.")
+            st.caption(_("Local mode: no accounts yet, so this dashboard listens on this machine only and you act as "
+                         "its administrator."))
         else:
-            st.button("Sign out", key="sign-out", on_click=sign_out, icon=":material/logout:")
+            st.button(_("Sign out"), key="sign-out", on_click=sign_out, icon=":material/logout:")
+        codes = list(i18n.LANGUAGES)
+        st.selectbox(_("Language"), codes, index=codes.index(i18n.language()), format_func=i18n.LANGUAGES.get,
+                     key="language-choice", on_change=_choose_language, args=(user.name,))
         if user.role == ADMIN:
-            st.caption(f"Data directory: `{paths.home()}`")
+            st.caption(_("Data directory: `{path}`", path=paths.home()))
+            if user.via != "local" and not _gate.installed and st.context.headers:  # not under AppTest
+                st.warning(_("This server was started without server.py (`make run` uses it): sign-ins last for one "
+                             "browser tab and uploads are not limited to signed-in accounts."))
+
+
+def _choose_language(name: str) -> None:
+    users.set_language(connect(), name, st.session_state["language-choice"])
+
+
+def choose_interface_language(user: Actor | None) -> None:
+    """Speak the signed-in person's language this run; before sign-in, the browser's (Chinese or English)."""
+    chosen = users.language(connect(), user.name) if user else None
+    if chosen is None and (st.context.locale or "").lower().startswith("zh"):
+        chosen = "zh_CN"
+    i18n.use(chosen)
 
 
 # Markdown (CommonMark + GFM as Streamlit renders it) lets a backslash escape any ASCII punctuation. Escaped here:
@@ -192,6 +218,16 @@ def md(value) -> str:
 def plot_text(value) -> str:
     """Text from data made safe for a Plotly label, legend, hover or tick (Plotly reads <a href>, <b>, <br> in them)."""
     return html.escape(str(value), quote=False)
+
+
+def stream_plain(pieces) -> str:
+    """Show text as it arrives (a model's answer), as plain text: never read as markdown, so an answer (or a prompt
+    echoed in it) with links, images or HTML shows as the characters it is. The whole text."""
+    shown, text = st.empty(), ""
+    for piece in pieces:
+        text += piece
+        shown.text(text)
+    return text
 
 
 @contextmanager

@@ -17,7 +17,8 @@ from engine.errors import UserError
 from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in
 
 NONE = "(none)"
-ACTION_WORDS = {"dropped": "Will be dropped", "merged": "Will be merged", "kept": "Kept"}
+ACTION_WORDS = {"dropped": "Will be dropped", "merged": "Will be merged", "kept": "Kept",
+                "confirm": "Needs your choice"}
 
 require_sign_in()
 conn = connect()
@@ -84,7 +85,8 @@ if uploaded is not None:
         candidate = read_upload(data, uploaded.name, fmt, enc, sheet)
     if candidate is not None:
         if candidate.format == "xlsx":
-            right.selectbox("Sheet", candidate.sheets, key=f"sheet_{key}")
+            right.selectbox("Sheet", candidate.sheets, index=candidate.sheets.index(candidate.sheet),
+                            key=f"sheet_{key}", help="The sheet with the most rows is read first.")
         elif candidate.encoding:
             right.text_input("Encoding used", candidate.encoding, disabled=True, key=f"enc_used_{key}")
 
@@ -173,7 +175,7 @@ if uploaded is not None:
                 text = f"**{ACTION_WORDS.get(problem.action, problem.action)}.** {md(problem.message)}"
                 if problem.examples:
                     text += "\n\n" + "\n".join(f"- {md(example)}" for example in problem.examples)
-                (st.info if problem.action == "kept" else st.warning)(text)
+                (st.info if problem.action == "kept" else st.error if problem.action == "confirm" else st.warning)(text)
         else:
             st.success("No problems found.")
         if report.length:
@@ -181,10 +183,17 @@ if uploaded is not None:
         table = pd.DataFrame(report.counts).fillna(0).astype(int).reindex(columns=list(validate.SPLITS), fill_value=0)
         table.index.name = {"token-classification": "tag", "generation": "rows"}.get(report.task, "label")
         st.dataframe(table, width="content")
+        label_ok = False
+        if report.needs_label_choice:
+            label_ok = st.checkbox(
+                f"Yes, '{md(report.mapping.get('label'))}' is the label column (I have looked at its values)",
+                key=f"label_ok_{key}_{report.mapping.get('label')}",
+                help="Otherwise choose the column that holds the label above. Accept stays off until you choose.")
         b1, b2, _ = st.columns([1, 1, 4])
-        if b1.button("Accept & save", type="primary", key=f"accept_{key}"):
+        if b1.button("Accept & save", type="primary", key=f"accept_{key}",
+                     disabled=report.needs_label_choice and not label_ok):
             try:
-                saved = datasets.save(conn, candidate, prepared, name, actor=current_user())
+                saved = datasets.save(conn, candidate, prepared, name, actor=current_user(), label_confirmed=label_ok)
             except UserError as exc:
                 st.error(md(exc), icon=":material/error:")
             else:

@@ -14,6 +14,7 @@ from engine.monitor import feedjobs
 from engine.monitor import notify
 from engine.monitor import sources
 from engine.monitor import topics
+from engine.data import language as languages
 from views._shared import can, connect, current_user, md, plain_errors, queued, require_sign_in, start_worker
 
 NONE = "(none)"
@@ -62,7 +63,10 @@ if choice == NEW_FEED:
 else:
     feed_name = choice
     feed_row = next(f for f in all_feeds if f["name"] == choice)
-    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone {md(feed_row['tz'])}")
+    found = scoring.feed_language(conn, feed_row["id"])
+    language_words = f" · language {languages.describe(found)}" if found else ""
+    st.caption(f"**{feed_row['n_articles']}** articles from {feed_row['n_imports']} imports · time zone "
+               f"{md(feed_row['tz'])}{language_words}")
 
 # ---- import ----------------------------------------------------------------------------------------------------
 
@@ -175,12 +179,13 @@ topic_runs = runs_in_order["topics"]
 if not can("topics.classify"):
     st.caption("Tagging needs an analyst's role.")
 elif not topic_runs:
-    st.caption("No finished run yet. Train a text classifier on a dataset labelled with topics (earnings, M&A, "
-               "macro ...) on the Train page, then tag this feed with it.")
+    st.caption("No finished run trained for topics yet. On the Train page, train a text classifier on a dataset "
+               "labelled with topics (earnings, M&A, macro ...) with the purpose 'Topics', then tag this feed with it. "
+               "Sentiment runs are not offered here: their labels would become topics.")
 else:
     topic_labels = {r["id"]: runs.title(r) for r in topic_runs}
     c1, c2 = st.columns([2, 1])
-    topic_run = c1.selectbox("Topic model (a finished run whose labels are topics)", list(topic_labels),
+    topic_run = c1.selectbox("Topic model (a finished run trained for topics)", list(topic_labels),
                              format_func=topic_labels.get, key="topic_run")
     c1.caption("Labels: " + ", ".join(vocabulary.run_labels(conn, topic_run)))
     untagged = topics.count_untagged(conn, feed_id, topic_run)
@@ -191,6 +196,16 @@ else:
         with plain_errors():
             job_id = topics.enqueue(conn, feed_id, topic_run, actor=current_user())
             state["feed_flash"] = queued(f"Topics job {job_id} queued: progress below under Score with a trained model.")
+            st.rerun()
+if model_counts and can("topics.delete", owner=feed_row.get("created_by")):
+    tagged_by = ", ".join(f"run {r}" for r in topics.model_topic_runs(conn, feed_id))
+    c1, c2 = st.columns([2, 1])
+    c1.caption(f"{sum(model_counts.values()):,} article topics come from a classifier ({tagged_by}). Removing them "
+               "leaves column and rule topics as they are.")
+    if c2.button("Remove model topics", key="topic_untag_btn"):
+        with plain_errors():
+            removed = topics.remove_model_topics(conn, feed_id, actor=current_user())
+            state["feed_flash"] = f"Removed {removed:,} model topics. Column and rule topics stay."
             st.rerun()
 
 # ---- search ----------------------------------------------------------------------------------------------------
@@ -227,6 +242,8 @@ else:
     c1.caption("Labels: " + ", ".join(run_labels))
     if warning := vocabulary.no_negative_class(run_labels):
         st.warning(f"Run {run_choice}'s {md(warning)}. Pick a sentiment run, unless this is what you mean to do.")
+    if warning := scoring.language_warning(conn, feed_id, run_choice):
+        st.warning(md(warning), icon=":material/translate:")
     waiting = scoring.count_unscored(conn, feed_id, run_choice)
     st.caption(f"{waiting} articles not yet scored by run {run_choice}.")
     if st.button("Score", type="primary", key="score_btn", disabled=waiting == 0):
@@ -360,6 +377,21 @@ if can("notify.channels"):  # channels hold secrets and reach outside: administr
                     st.success(f"Test message sent to '{test_channel}'.", icon=":material/check_circle:")
                 else:
                     st.error(f"The test message to '{test_channel}' failed: {result['error']}", icon=":material/error:")
+            picked = next(c for c in channels if c["name"] == test_channel)
+            c1, c2, c3 = st.columns([2, 1, 1])
+            new_events = c1.selectbox("Its events", ["alerts", "alerts,runs", "runs"], key="channel_edit_events",
+                                      index=["alerts", "alerts,runs", "runs"].index(picked["events"])
+                                      if picked["events"] in ("alerts", "alerts,runs", "runs") else 0,
+                                      format_func={"alerts": "Alerts", "alerts,runs": "Alerts and training runs",
+                                                   "runs": "Training runs"}.get)
+            on = c2.toggle("Sending", value=picked["enabled"], key="channel_edit_on",
+                           help="Off: the channel is paused and sent nothing; its log is kept.")
+            if c3.button("Save channel", key="channel_edit_save"):
+                with plain_errors():
+                    notify.edit_channel(conn, test_channel, events=new_events, enabled=on, actor=current_user())
+                    state["feed_flash"] = (f"Channel '{md(test_channel)}' {'sends' if on else 'is paused'}: "
+                                           f"{new_events.replace(',', ' and ')}.", "success")
+                    st.rerun()
             log = notify.deliveries(conn, limit=20)
             if log:
                 st.markdown("**Delivery log**")

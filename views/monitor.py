@@ -13,6 +13,7 @@ from engine import export, paths, settings
 from engine.jobs import runs
 from engine.monitor import alerts
 from engine.monitor import feeds
+from engine.monitor import scoring
 from engine.monitor import sources
 from engine.monitor import trends
 from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, start_worker
@@ -118,6 +119,22 @@ f = trends.Filters(feed_id, run_id, start.isoformat(), end.isoformat(), None if 
 st.caption(md(trends.model_caption(conn, run_id) + f" · {f.describe()}"))
 if run_id is None:
     st.warning("This feed has not been scored yet: the charts show volume only. Score it on the Feeds page.")
+else:
+    left = scoring.count_unscored(conn, feed_id, run_id)
+    total = feed.get("n_articles") or trends.count(conn, trends.Filters(feed_id, None))
+    if left:
+        if left >= total:
+            st.warning(f"Run {run_id} has not scored this feed yet, so its sentiment charts and alerts are empty, "
+                       "not calm. Score the feed with it to see them.", icon=":material/warning:")
+        else:
+            st.info(f"Run {run_id} has scored {total - left:,} of this feed's {total:,} articles; the charts and "
+                    f"alerts leave out the {left:,} it has not scored.", icon=":material/info:")
+        if can("feed.score") and st.button(f"Score the {left:,} articles with run {run_id}", key="mon_score"):
+            with plain_errors():
+                job_id = scoring.enqueue(conn, feed_id, run_id, actor=current_user())
+                why = start_worker()
+                state["monitor_flash"] = f"Score job {job_id} queued: follow it on the Jobs page.{why}"
+                st.rerun()
 
 alert_rows = alerts.list_alerts(conn, feed_id, run_id, topic=f.topic, start=f.start, end=f.end) if run_id else []
 open_alerts = [a for a in alert_rows if not a.get("acknowledged_at")]

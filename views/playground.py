@@ -14,7 +14,7 @@ import streamlit as st
 from engine.jobs import runs
 from engine.models import generate
 from engine.reports import generation as report
-from views._shared import connect, plain_errors, require_sign_in, run_picker
+from views._shared import connect, plain_errors, require_sign_in, run_picker, stream_plain
 
 require_sign_in()
 st.title("Playground")
@@ -107,24 +107,24 @@ with play_tab:
         if chat:
             st.caption("This model has a chat template: the conversation so far is sent with each message.")
             for turn in history:
-                st.chat_message(turn["role"]).write(turn["content"])
+                st.chat_message(turn["role"]).text(turn["content"])
             if history and st.button("Clear the conversation", key="play-clear"):
                 st.session_state[history_key] = []
                 st.rerun()
         prompt = st.chat_input("Type a prompt, e.g. an article summary to turn into a headline", key="play-prompt")
         if prompt:
             messages = (history if chat else []) + [{"role": "user", "content": prompt}]
-            st.chat_message("user").write(prompt)
+            st.chat_message("user").text(prompt)
             columns = st.columns(2) if side_by_side else [st.container()]
             with columns[0], st.chat_message("assistant"):
                 st.caption("Fine-tuned")
-                answer = st.write_stream(generate.stream(
+                answer = stream_plain(generate.stream(
                     tokenizer, model, generate.prompt_text(tokenizer, messages=messages), sampling))
             if side_by_side:
                 base_tok, base_model = generate.load(report.base_source(run))
                 with columns[1], st.chat_message("assistant"):
                     st.caption("Base model")
-                    st.write_stream(generate.stream(
+                    stream_plain(generate.stream(
                         base_tok, base_model, generate.prompt_text(base_tok, messages=messages), sampling))
             if chat:
                 history.extend([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])

@@ -15,19 +15,33 @@ import streamlit as st
 
 from engine import export
 from engine.jobs import runs
+from engine.reports import plain
 from engine.reports import reporting
 from engine.training import verdict
-from engine.data.readers import read_table
+from engine.data.readers import read_table_guarded
 from engine.errors import UserError
 from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, run_picker
 
-NUMBER = st.column_config.NumberColumn(format="%.3f")
-REPORT_COLUMNS = {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER,
-                  "support": st.column_config.NumberColumn(format="%d")}
-
 
 def show_report_table(frame: pd.DataFrame, key: str) -> None:
-    st.dataframe(frame, hide_index=True, column_config=REPORT_COLUMNS, key=key)
+    names = plain.COLUMN_NAMES
+    st.dataframe(plain.table(frame), hide_index=True, key=key, column_config={
+        names["precision"]: st.column_config.TextColumn(
+            help="Of the texts the model gave this class, the share that truly have it."),
+        names["recall"]: st.column_config.TextColumn(
+            help="Of the texts that truly have this class, the share the model found."),
+        names["f1-score"]: st.column_config.TextColumn(
+            help="One figure balancing the two before it (their harmonic mean): 1 is perfect, 0 is useless."),
+        names["support"]: st.column_config.TextColumn(help="How many texts truly have this class."),
+    })
+
+
+def show_verdict(report: reporting.Report) -> plain.Verdict:
+    """Plain sentences before the numbers: right how often, against always guessing the commonest class, per class."""
+    said = plain.verdict(reporting.confusion(report))
+    st.markdown(md(said.headline))
+    st.markdown("\n".join(f"- {md(line)}" for line in said.classes))
+    return said
 
 
 def downloads(report: reporting.Report, stem: str, key: str) -> None:
@@ -46,22 +60,34 @@ def downloads(report: reporting.Report, stem: str, key: str) -> None:
 def report_body(report: reporting.Report, stem: str, key: str) -> None:
     for note in report.notes():
         st.warning(md(note), icon=":material/warning:")
-    a, b, c = st.columns(3)
     if report.task == reporting.TOKENS:
+        a, b, c = st.columns(3)
         micro = report.report.get("micro avg", {})
-        a.metric("Entity F1 (micro)", f"{micro.get('f1-score', 0):.3f}")
-        b.metric("Entity F1 (macro)", f"{report.report.get('macro avg', {}).get('f1-score', 0):.3f}")
-        c.metric("Sentences scored", f"{report.n_scored} of {report.n_rows}")
+        a.metric("Entity F1 (all entities)", f"{micro.get('f1-score', 0):.3f}",
+                 help="F1 over every entity together: an entity counts as right only with its type and exact span.")
+        b.metric("Entity F1 (average over types)", f"{report.report.get('macro avg', {}).get('f1-score', 0):.3f}",
+                 help="F1 per entity type, averaged so that each type counts the same however rare.")
+        c.metric("Sentences scored", f"{report.n_scored:,} of {report.n_rows:,}")
         st.subheader("Entity level")
-        st.caption("seqeval: an entity counts as right only when its type and its exact span are right.")
+        st.caption("An entity counts as right only when its type and its exact span are right.")
         show_report_table(report.frame, f"{key}-entity")
         st.subheader("Token level, per tag")
         show_report_table(report.token_frame, f"{key}-token")
     else:
-        a.metric("Accuracy", f"{report.report['accuracy']:.3f}")
-        b.metric("Macro F1", f"{report.report['macro avg']['f1-score']:.3f}")
-        c.metric("Rows scored", f"{report.n_scored} of {report.n_rows}")
-        st.caption("Per class precision, recall, F1 and support, as scikit-learn's classification_report computes them.")
+        said = show_verdict(report)
+        a, b, c, d = st.columns(4)
+        a.metric("Accuracy", f"{report.report['accuracy']:.3f}",
+                 help="The share of texts whose predicted class is the true one.")
+        b.metric("Macro F1", f"{report.report['macro avg']['f1-score']:.3f}",
+                 help="F1 (the balance of finding a class and being right when saying it) averaged over the classes, "
+                      "each counting the same however rare: the figure runs are judged by.")
+        c.metric("Guessing the commonest class", f"{said.baseline['macro_f1']:.3f}",
+                 help=f"The macro F1 of always answering '{said.baseline['label']}', the commonest true class here "
+                      f"(right on {said.baseline['accuracy']:.0%} of the texts). A model should beat it clearly.")
+        d.metric("Rows scored", f"{report.n_scored:,} of {report.n_rows:,}",
+                 help="Texts with a true label the model knows; the others are left out of the figures.")
+        st.caption("Per class: how often the model is right when it gives the class, how much of the class it finds, "
+                   "the balance of the two, and how many texts truly have it. Hover a column's name for more.")
         show_report_table(report.frame, f"{key}-table")
     downloads(report, stem, key)
 
@@ -130,7 +156,7 @@ def confidence_tab(report: reporting.Report) -> None:
                                  "%{customdata[1]:.2f}<extra></extra>")
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfectly calibrated", line={"dash": "dash"})
     figure.update_layout(xaxis_title="Confidence", yaxis_title="Accuracy", xaxis_range=[0, 1], yaxis_range=[0, 1],
-                         title=f"Reliability diagram (expected calibration error {ece:.3f})")
+                         title=f"Is its confidence honest? (average gap between confidence and accuracy: {ece:.3f})")
     st.plotly_chart(figure, key="reliability-chart")
     threshold = st.slider("Leave predictions below this confidence for a person", 0.0, 1.0, 0.5, 0.01,
                           key="confidence-threshold")
@@ -143,6 +169,13 @@ def confidence_tab(report: reporting.Report) -> None:
     figure = px.line(curve, x="coverage", y="accuracy", hover_data=["threshold"], markers=True,
                      title="Accuracy against coverage as the threshold rises")
     st.plotly_chart(figure, key="tradeoff-chart")
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the file…")
+def preview_upload(data: bytes, file_name: str, encoding: str | None, sheet: str | None = None):
+    """The first rows of an uploaded file, read in a memory-capped child process (no upload can take the dashboard
+    down), once per file and choice rather than on every rerun."""
+    return read_table_guarded(data, file_name, head=reporting.PREVIEW_ROWS, encoding=encoding, sheet=sheet)
 
 
 def evaluate_tab(conn, run: dict) -> None:
@@ -164,12 +197,13 @@ def evaluate_tab(conn, run: dict) -> None:
     text_col = label_col = sheet = None
     if task != reporting.TOKENS:
         with plain_errors():
-            table = read_table(data, upload.name, encoding=encoding)
+            table = preview_upload(data, upload.name, encoding)
             wanted = st.session_state.get("eval-sheet")
             if wanted in (table.sheets or []) and wanted != table.sheet:  # a sheet chosen below, if this file has it
-                table = read_table(data, upload.name, encoding=encoding, sheet=wanted)
+                table = preview_upload(data, upload.name, encoding, sheet=wanted)
             if len(table.sheets or []) > 1:
-                st.selectbox("Sheet", table.sheets, key="eval-sheet")
+                st.selectbox("Sheet", table.sheets, index=table.sheets.index(table.sheet), key="eval-sheet",
+                             help="The sheet with the most rows is read first.")
             sheet = table.sheet
             columns = list(table.frame.columns)
             guessed_text, guessed_label = reporting.guess_evaluation_columns(table.frame, runs.labels(run))
@@ -221,8 +255,7 @@ def compare_tab(conn, finished: list[dict], preselect: list[int] | None = None) 
         if comparison.metrics.empty:
             st.caption("These runs recorded no metrics.")
         else:
-            st.dataframe(comparison.metrics, column_config={t: NUMBER for t in comparison.metrics.columns},
-                         key="compare-metrics")
+            st.dataframe(plain.metrics_table(comparison.metrics), key="compare-metrics")
         st.subheader("Loss curves")
         if comparison.curves.empty:
             st.caption("These runs recorded no loss values.")

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from engine.jobs import overview
 from engine.jobs import queue
 from engine.jobs import runs
 from engine.jobs import supervisor
@@ -63,6 +64,13 @@ def badge(status: str) -> None:
     st.badge(status.capitalize(), color=color, icon=icon)
 
 
+def empty_note(fig: go.Figure, text: str) -> None:
+    """Say in the chart why it is empty, instead of an empty frame."""
+    fig.add_annotation(text=text.replace(": ", ":<br>", 1), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+
+
 def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None:
     left, right = st.columns(2)
     losses = [r for r in rows if r.get("loss") is not None]
@@ -74,6 +82,8 @@ def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None
             fig.add_scatter(x=[r["step"] for r in evals], y=[r["eval_loss"] for r in evals], name="validation loss",
                             mode="lines+markers")
         fig.update_layout(title="Loss", xaxis_title="step", height=300, margin=dict(l=10, r=10, t=40, b=10))
+        if not losses and not evals:
+            empty_note(fig, "No loss yet: the first is logged after the first few steps.")
         st.plotly_chart(fig, width="stretch")
     if task == "generation":  # validation perplexity = e^(validation loss)
         with right:
@@ -94,6 +104,12 @@ def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None
                             mode="lines+markers")
         fig.update_layout(title="Validation", xaxis_title="step", yaxis_range=[0, 1], height=300,
                           margin=dict(l=10, r=10, t=40, b=10))
+        last_step = max([r.get("step") or 0 for r in rows + evals] + [r.get("total_steps") or 0 for r in rows])
+        if last_step:  # the whole run on the axis, not a narrow window around one point
+            fig.update_xaxes(range=[0, last_step * 1.02])
+        if not evals:
+            empty_note(fig, "No validation score yet: it is measured at the end of each epoch "
+                            "(or every N steps when set), and the first appears then.")
         st.plotly_chart(fig, width="stretch")
 
 
@@ -133,11 +149,11 @@ def compared(comparison: dict, run_id: int) -> None:
                      icon=":material/compare_arrows:", query_params={"run": str(source), "compare": str(run_id)})
 
 
-def live_view(run_id: int, active: bool) -> None:
+def live_view(run_id: int, active: bool, seen: str | None = None) -> None:
     conn = connect()
     job = queue.get(conn, run_id)
-    if active and job["status"] not in queue.ACTIVE:
-        st.rerun()  # it just finished: redraw the whole page once, without the timer
+    if active and job["status"] != seen:
+        st.rerun()  # it started or finished: redraw the whole page, so the run picker and the table say so too
     head, actions = st.columns([3, 1])
     with head:
         st.subheader(f"#{job['id']} · {md(job.get('name') or '')}")
@@ -178,8 +194,9 @@ def live_view(run_id: int, active: bool) -> None:
     evals = queue.progress_rows(conn, run_id, "eval")
     last = rows[-1] if rows else None
     if job["status"] == "queued":
-        ahead = queue.jobs_ahead(conn, run_id)
-        st.info(f"Waiting in the queue ({ahead} job{'s' if ahead != 1 else ''} ahead).", icon=":material/schedule:")
+        why = overview.waiting_reason(conn, job, supervisor.supervisor_alive(conn) is not None)
+        st.info(md(why), icon=":material/schedule:")
+        st.page_link("views/jobs.py", label="See every job on the Jobs page", icon=":material/pending_actions:")
     if last and last.get("total_steps"):
         frac = min(1.0, (last["step"] or 0) / last["total_steps"])
         text = f"Step {last['step']} of {last['total_steps']} · epoch {last['epoch'] or 0:.2f}"
@@ -242,12 +259,13 @@ def live_view(run_id: int, active: bool) -> None:
 
 
 active = by_id[run_id]["status"] in queue.ACTIVE
-st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active)
+st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active, by_id[run_id]["status"])
 
 st.divider()
 st.subheader("All runs")
 summaries = [runs.summary(conn, r) for r in all_runs]
-columns = ["id", "name", "status", "task", "dataset", "base_model", "macro_f1", "accuracy", "created_at", "finished_at"]
+columns = ["id", "name", "status", "task", "purpose", "dataset", "base_model", "macro_f1", "accuracy", "created_at",
+           "finished_at"]
 if any(r["task"] == "generation" for r in summaries):  # their figure is perplexity, not macro-F1 or accuracy
     columns.insert(columns.index("accuracy") + 1, runs.GENERATION_KEY_METRIC)
 table = pd.DataFrame(summaries)[columns]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from engine.jobs import overview
 from engine.jobs import queue
+from engine import settings
+from engine.data import language as languages
 from engine.models import catalog
+from engine.models import labels as label_words
 from engine.training import finetune
 from engine.errors import UserError
 from views._shared import can, connect, current_user, plain_errors, require_sign_in, start_worker
@@ -34,6 +38,10 @@ if not choices:
 def chosen_task() -> str:
     ref = state.get("train_dataset")
     return next((d["task"] for d in choices if d["ref"] == ref), choices[0]["task"])
+
+
+def language_names(codes) -> str:
+    return "about 100 languages" if catalog.MULTILINGUAL in codes else ", ".join(languages.name(c) for c in codes)
 
 
 def fill_advanced() -> None:
@@ -70,6 +78,7 @@ def overrides() -> dict:
 
 # The Train button's click is handled before the fields are drawn, so that each error shows next to its field.
 if state.pop("train_clicked", False):
+    state.pop("train_duplicate", None)
     try:
         run_id = finetune.submit(
             conn,
@@ -79,9 +88,15 @@ if state.pop("train_clicked", False):
             overrides=overrides(),
             actor=current_user(),
             allow_list=True,  # the dashboard offers only the base models an administrator allowed
+            purpose=state.get(f"train_purpose_{state['train_dataset']}"),
+            again=state.pop("train_again", False),
         )
     except finetune.ConfigError as exc:
         state["train_errors"] = exc.errors
+    except finetune.DuplicateRun as exc:
+        state.pop("train_errors", None)
+        state.pop("train_flash", None)
+        state["train_duplicate"] = exc.run_ids
     else:
         state.pop("train_errors", None)
         state["train_flash"] = run_id
@@ -105,6 +120,17 @@ if state.get("train_flash"):
                  query_params={"run": str(run_id)})
 if errors:
     st.error("Nothing was queued: fix the fields marked below.", icon=":material/error:")
+if duplicate := state.get("train_duplicate"):
+    which = ", ".join(f"#{i}" for i in duplicate)
+    st.warning(f"Run {which} already trains this dataset with the same base model and settings and has not finished. "
+               "Training it again gives the same model. Queue another run anyway?", icon=":material/content_copy:")
+    y, n, _ = st.columns([1, 1, 3])
+    y.button("Yes, train again", key="train_again_btn",
+             on_click=lambda: state.update(train_clicked=True, train_again=True))
+    n.button("No, keep one", key="train_keep_one", on_click=lambda: state.pop("train_duplicate", None))
+    for run_id in duplicate:
+        st.page_link("views/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
+                     query_params={"run": str(run_id)})
 
 # ---- what to train on -----------------------------------------------------------------------------------------
 
@@ -116,6 +142,14 @@ dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
 if state.get("adv_task") != dataset["task"]:  # another task has its own presets (generation: docs/benchmarks.md)
     fill_advanced()
 n_train = finetune.split_counts(conn, dataset["id"]).get("train") or dataset.get("n_rows") or 0  # rows, not tags
+if dataset["task"] == "text-classification":
+    guessed = label_words.guess_purpose(dataset.get("labels") or [], dataset["task"])
+    purposes = list(label_words.PURPOSES)
+    st.radio("What is this model for?", purposes, index=purposes.index(guessed), horizontal=True,
+             format_func=label_words.PURPOSE_WORDS.get, key=f"train_purpose_{dataset['ref']}",
+             help="Sentiment models score news on the Feeds and Monitor pages; only a model trained for topics can tag "
+                  "a feed's topics. Guessed from the dataset's labels: change it if it is wrong.")
+    field_error("purpose")
 
 st.text_input(
     "Base model",
@@ -128,6 +162,20 @@ field_error("base_model")
 base_spec = (state.get("train_base_model") or "default").strip()
 if not catalog.is_allowed(base_spec):  # estimates must not tell an existing server folder from a missing one
     base_spec = "default"
+if warning := finetune.language_warning(conn, dataset["ref"], base_spec):
+    st.warning(warning, icon=":material/translate:")
+with st.expander("Base models by language and purpose"):
+    st.dataframe(
+        [{"Model": s.id, "Languages": language_names(s.languages), "Suits": s.purpose, "About": s.about,
+          "Allowed here": "yes" if catalog.is_allowed(s.id) else "no"} for s in catalog.SUGGESTIONS],
+        hide_index=True, width="stretch")
+    if settings.allow_downloads():
+        st.caption("This server downloads an allowed hub model the first time it is used. An administrator allows "
+                   "one with: python -m engine models allow NAME")
+    else:
+        st.caption("This server cannot download models: an administrator must allow downloads, or put the model "
+                   "folder on the server, and allow it (python -m engine models allow NAME). Until then, 'default' "
+                   "is the model you can use.")
 
 # ---- presets --------------------------------------------------------------------------------------------------
 
@@ -137,7 +185,7 @@ speed = finetune.base_speed(conn, base_spec, slot)  # once for the three cards a
 columns = st.columns(3)
 for column, (key, title) in zip(columns, PRESET_NAMES.items()):
     config = finetune.preset_config(key, dataset["task"])
-    seconds = finetune.estimate_seconds(conn, n_train, config, speed=speed)
+    seconds = finetune.estimate_range(conn, n_train, config, base_spec, slot, speed=speed)
     with column.container(border=True):
         st.markdown(f"**{title}**")
         st.caption(finetune.preset_text(key, dataset["task"]))
@@ -146,7 +194,9 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
             f" · batch {config['batch_size']} · max length {config['max_length']}"
             + (f" · early stop after {config['early_stopping_patience']}" if config["early_stopping_patience"] else "")
         )
-        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{finetune.format_duration(seconds)}**")
+        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{overview.duration_words(*seconds)}**",
+                    help="A range: from the speed earlier runs of this base model measured here (their spread, as "
+                         "the machine was more or less busy), or a wide guess before the first run.")
 st.radio("Preset", list(PRESET_NAMES), format_func=PRESET_NAMES.get, key="train_preset", horizontal=True,
          on_change=fill_advanced)
 field_error("preset")
@@ -207,10 +257,10 @@ with st.expander("Advanced options", expanded=bool(errors)):
 
 with plain_errors():
     try:
-        estimate = finetune.estimate_seconds(conn, n_train, finetune.preset_config(state["train_preset"], dataset["task"],
-                                                                                  overrides()),
-                                             speed=speed)
-        st.caption(f"With these settings: {finetune.format_duration(estimate)} for {n_train:,} training rows.")
+        estimate = finetune.estimate_range(conn, n_train, finetune.preset_config(state["train_preset"], dataset["task"],
+                                                                                overrides()),
+                                           base_spec, slot, speed=speed)
+        st.caption(f"With these settings: {overview.duration_words(*estimate)} for {n_train:,} training rows.")
     except UserError:
         pass
 

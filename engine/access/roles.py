@@ -27,6 +27,7 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "run.cancel": (ANALYST, True),
     "run.resume": (ANALYST, True),
     "run.rerun": (ANALYST, False),
+    "run.delete": (ANALYST, True),  # owner: the job's creator
     "run.evaluate": (ANALYST, True),  # owner: of an earlier eval:<name> it would replace (none: anyone)
     "feed.import": (ANALYST, False),
     "feed.score": (ANALYST, False),
@@ -49,9 +50,9 @@ ACTIONS: dict[str, tuple[str, bool]] = {
 # Plain words for a refusal: "<role> cannot <what>".
 WORDS = {
     "dataset.import": "save datasets", "dataset.delete": "delete datasets", "train.submit": "start training runs",
-    "run.cancel": "cancel runs", "run.resume": "resume runs", "run.rerun": "run training again",
+    "run.cancel": "cancel runs", "run.resume": "resume runs", "run.rerun": "run training again", "run.delete": "delete runs and jobs",
     "run.evaluate": "evaluate models on files", "feed.import": "import news", "feed.score": "score feeds",
-    "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topic rules",
+    "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topics or topic rules",
     "alerts.rule": "change alert rules", "alerts.ack": "acknowledge alerts",
     "feed.sources": "change a feed's sources or its current model", "notify.channels": "set up notification channels",
     "users.manage": "manage users",

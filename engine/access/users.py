@@ -20,7 +20,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 
-from engine import db
+from engine import db, i18n
 from engine.access import audit
 from engine.access.roles import ADMIN, ROLES, Actor, Forbidden, authorize, resolve
 from engine.errors import NotFound, UserError
@@ -287,3 +287,18 @@ def end_session(conn, token: str | None, actor: Actor | None = None) -> None:
         conn.execute("DELETE FROM sessions WHERE token_sha256 = ?", [_digest(token)])
     if actor is not None:
         audit.record(conn, actor, "sign_out", f"user:{actor.name}")
+
+
+def language(conn, name: str | None) -> str | None:
+    """The interface language ``name`` chose (engine.i18n), or None."""
+    if not name:
+        return None
+    row = conn.execute("SELECT language FROM user_preferences WHERE name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def set_language(conn, name: str, code: str) -> str:
+    """Remember ``name``'s interface language (anyone may choose their own)."""
+    code = i18n.check_language(code)
+    conn["user_preferences"].upsert({"name": name, "language": code, "updated_at": db.now()}, pk="name")
+    return code

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine import db, settings
+from engine import db, i18n, settings
 from engine.access import audit, users
 from engine.access.roles import ROLES
 from engine.errors import UserError
@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     p.add_argument("name")
     p.add_argument("role", choices=ROLES)
     p.set_defaults(func=cmd_set_role)
+
+    p = sub.add_parser("language", help="set the interface language someone sees on the dashboard (en, zh_CN)")
+    p.add_argument("name", help="an account, or the local administrator's name in local mode")
+    p.add_argument("language", help="en (English) or zh_CN (简体中文)")
+    p.set_defaults(func=cmd_language)
 
     p = sub.add_parser("disable", help="disable an account (its sessions end at once); --enable undoes it")
     p.add_argument("name")
@@ -90,6 +95,12 @@ def cmd_add(args) -> int:
     password = None if args.sso else users.check_new_password(_password())
     users.add(db.connect(), args.name, args.role, password, sso=args.sso)
     print(f"Added {args.name} ({args.role}).", file=sys.stderr)
+    return 0
+
+
+def cmd_language(args) -> int:
+    code = users.set_language(db.connect(), args.name, args.language)
+    print(f"{args.name} now sees the dashboard in {i18n.LANGUAGES[code]}.", file=sys.stderr)
     return 0
 
 

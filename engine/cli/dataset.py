@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--ratios", default=shares, help=f"train/validation/test shares when no split column ({shares})")
     p.add_argument("--seed", type=int, default=validate.DEFAULT_SEED, help="seed of the split (42)")
     p.add_argument("--yes", action="store_true", help="accept the report's problems without asking")
+    p.add_argument("--label-column-ok", action="store_true",
+                   help="save even though the label column looks like dates, numbers or free text, or has too many "
+                        "classes for its rows (--yes does not cover this)")
     p.add_argument("--user", help="who is importing (default: $BELLWETHER_USER or $USER)")
     p.set_defaults(func=cmd_import)
 
@@ -81,7 +84,19 @@ def cmd_import(args) -> int:
     prepared = datasets.build(candidate, mapping, ratios=_ratios(args.ratios), seed=args.seed, task=task)
     report = prepared.report
     print(report.to_text())
-    if report.has_problems and not args.yes:
+    label_ok = bool(args.label_column_ok)
+    if report.needs_label_choice and not label_ok:
+        column = report.mapping.get("label")
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            answer = input(f"Is '{column}' really the label column? [y/N] ").strip().lower()
+            label_ok = answer in ("y", "yes")
+        if not label_ok:
+            raise UserError(
+                f"Nothing was saved: the label column '{column}' does not look like labels (see above). Name the "
+                f"label column with --label-col, or add --label-column-ok if '{column}' is the label."
+            )
+    others = [p for p in report.problems if p.code != validate.LABEL_SUSPECT]  # the label was answered above
+    if others and not args.yes:
         if sys.stdin.isatty() and sys.stdout.isatty():
             answer = input("Save with the problems handled as above? [y/N] ").strip().lower()
             if answer not in ("y", "yes"):
@@ -94,7 +109,7 @@ def cmd_import(args) -> int:
             )
     conn = db.connect()
     try:
-        saved = datasets.save(conn, candidate, prepared, name, _user(args))
+        saved = datasets.save(conn, candidate, prepared, name, _user(args), label_confirmed=label_ok)
     finally:
         conn.close()
     print(f"Saved dataset {saved['name']} version {saved['version']} ({saved['n_rows']:,} {report.unit()}).")

@@ -119,6 +119,10 @@ def register(subparsers) -> None:
     td.add_argument("--feed", required=True)
     td.add_argument("--name", required=True)
     td.set_defaults(func=cmd_topics_delete)
+    tu = ts.add_parser("untag", help="remove the topics a classifier run put on the feed's articles "
+                                     "(column and rule topics stay)")
+    tu.add_argument("--feed", required=True)
+    tu.set_defaults(func=cmd_topics_untag)
     tc = ts.add_parser("classify", help="queue a job that tags the feed's articles with a topic classifier run")
     tc.add_argument("--feed", required=True)
     tc.add_argument("--run", required=True, type=int, help="the id of a finished run trained on topic labels")
@@ -167,6 +171,8 @@ def cmd_score(args) -> int:
     print(f"Queued score job {job_id} for feed '{args.feed}' with run {args.run}.", file=sys.stderr)
     if warning := vocabulary.no_negative_class(vocabulary.run_labels(conn, args.run)):
         print(f"Note: run {args.run}'s {warning}.", file=sys.stderr)
+    if warning := scoring.language_warning(conn, feeds.get_feed(conn, args.feed)["id"], args.run):
+        print(f"WARNING: {warning}", file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:
@@ -277,6 +283,13 @@ def cmd_topics_list(args) -> int:
     for t in feeds.topics(conn, feed["id"]):
         kw = f"  [{', '.join(rules[t['topic']])}]" if t["topic"] in rules else ""
         print(f"{t['topic']:<30} {t['n_articles']:>8}{kw}")
+    return 0
+
+
+def cmd_topics_untag(args) -> int:
+    conn = db.connect()
+    removed = topics.remove_model_topics(conn, args.feed)
+    print(f"Removed {removed:,} model topics from feed '{args.feed}'. Column and rule topics stay.")
     return 0
 
 

@@ -11,12 +11,14 @@ import argparse
 import importlib
 import sys
 
+from engine import i18n
 from engine.errors import UserError
 
 # The modules that add sub-commands, in the order their commands appear in --help.
 COMMAND_MODULES = [
     "engine.cli.dataset",
     "engine.cli.train",
+    "engine.cli.jobs",
     "engine.cli.report",
     "engine.cli.generate",
     "engine.cli.feed",
@@ -35,6 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m engine", description="Bellwether engine: fine-tuning and sentiment monitoring.")
+    parser.add_argument("--lang", help="the language of messages: en or zh_CN (简体中文); default BELLWETHER_LANGUAGE")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.lang:
+            i18n.use(args.lang)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

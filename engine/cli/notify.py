@@ -1,4 +1,4 @@
-"""``python -m engine notify channel add|list|test|remove`` and ``notify log``: where alerts are pushed."""
+"""``python -m engine notify channel add|list|edit|test|remove`` and ``notify log``: where alerts are pushed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engine.monitor import notify
 def register(subparsers) -> None:
     no = subparsers.add_parser("notify", help="channels that alerts (and finished runs) are pushed to")
     ns = no.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
-    ch = ns.add_parser("channel", help="add, list, test or remove a webhook or e-mail channel")
+    ch = ns.add_parser("channel", help="add, list, edit, test or remove a webhook or e-mail channel")
     cs = ch.add_subparsers(dest="channel_command", metavar="ACTION", required=True)
     add = cs.add_parser("add", help="a webhook (json, slack or teams) or an e-mail (SMTP) channel")
     add.add_argument("name")
@@ -37,6 +37,16 @@ def register(subparsers) -> None:
     te = cs.add_parser("test", help="send a test message now and log it")
     te.add_argument("name")
     te.set_defaults(func=cmd_test)
+    ed = cs.add_parser("edit", help="change a channel in place (its delivery log is kept)")
+    ed.add_argument("name")
+    ed.add_argument("--events", help="alerts, runs, or alerts,runs")
+    state = ed.add_mutually_exclusive_group()
+    state.add_argument("--pause", action="store_true", help="send it nothing until --resume")
+    state.add_argument("--resume", action="store_true")
+    ed.add_argument("--url", help="webhook: a new URL; '-' reads it from stdin")
+    ed.add_argument("--to", help="e-mail: new recipients, comma-separated")
+    ed.add_argument("--smtp-password-env", metavar="VAR", help="e-mail: the new SMTP password from this variable")
+    ed.set_defaults(func=cmd_edit)
     rm = cs.add_parser("remove", help="remove a channel and its delivery log")
     rm.add_argument("name")
     rm.set_defaults(func=cmd_remove)
@@ -85,6 +95,16 @@ def cmd_test(args) -> int:
         return 0
     print(f"error: the test message to '{result['channel']}' failed: {result['error']}", file=sys.stderr)
     return 1
+
+
+def cmd_edit(args) -> int:
+    url = sys.stdin.readline().strip() if args.url == "-" else args.url
+    password = os.environ.get(args.smtp_password_env, "") if args.smtp_password_env else None
+    enabled = False if args.pause else True if args.resume else None
+    row = notify.edit_channel(db.connect(), args.name, events=args.events, enabled=enabled, url=url, to=args.to,
+                              password=password)
+    print(f"Channel '{row['name']}' ({'on' if row['enabled'] else 'paused'}) -> {row['target']}, for {row['events']}.")
+    return 0
 
 
 def cmd_remove(args) -> int:

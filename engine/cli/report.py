@@ -12,6 +12,7 @@ import pandas as pd
 from engine import db, export
 from engine.jobs import runs
 from engine.reports import generation as generation_report
+from engine.reports import plain
 from engine.reports import reporting
 from engine.errors import UserError
 
@@ -53,8 +54,11 @@ def _quiet_model_loading() -> None:
 
 
 def _print_report(report: reporting.Report, fmt: str, header: str, extra: dict | None = None) -> None:
+    said = plain.verdict(reporting.confusion(report)) if report.task != reporting.TOKENS else None
     if fmt == "json":
         out = report.to_json()
+        if said is not None:
+            out["verdict"] = {"headline": said.headline, "classes": said.classes, "baseline": said.baseline}
         out.update(extra or {})
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return
@@ -71,6 +75,10 @@ def _print_report(report: reporting.Report, fmt: str, header: str, extra: dict |
     print(f"{report.n_scored} of {report.n_rows} rows scored.")
     for note in report.notes():
         print(f"Note: {note}")
+    if said is not None:
+        print()
+        for line in said.lines():
+            print(line)
     print()
     if report.task == reporting.TOKENS:
         print("Entity level (seqeval)")

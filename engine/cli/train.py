@@ -45,6 +45,11 @@ def register(subparsers) -> None:
     p.add_argument("--lora-dropout", type=float)
     p.add_argument("--lora-target-modules", help="comma-separated, e.g. query,value")
     p.add_argument("--name")
+    p.add_argument("--purpose", type=str.lower, choices=["sentiment", "topics", "other"],
+                   help="what the model is for (guessed from the dataset's labels when omitted); only a run trained "
+                        "for topics can tag a feed's topics")
+    p.add_argument("--again", action="store_true",
+                   help="queue it even when a queued or running run has the same dataset and settings")
     p.add_argument("--no-worker", action="store_true", help="only queue; do not start a supervisor")
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
     p.set_defaults(func=cmd_train)
@@ -93,11 +98,13 @@ def cmd_train(args) -> int:
     # every training setting that has an option (all of finetune.DEFAULTS but group_by_length) and was given
     overrides = {n: getattr(args, n, None) for n in finetune.DEFAULTS if getattr(args, n, None) is not None}
     conn = db.connect()
+    if warning := finetune.language_warning(conn, args.dataset, args.base_model):
+        print(f"WARNING: {warning}", file=sys.stderr)
     run_id = finetune.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
-                             created_by=paths.default_user(), name=args.name)
+                             created_by=paths.default_user(), name=args.name, purpose=args.purpose, again=args.again)
     job = queue.get(conn, run_id)
     print(f"Queued run {run_id}: {job['name']} ({job['config'].get('max_length')} tokens, "
-          f"{job['config'].get('epochs')} epochs).", file=sys.stderr)
+          f"{job['config'].get('epochs')} epochs, for {runs.purpose(job)}).", file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:
@@ -140,12 +147,12 @@ def cmd_list(args) -> int:
     if not rows:
         print("No runs yet. Start one with `python -m engine train --dataset NAME`.")
         return 0
-    print(f"{'id':>4}  {'status':<10} {'task':<21} {'dataset':<20} {'result':<28}  created")
+    print(f"{'id':>4}  {'status':<10} {'task':<21} {'purpose':<9} {'dataset':<20} {'result':<28}  created")
     for r in rows:  # macro-F1 for classifiers and taggers, validation perplexity for generation runs
         value = r["key_value"]
         result = "-" if value is None else f"{runs.KEY_METRIC_WORDS[r['key_metric']]} {value:,.3f}"
-        print(f"{r['id']:>4}  {r['status']:<10} {r['task'] or '':<21} {(r['dataset'] or '')[:20]:<20} {result:<28}  "
-              f"{r['created_at']}")
+        print(f"{r['id']:>4}  {r['status']:<10} {r['task'] or '':<21} {r['purpose'] or '':<9} "
+              f"{(r['dataset'] or '')[:20]:<20} {result:<28}  {r['created_at']}")
     return 0
 
 
@@ -164,7 +171,7 @@ def cmd_show(args) -> int:
     if args.format == "json":
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
-    for key in ("id", "name", "status", "task", "dataset", "base_model", "created_at", "started_at", "finished_at",
+    for key in ("id", "name", "status", "task", "purpose", "dataset", "base_model", "created_at", "started_at", "finished_at",
                 "error", "model_dir"):
         if out.get(key) is not None:
             print(f"{key:>12}: {out[key]}")

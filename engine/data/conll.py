@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.data import readers
+from engine.data import guarded, readers
 from engine.errors import UserError
 
 TAG_RE = re.compile(r"^(O|[BIES]-\S+)$")
@@ -140,3 +140,8 @@ def read_conll(data: bytes, file_name: str, encoding: str | None = None) -> Conl
     text, used = readers.decode(data, encoding, file_name)
     sentences, bad, scheme, rewritten = parse_conll(text.lstrip("\ufeff"), file_name)
     return ConllFile(sentences=sentences, bad_rows=bad, tag_scheme=scheme, n_tags_rewritten=rewritten, encoding=used)
+
+
+def read_conll_guarded(data: bytes, file_name: str, encoding: str | None = None) -> ConllFile:
+    """:func:`read_conll` in a memory-capped child process (engine.data.guarded), as the dashboard reads uploads."""
+    return guarded.call("engine.data.conll:read_conll", data, file_name, encoding=encoding)

@@ -120,8 +120,11 @@ def _safe_file_name(name: str, max_bytes: int = 60) -> str:
 
 
 def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: str, created_by: str | None = None,
-         actor=None) -> dict:
+         actor=None, label_confirmed: bool = False) -> dict:
     """Save the prepared rows as the next version of ``name``, all in one transaction, and copy the source file.
+
+    A label column flagged by the checks (dates, numbers, free text, too many classes) is saved only with
+    ``label_confirmed`` (the analyst's explicit choice); otherwise nothing is saved and the refusal says why.
 
     ``actor`` (engine.access) must be an analyst or admin; None is the local administrator. ``created_by`` defaults
     to the actor's name."""
@@ -129,6 +132,13 @@ def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: s
     who = access.check(conn, actor, "dataset.import", f"dataset:{name}")
     created_by = created_by or who.name
     report = prepared.report
+    if report.needs_label_choice and not label_confirmed:
+        column = report.mapping.get("label")
+        raise UserError(
+            f"Nothing was saved: the label column '{column}' does not look like labels (the report says why). "
+            f"Choose the column that holds the label, or confirm that '{column}' is the label (on the command line, "
+            "add --label-column-ok)."
+        )
     copied: Path | None = None
     try:
         with db.transaction(conn):
@@ -203,13 +213,16 @@ def import_file(
     seed: int = validate.DEFAULT_SEED,
     actor=None,
     task: str | None = None,
+    label_confirmed: bool = False,
 ) -> tuple[dict, validate.CheckReport]:
-    """Read, check and save in one call (for scripts and tests); the report is accepted as it is. ``task``
-    'generation' reads the file as generation data (text, prompt/response or messages); otherwise the file decides."""
+    """Read, check and save in one call (for scripts and tests); the report is accepted as it is, but a flagged label
+    column needs ``label_confirmed``. ``task`` 'generation' reads the file as generation data (text, prompt/response or
+    messages); otherwise the file decides."""
     name = check_name(name)
     candidate = ingest.read_file(data, file_name, format=format, encoding=encoding, sheet=sheet)
     prepared = build(candidate, mapping, ratios=ratios, seed=seed, task=task)
-    return save(conn, candidate, prepared, name, created_by, actor=actor), prepared.report
+    return save(conn, candidate, prepared, name, created_by, actor=actor,
+                label_confirmed=label_confirmed), prepared.report
 
 
 def build(candidate: ingest.Candidate, mapping: dict | None = None, ratios=validate.DEFAULT_RATIOS,

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]  # where `-m engine...` is importable
 
 ALLOWED = {
     "engine.data.ingest:read_file_in_child",
+    "engine.data.readers:read_table_in_child",
+    "engine.data.conll:read_conll",
     "engine.monitor.feeds:preview_in_child",
     "engine.monitor.feeds:import_in_child",
 }

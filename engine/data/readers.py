@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.data import limits
+from engine.data import guarded, limits
 from engine.errors import UserError
 
 csv.field_size_limit(limits.CSV_FIELD_LIMIT)  # the default (131,072 characters) silently ends reading at a long cell
@@ -183,6 +183,8 @@ def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataF
         sheets = list(book.sheetnames)
         if not sheets:
             raise UserError(f"{file_name} has no sheets.")
+        if sheet is None and len(sheets) > 1:  # the sheet with the most rows, not a README or notes sheet
+            sheet = max(sheets, key=lambda name: (_count_rows(book[name]), -sheets.index(name)))
         sheet = sheet or sheets[0]
         if sheet not in sheets:
             raise UserError(f"{file_name} has no sheet called '{sheet}'. Its sheets are: {', '.join(sheets)}.")
@@ -210,6 +212,27 @@ def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataF
     header = [h or f"Unnamed: {i}" for i, h in enumerate(header)]
     body = [r + [""] * (width - len(r)) for r in records[1:]]
     return pd.DataFrame(body, columns=header, dtype=str), sheet, sheets
+
+
+def _count_rows(worksheet) -> int:
+    """Rows with something in them (at most the row limit + 2: enough to tell which sheet is the data)."""
+    worksheet.reset_dimensions()
+    n = 0
+    for row in worksheet.iter_rows(values_only=True):
+        if any(v not in (None, "") for v in row):
+            n += 1
+            if n > limits.MAX_ROWS + 1:
+                break
+    return n
+
+
+def other_sheets_note(sheet: str | None, sheets: list[str]) -> str | None:
+    """'Read the sheet 'Q3 labels' (the one with the most rows); the workbook's other sheets: Notes.' or None."""
+    others = [s for s in sheets if s != sheet]
+    if not sheet or not others:
+        return None
+    return (f"Read the sheet '{sheet}'; the workbook's other sheets: {', '.join(others)}. Unless you chose it, it is "
+            "the sheet with the most rows; choose another sheet if the data is there.")
 
 
 def _cell_text(value) -> str:
@@ -298,3 +321,23 @@ def cut_long_cells(frame: pd.DataFrame) -> int:
             cut[long] = values[long].str.slice(0, limits.MAX_CELL_CHARS)
             frame.iloc[:, position] = cut
     return n
+
+
+def read_table_in_child(data: bytes, file_name: str, head: int | None = None, columns: list[str] | None = None,
+                        **kwargs) -> Table:
+    """:func:`read_table` as the guarded child runs it, sending back only what the caller needs: the first ``head``
+    rows (a preview) and/or only ``columns`` (those that exist)."""
+    table = read_table(data, file_name, **kwargs)
+    if columns:
+        table.frame = table.frame[[c for c in dict.fromkeys(columns) if c in table.frame.columns]]
+    if head:
+        table.frame = table.frame.head(head)
+    return table
+
+
+def read_table_guarded(data: bytes, file_name: str, head: int | None = None, columns: list[str] | None = None,
+                       **kwargs) -> Table:
+    """:func:`read_table` in a memory-capped child process (engine.data.guarded): the dashboard's path, so no uploaded
+    table can exhaust the dashboard's memory. Same result and plain errors."""
+    return guarded.call("engine.data.readers:read_table_in_child", data, file_name, head=head, columns=columns,
+                        **kwargs)

@@ -9,6 +9,8 @@ unusable (a missing column, a single class, nothing left) raise :class:`UserErro
 from __future__ import annotations
 
 import functools
+import re
+import statistics
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,7 +21,9 @@ from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F4
 from engine.data.columns import by_name as _by_name
 from engine.errors import UserError
 from engine.text import strip_invisible
+from engine.data import language
 from engine.data import limits
+from engine.data import readers
 from engine.data.ingest import Candidate
 from engine.models import catalog
 
@@ -27,6 +31,16 @@ SPLITS = ("train", "validation", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 DEFAULT_SEED = 42
 FEW_EXAMPLES = 5  # a class with fewer rows than this is reported
+LABEL_SUSPECT = "label_suspect"  # the problem code of a label column that does not look like labels
+MANY_CLASSES = 10  # from this many classes, fewer than FEW_EXAMPLES rows per class on average is too many classes
+SMALL_CODES = 10  # integer labels from -SMALL_CODES to SMALL_CODES (at most that many) are class codes, not numbers
+_DATE = re.compile(
+    r"^\s*(\d{4}[-/]\d{1,2}([-/]\d{1,2})?|\d{4}\.\d{1,2}\.\d{1,2}|\d{4}年\d{1,2}月|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}:\d{2}"
+    r"|\d{1,2}\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{2,4}"
+    r"|(mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+\d{1,2}\s+[a-z]{3}"
+    r"|(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4})",
+    re.IGNORECASE,
+)
 N_EXAMPLES = 3  # examples shown per problem
 
 SPLIT_VALUES = {
@@ -42,7 +56,7 @@ class Problem:
     code: str  # empty_text | missing_label | label_variants | conflicting_labels | duplicates | few_examples | ...
     message: str  # plain words: what is wrong and what will happen
     count: int  # rows (or sentences, lines, classes) affected
-    action: str  # dropped | merged | kept
+    action: str  # dropped | merged | kept | confirm (nothing is saved until the analyst confirms or changes a choice)
     examples: list[str] = field(default_factory=list)
 
 
@@ -62,10 +76,17 @@ class CheckReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)  # method, ratios, seed, note
     length: dict[str, Any] = field(default_factory=dict)  # max_length, n_truncated, share_truncated
+    language: dict[str, Any] = field(default_factory=dict)  # engine.data.language.detect of the texts kept
 
     @property
     def has_problems(self) -> bool:
         return bool(self.problems)
+
+    @property
+    def needs_label_choice(self) -> bool:
+        """The label column looks like dates, numbers or free text, or has too many classes: saving needs the
+        analyst to confirm it is the label (or to choose another column)."""
+        return self.problem(LABEL_SUSPECT) is not None
 
     def problem(self, code: str) -> Problem | None:
         return next((p for p in self.problems if p.code == code), None)
@@ -86,6 +107,8 @@ class CheckReport:
         else:
             lines.append(f"Columns: text = '{self.mapping.get('text')}', label = '{self.mapping.get('label')}'.")
         lines.append(f"Split: {self.split.get('description', '')}")
+        if self.language:
+            lines.append(f"Language: {language.describe(self.language)}.")
         lines.extend(self.notes)
         if self.problems:
             lines.append(f"Problems found ({len(self.problems)}):")
@@ -153,10 +176,49 @@ def guess_columns(candidate_or_columns, frame=None) -> dict[str, str | None]:
                 taken.add(text)
         if label is None:
             free = [c for c in columns if c not in taken]
-            small = [c for c in free if 2 <= sample[c].str.strip().replace("", np.nan).nunique() <= 50]
+            # a column of dates, numbers or free text is never guessed as the label: the analyst must choose it
+            small = [c for c in free if 2 <= sample[c].str.strip().replace("", np.nan).nunique() <= 50
+                     and label_concern(sample[c].tolist()) is None]
             if small:
                 label = min(small, key=lambda c: sample[c].nunique())
     return {"text": text, "label": label, "split": split}
+
+
+def _as_number(value: str) -> float | None:
+    try:
+        return float(value.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def label_concern(values: list[str], share: float = 0.8) -> str | None:
+    """Why a column's values do not look like class labels, in words that finish "The column 'X' ...", or None.
+
+    Dates (most values written as a date or a time), numbers (most values numbers, other than a few small whole
+    numbers such as 0/1/2 or -1/0/1, which are class codes), free text (values of several words or long), or too many
+    classes for the rows (at least MANY_CLASSES, with fewer than FEW_EXAMPLES rows each on average)."""
+    values = [str(v).strip() for v in values if str(v).strip()]
+    if not values:
+        return None
+    n = len(values)
+    distinct = set(values)
+    dates = sum(1 for v in values if _DATE.match(v))
+    if dates >= share * n:
+        return f"looks like dates or times ({', '.join(repr(v) for v in sorted(distinct)[:3])}), not labels"
+    numbers = [x for x in (_as_number(v) for v in values) if x is not None]
+    if len(numbers) >= share * n:
+        codes = all(float(x).is_integer() and abs(x) <= SMALL_CODES for x in numbers) and len(set(numbers)) <= SMALL_CODES
+        if not codes:
+            return (f"holds numbers ({', '.join(repr(v) for v in sorted(distinct)[:3])}), such as prices or counts, "
+                    "not labels")
+    words = statistics.median(len(v.split()) for v in values)
+    chars = statistics.median(len(v) for v in values)
+    if words >= 5 or chars > 40:
+        return f"looks like free text (values of about {int(words)} words), not labels"
+    if len(distinct) >= MANY_CLASSES and n / len(distinct) < FEW_EXAMPLES:
+        return (f"has {len(distinct):,} different values in {n:,} rows: too many classes for so few rows to learn "
+                f"each (fewer than {FEW_EXAMPLES} rows a class on average)")
+    return None
 
 
 def _looks_like_split(series, share: float = 1.0) -> bool:
@@ -334,18 +396,25 @@ def _clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _sheets_hint(candidate: Candidate) -> str:
+    others = [s for s in (candidate.sheets or []) if s != candidate.sheet]
+    if not others:
+        return ""
+    return f" These are the columns of the sheet '{candidate.sheet}'; the workbook also has: {', '.join(others)}."
+
+
 def _resolve_column(candidate: Candidate, name: str | None, role: str, required: bool) -> str | None:
     if name in (None, "", "(none)"):
         if required:
             raise UserError(
                 f"Bellwether could not tell which column holds the {role}. The file's columns are: "
-                f"{', '.join(candidate.columns)}. Choose the {role} column."
+                f"{', '.join(candidate.columns)}. Choose the {role} column." + _sheets_hint(candidate)
             )
         return None
     if name not in candidate.columns:
         raise UserError(
             f"{candidate.file_name} has no column '{name}' for the {role}. Its columns are: "
-            f"{', '.join(candidate.columns)}. Choose one of these."
+            f"{', '.join(candidate.columns)}. Choose one of these." + _sheets_hint(candidate)
         )
     return name
 
@@ -528,11 +597,17 @@ def _check_labels(report, file_name: str, kept_labels: list[str], text_col: str,
             f"Every usable row has the same label, '{only}'. A model needs at least two labels to learn to tell them "
             f"apart: add rows with other labels, or check that '{label_col}' is the label column."
         )
-    if len(label_counts) > 0.5 * len(kept_labels) and len(kept_labels) >= 20:
-        raise UserError(
-            f"The column '{label_col}' has {len(label_counts):,} different values in {len(kept_labels):,} rows, so it does not "
-            "look like a label. Choose the column that holds the label (such as positive / neutral / negative)."
-        )
+    if concern := label_concern(kept_labels):
+        report.problems.append(Problem(
+            code=LABEL_SUSPECT,
+            message=(
+                f"The label column '{label_col}' {concern}. A model trained on it would learn nothing useful. "
+                "Choose the column that holds the label (such as positive / neutral / negative), or confirm that "
+                f"'{label_col}' is the label."
+            ),
+            count=len(label_counts), action="confirm",
+            examples=[f"'{label}': {_n(c, 'row', 'rows')}" for label, c in label_counts.most_common(N_EXAMPLES)],
+        ))
     few = sorted((c, label) for label, c in label_counts.items() if c < FEW_EXAMPLES)
     if few:
         report.problems.append(Problem(
@@ -545,6 +620,13 @@ def _check_labels(report, file_name: str, kept_labels: list[str], text_col: str,
         ))
 
     return label_counts
+
+
+def _language_note(report, texts: list[str]) -> None:
+    """The texts' main language on the report, and a note when the default base model does not cover it."""
+    report.language = language.detect(texts)
+    if warning := language.model_warning(catalog.DEFAULT, report.language):
+        report.notes.append(warning + " The base model is chosen on the Train page.")
 
 
 def _splits_from_column(report, split_of: list[str | None], split_col: str) -> list[str | None]:
@@ -590,6 +672,8 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
     )
     if candidate.n_long_cells:
         report.notes.append(limits.long_cells_note(candidate.n_long_cells))
+    if note := readers.other_sheets_note(candidate.sheet, candidate.sheets):
+        report.notes.append(note)
     problem = _bad_rows_problem(candidate)
     if problem:
         report.problems.append(problem)
@@ -607,6 +691,7 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
     label_counts = _check_labels(report, candidate.file_name, [labels[i] for i in keep], text_col, label_col)
 
     kept_texts = [texts[i] for i in keep]
+    _language_note(report, kept_texts)
     report.length, problem, long = _length_check(kept_texts, None, max_length)
     if problem:
         problem.examples = [f"'{_clip(kept_texts[j], 60)}'" for j in long[:N_EXAMPLES]]
@@ -697,6 +782,7 @@ def _build_tagging(candidate: Candidate, ratios, seed: int, max_length: int | No
             count=len(few), action="kept", examples=[f"'{kind}': {c} entities" for c, kind in few[:N_EXAMPLES]],
         ))
     token_lists = [sentences[i][0] for i in keep]
+    _language_note(report, [" ".join(tokens) for tokens in token_lists])
     report.length, problem, long = _length_check(None, token_lists, max_length)
     if problem:
         problem.examples = [f"'{_clip(' '.join(token_lists[j]), 60)}'" for j in long[:N_EXAMPLES]]

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import NotFound, UserError
+from engine import db
+from engine.data import language as languages
+from engine.models import labels as label_words
 from engine.models.catalog import config_labels
 
 TEXT = "text-classification"
@@ -60,6 +63,54 @@ def for_scoring(conn, run_id: Any) -> dict:
     if not run.get("model_dir") or not (Path(run["model_dir"]) / "config.json").is_file():
         raise UserError(f"The model of run {run_id} is missing from disk ({run.get('model_dir')}). Train it again.")
     return run
+
+
+def purpose(run: dict) -> str:
+    """What the run was trained for: 'sentiment', 'topics' or 'other'. Stored when it was queued; for a run trained
+    before purposes were stored, guessed from its labels (a class named negative or positive: sentiment; any other
+    text classifier: topics)."""
+    stored = run.get("purpose")
+    if stored in label_words.PURPOSES:
+        return stored
+    if task(run) != TEXT or run.get("task") == "generation":
+        return label_words.OTHER
+    found = config_labels(Path(run["model_dir"])) if run.get("model_dir") else None
+    return label_words.guess_purpose(found or [], TEXT)
+
+
+def for_topics(conn, run_id: Any) -> dict:
+    """A finished run trained for topics (it can tag a feed's articles with topics); a plain refusal for a sentiment
+    or other run, whose labels would otherwise be written as topics."""
+    run = for_scoring(conn, run_id)
+    found = purpose(run)
+    if found != label_words.TOPICS:
+        names = ", ".join(config_labels(Path(run["model_dir"])) or [])
+        raise UserError(
+            f"Run {run['id']} was trained for {found}, not topics: its labels ({names}) would be written as topics. "
+            "Pick a run trained for topics, or train one on the Train page with the purpose 'Topics'."
+        )
+    return run
+
+
+def dataset_language(conn, dataset_id: int | None) -> dict | None:
+    """A dataset version's main language: from its saved report, else told from its training rows now."""
+    if not dataset_id:
+        return None
+    row = conn.execute("SELECT report_json FROM datasets WHERE id = ?", [int(dataset_id)]).fetchone()
+    if row is None:
+        return None
+    found = (db.loads(row[0], {}) or {}).get("language")
+    if found:
+        return found
+    texts = [r[0] for r in conn.execute("SELECT text FROM dataset_rows WHERE dataset_id = ? AND split = 'train' "
+                                        "ORDER BY row_id LIMIT 2000", [int(dataset_id)])]
+    return languages.detect(texts) if texts else None
+
+
+def language(conn, run: dict) -> dict | None:
+    """The main language of the texts a run was trained on (recorded when queued; for older runs, its dataset's)."""
+    config = db.loads(run.get("config_json"), {}) if "config" not in run else run.get("config") or {}
+    return config.get("language") or dataset_language(conn, run.get("dataset_id"))
 
 
 def finished_runs(conn, task: str | None = None) -> list[dict]:
@@ -114,6 +165,7 @@ def summary(conn, job: dict) -> dict:
         "name": job.get("name"),
         "status": job["status"],
         "task": job.get("task"),
+        "purpose": purpose(job) if job.get("kind") == "train" else None,
         "dataset": ds or (job.get("config") or {}).get("dataset"),
         "base_model": job.get("base_model"),
         "created_at": job["created_at"],

@@ -16,6 +16,55 @@ DEFAULT = "default"
 MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"]  # what a download fetches (no code)
 
 
+# ---- a short, curated list of base models by language and purpose --------------------------------------------------
+
+MULTILINGUAL = "*"  # a model that covers about a hundred languages
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    id: str  # 'default' or a Hugging Face hub id
+    languages: tuple[str, ...]  # ISO 639-1 codes the model was pretrained on; MULTILINGUAL for ~100 languages
+    purpose: str  # what it suits: 'general', 'finance sentiment', ...
+    about: str  # one line, plain words
+
+
+SUGGESTIONS: list[Suggestion] = [
+    Suggestion(DEFAULT, ("en",), "general",
+               "all-MiniLM-L6-v2, packaged with Bellwether (works offline): small and fast, English only."),
+    Suggestion("ProsusAI/finbert", ("en",), "finance sentiment",
+               "BERT further trained on financial text and already tuned for positive / neutral / negative news."),
+    Suggestion("yiyanghkust/finbert-tone", ("en",), "finance sentiment",
+               "BERT trained on analyst reports and earnings calls; tuned for the tone of financial sentences."),
+    Suggestion("google-bert/bert-base-chinese", ("zh",), "general",
+               "Google's BERT for Chinese (simplified and traditional), a character at a time."),
+    Suggestion("hfl/chinese-roberta-wwm-ext", ("zh",), "general",
+               "A stronger Chinese RoBERTa trained with whole-word masking on a larger Chinese corpus."),
+    Suggestion("FacebookAI/xlm-roberta-base", (MULTILINGUAL,), "multilingual",
+               "RoBERTa for about 100 languages, English and Chinese included; larger and slower than the default."),
+    Suggestion("distilbert/distilbert-base-multilingual-cased", (MULTILINGUAL,), "multilingual",
+               "A smaller multilingual BERT (104 languages): faster than XLM-RoBERTa, somewhat less accurate."),
+]
+
+
+def suggestion_for(spec: str | None) -> Suggestion | None:
+    """The curated entry a base model is (by hub id, or by a folder named like the model's last part)."""
+    spec = (spec or DEFAULT).strip()
+    if spec == DEFAULT:
+        return SUGGESTIONS[0]
+    tail = Path(spec.rstrip("/")).name.lower()
+    for entry in SUGGESTIONS[1:]:
+        if spec.lower() == entry.id.lower() or tail == entry.id.split("/")[-1].lower():
+            return entry
+    return None
+
+
+def languages_of(spec: str | None) -> tuple[str, ...] | None:
+    """The languages a base model covers, when it is one Bellwether knows (None: cannot tell)."""
+    entry = suggestion_for(spec)
+    return entry.languages if entry else None
+
+
 # ---- the allow-list: which base models the dashboard may use -------------------------------------------------------
 
 

@@ -85,6 +85,8 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
     )
     action = "feed.score" if purpose == SENTIMENT else "topics.classify"
     who = access.check(conn, actor, action, f"feed:{feed_row['name']}")
+    if purpose != SENTIMENT:
+        runs.for_topics(conn, run_id)  # a sentiment run's labels must never become topics
     if active:
         return active[0]["id"]
     config = {"text": text, "batch_size": BATCH, "precision": precision}

@@ -502,10 +502,31 @@ class TopicRule:
     def pattern(self) -> re.Pattern:
         parts = []
         for word in self.keywords:
-            escaped = re.escape(word)
             # Chinese (and Japanese/Korean) text has no spaces between words: match the keyword anywhere.
-            parts.append(escaped if CJK_RE.search(word) else rf"(?<!\w){escaped}(?!\w)")
+            parts.append(re.escape(word) if CJK_RE.search(word) else rf"(?<!\w){_with_plural(word)}(?!\w)")
         return re.compile("|".join(parts), re.IGNORECASE)
+
+    def stems(self) -> list[str]:
+        """What every match contains (lower-cased): the keyword, or its stem when the plural changes its end."""
+        return [_stem(word).lower() for word in self.keywords]
+
+
+def _stem(word: str) -> str:
+    """'company' -> 'compan' (companies), any other word as it is."""
+    if len(word) > 2 and word[-1] in "yY" and word[-2].lower() not in "aeiou" and word[-2].isalpha():
+        return word[:-1]
+    return word
+
+
+def _with_plural(word: str) -> str:
+    """A keyword's regex matching its simple English plural too: bank/banks, tax/taxes, company/companies. A keyword
+    that does not end in a letter (a ticker with a dot, a number) matches as written."""
+    if not word[-1:].isalpha() or not word.isascii():
+        return re.escape(word)
+    stem = _stem(word)
+    if stem != word:
+        return rf"{re.escape(stem)}(?:{re.escape(word[-1])}|ies)"
+    return rf"{re.escape(word)}(?:s|es)?"
 
 
 def parse_keywords(text: str | Iterable[str]) -> list[str]:
@@ -558,7 +579,7 @@ def _rule_matches(rules: list[TopicRule], ids: np.ndarray, text: pd.Series) -> l
     for rule in rules:
         pattern = rule.pattern()
         if prefilter is not None and all(w.isascii() for w in rule.keywords):
-            rows = np.flatnonzero(prefilter(rule.keywords))
+            rows = np.flatnonzero(prefilter(rule.stems()))
         else:
             rows = np.arange(len(values))
         search = pattern.search
@@ -834,7 +855,8 @@ def import_file(
             created_feed = True
         else:
             feed_id = feed_row["id"]
-            if remember_mapping:
+            # Anyone who may import adds news to a feed; only its creator or an admin changes how it reads files.
+            if remember_mapping and access.can(who, "feed.sources", owner=feed_row.get("created_by")):
                 conn.execute("UPDATE feeds SET mapping_json = ? WHERE id = ?", [db.dumps(cols), feed_id])
         import_id = conn["feed_imports"].insert(
             {"feed_id": feed_id, "file_name": file_name, "sha256": hashlib.sha256(data).hexdigest(),
@@ -1026,12 +1048,18 @@ def _in_feed(conn, feed_id: int, candidates: np.ndarray, url: np.ndarray, norm: 
 # Search
 
 
+# An article's link only when it is http(s): imports refuse other schemes, and this keeps a javascript: or data: URL
+# stored before they did from ever being shown as a link or exported.
+SAFE_URL = ("CASE WHEN lower(substr(a.url, 1, 7)) = 'http://' OR lower(substr(a.url, 1, 8)) = 'https://' "
+            "THEN a.url END")
+
+
 def search(conn, feed_id: int, query: str, limit: int = 50) -> list[dict]:
     """Articles of the feed matching every word of ``query`` (FTS5; Chinese words matched as substrings)."""
     words = [w for w in (query or "").split() if w.strip()]
     if not words:
         return []
-    cols = "a.id, a.day, a.published_at, a.title, a.body, a.source, a.url"
+    cols = f"a.id, a.day, a.published_at, a.title, a.body, a.source, {SAFE_URL} AS url"
     if any(CJK_RE.search(w) for w in words):
         # unicode61 does not split Chinese into words, so FTS would only find whole runs: use substrings instead.
         where = " AND ".join(["(COALESCE(a.title,'') || ' ' || COALESCE(a.body,'')) LIKE ?"] * len(words))

@@ -8,8 +8,9 @@ which sends what is due. A failure is retried after ``BELLWETHER_NOTIFY_RETRY_S`
 ``MAX_ATTEMPTS`` tries; every attempt's outcome is in the delivery log (:func:`deliveries`).
 
 Only alerts created after the channel, whose window ended in the last ``RECENT_DAYS`` days, are pushed (a feed's
-first poll of old history does not flood anyone). Secrets (the webhook URL, the SMTP password) are stored in the
-database and never logged, printed or shown back in full (:func:`describe`); error messages name the host at most.
+first poll of old history does not flood anyone). Secrets (the webhook URL, the SMTP password) are stored encrypted
+(engine.vault) and never logged, printed or shown back in full (:func:`describe`); error messages name the host at
+most.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from urllib.parse import quote, urlsplit
 
-from engine import access, db, settings
+from engine import access, db, settings, vault
 from engine.errors import NotFound, UserError
 from engine.monitor import sources
 
@@ -55,15 +56,13 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
         raise UserError("Give the channel a name (up to 80 characters), for example 'desk-slack'.")
     if conn.execute("SELECT 1 FROM notify_channels WHERE name = ?", [name]).fetchone():
         raise UserError(f"There is already a channel named '{name}'.")
-    wanted = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
-    if not wanted or any(e not in EVENTS for e in wanted):
-        raise UserError("Events are 'alerts', 'runs' (training runs that finished or failed) or 'alerts,runs'.")
+    wanted = _events(events)
     if kind == "webhook":
         if style not in STYLES:
             raise UserError(f"A webhook's style is one of {', '.join(STYLES)} (not '{style}').")
-        config = {"url": sources.check_url(url or "", "A webhook")}
+        config = {"url": vault.seal(sources.check_url(url or "", "A webhook"))}
     elif kind == "email":
-        recipients = [a.strip() for a in (to.split(",") if isinstance(to, str) else (to or [])) if a.strip()]
+        recipients = _recipients(to)
         if not host or not sender or not recipients or any("@" not in a for a in [sender, *recipients]):
             raise UserError("An e-mail channel needs the SMTP host, a sender address and at least one recipient "
                             "address (name@example.com).")
@@ -74,7 +73,7 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
         except (TypeError, ValueError):
             raise UserError("The SMTP port is a whole number, for example 25, 465 or 587.") from None
         sources.check_host(host, port, "The mail server")
-        config = {"host": host, "port": port, "username": username or None, "password": password or None,
+        config = {"host": host, "port": port, "username": username or None, "password": vault.seal(password) or None,
                   "sender": sender, "to": recipients, "security": security}
         style = "email"
     else:
@@ -84,6 +83,60 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
         "enabled": 1, "created_at": db.now(), "created_by": created_by}).last_pk
     access.record(conn, who, "notify.channels", f"channel:{name}", {"added": kind})
     return describe(get_channel(conn, channel_id))
+
+
+def _events(events: str | list[str]) -> list[str]:
+    wanted = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
+    if not wanted or any(e not in EVENTS for e in wanted):
+        raise UserError("Events are 'alerts', 'runs' (training runs that finished or failed) or 'alerts,runs'.")
+    return wanted
+
+
+def _recipients(to: str | list[str] | None) -> list[str]:
+    return [a.strip() for a in (to.split(",") if isinstance(to, str) else (to or [])) if a.strip()]
+
+
+def edit_channel(conn, channel: str | int, *, events: str | list[str] | None = None, enabled: bool | None = None,
+                 url: str | None = None, to: str | list[str] | None = None, password: str | None = None,
+                 actor=None) -> dict:
+    """Change a channel in place, keeping its delivery log: what it is sent (``events``), whether it is sent anything
+    (``enabled``: a paused channel queues nothing), a webhook's ``url``, an e-mail channel's recipients (``to``) or
+    SMTP ``password``. What is not given stays. Administrators only."""
+    row = get_channel(conn, channel)
+    who = access.check(conn, actor, "notify.channels", f"channel:{row['name']}")
+    config = db.loads(row.get("config_json"), {}) or {}
+    changes: dict = {}
+    changed: list[str] = []
+    if events is not None:
+        changes["events"] = ",".join(_events(events))
+        changed.append("events")
+    if enabled is not None:
+        changes["enabled"] = int(bool(enabled))
+        changed.append("enabled" if enabled else "paused")
+    if url is not None:
+        if row["kind"] != "webhook":
+            raise UserError(f"'{row['name']}' is an e-mail channel: it has recipients, not a URL.")
+        config["url"] = vault.seal(sources.check_url(url, "A webhook"))
+        changed.append("url")
+    if to is not None or password is not None:
+        if row["kind"] != "email":
+            raise UserError(f"'{row['name']}' is a webhook: it has a URL, not recipients or a password.")
+        if to is not None:
+            recipients = _recipients(to)
+            if not recipients or any("@" not in a for a in recipients):
+                raise UserError("Give at least one recipient address (name@example.com), comma-separated.")
+            config["to"] = recipients
+            changed.append("recipients")
+        if password is not None:
+            config["password"] = vault.seal(password) or None
+            changed.append("password")
+    if not changed:
+        raise UserError("Nothing to change: give the events, enable or pause it, or a new URL, recipients or password.")
+    changes["config_json"] = db.dumps(config)
+    with db.transaction(conn):
+        conn["notify_channels"].update(row["id"], changes)
+        access.record(conn, who, "notify.channels", f"channel:{row['name']}", {"changed": changed})
+    return describe(get_channel(conn, row["id"]))
 
 
 def get_channel(conn, channel: str | int) -> dict:
@@ -105,7 +158,7 @@ def describe(channel: dict) -> dict:
     """A channel as anyone may see it: where it goes, with the secrets left out."""
     config = db.loads(channel.get("config_json"), {}) or {}
     if channel["kind"] == "webhook":
-        target = f"{mask_url(config.get('url', ''))} ({channel.get('style')})"
+        target = f"{mask_url(vault.unseal(config.get('url', '')))} ({channel.get('style')})"
     else:
         target = (f"{', '.join(config.get('to') or [])} via {config.get('host')}:{config.get('port')}"
                   + (f" as {config['username']} (password set)" if config.get("username") else ""))
@@ -248,18 +301,33 @@ def webhook_body(style: str, payload: dict) -> dict:
     return payload
 
 
+class _CheckedSMTP(smtplib.SMTP):
+    """SMTP whose connection goes to an address checked as it connects (no DNS rebinding to a private address);
+    STARTTLS still verifies the server's name."""
+
+    def _get_socket(self, host, port, timeout):
+        return sources.connect_checked(host, port, timeout, "The mail server", self.source_address)
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL):
+    def _get_socket(self, host, port, timeout):
+        sock = sources.connect_checked(host, port, timeout, "The mail server", self.source_address)
+        return self.context.wrap_socket(sock, server_hostname=self._host)
+
+
 def send(channel: dict, payload: dict) -> None:
     """Deliver one payload now; UserError in plain words (no secret in it) when it fails."""
     import requests
 
     config = db.loads(channel.get("config_json"), {}) or {}
     if channel["kind"] == "webhook":
-        url = config.get("url", "")
+        url = vault.unseal(config.get("url", "")) or ""
         host = sources.host_of(url)
         sources.check_url(url, "The webhook")
         try:
-            response = requests.post(url, json=webhook_body(channel.get("style") or "json", payload),
-                                     timeout=TIMEOUT_S, allow_redirects=False)
+            with sources.checked_session("The webhook") as session:  # the address connected to is the one checked
+                response = session.post(url, json=webhook_body(channel.get("style") or "json", payload),
+                                        timeout=TIMEOUT_S, allow_redirects=False)
         except requests.exceptions.Timeout:
             raise UserError(f"The webhook at {host} did not answer within {TIMEOUT_S:g} seconds.") from None
         except requests.exceptions.RequestException:
@@ -275,14 +343,14 @@ def send(channel: dict, payload: dict) -> None:
     host, port = config["host"], int(config["port"])
     try:
         if config.get("security") == "ssl":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=TIMEOUT_S, context=ssl.create_default_context())
+            smtp = _CheckedSMTPSSL(host, port, timeout=TIMEOUT_S, context=ssl.create_default_context())
         else:
-            smtp = smtplib.SMTP(host, port, timeout=TIMEOUT_S)
+            smtp = _CheckedSMTP(host, port, timeout=TIMEOUT_S)
         with smtp:
             if config.get("security") == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if config.get("username"):
-                smtp.login(config["username"], config.get("password") or "")
+                smtp.login(config["username"], vault.unseal(config.get("password")) or "")
             smtp.send_message(message)
     except smtplib.SMTPAuthenticationError:
         raise UserError(f"The mail server {host} refused the user name or password.") from None

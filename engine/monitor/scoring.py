@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 from engine import db
+from engine.data import language as languages
 from engine.errors import UserError
 from engine.jobs import runs
 from engine.models import inference
@@ -35,6 +36,28 @@ def count_unscored(conn, feed_id: int, run_id: int) -> int:
         "(SELECT 1 FROM scores s WHERE s.article_id = a.id AND s.run_id = ?)",
         [feed_id, run_id],
     ).fetchone()[0]
+
+
+def feed_language(conn, feed_id: int) -> dict | None:
+    """The main language of a feed's articles, told from the titles of its newest 2,000 (None: no articles)."""
+    titles = [r[0] for r in conn.execute("SELECT title FROM articles WHERE feed_id = ? ORDER BY id DESC LIMIT 2000",
+                                         [int(feed_id)])]
+    return languages.detect(titles) if titles else None
+
+
+def language_warning(conn, feed_id: int, run_id: int) -> str | None:
+    """A plain warning when a feed's main language differs from that of the texts run ``run_id`` was trained on."""
+    feed = feed_language(conn, feed_id)
+    try:
+        trained = runs.language(conn, runs.get(conn, run_id))
+    except UserError:
+        return None
+    codes = {(feed or {}).get("language"), (trained or {}).get("language")}
+    if None in codes or languages.LATIN in codes or len(codes) == 1:
+        return None
+    return (f"The feed's articles are mostly {feed['name']} ({feed['share']:.0%} of the titles looked at), but run "
+            f"{run_id} was trained on {trained['name']} texts: its scores may be poor. Score with a run trained on "
+            f"{feed['name']} texts.")
 
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title",

@@ -4,7 +4,8 @@ This module keeps the ``feed_sources`` rows (add, list, remove, the feed's curre
 
 - **URLs**: http(s) only; the host's addresses are looked up and private, loopback, link-local and reserved ones are
   refused unless ``BELLWETHER_ALLOW_PRIVATE_SOURCES=1`` (redirects are followed by hand, each hop checked the same
-  way). Requests are conditional (``If-None-Match`` / ``If-Modified-Since`` from the last answer), the whole fetch
+  way). The check is made again on the address each connection is opened to (:func:`connect_checked`), so a name
+  that answers differently a moment later (DNS rebinding) still cannot reach a private address. Requests are conditional (``If-None-Match`` / ``If-Modified-Since`` from the last answer), the whole fetch
   has a deadline (``BELLWETHER_SOURCE_TIMEOUT_S``), and a body larger than ``BELLWETHER_SOURCE_MAX_BYTES`` is
   refused while it streams in, never held whole. The client is requests (urllib3 underneath).
 - **Folders**: files ending .csv, .xlsx, .jsonl, .json, .xml, .rss or .atom, oldest first; a file is new when its
@@ -49,12 +50,17 @@ def check_url(url: str, what: str = "A source") -> str:
 
 
 def check_host(host: str, port: int, what: str = "A source") -> None:
-    if settings.allow_private_sources():
-        return
+    allowed_addresses(host, port, what)
+
+
+def allowed_addresses(host: str, port: int, what: str = "A source") -> list[tuple]:
+    """The host's addresses (getaddrinfo entries) when every one of them may be reached; else UserError."""
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise UserError(f"{what}'s host '{host}' could not be found. Check the address.") from None
+    if settings.allow_private_sources():
+        return infos
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
@@ -63,6 +69,61 @@ def check_host(host: str, port: int, what: str = "A source") -> None:
                 f"{what}'s host '{host}' is a private or local address ({address}), which Bellwether does not reach "
                 "unless an administrator sets BELLWETHER_ALLOW_PRIVATE_SOURCES=1."
             )
+    return infos
+
+
+def connect_checked(host: str, port: int, timeout: float | None, what: str = "A source",
+                    source_address=None, socket_options=None) -> socket.socket:
+    """A TCP connection to one of the host's addresses, looked up and checked right here: the address checked is the
+    address connected to, so a name that changes its answer between a check and the connection (DNS rebinding)
+    cannot lead to a private or local address."""
+    from urllib3.util import connection
+
+    last: OSError | None = None
+    for family, _, _, _, sockaddr in allowed_addresses(host, port, what):
+        try:
+            return connection.create_connection((sockaddr[0], port), timeout, source_address=source_address,
+                                                socket_options=socket_options)
+        except socket.timeout:
+            raise
+        except OSError as exc:
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
+def checked_session(what: str = "A source"):
+    """A requests Session whose every connection goes through :func:`connect_checked` (TLS still verifies the host
+    name), and which ignores proxies from the environment (the check must hold for the real peer)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    def _new_conn(self):
+        try:
+            return connect_checked(self._dns_host, self.port, self.timeout, what, self.source_address,
+                                   self.socket_options)
+        except socket.timeout as exc:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out.") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
+    http_conn = type("CheckedHTTPConnection", (HTTPConnection,), {"_new_conn": _new_conn})
+    https_conn = type("CheckedHTTPSConnection", (HTTPSConnection,), {"_new_conn": _new_conn})
+    http_pool = type("CheckedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
+    https_pool = type("CheckedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+
+    class CheckedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", CheckedAdapter())
+    session.mount("https://", CheckedAdapter())
+    return session
 
 
 def _short(url: str) -> str:
@@ -216,8 +277,7 @@ def fetch_url(url: str, etag: str | None = None, last_modified: str | None = Non
         headers["If-Modified-Since"] = last_modified
     host = host_of(url)
     current = url
-    with requests.Session() as session:
-        session.trust_env = False  # no proxies from the environment: the address check must hold for the real peer
+    with checked_session() as session:  # each connection checks the address it connects to (DNS rebinding)
         for _ in range(MAX_REDIRECTS + 1):
             check_url(current)
             left = deadline - time.monotonic()

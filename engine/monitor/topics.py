@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import time
 
-from engine import db
+from engine import access, db
 from engine.errors import UserError
 from engine.jobs import runs
 from engine.models import inference
 from engine.monitor import feedjobs
+from engine.monitor import feeds
 
 PURPOSE = "topics"
 
@@ -72,7 +73,7 @@ def run(conn, job: dict, ctx) -> dict:
     config = db.loads(job.get("config_json"), {}) or {}
     text_mode = config.get("text", "title")
     batch_size = int(config.get("batch_size", feedjobs.BATCH))
-    model = runs.for_scoring(conn, run_id)
+    model = runs.for_topics(conn, run_id)
     stale = [r for r in model_topic_runs(conn, feed_id) if r != run_id]
     total = count_untagged(conn, feed_id, run_id)
     log = getattr(ctx, "log", None)
@@ -128,3 +129,26 @@ def model_topic_counts(conn, feed_id: int) -> dict[str, int]:
     return {r[0]: r[1] for r in conn.execute(
         "SELECT t.topic, COUNT(*) FROM article_topics t JOIN articles a ON a.id = t.article_id "
         "WHERE a.feed_id = ? AND t.origin = 'model' GROUP BY t.topic ORDER BY t.topic", [feed_id])}
+
+
+def remove_model_topics(conn, feed: str | int, actor=None) -> int:
+    """Remove every topic a classifier run put on ``feed``'s articles (origin 'model'); topics from a column or a
+    rule stay. Returns how many article topics were removed. Refused while a topics job for the feed is queued or
+    running (it would put them back). ``actor``: the feed's creator or an administrator (engine.access)."""
+    feed_row = feeds.get_feed(conn, feed)
+    obj = f"feed:{feed_row['name']}:model-topics"
+    who = access.check(conn, actor, "topics.delete", obj, owner=feed_row.get("created_by"))
+    with db.transaction(conn):
+        busy = [r[0] for r in conn.execute(
+            "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND status IN ('queued', 'running') "
+            "AND json_extract(config_json, '$.purpose') = ?", [feed_row["id"], PURPOSE])]
+        if busy:
+            raise UserError(
+                f"A topics job ({', '.join(f'#{j}' for j in busy)}) is tagging this feed now; removing its topics "
+                "would be undone by it. Cancel it or wait for it to finish, then remove the model topics."
+            )
+        removed = conn.execute(
+            "DELETE FROM article_topics WHERE origin = 'model' AND article_id IN "
+            "(SELECT id FROM articles WHERE feed_id = ?)", [feed_row["id"]]).rowcount
+        access.record(conn, who, "topics.delete", obj, {"removed": removed})
+    return removed

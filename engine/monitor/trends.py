@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from engine import db
+from engine.monitor.feeds import SAFE_URL
 from engine.monitor.vocabulary import negative_label, positive_label, run_labels
 
 UNSCORED = "unscored"
@@ -213,14 +214,14 @@ def drilldown(conn, f: Filters, day: str, topic: str | None = None, limit: int =
     columns = ["id", "published_at", "title", "source", "url", "label", "confidence", "negative"]
     if g.run_id:
         sql = (
-            "SELECT a.id, a.published_at, a.title, a.source, a.url, s.label, s.confidence, s.negative FROM articles a "
+            f"SELECT a.id, a.published_at, a.title, a.source, {SAFE_URL}, s.label, s.confidence, s.negative FROM articles a "
             f"LEFT JOIN scores s ON s.article_id = a.id AND s.run_id = ? WHERE {where} "
             "ORDER BY s.negative IS NULL, s.negative DESC, a.published_at LIMIT ?"
         )
         params = [g.run_id] + params + [limit]
     else:
         sql = (
-            "SELECT a.id, a.published_at, a.title, a.source, a.url, NULL, NULL, NULL FROM articles a "
+            f"SELECT a.id, a.published_at, a.title, a.source, {SAFE_URL}, NULL, NULL, NULL FROM articles a "
             f"WHERE {where} ORDER BY a.published_at LIMIT ?"
         )
         params = params + [limit]
@@ -231,7 +232,7 @@ def articles(conn, f: Filters, limit: int = 100_000) -> pd.DataFrame:
     """The filtered articles with their scores, newest first (for export), at most ``limit``."""
     where, params = _where(f)
     sql = (
-        "SELECT a.id, a.published_at, a.day, a.title, a.body, a.source, a.url, a.topic, s.label, s.confidence, "
+        f"SELECT a.id, a.published_at, a.day, a.title, a.body, a.source, {SAFE_URL}, a.topic, s.label, s.confidence, "
         "s.negative, s.probs_json FROM articles a LEFT JOIN scores s ON s.article_id = a.id AND s.run_id = ? "
         f"WHERE {where} ORDER BY a.published_at DESC LIMIT ?"
     )

@@ -4,28 +4,9 @@ sentiment models. Alerts, trends, scoring and the Feeds page all ask here, in En
 from __future__ import annotations
 
 from engine.models.catalog import config_labels
-
-SENTIMENT = "sentiment"  # a score job's purpose by default; engine.monitor.topics.PURPOSE is the other
-
-
-NEGATIVE_NAMES = {"negative", "neg", "bearish", "负面", "消极", "利空"}
-
-
-POSITIVE_NAMES = {"positive", "pos", "bullish", "正面", "积极", "利好"}
-
-
-def negative_label(labels) -> str | None:
-    for label in labels:
-        if str(label).strip().lower() in NEGATIVE_NAMES or str(label).strip().lower().startswith("neg"):
-            return label
-    return None
-
-
-def positive_label(labels) -> str | None:
-    for label in labels:
-        if str(label).strip().lower() in POSITIVE_NAMES or str(label).strip().lower().startswith("pos"):
-            return label
-    return None
+from engine.models.labels import (  # noqa: F401 (the names every caller already uses from here)
+    NEGATIVE_NAMES, POSITIVE_NAMES, SENTIMENT, TOPICS, looks_like_sentiment, negative_label, positive_label)
+from engine.jobs.runs import purpose as run_purpose
 
 
 def run_labels(conn, run_id: int) -> list[str]:
@@ -36,18 +17,13 @@ def run_labels(conn, run_id: int) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT label FROM scores WHERE run_id = ?", [int(run_id)])]
 
 
-def looks_like_sentiment(labels) -> bool:
-    """Whether a model's labels include a negative or a positive class (by name, English or Chinese)."""
-    return negative_label(labels) is not None or positive_label(labels) is not None
-
-
 def runs_by_purpose(conn, runs: list[dict]) -> dict[str, list[dict]]:
-    """``runs`` in two orders: 'sentiment' puts those whose labels have a negative or positive class first, 'topics'
-    puts the others first; each group keeps the order given (newest first). The store has no purpose field, so the
-    labels decide."""
-    sentiment = {run["id"]: looks_like_sentiment(run_labels(conn, run["id"])) for run in runs}
-    return {SENTIMENT: sorted(runs, key=lambda run: not sentiment[run["id"]]),  # sorted is stable
-            "topics": sorted(runs, key=lambda run: sentiment[run["id"]])}
+    """``runs`` for each use: 'sentiment' puts the runs trained for sentiment first (then the others, which may still
+    score), 'topics' holds only the runs trained for topics; each keeps the order given (newest first). A run's
+    purpose is stored when it is queued, or guessed from its labels for older runs (engine.jobs.runs.purpose)."""
+    purposes = {run["id"]: run_purpose(run) for run in runs}
+    return {SENTIMENT: sorted(runs, key=lambda run: purposes[run["id"]] != SENTIMENT),  # sorted is stable
+            TOPICS: [run for run in runs if purposes[run["id"]] == TOPICS]}
 
 
 def no_negative_class(labels) -> str | None:

@@ -32,10 +32,10 @@ from engine import access
 from engine import db as store
 from engine.jobs import runs
 from engine.errors import NotFound, UserError
-from engine.data.readers import read_table
+from engine.data.readers import read_table_guarded
 from engine.models import inference
 from engine.data import columns as vocabulary
-from engine.data.conll import read_conll
+from engine.data.conll import read_conll_guarded
 
 TEXT = runs.TEXT
 TOKENS = runs.TOKENS
@@ -643,6 +643,9 @@ def eval_name(name: str | None, file_name: str) -> str:
     return name
 
 
+PREVIEW_ROWS = 500  # rows read to guess an evaluation file's text and label columns
+
+
 def evaluate_file(
     conn,
     run_id: Any,
@@ -693,7 +696,7 @@ def evaluate_file(
     rows: list[dict] = []
     scheme, rewritten = None, 0
     if task == TOKENS:
-        conll = read_conll(data, file_name, encoding)  # tags converted to BIO as the training import converted them
+        conll = read_conll_guarded(data, file_name, encoding)  # tags made BIO as the training import made them
         if conll.bad_rows:  # an evaluation that quietly left sentences out would score a different file
             number, line = conll.bad_rows[0]
             raise UserError(f"{file_name} line {number} ('{line[:60]}') has no tag such as O, B-ORG or I-PER in its "
@@ -707,14 +710,16 @@ def evaluate_file(
             rows.append({"row_id": i, "text": " ".join(tokens), "tokens_json": store.dumps(tokens),
                          "true_tags_json": store.dumps([match(t) for t in tags]), "pred_tags_json": store.dumps(pred)})
     else:
-        table = read_table(data, file_name, encoding=encoding, sheet=sheet)
-        frame = table.frame
-        used = table.encoding
-        guessed_text, guessed_label = guess_evaluation_columns(frame, labels)
-        text_col = _check_column(text_col or guessed_text, frame, "text", "--text-col", file_name)
-        label_col = _check_column(label_col or guessed_label, frame, "labels", "--label-col", file_name)
+        # Read in a memory-capped child (no file can take the dashboard down): a preview to find the columns, then
+        # only the two columns used.
+        preview = read_table_guarded(data, file_name, head=PREVIEW_ROWS, encoding=encoding, sheet=sheet).frame
+        guessed_text, guessed_label = guess_evaluation_columns(preview, labels)
+        text_col = _check_column(text_col or guessed_text, preview, "text", "--text-col", file_name)
+        label_col = _check_column(label_col or guessed_label, preview, "labels", "--label-col", file_name)
         if text_col == label_col:
             raise UserError(f"The text and label columns must differ (both are '{text_col}').")
+        table = read_table_guarded(data, file_name, columns=[text_col, label_col], encoding=encoding, sheet=sheet)
+        frame, used = table.frame, table.encoding
         texts = frame[text_col].astype(str).tolist()
         gold = [match(v) for v in frame[label_col].astype(str).tolist()]
         predicted = predictor.predict(texts, batch_size=batch_size, progress=progress)

@@ -25,11 +25,15 @@ from typing import Any, Iterator
 
 from engine import access, db, paths, settings
 from engine.text import clean_name
+from engine.jobs import overview
 from engine.jobs import queue
 from engine.jobs import process
 from engine.models import catalog
+from engine.models import labels as label_words
 from engine.errors import UserError
 from engine.data import datasets
+from engine.data import language as languages
+from engine.jobs import runs
 from engine.training import verdict
 
 TASKS = ("text-classification", "token-classification", "generation")
@@ -121,6 +125,7 @@ FIELD_LABELS = {
     "base_model": "Base model",
     "task": "Task",
     "preset": "Preset",
+    "purpose": "Purpose",
 }
 
 # Fallback speeds (training samples per second at max length 128) before anything was measured on this machine.
@@ -137,6 +142,33 @@ class ConfigError(UserError):
     def __init__(self, errors: dict[str, str]):
         self.errors = dict(errors)
         super().__init__(" ".join(f"{FIELD_LABELS.get(k, k)}: {v}" for k, v in self.errors.items()))
+
+
+class DuplicateRun(UserError):
+    """A queued or running run already trains the same dataset version with the same base model and settings;
+    ``run_ids`` names them. Queue another only when asked to again (``submit(..., again=True)``)."""
+
+    def __init__(self, run_ids: list[int], dataset: str):
+        self.run_ids = list(run_ids)
+        which = ", ".join(f"#{i}" for i in self.run_ids)
+        super().__init__(
+            f"Run {which} already trains {dataset} with the same base model and settings, and has not finished. "
+            "Training it again gives the same model; confirm to queue another anyway (on the command line, add "
+            "--again), or change a setting."
+        )
+
+
+def same_runs_active(conn, dataset_id: int, base_model: str, config: dict) -> list[int]:
+    """Queued or running training runs of ``dataset_id`` with the same base model and settings as ``config``."""
+    def key(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k != "rerun_of"}
+
+    found = []
+    for row in conn.query("SELECT id, base_model, config_json FROM jobs WHERE kind = 'train' AND dataset_id = ? "
+                          "AND status IN ('queued', 'running') ORDER BY id", [int(dataset_id)]):
+        if row["base_model"] == base_model and key(db.loads(row["config_json"], {}) or {}) == key(config):
+            found.append(int(row["id"]))
+    return found
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -293,6 +325,32 @@ def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "defaul
     return n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0  # plus loading and the test predictions
 
 
+def estimate_range(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None,
+                   speed: float | None = None) -> tuple[float, float]:
+    """(low, high) seconds to train, around :func:`estimate_seconds`: the spread of the speeds the last finished runs of
+    this base model measured here (a busy machine was slower), or a wide range before any was measured."""
+    middle = estimate_seconds(conn, n_train, config, base_model, slot, speed)
+    measured = overview.train_speeds(conn, base_model, slot or queue.default_slot())
+    if len(measured) >= 2:
+        typical = sorted(measured)[len(measured) // 2]
+        low, high = typical / max(measured), typical / (min(measured) * 0.85)
+    elif measured:
+        low, high = overview.RANGE[1]
+    else:
+        low, high = overview.RANGE[0]
+    return middle * low, middle * high
+
+
+def language_warning(conn, dataset: str, base_model: str | None = "default") -> str | None:
+    """A plain warning when the dataset's main language is one the base model was not trained on (None: it is, or
+    that cannot be told). The Train page shows it before Train; ``train`` prints it."""
+    try:
+        ds = datasets.get(conn, dataset)
+    except UserError:
+        return None
+    return languages.model_warning(base_model, runs.dataset_language(conn, ds["id"]))
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 90:
@@ -314,8 +372,14 @@ def submit(
     rerun_of: int | None = None,
     allow_list: bool = False,
     actor=None,
+    purpose: str | None = None,
+    again: bool = False,
 ) -> int:
     """Check the choices and queue a training run; returns its id. Nothing is queued when anything is wrong.
+
+    ``purpose``: what the model is for, 'sentiment', 'topics' or 'other' (None: guessed from the dataset's labels);
+    only a run trained for topics may tag a feed's topics. A run with the same dataset version, base model and
+    settings as a queued or running one raises :class:`DuplicateRun` unless ``again`` (or it is a ``rerun_of``).
 
     ``allow_list``: only base models an administrator allowed (the dashboard; the CLI runs as the operator).
     ``rerun_of``: the run this one repeats (:func:`engine.training.reproduce.rerun`), kept in its config.
@@ -357,13 +421,28 @@ def submit(
         config = build_config(preset, overrides, base.max_length if base else None)
     except ConfigError as exc:
         errors.update(exc.errors)
+    chosen = None
+    try:
+        chosen = label_words.check_purpose(purpose)
+    except UserError as exc:
+        errors["purpose"] = str(exc)
+    if ds is not None and chosen not in (None, label_words.OTHER) and ds["task"] != "text-classification":
+        errors["purpose"] = (f"a {ds['task']} model cannot be used for {chosen}; only a text classifier can. "
+                             "Choose 'other'.")
     if errors:
         raise ConfigError(errors)
+    run_purpose = chosen or label_words.guess_purpose(db.loads(ds.get("labels_json"), []) or [], ds["task"])
     config["base_model_source"] = base.source
     config["dataset"] = f"{ds['name']}:{ds['version']}"
+    if found := runs.dataset_language(conn, ds["id"]):
+        config["language"] = found
     if rerun_of is not None:
         config["rerun_of"] = int(rerun_of)
     with db.transaction(conn):
+        if not again and rerun_of is None:
+            same = same_runs_active(conn, ds["id"], base.spec, config)
+            if same:
+                raise DuplicateRun(same, config["dataset"])
         job_id = queue.enqueue(
             conn,
             "train",
@@ -373,9 +452,11 @@ def submit(
             config=config,
             name=clean_name(name or f"{ds['name']} v{ds['version']} · {config['preset']}"),
             created_by=created_by,
+            purpose=run_purpose,
         )
         access.record(conn, who, "train.submit", f"job:{job_id}",
-                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of})
+                      {"dataset": config["dataset"], "base_model": base.spec, "rerun_of": rerun_of,
+                       "purpose": run_purpose})
     return job_id
 
 

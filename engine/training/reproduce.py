@@ -59,6 +59,7 @@ def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = N
         name=name or f"{source_name} · re-run of #{run_id}{seed_words}",
         rerun_of=int(run_id),
         actor=actor,
+        purpose=job.get("purpose"),
     )
 
 

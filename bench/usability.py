@@ -1,0 +1,204 @@
+"""``python -m bench.usability``: the analyst's journey walked as a person reads the screen, counted.
+
+A fresh dashboard (``streamlit run server.py``, its own temporary data directory, local mode) is driven in Debian's
+Chromium with nothing but what a person sees: links, buttons, tabs and fields found by their role and visible
+name, text found by what it says, files chosen through the upload button's file dialog. No test ids, no CSS, no
+knowledge of how the page is built; the only other thing read is Streamlit's own "still running" state, to know when
+the screen has settled. Each step's actions (clicks, typing, key presses, file choices) and seconds are reported.
+
+Steps: upload a labelled CSV and save it; start a Quick training run; wait on Runs until it finishes; open its
+report and the confusion matrix; import a news file into a new feed and score it; read the Monitor.
+
+``--lang`` picks the interface language; only English exists so far (issue 14's 简体中文 is still to come): the
+labels each step looks for are in ``LABELS`` so that a second language is one more entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.data import shared_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+LABELS = {
+    "en": {
+        "upload": "Upload", "save": "Accept & save", "saved": r"Saved dataset \w+ version 1",
+        "train_page": "Train", "quick": "Quick", "train": "Train", "queued": r"Run 1 is queued",
+        "runs_page": "Runs", "finished": r"Succeeded|Finished with a warning", "open_report": "Open the evaluation report",
+        "confusion": "Confusion matrix", "feeds_page": "Feeds", "feed_name": "New feed name",
+        "import": "Import into feed", "imported": r"\d+ new", "score": "Score", "scored": r"Job \d+ · run 1 · succeeded",
+        "monitor_page": "Monitor", "monitor_heading": "Volume by sentiment",
+    },
+}
+
+
+class Walker:
+    """Acts on the page as a person would, counting each action."""
+
+    def __init__(self, page):
+        self.page, self.actions, self.steps = page, 0, []
+        self._step: tuple[str, float, int] | None = None
+
+    def settle(self, timeout_ms: int = 600_000) -> None:
+        self.page.wait_for_timeout(300)
+        self.page.locator("[data-test-script-state='notRunning']").first.wait_for(state="attached", timeout=timeout_ms)
+
+    def click(self, role: str, name: str, exact: bool = True) -> None:
+        self.page.get_by_role(role, name=name, exact=exact).first.click()
+        self.actions += 1
+        self.settle()
+
+    def click_text(self, text: str) -> None:
+        self.page.get_by_text(text, exact=True).first.click()
+        self.actions += 1
+        self.settle()
+
+    def type_into(self, label: str, text: str, enter: bool = False) -> None:
+        field = self.page.get_by_label(label, exact=True)
+        field.fill(text)
+        self.actions += 1
+        if enter:
+            field.press("Enter")
+            self.actions += 1
+        self.settle()
+
+    def choose_file(self, button: str, path: Path) -> None:
+        with self.page.expect_file_chooser() as chooser:
+            self.page.get_by_role("button", name=button, exact=True).first.click()
+        chooser.value.set_files(str(path))
+        self.actions += 2  # the click and the choice in the dialog
+        self.settle()
+
+    def see(self, pattern: str, timeout_ms: int = 60_000) -> None:
+        self.page.get_by_text(re.compile(pattern)).first.wait_for(timeout=timeout_ms)
+
+    @contextmanager
+    def step(self, name: str):
+        start, before = time.perf_counter(), self.actions
+        yield
+        self.steps.append({"step": name, "actions": self.actions - before,
+                           "seconds": round(time.perf_counter() - start, 1)})
+
+
+def _labelled_csv(path: Path, per_label: int) -> None:
+    rows: dict[str, list[str]] = {}
+    with open(shared_dir() / "fpb" / "train.csv", encoding="utf-8", newline="") as handle:
+        for r in csv.DictReader(handle):
+            rows.setdefault(r["label"], []).append(r["text"])
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sentence", "sentiment"])
+        for label in sorted(rows):
+            writer.writerows([t, label] for t in rows[label][:per_label])
+
+
+def walk(page, lang: str, data_file: Path, news_file: Path) -> list[dict]:
+    words = LABELS[lang]
+    w = Walker(page)
+    w.settle()
+    with w.step("upload and save a labelled file"):
+        w.choose_file(words["upload"], data_file)
+        w.click("button", words["save"])
+        w.see(words["saved"])
+    with w.step("start a Quick training run"):
+        w.click("link", words["train_page"])
+        w.click_text(words["quick"])
+        w.click("button", words["train"])
+        w.see(words["queued"])
+    with w.step("wait on Runs until it finishes"):
+        w.click("link", words["runs_page"])
+        w.see(words["finished"], timeout_ms=900_000)
+        w.settle()
+    with w.step("read its report and confusion matrix"):
+        w.click("link", words["open_report"])
+        w.click("tab", words["confusion"])
+    with w.step("import news into a new feed and score it"):
+        w.click("link", words["feeds_page"])
+        w.type_into(words["feed_name"], "reuters", enter=True)
+        w.choose_file(words["upload"], news_file)
+        w.click("button", words["import"])
+        w.see(words["imported"])
+        w.click("button", words["score"])
+        w.see(words["scored"], timeout_ms=900_000)
+    with w.step("read the Monitor"):
+        w.click("link", words["monitor_page"])
+        page.get_by_role("heading", name=words["monitor_heading"], exact=True).wait_for()
+    return w.steps
+
+
+def _stop_processes_of(home: Path) -> None:
+    """The dashboard's worker and its jobs (processes with this data directory in their environment)."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("BELLWETHER_HOME") == str(home):
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.usability", description=__doc__.splitlines()[0])
+    parser.add_argument("--lang", choices=sorted(LABELS), default="en")
+    parser.add_argument("--per-label", type=int, default=60, help="labelled rows per class from fpb (default 60)")
+    parser.add_argument("--out", help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="bellwether-usability-") as tmp:
+        tmp_path = Path(tmp)
+        data_file, home = tmp_path / "labelled.csv", tmp_path / "home"
+        _labelled_csv(data_file, args.per_label)
+        news_file = shared_dir() / "news" / "reuters_headlines.csv"
+        port = 8700 + os.getpid() % 200
+        env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(port), "--server.address",
+             "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            for _ in range(300):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    time.sleep(0.3)
+            started = time.perf_counter()
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(60_000)
+                page.goto(f"http://127.0.0.1:{port}/")
+                steps = walk(page, args.lang, data_file, news_file)
+                browser.close()
+        finally:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=30)
+            _stop_processes_of(home)
+    result = {"lang": args.lang, "steps": steps, "actions": sum(s["actions"] for s in steps),
+              "seconds": round(time.perf_counter() - started, 1), "load_average": list(os.getloadavg())}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{'step':45} {'actions':>7} {'seconds':>8}")
+    for s in steps:
+        print(f"{s['step']:45} {s['actions']:>7} {s['seconds']:>8}")
+    print(f"{'whole journey':45} {result['actions']:>7} {result['seconds']:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
