@@ -1,5 +1,6 @@
-"""``python -m bench train|score|monitor|quality|review [--quick] [--format json]``: the engine against the usual tools, and
-the presets' quality over seeds (``quality``: bench/quality.py).
+"""``python -m bench train|score|monitor|quality|review|generation [--quick] [--format json]``: the engine against the
+usual tools, the presets' quality over seeds (``quality``: bench/quality.py), the review page's speed (``review``:
+bench/review.py), and the generation presets and packing (``generation``: bench/generation_presets.py).
 
 Every run measures the baselines and the engine side by side on this machine, in a data directory of its own (a
 temporary ``BELLWETHER_HOME``; the analyst's store is never touched). The baselines and the measurements live in
@@ -37,20 +38,25 @@ TARGETS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench",
                                 description="Benchmark the engine against the usual tools (training, scoring, monitor).")
-    p.add_argument("which", choices=["train", "score", "monitor", "quality", "review"], help="what to measure")
+    p.add_argument("which", choices=["train", "score", "monitor", "quality", "review", "generation"],
+                   help="what to measure")
     p.add_argument("--quick", action="store_true", help="subsampled data and fewer steps: under 3 minutes on 2 CPU cores")
     p.add_argument("--format", choices=["table", "json"], default="table", help="json: one object with every figure and ratio")
     p.add_argument("--out", help="also write the JSON result to this file")
-    p.add_argument("--model", help="a trained model folder to score with (bench score); default: one fine-tuned here with the Quick preset")
+    p.add_argument("--model", help="bench score: a trained model folder to score with (default: one fine-tuned here with the Quick "
+                   "preset); bench generation: a causal language model folder to fine-tune in the presets stage")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's data directory and print where it is")
     p.add_argument("--items", type=int, default=40, help="review: items answered by keys in Chromium (40)")
     q = p.add_argument_group("quality (python -m bench quality)")
     q.add_argument("--presets", default="quick,balanced,thorough", help="comma-separated presets")
-    q.add_argument("--seeds", type=int, default=5, help="seeds per preset (42, 43, ...)")
+    q.add_argument("--seeds", type=int, help="seeds per preset (42, 43, ...): default 5 for quality, 3 for generation")
     q.add_argument("--datasets", default="fpb,finfe-zh,fin5", help="comma-separated: fpb, finfe-zh, fin5")
     q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
     q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
     q.add_argument("--max-length", type=int, help="override the presets' max length")
+    g = p.add_argument_group("generation (python -m bench generation)")
+    g.add_argument("--no-packing-study", action="store_true",
+                   help="skip the packed/padded comparison (one pretraining run for the base model, none with --model)")
     return p
 
 
@@ -139,12 +145,19 @@ def run(args) -> int:
             from bench import quality
 
             result.update(quality.bench_quality(
-                mode, _list(args.presets), args.seeds, _list(args.datasets), _list(args.precision), args.n_train,
+                mode, _list(args.presets), args.seeds or 5, _list(args.datasets), _list(args.precision), args.n_train,
                 args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None))
         elif args.which == "review":
             from bench import review
 
             result.update(review.bench_review(args.items))
+        elif args.which == "generation":
+            from bench import generation_presets
+
+            result.update(generation_presets.bench_generation(
+                mode, 1 if mode == "quick" and not args.seeds else args.seeds or 3,
+                progress=lambda line: print(line, file=sys.stderr, flush=True), base_model=args.model,
+                presets=_list(args.presets), packing_study=not args.no_packing_study))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}
@@ -162,8 +175,13 @@ def _list(text: str) -> list[str]:
 
 def _command(args) -> str:
     parts = ["python -m bench", args.which]
+    if args.which == "generation":
+        parts += [f"--seeds {args.seeds}"] if args.seeds else []
+        parts += [f"--presets {args.presets}"] if args.presets != "quick,balanced,thorough" else []
+        parts += ["--no-packing-study"] if args.no_packing_study else []
+        parts += [f"--model {args.model}"] if args.model else []
     if args.which == "quality":
-        parts += [f"--presets {args.presets}", f"--seeds {args.seeds}", f"--datasets {args.datasets}",
+        parts += [f"--presets {args.presets}", f"--seeds {args.seeds or 5}", f"--datasets {args.datasets}",
                   f"--precision {args.precision}"]
         parts += [f"--n-train {args.n_train}"] if args.n_train else []
         parts += [f"--max-length {args.max_length}"] if args.max_length else []
@@ -173,7 +191,7 @@ def _command(args) -> str:
         parts.append("--quick")
     if args.format == "json":
         parts.append("--format json")
-    if getattr(args, "model", None):
+    if getattr(args, "model", None) and args.which != "generation":
         parts.append(f"--model {args.model}")
     return " ".join(parts)
 
@@ -432,6 +450,10 @@ def render(result: dict) -> str:
         from bench import quality
 
         lines.append(quality.render(result))
+    elif result["benchmark"] == "generation":
+        from bench import generation_presets
+
+        lines.append(generation_presets.render(result))
     else:
         lines.append("```")
         lines.append(json.dumps(result.get("monitor"), indent=2, default=str))

@@ -158,3 +158,29 @@ def build_tiny_gpt2(path: Path, seed: int = 0, n_positions: int = 128) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def build_tiny_chat_gpt2(path: Path, seed: int = 0) -> Path:
+    """build_tiny_gpt2 with a chat template: ChatML's <|im_start|> / <|im_end|> added as special tokens, <|im_end|>
+    as the end-of-sequence token (it closes the assistant's turn), and the ChatML Jinja template."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from engine.models.catalog import default_model_path
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path(), trust_remote_code=False)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"], "eos_token": "<|im_end|>"})
+    tokenizer.chat_template = CHATML
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=2,
+                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

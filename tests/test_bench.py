@@ -173,3 +173,29 @@ def test_bench_quality_reports_each_presets_spread_over_seeds_on_every_dataset(t
     table = quality.render(result)
     assert "| dataset | preset | precision | seeds | metric | mean | min | max | spread |" in table
     assert "| fpb | quick | fp32 | 2 | dev_macro_f1 |" in table and "| fin5 | quick | fp32 | 2 | test_entity_f1 |" in table
+
+
+def test_bench_generation_reports_packing_and_each_presets_candidates_over_seeds(home, monkeypatch, shared, capsys):
+    shared("fpb", "train.csv")
+    shared("news", "reuters_headlines.csv")
+    monkeypatch.setenv("BELLWETHER_BENCH_SIZE", "tiny")
+    result = _run_json(capsys, "generation", "--seeds", "2")
+    assert result["benchmark"] == "generation" and result["mode"] == "tiny"
+    assert result["command"] == "python -m bench generation --seeds 2 --format json"
+    packing = result["packing"]
+    assert [(r["seed"], r["packing"]) for r in packing["runs"]] == [(42, False), (42, True), (43, False), (43, True)]
+    summary = packing["summary"]
+    assert summary["packed"]["steps"] <= summary["padded"]["steps"]  # the same tokens in fewer, fuller batches
+    assert all(r["tokens_per_s"] > 0 and r["validation_perplexity"] > 0 for r in packing["runs"])
+    for preset, group in result["presets"].items():
+        rates = [c["learning_rate"] for c in group["candidates"]]
+        best = min(group["candidates"], key=lambda c: c["validation_perplexity"]["mean"])
+        assert group["chosen_learning_rate"] == best["learning_rate"] and group["chosen_learning_rate"] in rates
+        for c in group["candidates"]:
+            values = [r["validation_perplexity"] for r in c["runs"]]
+            assert [r["seed"] for r in c["runs"]] == [42, 43]
+            assert c["validation_perplexity"]["min"] == round(min(values), 3)
+    from bench import generation_presets
+
+    table = generation_presets.render(result)
+    assert "| padded |" in table and "| packed |" in table and "| quick | 1 |" in table

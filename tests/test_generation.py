@@ -361,3 +361,325 @@ def test_evaluate_a_generation_run_on_a_new_file(store, tiny_gpt2, monkeypatch):
     assert {"rouge1", "rougeL", "bleu"} <= {k for k, v in result["fine_tuned"].items() if v is not None}
     again = report.build(store, runs.get(store, run_id), "eval:q3")  # kept with the run
     assert len(again["rows"]) == 6 and again["fine_tuned"]["rougeL"] == result["fine_tuned"]["rougeL"]
+
+
+# ---- packing ------------------------------------------------------------------------------------------------------
+
+
+def test_packing_keeps_each_example_to_itself(tiny_gpt2):
+    """Packed blocks: positions restart per example, the first token of each example and every prompt token carry
+    no loss, and the model sees each example exactly as unpacked (same logits, same total loss)."""
+    import torch
+
+    from engine.models import generate
+    from engine.training.generation import Collator, PackedCollator, encode_row, pack
+
+    tokenizer, model = generate.load_causal(tiny_gpt2)
+    rows = [{"text": "Bank shares rose after results.", "label": None, "tokens": None},
+            {"text": "What did the bank report?", "label": "Higher profit", "tokens": None},
+            {"text": "Oil fell.", "label": None, "tokens": None}]
+    items = [encode_row(tokenizer, r, 64) for r in rows]
+    items.sort(key=lambda it: -len(it["input_ids"]))  # pack() fills longest first: this is the order in the block
+    sizes = [len(it["input_ids"]) for it in items]
+    assert sizes[0] > sizes[1] > sizes[2]
+    blocks = pack(items, 64)
+    assert len(blocks) == 1 and len(blocks[0]["input_ids"]) == sum(sizes)
+    block = blocks[0]
+    assert block["position_ids"] == [p for n in sizes for p in range(n)]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    for start, it in zip(starts, items):
+        n = len(it["input_ids"])
+        assert block["labels"][start] == -100  # never learnt from the example before it
+        assert block["labels"][start + 1:start + n] == it["labels"][1:]  # the prompt's -100s are kept
+    pr = next(k for k, it in enumerate(items) if -100 in it["labels"])  # the prompt/response example
+    n_prompt = len(tokenizer(generate.prompt_text(tokenizer, rows[1]["text"]), add_special_tokens=False)["input_ids"])
+    assert block["labels"][starts[pr]:starts[pr] + n_prompt] == [-100] * n_prompt
+    assert block["labels"][starts[pr] + n_prompt] != -100  # its response is learnt
+    assert [len(b["input_ids"]) for b in pack(items, sizes[0] + sizes[1])] == [sizes[0] + sizes[1], sizes[2]]
+    # best fit: the shortest example joins the block it fills best, not the next one in order
+    assert [len(b["input_ids"]) for b in pack(items, sizes[0] + sizes[2])] == [sizes[0] + sizes[2], sizes[1]]
+
+    batch = PackedCollator(tokenizer.pad_token_id)([block, pack(items[:1], 64)[0]])
+    assert "attention_mask" not in batch and batch["position_ids"].shape == batch["input_ids"].shape
+    assert batch["labels"][1, sizes[0]:].eq(-100).all()  # padding carries no loss
+    model.config.use_cache = False  # as the runner sets it while packing
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"][:1], position_ids=batch["position_ids"][:1]).logits[0]
+        packed_loss = model(**{k: v[:1] for k, v in batch.items()}).loss
+        unpacked_sum, n_learnt = 0.0, 0
+        for start, it in zip(starts, items):
+            one = Collator(tokenizer.pad_token_id)([it])
+            alone = model(input_ids=one["input_ids"]).logits[0]
+            assert torch.allclose(packed[start:start + len(it["input_ids"])], alone, atol=1e-4)
+            learnt = sum(1 for lab in it["labels"][1:] if lab != -100)
+            unpacked_sum += float(model(input_ids=one["input_ids"], labels=one["labels"]).loss) * learnt
+            n_learnt += learnt
+    assert float(packed_loss) == pytest.approx(unpacked_sum / n_learnt, rel=1e-4)
+    eval_batch = PackedCollator(tokenizer.pad_token_id)(items[:2])  # the unpacked validation rows
+    assert "attention_mask" in eval_batch and "position_ids" not in eval_batch
+
+
+def test_packed_run_trains_in_fewer_steps(store, shared, tiny_gpt2):
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    with pytest.raises(finetune.ConfigError) as err:  # a classifier has nothing to pack
+        from tests.test_training import insert_text_dataset
+
+        insert_text_dataset(store, shared("fpb", "train.csv"), n_train=12, n_val=3, n_test=3)
+        finetune.submit(store, "fpb", base_model=str(tiny_gpt2), preset="quick", overrides={"packing": True})
+    assert "generation datasets only" in err.value.errors["packing"]
+    saved, _ = import_news(store, shared, n_rows=120)
+    plain_rows = [r for r in store.query("select count(*) n from dataset_rows where dataset_id = ? and split = 'train'",
+                                         [saved["id"]])][0]["n"]
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick",
+                             overrides={**FAST, "epochs": 3, "packing": True, "max_length": 128})
+    assert run_in_process(run_id) == 0
+    m = queue.get(store, run_id)["metrics"]
+    assert m["packed_blocks"] < plain_rows * 0.8  # 40-110-token examples in 128-token blocks: a short one joins a long one
+    assert m["steps"] == 3 * -(-m["packed_blocks"] // FAST["batch_size"])
+    assert m["validation_perplexity"] < m["base_validation_perplexity"] / 3  # it learnt from the packed blocks
+
+
+# ---- memory and device --------------------------------------------------------------------------------------------
+
+
+def test_out_of_memory_fails_with_what_to_lower(store, shared, tiny_gpt2, monkeypatch):
+    import torch
+    from transformers import Trainer
+
+    from engine.jobs import queue
+    from engine.training import finetune
+
+    def no_memory(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "training_step", no_memory)
+    saved, _ = import_news(store, shared, n_rows=40)
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick", overrides=FAST)
+    run_in_process(run_id)
+    job = queue.get(store, run_id)
+    assert job["status"] == "failed"
+    assert job["error"] == finetune.OOM_MESSAGE
+    assert "Lower the batch size" in job["error"] and "max length" in job["error"] and "LoRA" in job["error"]
+    assert "CUDA" not in job["error"] and "Traceback" not in job["error"]
+
+
+def test_classifier_out_of_memory_gives_the_same_message(store, shared, tiny_text_model, monkeypatch):
+    from transformers import Trainer
+
+    from engine.jobs import queue
+    from engine.training import finetune
+    from tests.test_training import insert_text_dataset
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError()  # the CPU's way of saying it
+
+    monkeypatch.setattr(Trainer, "training_step", no_memory)
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=16, n_val=4, n_test=4)
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
+                             overrides={"max_length": 32, "batch_size": 8})
+    run_in_process(run_id)
+    job = queue.get(store, run_id)
+    assert job["status"] == "failed" and job["error"] == finetune.OOM_MESSAGE
+    assert finetune.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: out of memory"))
+    assert not finetune.is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+class _Props:
+    name, total_memory = "Stand-in GPU", 80 * 1024**3
+
+
+@pytest.mark.parametrize("bf16_supported, asked, expected", [
+    (True, "auto", "bf16"), (False, "auto", "fp16"), (True, "fp32", "fp32"), (False, "bf16", "fp16")])
+def test_generation_picks_device_and_precision_as_classifiers_do(monkeypatch, bf16_supported, asked, expected):
+    """No GPU here: torch.cuda is stood in for. Both runners get their device from finetune.run_device."""
+    import torch
+
+    from engine.training import finetune
+    from engine.training import generation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: _Props())
+    device = finetune.run_device({"precision": asked})
+    assert (device["device"], device["precision"], device["gpu_name"]) == ("cuda", expected, "Stand-in GPU")
+
+    seen = {}
+
+    class Ctx:
+        def set_device(self, info):
+            seen["device"] = info
+
+    monkeypatch.setattr(generation, "train", lambda conn, job, ctx: {"trained_on": seen["device"]["precision"]})
+    assert generation.run(None, {"config": {"precision": asked}}, Ctx()) == {"trained_on": expected}
+    assert seen["device"] == {**device, "environment": seen["device"]["environment"]}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert finetune.run_device({"precision": asked})["device"] == "cpu"
+    assert generation.run(None, {"config": {}}, Ctx()) == {"trained_on": "fp32"}
+
+
+# ---- the Runs list ------------------------------------------------------------------------------------------------
+
+
+def test_runs_list_shows_perplexity_for_generation_runs(home, monkeypatch, tiny_gpt2, tiny_text_model, capsys):
+    from engine.cli.main import main
+    from tests.helpers import make_finished_run, open_page
+
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    conn = db.connect()
+    classifier = make_finished_run(conn, tiny_text_model, metrics={"macro_f1": 0.734, "accuracy": 0.8})
+    writer = make_finished_run(conn, tiny_gpt2, task="generation",
+                               metrics={"validation_perplexity": 41.25, "base_validation_perplexity": 30100.0})
+    at = open_page("runs", run=str(writer))
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[writer, "validation_perplexity"] == 41.25
+    assert table.loc[classifier, "macro_f1"] == 0.734 and pd_isna(table.loc[classifier, "validation_perplexity"])
+    assert pd_isna(table.loc[writer, "macro_f1"])
+    assert main(["runs", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "validation perplexity 41.250" in next(line for line in lines if line.strip().startswith(str(writer)))
+    assert "macro-F1 (test) 0.734" in next(line for line in lines if line.strip().startswith(str(classifier)))
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+# ---- chat template ------------------------------------------------------------------------------------------------
+
+
+def test_chat_template_from_training_to_playground_and_generate(store, shared, tmp_path, monkeypatch, capsys):
+    """A tokenizer with a ChatML template: messages data is written through apply_chat_template, only the last
+    assistant turn (and its <|im_end|>) is learnt, and the Playground and `generate` send the template's prompt."""
+    import pandas as pd
+
+    from engine.cli.main import main
+    from engine.data import datasets
+    from engine.jobs import queue
+    from engine.models import generate
+    from engine.training import finetune
+    from engine.training.generation import encode_row
+    from tests.helpers import build_tiny_chat_gpt2, open_page
+
+    frame = pd.read_csv(shared("news", "reuters_headlines.csv"), encoding="cp1252").dropna().head(80)
+    pairs = [(" ".join(d.split()[:12]), h) for d, h in zip(frame["Description"], frame["Headlines"])]  # fits 128
+    lines = [json.dumps({"messages": [
+        {"role": "system", "content": "You write headlines."},
+        {"role": "user", "content": pairs[i - 1][0]}, {"role": "assistant", "content": pairs[i - 1][1]},
+        {"role": "user", "content": d}, {"role": "assistant", "content": h}]}) for i, (d, h) in enumerate(pairs)]
+    saved, report = datasets.import_file(store, "\n".join(lines).encode(), "chats.jsonl", "chats", task="generation")
+    assert report.mapping["mode"] == "messages"
+    model_dir = build_tiny_chat_gpt2(tmp_path / "chat-gpt2")
+    tokenizer, _ = generate.load_causal(model_dir)
+    row = datasets.rows(store, saved["id"], "train")[0]
+    item = encode_row(tokenizer, row, 128)
+    text = tokenizer.decode(item["input_ids"])
+    assert text.count("<|im_start|>") == 5 and "<|im_start|> system" in text and "<|im_start|> assistant" in text
+    learnt = [i for i, lab in zip(item["input_ids"], item["labels"]) if lab != -100]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert learnt == tokenizer(row["label"], add_special_tokens=False)["input_ids"][:len(learnt) - 1] + [end]
+    first = item["labels"].index(learnt[0])  # everything before the last answer (system, users, the earlier
+    assert set(item["labels"][:first]) == {-100}  # assistant turn, the template's markers) carries no loss
+    assert tokenizer.decode(item["input_ids"][:first]).endswith("<|im_start|> assistant")
+
+    run_id = finetune.submit(store, saved["ref"], base_model=str(model_dir), preset="quick",
+                             overrides={**FAST, "epochs": 1, "max_length": 128})
+    assert run_in_process(run_id) == 0
+    run = queue.get(store, run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert json.loads((Path(run["model_dir"]) / "bellwether.json").read_text())["prompt_format"] == "chat template"
+    assert run["metrics"]["validation_perplexity"] < run["metrics"]["base_validation_perplexity"]
+
+    prompts = []
+    real_stream = generate.stream
+
+    def spy(tok, model, text, sampling=None, **kw):
+        prompts.append(text)
+        return real_stream(tok, model, text, sampling, **kw)
+
+    monkeypatch.setattr(generate, "stream", spy)
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    at = open_page("playground", run=str(run_id))
+    assert "This model has a chat template" in " ".join(c.value for c in at.caption)
+    next(n for n in at.number_input if n.label == "Max new tokens").set_value(6).run()
+    at.chat_input[0].set_value("Oil prices fell on Monday.").run()
+    at.chat_input[0].set_value("Shorter, please.").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert prompts[0] == "<|im_start|>user\nOil prices fell on Monday.<|im_end|>\n<|im_start|>assistant\n"
+    assert prompts[1].startswith(prompts[0])  # the conversation so far goes with the next message
+    assert prompts[1].endswith("<|im_end|>\n<|im_start|>user\nShorter, please.<|im_end|>\n<|im_start|>assistant\n")
+    assert len(at.chat_message) >= 4  # both turns of the history are on the screen
+
+    prompts.clear()
+    assert main(["generate", str(run_id), "Oil fell.", "--system", "You write headlines.", "--max-new-tokens", "4",
+                 "--greedy"]) == 0
+    assert prompts == ["<|im_start|>system\nYou write headlines.<|im_end|>\n<|im_start|>user\nOil fell.<|im_end|>\n"
+                       "<|im_start|>assistant\n"]
+    capsys.readouterr()
+
+
+# ---- compare runs ---------------------------------------------------------------------------------------------------
+
+
+def test_playground_compares_two_generation_runs(home, monkeypatch, tiny_gpt2):
+    from tests.helpers import make_finished_run, open_page
+
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    (tiny_gpt2 / "bellwether.json").write_text(json.dumps({"base_model_source": str(tiny_gpt2)}))
+    conn = db.connect()
+    first = make_finished_run(conn, tiny_gpt2, task="generation", metrics={
+        "validation_perplexity": 90.5, "base_validation_perplexity": 30100.0, "rougeL": 0.18, "bleu": 2.5})
+    second = make_finished_run(conn, tiny_gpt2, task="generation", metrics={
+        "validation_perplexity": 60.25, "base_validation_perplexity": 30100.0, "rougeL": 0.24, "bleu": 4.0})
+    prompts = [("Bank results beat forecasts", "Bank beats"), ("Oil fell on supply fears", "Oil falls")]
+    for run_id, outs in ((first, ["bank beat", "oil up"]), (second, ["bank beats", "oil falls"])):
+        conn["predictions"].insert_all({"run_id": run_id, "split": "test", "row_id": i + 1, "text": p, "true_label": r,
+                                        "pred_label": o, "base_output": "zebra"}
+                                       for i, ((p, r), o) in enumerate(zip(prompts, outs)))
+    conn["predictions"].insert({"run_id": first, "split": "test", "row_id": 9, "text": "Only in the first run",
+                                "true_label": "x", "pred_label": "y", "base_output": "z"})
+    at = open_page("playground", run=str(first), compare=str(second))
+    assert at.selectbox(key="gen-compare-run").value == second
+    frames = [d.value for d in at.dataframe]
+    figures = next(f for f in frames if "figure" in f.columns and f"run #{second}" in f.columns).set_index("figure")
+    assert figures.loc["validation perplexity", f"run #{first}"] == 90.5
+    assert figures.loc["validation perplexity", f"run #{second}"] == 60.25
+    assert figures.loc["ROUGE-L", f"run #{second}"] == 0.24 and figures.loc["BLEU", f"run #{first}"] == 2.5
+    assert figures.loc["validation perplexity", f"run #{second} base"] == 30100.0
+    outputs = next(f for f in frames if "prompt" in f.columns and f"run #{second}" in f.columns)
+    assert list(outputs["prompt"]) == [p for p, _ in prompts]  # only the prompts both runs answered
+    assert list(outputs[f"run #{first}"]) == ["bank beat", "oil up"]
+    assert list(outputs[f"run #{second}"]) == ["bank beats", "oil falls"]
+    assert list(outputs["reference"]) == ["Bank beats", "Oil falls"]
+
+
+def test_train_page_offers_the_generation_presets_and_packing(store, shared, tiny_gpt2, monkeypatch):
+    from engine.jobs import queue
+    from engine.models import catalog
+    from tests.helpers import open_page, texts
+    from tests.test_training import insert_text_dataset
+
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    monkeypatch.setattr("engine.jobs.supervisor.ensure_supervisor", lambda *a, **k: None)
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=12, n_val=3, n_test=3)
+    saved, _ = import_news(store, shared, n_rows=40)
+    catalog.allow_model(str(tiny_gpt2))
+    at = open_page("train")
+    at.selectbox(key="train_dataset").set_value(saved["ref"]).run()
+    assert at.number_input(key="adv_learning_rate").value == 5e-5  # the generation preset, not the classifier's (1e-4)
+    assert at.number_input(key="adv_batch_size").value == 8
+    assert "learning rate 0.001 · batch 8" in texts(at)
+    assert not [c for c in at.checkbox if c.label.startswith("Weight classes")]
+    at.checkbox(key="adv_packing").check().run()
+    at.text_input(key="train_base_model").set_value(str(tiny_gpt2)).run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = queue.list_jobs(store)[0]
+    assert job["config"]["packing"] is True and job["config"]["learning_rate"] == 1e-3, job["config"]
+    at.selectbox(key="train_dataset").set_value("fpb:1").run()  # back to a classifier: its own presets again
+    assert at.number_input(key="adv_learning_rate").value == 1e-4

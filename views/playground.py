@@ -1,7 +1,8 @@
 """Playground and generation report: a finished generation run answers prompts, streamed token by token.
 
 The report tab compares the base model and the fine-tuned model on the same held-out rows (perplexity, ROUGE, BLEU,
-and the outputs side by side). The playground tab streams the fine-tuned model's answer (optionally the base model's
+and the outputs side by side); the compare tab puts this run beside another generation run (their figures, and their
+outputs on the prompts both were evaluated on). The playground tab streams the fine-tuned model's answer (optionally the base model's
 beside it) with sampling controls; with a chat template it keeps a conversation. Generation runs in the engine's
 thread (engine.models.generate.stream) with bounded new tokens, so the page only writes pieces as they come.
 """
@@ -27,7 +28,7 @@ if not finished:
 run = runs.get(conn, run_picker(finished, "play-run")["id"])
 run_id = run["id"]
 
-play_tab, report_tab = st.tabs(["Playground", "Report"])
+play_tab, report_tab, compare_tab = st.tabs(["Playground", "Report", "Compare runs"])
 
 with report_tab:
     with plain_errors():
@@ -48,6 +49,35 @@ with report_tab:
         right.download_button("Report (XLSX)", lambda: report.xlsx(rep), f"run-{run_id}-generation.xlsx",
                               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                               on_click="ignore", icon=":material/download:", key="gen-xlsx")
+
+with compare_tab:
+    others = [r for r in finished if r["id"] != run_id]
+    if not others:
+        st.info("Comparing needs a second finished generation run.", icon=":material/info:")
+    else:
+        titles = {r["id"]: runs.title(r) for r in others}
+        asked = st.query_params.get("compare")
+        ids = list(titles)
+        other_id = st.selectbox("Compare with", ids, format_func=titles.get, key="gen-compare-run",
+                                index=ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in titles else 0)
+        with plain_errors():
+            pair = [run, runs.get(conn, other_id)]
+            st.markdown("Figures of both runs on their own held-out rows, each beside its base model. Perplexity: "
+                        "lower is better; ROUGE and BLEU: higher is better.")
+            st.dataframe(report.compare(pair), hide_index=True, key="gen-compare-figures")
+            shared_sets = report.common_splits(conn, [run_id, other_id])
+            if not shared_sets:
+                st.caption("These runs have no held-out outputs to set side by side.")
+            else:
+                split = st.selectbox("Prompts", shared_sets, key="gen-compare-split",
+                                     format_func=lambda s: "held-out rows" if s == "test" else f"evaluated file {s[5:]}")
+                outputs = report.compare_outputs(conn, pair, split)
+                if outputs.empty:
+                    st.caption("No prompt is in both runs' outputs: they were trained on different data. Evaluate both "
+                               "on the same file (`python -m engine evaluate RUN FILE`) to compare them on it.")
+                else:
+                    st.caption(f"{len(outputs)} prompts both runs answered (greedy), with the reference.")
+                    st.dataframe(outputs, hide_index=True, key="gen-compare-outputs")
 
 with play_tab:
     with st.expander("Sampling settings", expanded=False):

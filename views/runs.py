@@ -263,10 +263,12 @@ st.fragment(live_view, run_every=REFRESH_S if active else None)(run_id, active, 
 
 st.divider()
 st.subheader("All runs")
-table = pd.DataFrame([runs.summary(conn, r) for r in all_runs])[
-    ["id", "name", "status", "task", "purpose", "dataset", "base_model", "macro_f1", "accuracy", "created_at",
-     "finished_at"]
-]
+summaries = [runs.summary(conn, r) for r in all_runs]
+columns = ["id", "name", "status", "task", "purpose", "dataset", "base_model", "macro_f1", "accuracy", "created_at",
+           "finished_at"]
+if any(r["task"] == "generation" for r in summaries):  # their figure is perplexity, not macro-F1 or accuracy
+    columns.insert(columns.index("accuracy") + 1, runs.GENERATION_KEY_METRIC)
+table = pd.DataFrame(summaries)[columns]
 event = st.dataframe(
     table,
     hide_index=True,
@@ -276,6 +278,8 @@ event = st.dataframe(
     column_config={
         "macro_f1": st.column_config.NumberColumn("macro-F1 (test)", format="%.3f"),
         "accuracy": st.column_config.NumberColumn("accuracy (test)", format="%.3f"),
+        runs.GENERATION_KEY_METRIC: st.column_config.NumberColumn(
+            "perplexity (validation)", format="%.2f", help="Generation runs: lower is better."),
     },
 )
 picked = (event.selection.rows if event and hasattr(event, "selection") else []) or []

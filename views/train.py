@@ -35,13 +35,19 @@ if not choices:
     st.stop()
 
 
+def chosen_task() -> str:
+    ref = state.get("train_dataset")
+    return next((d["task"] for d in choices if d["ref"] == ref), choices[0]["task"])
+
+
 def language_names(codes) -> str:
     return "about 100 languages" if catalog.MULTILINGUAL in codes else ", ".join(languages.name(c) for c in codes)
 
 
 def fill_advanced() -> None:
-    """Put the chosen preset's values into the Advanced fields."""
-    config = finetune.build_config(state.get("train_preset", "balanced"))
+    """Put the chosen preset's values, for the chosen dataset's task, into the Advanced fields."""
+    state["adv_task"] = chosen_task()
+    config = finetune.preset_config(state.get("train_preset", "balanced"), state["adv_task"])
     for key in ADVANCED + LORA:
         state[f"adv_{key}"] = config[key]
     state["adv_lora_target_modules"] = config["lora_target_modules"]
@@ -49,6 +55,7 @@ def fill_advanced() -> None:
     state.setdefault("adv_lora", False)
     state.setdefault("adv_full_determinism", False)
     state.setdefault("adv_precision", "auto")
+    state.setdefault("adv_packing", False)
     state.pop("train_errors", None)
 
 
@@ -64,6 +71,8 @@ def overrides() -> dict:
     values["full_determinism"] = bool(state.get("adv_full_determinism"))
     values["precision"] = state.get("adv_precision") or "auto"
     values["lora_target_modules"] = state.get("adv_lora_target_modules") or ""
+    if chosen_task() == "generation":
+        values["packing"] = bool(state.get("adv_packing"))
     return values
 
 
@@ -130,6 +139,8 @@ st.selectbox("Dataset", list(labels), format_func=labels.get, key="train_dataset
 field_error("dataset")
 field_error("task")
 dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
+if state.get("adv_task") != dataset["task"]:  # another task has its own presets (generation: docs/benchmarks.md)
+    fill_advanced()
 n_train = finetune.split_counts(conn, dataset["id"]).get("train") or dataset.get("n_rows") or 0  # rows, not tags
 if dataset["task"] == "text-classification":
     guessed = label_words.guess_purpose(dataset.get("labels") or [], dataset["task"])
@@ -173,11 +184,11 @@ slot = queue.default_slot()
 speed = finetune.base_speed(conn, base_spec, slot)  # once for the three cards and the custom settings
 columns = st.columns(3)
 for column, (key, title) in zip(columns, PRESET_NAMES.items()):
-    config = finetune.build_config(key)
+    config = finetune.preset_config(key, dataset["task"])
     seconds = finetune.estimate_range(conn, n_train, config, base_spec, slot, speed=speed)
     with column.container(border=True):
         st.markdown(f"**{title}**")
-        st.caption(finetune.PRESET_TEXT[key])
+        st.caption(finetune.preset_text(key, dataset["task"]))
         st.markdown(
             f"{config['epochs']:g} epoch{'s' if config['epochs'] != 1 else ''} · learning rate {config['learning_rate']:g}"
             f" · batch {config['batch_size']} · max length {config['max_length']}"
@@ -215,7 +226,13 @@ with st.expander("Advanced options", expanded=bool(errors)):
                  help="auto: bf16 (mixed precision) on a GPU or on a CPU that computes bfloat16 natively, otherwise "
                  "fp32. fp32 is the exact, slower choice; the saved model is float32 either way.")
     field_error("precision")
-    st.checkbox("Weight classes to balance rare labels", key="adv_class_weighting")
+    if dataset["task"] == "generation":
+        st.checkbox("Pack short examples into full-length blocks", key="adv_packing",
+                    help="Lays whole examples end to end up to the max length, so no step is spent on padding: fewer "
+                    "steps for the same data when examples are short. Each example still sees only itself and the "
+                    "prompt still carries no loss.")
+    else:
+        st.checkbox("Weight classes to balance rare labels", key="adv_class_weighting")
     st.checkbox(
         "Full determinism (identical re-runs on a GPU too)",
         key="adv_full_determinism",
@@ -240,7 +257,8 @@ with st.expander("Advanced options", expanded=bool(errors)):
 
 with plain_errors():
     try:
-        estimate = finetune.estimate_range(conn, n_train, finetune.build_config(state["train_preset"], overrides()),
+        estimate = finetune.estimate_range(conn, n_train, finetune.preset_config(state["train_preset"], dataset["task"],
+                                                                                overrides()),
                                            base_spec, slot, speed=speed)
         st.caption(f"With these settings: {overview.duration_words(*estimate)} for {n_train:,} training rows.")
     except UserError:

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, help="the same seed gives the same answer")
     p.add_argument("--greedy", action="store_true", help="always the likeliest token: the same answer every time")
     p.add_argument("--base", action="store_true", help="also answer with the base model, for comparison")
+    p.add_argument("--system", help="a system message before the prompt (models with a chat template; otherwise a "
+                   "'### System:' block)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -55,7 +57,10 @@ def cmd_generate(args) -> int:
         tokenizer, model = generate.load(source)
         if args.base:
             print(f"[{which}]")
-        for piece in generate.stream(tokenizer, model, generate.prompt_text(tokenizer, args.prompt), sampling):
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": args.prompt}]
+        text = generate.prompt_text(tokenizer, messages=messages)  # the chat template when the model has one
+        for piece in generate.stream(tokenizer, model, text, sampling):
             sys.stdout.write(piece)
             sys.stdout.flush()
         print()

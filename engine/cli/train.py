@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)
+    p.add_argument("--packing", action="store_true", default=None,
+                   help="generation: pack short examples end to end into max-length blocks (no padding steps)")
     p.add_argument("--lora", action="store_true", default=None)
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=float)
@@ -145,11 +147,12 @@ def cmd_list(args) -> int:
     if not rows:
         print("No runs yet. Start one with `python -m engine train --dataset NAME`.")
         return 0
-    print(f"{'id':>4}  {'status':<10} {'task':<21} {'purpose':<9} {'dataset':<20} {'macro-F1':>8}  created")
-    for r in rows:
-        f1 = f"{r[runs.KEY_METRIC]:.3f}" if r[runs.KEY_METRIC] is not None else "-"
+    print(f"{'id':>4}  {'status':<10} {'task':<21} {'purpose':<9} {'dataset':<20} {'result':<28}  created")
+    for r in rows:  # macro-F1 for classifiers and taggers, validation perplexity for generation runs
+        value = r["key_value"]
+        result = "-" if value is None else f"{runs.KEY_METRIC_WORDS[r['key_metric']]} {value:,.3f}"
         print(f"{r['id']:>4}  {r['status']:<10} {r['task'] or '':<21} {r['purpose'] or '':<9} "
-              f"{(r['dataset'] or '')[:20]:<20} {f1:>8}  {r['created_at']}")
+              f"{(r['dataset'] or '')[:20]:<20} {result:<28}  {r['created_at']}")
     return 0
 
 

@@ -18,6 +18,13 @@ from engine.models.catalog import config_labels
 TEXT = "text-classification"
 TOKENS = "token-classification"
 KEY_METRIC = "macro_f1"  # the one figure a run is judged by in lists
+GENERATION_KEY_METRIC = "validation_perplexity"  # a generation run's figure in lists (lower is better)
+KEY_METRIC_WORDS = {KEY_METRIC: "macro-F1 (test)", GENERATION_KEY_METRIC: "validation perplexity"}
+
+
+def key_metric(job: dict) -> str:
+    """The figure a run is judged by in lists: validation perplexity for generation, macro-F1 otherwise."""
+    return GENERATION_KEY_METRIC if job.get("task") == "generation" else KEY_METRIC
 
 
 def get(conn, run_id: Any) -> dict:
@@ -164,9 +171,11 @@ def summary(conn, job: dict) -> dict:
         "created_at": job["created_at"],
         "started_at": job.get("started_at"),
         "finished_at": job.get("finished_at"),
-        "key_metric": KEY_METRIC,
+        "key_metric": key_metric(job),
+        "key_value": metrics.get(key_metric(job)),
         KEY_METRIC: metrics.get(KEY_METRIC),
         "accuracy": metrics.get("accuracy"),
+        GENERATION_KEY_METRIC: metrics.get(GENERATION_KEY_METRIC) if job.get("task") == "generation" else None,
         "error": job.get("error"),
         "device": job.get("device") or {},
         "model_dir": job.get("model_dir"),

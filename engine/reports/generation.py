@@ -125,13 +125,46 @@ def to_text(report: dict) -> str:
 
 
 def compare(runs: list[dict]) -> pd.DataFrame:
-    """Compare generation runs: one column per run, a row per figure (fine-tuned, with the base model's alongside)."""
+    """Compare generation runs: one column per run, a row per figure (fine-tuned, with the base model's alongside);
+    the figure's name is the ``figure`` column."""
     table = {}
     for run in runs:
         m = _metrics(run)
-        table[f"run {run['id']}"] = {words: m.get(key) for key, words in FIGURES}
-        table[f"run {run['id']} base"] = {words: m.get(f"base_{key}") for key, words in FIGURES}
-    return pd.DataFrame(table)
+        table[f"run #{run['id']}"] = {words: m.get(key) for key, words in FIGURES}
+        table[f"run #{run['id']} base"] = {words: m.get(f"base_{key}") for key, words in FIGURES}
+    return pd.DataFrame(table).rename_axis("figure").reset_index()
+
+
+def splits(conn, run_id: int) -> list[str]:
+    """The held-out sets a run has outputs for: 'test' (its own held-out rows) and each evaluated file ('eval:NAME')."""
+    found = [r["split"] for r in conn.query("SELECT DISTINCT split FROM predictions WHERE run_id = ? ORDER BY split",
+                                            [run_id])]
+    return sorted(found, key=lambda s: (s != "test", s))
+
+
+def common_splits(conn, run_ids: list[int]) -> list[str]:
+    """The held-out sets every one of ``run_ids`` has outputs for, 'test' first."""
+    sets = [set(splits(conn, i)) for i in run_ids]
+    shared = set.intersection(*sets) if sets else set()
+    return sorted(shared, key=lambda s: (s != "test", s))
+
+
+def compare_outputs(conn, runs: list[dict], split: str = "test") -> pd.DataFrame:
+    """The outputs of several runs side by side on the same prompts: the prompts (with their reference) that every
+    run generated for in ``split``, matched by the prompt's text, one output column per run (``run #ID``)."""
+    by_run = []
+    for run in runs:
+        outputs = {}
+        for r in conn.query("SELECT text, true_label, pred_label FROM predictions WHERE run_id = ? AND split = ? "
+                            "ORDER BY row_id", [run["id"], split]):
+            outputs.setdefault((r["text"], r["true_label"] or ""), r["pred_label"] or "")
+        by_run.append(outputs)
+    columns = ["prompt", "reference"] + [f"run #{run['id']}" for run in runs]
+    if not by_run:
+        return pd.DataFrame(columns=columns)
+    keys = [k for k in by_run[0] if all(k in other for other in by_run[1:])]
+    return pd.DataFrame([[prompt, ref] + [outputs[(prompt, ref)] for outputs in by_run] for prompt, ref in keys],
+                        columns=columns)
 
 
 def evaluate_file(conn, run: dict, data: bytes, file_name: str, name: str, mapping: dict | None = None,

@@ -19,8 +19,9 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from engine import access, db, paths, settings
 from engine.text import clean_name
@@ -46,8 +47,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "thorough": {"epochs": 4, "learning_rate": 5e-5, "batch_size": 16, "max_length": 128, "early_stopping_patience": 2},
 }
 # Per-task preset settings laid over PRESETS (the analyst's own overrides still win). Generation (causal LM, runner in
-# engine/training/generation.py): learning rates usual for full fine-tuning of small causal LMs, not yet measured here
-# on a pretrained model (none is installed on this machine); smaller batches, longer texts.
+# engine/training/generation.py): the learning rates usual for full fine-tuning of pretrained causal LMs. A seed study
+# here (`python -m bench generation`, docs/benchmarks.md "Generation presets") found 1e-3 best for a 2-layer, 64-wide
+# GPT-2 pretrained from scratch on this machine, but that does not carry over to a real pretrained model (they want
+# lower rates, and 1e-3 full fine-tuning can wreck one), and no pretrained causal LM can be installed here to measure:
+# these stay the common values until `python -m bench generation --model DIR` is run on a real model folder. Epochs: 1,
+# 3 and up to 5 with early stopping (on the tiny model, perplexity still fell at the last of 3 epochs).
 TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "generation": {
         "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256},
@@ -60,6 +65,20 @@ PRESET_TEXT = {
     "balanced": "Good results for most datasets: two passes at a brisk learning rate.",
     "thorough": "Up to four gentler passes; keeps the best and stops early when validation stops improving.",
 }
+TASK_PRESET_TEXT = {
+    "generation": {
+        "quick": "A first look: one pass over the data.",
+        "balanced": "Good results for most datasets: three passes.",
+        "thorough": "Up to five passes; keeps the best and stops early when validation stops improving.",
+    },
+}
+
+
+def preset_text(preset: str, task: str | None = None) -> str:
+    """The one-line description of a preset for ``task`` (the Train page's cards)."""
+    return TASK_PRESET_TEXT.get(task or "", {}).get(preset) or PRESET_TEXT[preset]
+
+
 DEFAULTS: dict[str, Any] = {
     "epochs": 3,
     "learning_rate": 3e-5,
@@ -74,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping_patience": 0,  # 0: off
     "class_weighting": False,
     "group_by_length": True,  # batches of similar lengths: about half the padding of random batches
+    "packing": False,  # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
     "lora": False,
     "lora_r": 8,
     "lora_alpha": 16,
@@ -99,6 +119,7 @@ FIELD_LABELS = {
     "lora_dropout": "LoRA dropout",
     "lora_target_modules": "LoRA target modules",
     "precision": "Precision",
+    "packing": "Packing",
     "dataset": "Dataset",
     "base_model": "Base model",
     "task": "Task",
@@ -200,7 +221,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
-    for key in ("class_weighting", "group_by_length", "lora", "full_determinism"):
+    for key in ("class_weighting", "group_by_length", "lora", "full_determinism", "packing"):
         value = config.get(key)
         if isinstance(value, str):
             value = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -222,6 +243,14 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
         config["max_length_requested"] = config["max_length"]
         config["max_length"] = int(max_length_limit)
     return config
+
+
+def preset_config(preset: str | None, task: str | None = None, overrides: dict | None = None) -> dict:
+    """A preset's full configuration for ``task`` (its TASK_PRESETS laid over PRESETS, as ``submit`` lays them), plus
+    ``overrides``: what the Train page's preset cards and Advanced fields show."""
+    key = (preset or "balanced").strip().lower()
+    laid = {**TASK_PRESETS.get(task or "", {}).get(key, {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return build_config(preset, laid)
 
 
 def _dataset_get(conn, spec: str) -> dict:
@@ -384,6 +413,8 @@ def submit(
     if base is not None and ds is not None and ds["task"] == "generation" and not catalog.is_causal_lm(base.source):
         errors["base_model"] = (f"{base.spec} is not a model that generates text. Choose a causal language model such "
                                 "as gpt2, distilgpt2 or SmolLM2 (a local folder or hub id).")
+    if ds is not None and ds["task"] != "generation" and (overrides or {}).get("packing"):
+        errors["packing"] = "is for generation datasets only (a classifier sees one example at a time)."
     if ds is not None and ds["task"] in TASK_PRESETS:
         task_preset = TASK_PRESETS[ds["task"]].get((preset or "balanced").strip().lower(), {})
         overrides = {**task_preset, **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -502,6 +533,50 @@ def training_precision(kind: str, asked: str = "auto") -> str:
     return "bf16" if CPU_AUTO_BF16 and inference.cpu_has_bf16() else "fp32"
 
 
+OOM_MESSAGE = ("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation to "
+               "keep the effective batch), lower the max length, or turn on LoRA.")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is running out of memory: CUDA's OutOfMemoryError, Python's MemoryError, or a RuntimeError
+    that says so (other accelerators and allocators word it that way)."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@contextmanager
+def plain_out_of_memory() -> Iterator[None]:
+    """Turn running out of memory (in training, evaluation or generation) into the run's plain failure message,
+    :data:`OOM_MESSAGE`, saying what to lower. Shared by the classification and generation runners."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only memory failures are translated; the rest go on up
+        if not is_out_of_memory(exc):
+            raise
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - freeing memory is a courtesy; the message is what matters
+            pass
+        raise UserError(OOM_MESSAGE) from None
+
+
+def run_device(config: dict, world_size: int = 1, kind: str | None = None) -> dict:
+    """The device record a run trains on (``device_info``) from its settings: CUDA when torch sees a GPU, else the
+    CPU, and the precision :func:`training_precision` picks for it (bf16 on a GPU that supports it, else fp16; fp32
+    on the CPU unless asked). The classification and generation runners both call this."""
+    import torch
+
+    if kind is None:
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    return device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto"))
+
+
 def device_info(world_size: int, kind: str, full_determinism: bool = False, precision: str = "auto") -> dict:
     import torch
 
@@ -556,11 +631,11 @@ def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner: single process here, or torchrun workers when data parallel applies."""
     world_size, kind = ddp_plan()
     config = job.get("config") or {}
-    determinism = bool(config.get("full_determinism"))
     if world_size > 1 and not os.environ.get("LOCAL_RANK"):
         return _run_torchrun(conn, job, ctx, world_size, kind)
-    ctx.set_device(device_info(1, kind, determinism, config.get("precision", "auto")))
-    return train(conn, job, ctx)
+    ctx.set_device(run_device(config, 1, kind))
+    with plain_out_of_memory():
+        return train(conn, job, ctx)
 
 
 def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
@@ -600,7 +675,8 @@ def ddp_worker(job_id: int) -> int:
     ctx = process.JobContext(conn=conn, job=job, log=log, job_dir=job_dir)
     result: dict[str, Any] = {}
     try:
-        metrics = train(conn, job, ctx)
+        with plain_out_of_memory():
+            metrics = train(conn, job, ctx)
         result = {"metrics": metrics, "model_dir": str(job_dir / "model")}
     except process.Cancelled:
         result = {"cancelled": True}
@@ -998,8 +1074,7 @@ def train(conn, job: dict, ctx) -> dict:
     is_main = rank == 0
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or device_info(world, "cuda" if torch.cuda.is_available() else "cpu", determinism,
-                                              config.get("precision", "auto"))
+    device = job.get("device") or run_device(config, world)
     log = ctx.log
 
     ds_name, ds_version, labels, rows = _training_data(conn, job["dataset_id"], task)
@@ -1079,7 +1154,7 @@ def train(conn, job: dict, ctx) -> dict:
         # A model whose layers cannot run under bf16 autocast on the CPU fails in its first step: train it in fp32
         # instead, from the same seed, and say so with the run. Anything later, or on a GPU, is a real failure.
         if device.get("device") != "cpu" or device.get("precision") != "bf16" or trainer.state.global_step > 0 \
-                or world > 1:
+                or world > 1 or is_out_of_memory(exc):
             raise
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         note = f"This model could not train in bf16 on this CPU ({reason}); it trained in fp32 instead."

@@ -3,7 +3,11 @@
 - **Data.** Plain text rows learn every token. Prompt/response and messages rows are written as the model's chat
   template, or the plain format of :mod:`engine.models.generate`, and only the response tokens (and the end token that
   closes them) carry loss: every prompt token's label is -100. GPT-2's missing pad token is its end-of-text.
-- **Batches.** Length-grouped (the run's seeded sampler from :mod:`engine.training.finetune`), padded per batch.
+- **Batches.** Length-grouped (the run's seeded sampler from :mod:`engine.training.finetune`), padded per batch; or,
+  with ``packing``, whole examples laid end to end in blocks of up to ``max_length`` tokens (:func:`pack`): each
+  example's positions restart at 0 and no mask is passed, so transformers' packed-sequence masks keep attention inside
+  each example, and the first token of each example carries no loss (nothing of its own comes before it). The loss is
+  therefore the same as unpacked (prompt tokens still carry none); only the padding goes. Validation stays unpacked.
 - **LoRA.** Target modules by model type: ``c_attn`` for GPT-2, ``q_proj,k_proj,v_proj,o_proj`` for Llama / Qwen /
   Mistral-style models (or what the analyst typed).
 - **Curves.** The Trainer's validation loss is logged as the run's eval rows (perplexity = exp(loss)).
@@ -42,8 +46,7 @@ LORA_TARGETS = {
     "gemma": "q_proj,k_proj,v_proj,o_proj",
     "phi3": "qkv_proj,o_proj",
 }
-OOM_MESSAGE = ("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation to "
-               "keep the effective batch), lower the max length, or turn on LoRA.")
+OOM_MESSAGE = finetune.OOM_MESSAGE  # one message and one helper for both runners (finetune.plain_out_of_memory)
 
 
 def lora_targets(model_type: str) -> str | None:
@@ -68,6 +71,59 @@ def encode_row(tokenizer, row: dict, max_length: int) -> dict:
         p_ids = p_ids[len(p_ids) - (max_length - len(r_ids)):] if max_length > len(r_ids) else []
     ids = p_ids + r_ids
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(p_ids) + list(r_ids)}
+
+
+def pack(items: list[dict], block: int) -> list[dict]:
+    """Whole encoded examples laid end to end into blocks of at most ``block`` tokens (an example never straddles two
+    blocks), best fit, longest first: each example goes into the fullest block it still fits in, so long and short
+    examples share blocks and few tokens are left as padding. Each block has ``input_ids``, ``labels`` and
+    ``position_ids`` restarting at 0 for every example; the first label of each example is -100, so no token is learnt
+    from the example before it. Deterministic: the same items give the same blocks."""
+    import bisect
+
+    blocks: list[dict] = []
+    room: list[tuple[int, int]] = []  # (tokens still free, block index), sorted
+    for i in sorted(range(len(items)), key=lambda k: -len(items[k]["input_ids"])):
+        it = items[i]
+        n = len(it["input_ids"])
+        if not n:
+            continue
+        at = bisect.bisect_left(room, (n, -1))
+        if at < len(room):
+            free, b = room.pop(at)
+        else:
+            free, b = block, len(blocks)
+            blocks.append({"input_ids": [], "labels": [], "position_ids": []})
+        current = blocks[b]
+        current["input_ids"] += list(it["input_ids"])
+        current["labels"] += [-100] + list(it["labels"][1:])
+        current["position_ids"] += list(range(n))
+        if free - n > 0:
+            bisect.insort(room, (free - n, b))
+    return blocks
+
+
+class PackedCollator:
+    """Pads packed blocks on the right (pad id, -100 labels, the padding's own positions from 0) and passes no
+    attention mask: the positions tell the model where each example starts. Unpacked rows (the validation rows the
+    Trainer evaluates with the same collator) are padded as :class:`Collator` pads them."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items):
+        import torch
+
+        if "position_ids" not in items[0]:
+            return Collator(self.pad_id)(items)
+        width = max(len(it["input_ids"]) for it in items)
+        batch = {"input_ids": [], "labels": [], "position_ids": []}
+        for it in items:
+            gap = width - len(it["input_ids"])
+            batch["input_ids"].append(list(it["input_ids"]) + [self.pad_id] * gap)
+            batch["labels"].append(list(it["labels"]) + [-100] * gap)
+            batch["position_ids"].append(list(it["position_ids"]) + list(range(gap)))
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
 
 class Collator:
@@ -131,19 +187,9 @@ def generate_outputs(tokenizer, model, rows: list[dict]) -> list[str]:
 
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner for generation jobs (single process)."""
-    import torch
-
-    determinism = bool((job.get("config") or {}).get("full_determinism"))
-    kind = "cuda" if torch.cuda.is_available() else "cpu"
-    ctx.set_device(finetune.device_info(1, kind, determinism))
-    try:
+    ctx.set_device(finetune.run_device(job.get("config") or {}))  # the same device and precision choice as classifiers
+    with finetune.plain_out_of_memory():
         return train(conn, job, ctx)
-    except torch.OutOfMemoryError:
-        raise UserError(OOM_MESSAGE) from None
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            raise UserError(OOM_MESSAGE) from None
-        raise
 
 
 def _base_figures(job_dir: Path, tokenizer, model, val_items, test_items, gen_rows, pad_id, log) -> dict:
@@ -164,13 +210,12 @@ def _base_figures(job_dir: Path, tokenizer, model, val_items, test_items, gen_ro
 
 
 def train(conn, job: dict, ctx) -> dict:
-    import torch
     from transformers import EarlyStoppingCallback, Trainer
 
     config = job["config"] or db.loads(job.get("config_json"), {})
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or finetune.device_info(1, "cuda" if torch.cuda.is_available() else "cpu", determinism)
+    device = job.get("device") or finetune.run_device(config)
     log = ctx.log
     ds_name, ds_version, _, rows = finetune._training_data(conn, job["dataset_id"], TASK)
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
@@ -215,9 +260,17 @@ def train(conn, job: dict, ctx) -> dict:
     callbacks = [finetune._progress_callback(ctx, True, batch * accum)]
     if int(config.get("early_stopping_patience") or 0) > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
+    train_set, collator = train_items, Collator(pad_id)
+    if config.get("packing"):
+        train_set = pack(train_items, max_length)
+        collator = PackedCollator(pad_id)
+        model.config.use_cache = False  # with a cache, transformers ignores the packed positions (one long text)
+        n_real = sum(len(it["input_ids"]) for it in train_items)
+        log.info("packing: %s examples in %s blocks of up to %s tokens (%.0f%% filled)", len(train_items),
+                 len(train_set), max_length, 100 * n_real / max(1, len(train_set) * max_length))
     trainer_cls = finetune._seeded_sampler_trainer_class(Trainer, seed, bool(config.get("group_by_length", True)))
-    trainer = trainer_cls(model=model, args=args, train_dataset=finetune._Rows(train_items),
-                          eval_dataset=finetune._Rows(val_items), data_collator=Collator(pad_id),
+    trainer = trainer_cls(model=model, args=args, train_dataset=finetune._Rows(train_set),
+                          eval_dataset=finetune._Rows(val_items), data_collator=collator,
                           processing_class=tokenizer, callbacks=callbacks)
     resume_from = job.get("resume_from")
     if resume_from and not Path(resume_from).is_dir():
@@ -232,6 +285,7 @@ def train(conn, job: dict, ctx) -> dict:
         raise process.Cancelled()
     callbacks[0].finished = True
     model = trainer.model
+    model.config.use_cache = True  # packing turned it off for training; generation wants it
     if config.get("lora"):
         model = model.merge_and_unload()
     n_tokens = sum(sum(1 for lab in it["labels"] if lab != -100) for it in train_items)
@@ -263,6 +317,7 @@ def train(conn, job: dict, ctx) -> dict:
         "epochs": trainer.state.epoch,
         "steps": trainer.state.global_step,
         "n_train": len(train_items),
+        "packed_blocks": len(train_set) if config.get("packing") else None,
         "n_validation": len(val_items),
         "n_test": len(test_items),
         "metrics_split": "test",
