@@ -9,16 +9,12 @@ tests/test_review_browser.py.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from bench.dashboard import dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -45,48 +41,6 @@ def prepare(conn, n_items: int, reviewer: str = REVIEWER, password: str = PASSWO
             "true_label": "negative", "pred_label": max(p, key=p.get), "confidence": max(p.values()),
             "probs_json": db.dumps(p)})
     return items.queue_predictions(conn, run_id, "eval:bench", limit=n_items)["queue"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def server(home: Path):
-    """``streamlit run`` on a free port with ``home`` as its data directory; yields its URL."""
-    port = free_port()
-    log = home.parent / f"streamlit-review-{port}.log"
-    env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode() == "ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + log.read_text(errors="replace")[-3000:])
-            time.sleep(0.3)
-        yield url
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @contextmanager
@@ -177,7 +131,7 @@ def bench_review(n_items: int = 40) -> dict:
         conn = db.connect()
         queue = prepare(conn, n_items)
         conn.close()
-        with server(home) as url, browser() as chromium:
+        with dashboard(home) as url, browser() as chromium:
             page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.set_default_timeout(30_000)
             sign_in_and_open(page, url)

@@ -20,14 +20,13 @@ import csv
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.dashboard import dashboard
 from bench.data import shared_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,18 +137,6 @@ def walk(page, lang: str, data_file: Path, news_file: Path) -> list[dict]:
     return w.steps
 
 
-def _stop_processes_of(home: Path) -> None:
-    """The dashboard's worker and its jobs (processes with this data directory in their environment)."""
-    import psutil
-
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.pid != os.getpid() and proc.environ().get("BELLWETHER_HOME") == str(home):
-                proc.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.usability", description=__doc__.splitlines()[0])
     parser.add_argument("--lang", choices=sorted(LABELS), default="en")
@@ -163,32 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         data_file, home = tmp_path / "labelled.csv", tmp_path / "home"
         _labelled_csv(data_file, args.per_label)
         news_file = shared_dir() / "news" / "reuters_headlines.csv"
-        port = 8700 + os.getpid() % 200
-        env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(port), "--server.address",
-             "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.3)
+        with dashboard(home) as url:
             started = time.perf_counter()
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(60_000)
-                page.goto(f"http://127.0.0.1:{port}/")
+                page.goto(url)
                 steps = walk(page, args.lang, data_file, news_file)
                 browser.close()
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=30)
-            _stop_processes_of(home)
     result = {"lang": args.lang, "steps": steps, "actions": sum(s["actions"] for s in steps),
               "seconds": round(time.perf_counter() - started, 1), "load_average": list(os.getloadavg())}
     if args.out:

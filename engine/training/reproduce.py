@@ -88,6 +88,7 @@ def retrain_on(conn, run_id: int, dataset: str, seed: int | None = None, name: s
         overrides=same_settings(job, seed),
         name=name or f"{job.get('name') or f'run {run_id}'} · retrained on {dataset}",
         corrects=int(run_id),
+        purpose=job.get("purpose"),
         actor=actor,
     )
 
