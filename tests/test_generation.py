@@ -673,13 +673,13 @@ def test_train_page_offers_the_generation_presets_and_packing(store, shared, tin
     at.selectbox(key="train_dataset").set_value(saved["ref"]).run()
     assert at.number_input(key="adv_learning_rate").value == 5e-5  # the generation preset, not the classifier's (1e-4)
     assert at.number_input(key="adv_batch_size").value == 8
-    assert "learning rate 0.001 · batch 8" in texts(at)
+    assert "learning rate 5e-05 · batch 8" in texts(at)
     assert not [c for c in at.checkbox if c.label.startswith("Weight classes")]
     at.checkbox(key="adv_packing").check().run()
     at.text_input(key="train_base_model").set_value(str(tiny_gpt2)).run()
     next(b for b in at.button if b.label == "Train").click().run()
     assert not at.exception, [e.message for e in at.exception]
     job = queue.list_jobs(store)[0]
-    assert job["config"]["packing"] is True and job["config"]["learning_rate"] == 1e-3, job["config"]
+    assert job["config"]["packing"] is True and job["config"]["learning_rate"] == 5e-5, job["config"]
     at.selectbox(key="train_dataset").set_value("fpb:1").run()  # back to a classifier: its own presets again
     assert at.number_input(key="adv_learning_rate").value == 1e-4
