@@ -59,38 +59,24 @@ def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = N
     dataset = f"{row[0]}:{row[1]}"  # pinned: the version the run used, never the latest
     source_name = job.get("name") or f"run {run_id}"
     seed_words = f" · seed {int(seed)}" if seed is not None and int(seed) != int(config.get("seed", -1)) else ""
-    return finetune.submit(
-        conn,
-        dataset,
-        task=job.get("task"),
-        base_model=job.get("base_model") or "default",
-        preset=config.get("preset"),
-        overrides=same_settings(job, seed),
-        created_by=created_by,
-        name=name or f"{source_name} · re-run of #{run_id}{seed_words}",
-        rerun_of=int(run_id),
-        actor=actor,
-        purpose=job.get("purpose"),
-    )
+    return _submit_same(conn, job, dataset, seed, name or f"{source_name} · re-run of #{run_id}{seed_words}", actor,
+                        created_by=created_by, rerun_of=int(run_id))
+
+
+def _submit_same(conn, job: dict, dataset: str, seed: int | None, name: str, actor, **recorded) -> int:
+    """Queue ``job``'s exact settings, preset, base model and purpose on ``dataset``; ``recorded``: what the new run
+    records about its origin (rerun_of, corrects, created_by)."""
+    return finetune.submit(conn, dataset, task=job.get("task"), base_model=job.get("base_model") or "default",
+                           preset=(job.get("config") or {}).get("preset"), overrides=same_settings(job, seed),
+                           name=name, purpose=job.get("purpose"), actor=actor, **recorded)
 
 
 def retrain_on(conn, run_id: int, dataset: str, seed: int | None = None, name: str | None = None, actor=None) -> int:
     """Queue run ``run_id``'s exact settings and base model on another dataset version (``dataset``, pinned as
     NAME:VERSION by the caller), recording ``corrects`` = ``run_id`` in the new run's config; returns its id."""
     job = _finished_train_run(conn, run_id)
-    config = job.get("config") or {}
-    return finetune.submit(
-        conn,
-        dataset,
-        task=job.get("task"),
-        base_model=job.get("base_model") or "default",
-        preset=config.get("preset"),
-        overrides=same_settings(job, seed),
-        name=name or f"{job.get('name') or f'run {run_id}'} · retrained on {dataset}",
-        corrects=int(run_id),
-        purpose=job.get("purpose"),
-        actor=actor,
-    )
+    return _submit_same(conn, job, dataset, seed, name or f"{job.get('name') or f'run {run_id}'} · retrained on {dataset}",
+                        actor, corrects=int(run_id))
 
 
 def _prediction_map(conn, run_id: int) -> dict[int, tuple]:
