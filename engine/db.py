@@ -18,6 +18,7 @@ import sqlite_utils
 
 from engine import paths
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def now() -> str:
@@ -551,10 +552,10 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         if "disk is full" in str(exc) or "disk I/O error" in str(exc):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise UserError(
-                f"The disk holding the data directory ({paths.home()}) is full, so this was not saved and nothing "
-                "stored was changed. Free some space there (or ask your administrator to), then try again."
-            ) from exc
+            raise UserError(_(
+                "The disk holding the data directory ({home}) is full, so this was not saved and nothing "
+                "stored was changed. Free some space there (or ask your administrator to), then try again.",
+                home=paths.home())) from exc
         raise
 
 

@@ -42,8 +42,8 @@ def check_language(code: str | None) -> str:
     for known in LANGUAGES:
         if code.lower() == known.lower() or code.lower() == known.split("_")[0].lower():
             return known
-    raise UserError(f"Bellwether speaks {', '.join(f'{k} ({v})' for k, v in LANGUAGES.items())}; "
-                    f"'{code}' is not one of them.")
+    raise UserError(_("Bellwether speaks {languages}; '{code}' is not one of them.",
+                      languages=", ".join(f"{k} ({v})" for k, v in LANGUAGES.items()), code=code))
 
 
 def language() -> str:
@@ -92,6 +92,12 @@ def _(message: str, **values) -> str:
     """``message`` in the current language, its ``{placeholders}`` filled from ``values``."""
     text = _translations(language()).gettext(message)
     return text.format(**values) if values else text
+
+
+def N_(message: str) -> str:
+    """Marks ``message`` for the catalogue without translating it now: for texts kept in module-level constants, which
+    are built once at import, before anyone's language is known. Translate them where they are shown: ``_(CONSTANT)``."""
+    return message
 
 
 def n_(singular: str, plural: str, n: int, **values) -> str:

@@ -14,6 +14,7 @@ import os
 
 from engine import paths
 from engine.errors import UserError
+from engine.i18n import _
 
 PREFIX = "fernet:"
 KEY_FILE = "secret.key"
@@ -50,5 +51,5 @@ def unseal(value: str | None) -> str | None:
     try:
         return _fernet().decrypt(value[len(PREFIX):].encode("ascii")).decode("utf-8")
     except InvalidToken:
-        raise UserError(f"A stored secret cannot be read with this server's key ({KEY_FILE} in the data directory "
-                        "was replaced or lost). Remove the channel and set it up again.") from None
+        raise UserError(_("A stored secret cannot be read with this server's key ({key_file} in the data directory "
+                          "was replaced or lost). Remove the channel and set it up again.", key_file=KEY_FILE)) from None

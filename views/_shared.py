@@ -263,4 +263,4 @@ def run_picker(finished: list[dict], key: str) -> dict:
     ids = list(by_id)
     asked = st.query_params.get("run")
     start = ids.index(int(asked)) if asked and asked.isdigit() and int(asked) in by_id else 0
-    return by_id[st.selectbox("Run", ids, index=start, format_func=lambda i: runs.title(by_id[i]), key=key)]
+    return by_id[st.selectbox(_("Run"), ids, index=start, format_func=lambda i: runs.title(by_id[i]), key=key)]

@@ -73,8 +73,8 @@ with tab_users:
 
 with tab_audit:
     c1, c2, c3 = st.columns(3)
-    actor = c1.text_input(_("Actor"), key="audit-actor", placeholder="alice, cli:ops")
-    action = c2.text_input(_("Action"), key="audit-action", placeholder="dataset.delete, run, sign_in")
+    actor = c1.text_input(_("Actor"), key="audit-actor", placeholder=_("alice, cli:ops"))
+    action = c2.text_input(_("Action"), key="audit-action", placeholder=_("dataset.delete, run, sign_in"))
     since = c3.text_input(_("Since"), key="audit-since", placeholder="2026-01-31")
     rows = audit.read(conn, limit=None, actor=actor.strip() or None, action=action.strip() or None,
                       since=since.strip() or None)

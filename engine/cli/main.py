@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from engine import i18n
+from engine.i18n import _
 from engine.errors import UserError
 
 # The modules that add sub-commands, in the order their commands appear in --help.
@@ -37,8 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m engine", description="Bellwether engine: fine-tuning and sentiment monitoring.")
-    parser.add_argument("--lang", help="the language of messages: en or zh_CN (简体中文); default BELLWETHER_LANGUAGE")
+    parser = _Parser(prog="python -m engine", description=_("Bellwether engine: fine-tuning and sentiment monitoring."))
+    parser.add_argument("--lang", help=_("the language of messages: en or zh_CN (简体中文); default BELLWETHER_LANGUAGE"))
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
@@ -51,7 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _language_asked(argv: list[str]) -> str | None:
+    """``--lang X`` / ``--lang=X`` anywhere before the command's own arguments, read before the parser is built so that
+    --help and argparse's own errors speak it too."""
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        asked = _language_asked(argv)
+        if asked:
+            i18n.use(asked)
+    except UserError as exc:
+        print(_("error: {message}", message=exc), file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -62,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             i18n.use(args.lang)
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_("error: {message}", message=exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
