@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
     q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
     q.add_argument("--max-length", type=int, help="override the presets' max length")
+    q.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                   help="a training option laid over every preset, e.g. --set pooling=mean (repeatable): a lever to measure")
     g = p.add_argument_group("generation (python -m bench generation)")
     g.add_argument("--no-packing-study", action="store_true",
                    help="skip the packed/padded comparison (one pretraining run for the base model, none with --model)")
@@ -116,6 +118,20 @@ def _ratio(a, b):
     return round(a / b, 2) if a and b else None
 
 
+def _options(pairs: list[str]) -> dict:
+    """--set OPTION=VALUE pairs as training overrides (numbers read as numbers)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set wants OPTION=VALUE, such as pooling=mean; got {pair!r}.")
+        try:
+            options[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[key.strip()] = value.strip()
+    return options
+
+
 def _mode(args) -> str:
     return settings.bench_size() or ("quick" if args.quick else "full")
 
@@ -146,7 +162,8 @@ def run(args) -> int:
 
             result.update(quality.bench_quality(
                 mode, _list(args.presets), args.seeds or 5, _list(args.datasets), _list(args.precision), args.n_train,
-                args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None))
+                args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None,
+                options=_options(args.set)))
         elif args.which == "review":
             from bench import review
 

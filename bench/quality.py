@@ -109,7 +109,8 @@ def summarise(runs: list[dict], dataset: str) -> dict:
 
 
 def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str], precisions: list[str],
-                  n_train: int | None, max_length: int | None, base_model: str, partial_path=None) -> dict:
+                  n_train: int | None, max_length: int | None, base_model: str, partial_path=None,
+                  options: dict | None = None) -> dict:
     """Every (dataset, preset, precision) group over ``seeds`` seeds, in the store bench.cli made for this run.
     ``partial_path``: after each run, every run so far is written there (a long study stopped early keeps them)."""
     import json
@@ -127,7 +128,7 @@ def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str
         dev = None if dataset == "fin5" else _text_rows(dataset, "dev", 24 if mode == "tiny" else None)
         for preset in presets:
             for precision in precisions:
-                overrides = {"precision": precision}
+                overrides = {**(options or {}), "precision": precision}
                 if max_length:
                     overrides["max_length"] = max_length
                 runs = []
@@ -139,6 +140,7 @@ def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str
                             json.dump({"runs_so_far": done}, f, indent=2)
                 groups.append({"dataset": dataset, "preset": preset, "precision": precision,
                                "n_train_file": n_train, "max_length": max_length, "seeds": seeds,
+                               "options": options or {},
                                "summary": summarise(runs, dataset), "runs": runs})
     return {"groups": groups}
 

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 from engine import settings
 from engine.errors import UserError
+from engine.models import pooling
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Predictor:
         auto = AutoModelForTokenClassification if self.task == "token-classification" else AutoModelForSequenceClassification
         self.device = device or pick_device()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-        model = auto.from_pretrained(model_dir, trust_remote_code=False)
+        model = pooling.apply(auto.from_pretrained(model_dir, trust_remote_code=False))  # as it was trained
         self.dtype = pick_dtype(self.device, precision)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.dtype_name = str(self.dtype).replace("torch.", "")

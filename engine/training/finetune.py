@@ -30,6 +30,8 @@ from engine.jobs import queue
 from engine.jobs import process
 from engine.models import catalog
 from engine.models import labels as label_words
+from engine.models import pooling as pooling_head
+from engine.models.pooling import CHOICES as pooling_choices
 from engine.errors import UserError
 from engine.data import datasets
 from engine.data import language as languages
@@ -93,7 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "early_stopping_patience": 0,  # 0: off
     "class_weighting": False,
     "group_by_length": True,  # batches of similar lengths: about half the padding of random batches
-    "packing": False,  # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
+    "packing": False,
+    "pooling": "cls",  # text classification: 'cls' (transformers' pooler), 'mean' or 'auto' (engine/models/pooling.py)  # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
     "lora": False,
     "lora_r": 8,
     "lora_alpha": 16,
@@ -237,6 +240,10 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     if precision not in PRECISIONS:
         errors["precision"] = f"must be one of {', '.join(PRECISIONS)}; got {config.get('precision')!r}."
     config["precision"] = precision
+    pooling = str(config.get("pooling") or "cls").strip().lower()
+    if pooling not in pooling_choices:
+        errors["pooling"] = f"must be one of {', '.join(pooling_choices)}; got {config.get('pooling')!r}."
+    config["pooling"] = pooling
     if errors:
         raise ConfigError(errors)
     if max_length_limit and config["max_length"] > max_length_limit:
@@ -611,7 +618,8 @@ def seed_everything(seed: int, full_determinism: bool = False) -> None:
         set_seed(int(seed))
 
 
-def load_model(source: str, task: str, labels: list[str], seed: int, full_determinism: bool = False):
+def load_model(source: str, task: str, labels: list[str], seed: int, full_determinism: bool = False,
+               pooling: str | None = "cls"):
     """The tokenizer and the base model with a new head for ``labels``; the head's initial weights come from ``seed``
     alone (the generators are seeded right before the model is built, whatever was drawn before)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
@@ -624,7 +632,7 @@ def load_model(source: str, task: str, labels: list[str], seed: int, full_determ
                                               id2label=id2label, label2id=label2id)
     seed_everything(seed, full_determinism)
     model = auto.from_pretrained(source, config=model_config, trust_remote_code=False, ignore_mismatched_sizes=True)
-    return tokenizer, model
+    return tokenizer, pooling_head.apply(model, pooling_head.choose(pooling, source, task))
 
 
 def run(conn, job: dict, ctx) -> dict:
@@ -1084,7 +1092,7 @@ def train(conn, job: dict, ctx) -> dict:
     log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
     try:
         # Seeded right before the head is created: the same seed gives the same initial model in any process.
-        tokenizer, model = load_model(source, task, labels, seed, determinism)
+        tokenizer, model = load_model(source, task, labels, seed, determinism, config.get("pooling"))
     except OSError as exc:
         raise UserError(
             f"The base model {job.get('base_model')} was not found or could not be read ({exc}). "
