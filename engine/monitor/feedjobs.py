@@ -34,7 +34,7 @@ def pending_chunks(conn, ctx, chunk_sql: str, feed_id: int, run_id: int, total: 
         if ctx.should_cancel():
             ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
                          extra_json=db.dumps({"cancelled": True}))
-            raise Cancelled(f"cancelled after {done} of {total} articles")
+            raise Cancelled(_("cancelled after {done} of {total} articles", done=done, total=total))
         if settings.test_step_delay_s():  # tests: a job slow enough to be killed mid-way
             time.sleep(settings.test_step_delay_s())
         rows = conn.execute(chunk_sql, [feed_id, last_id, run_id, CHUNK]).fetchall()
