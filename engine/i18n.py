@@ -88,19 +88,19 @@ def _translations(code: str):
     return Translations(buffer, domain=DOMAIN)
 
 
-def _(message: str, **values) -> str:
+def _(message: str, /, **values) -> str:
     """``message`` in the current language, its ``{placeholders}`` filled from ``values``."""
     text = _translations(language()).gettext(message)
     return text.format(**values) if values else text
 
 
-def N_(message: str) -> str:
+def N_(message: str, /) -> str:
     """Marks ``message`` for the catalogue without translating it now: for texts kept in module-level constants, which
     are built once at import, before anyone's language is known. Translate them where they are shown: ``_(CONSTANT)``."""
     return message
 
 
-def n_(singular: str, plural: str, n: int, **values) -> str:
+def n_(singular: str, plural: str, n: int, /, **values) -> str:
     """The singular or plural form for ``n`` (``{n}`` is filled in too)."""
     text = _translations(language()).ngettext(singular, plural, n)
     return text.format(n=n, **values)

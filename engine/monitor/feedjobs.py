@@ -8,6 +8,7 @@ import time
 
 from engine import access, db, settings
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import queue, runs
 from engine.jobs.process import Cancelled
 from engine.models import inference
@@ -33,7 +34,7 @@ def pending_chunks(conn, ctx, chunk_sql: str, feed_id: int, run_id: int, total: 
         if ctx.should_cancel():
             ctx.progress(kind="score", step=done, total_steps=total, elapsed_s=time.perf_counter() - started,
                          extra_json=db.dumps({"cancelled": True}))
-            raise Cancelled(f"cancelled after {done} of {total} articles")
+            raise Cancelled(_("cancelled after {done} of {total} articles", done=done, total=total))
         if settings.test_step_delay_s():  # tests: a job slow enough to be killed mid-way
             time.sleep(settings.test_step_delay_s())
         rows = conn.execute(chunk_sql, [feed_id, last_id, run_id, CHUNK]).fetchall()
@@ -72,9 +73,9 @@ def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_b
     feed_row = feeds.get_feed(conn, feed)
     run = runs.for_scoring(conn, run_id)
     if text not in ("title", "title_body"):
-        raise UserError("Use either the 'title' or 'title_body' (title and body together) of each article.")
+        raise UserError(_("Use either the 'title' or 'title_body' (title and body together) of each article."))
     if precision not in inference.PRECISIONS:
-        raise UserError(f"Precision must be 'fast' or 'exact', not '{precision}'.")
+        raise UserError(_("Precision must be 'fast' or 'exact', not '{precision}'.", precision=precision))
     active = list(
         conn.query(
             "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "

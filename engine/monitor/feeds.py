@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,17 +29,18 @@ import pandas as pd
 from engine import access, db
 from engine.data import guarded, limits, readers
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 from engine.text import INVISIBLE, clean_name
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "rss"]
 FIELDS = ["time", "title", "body", "source", "url", "topic"]
-FIELD_NAMES = {
-    "time": "published time",
-    "title": "title or headline",
-    "body": "body or description",
-    "source": "source",
-    "url": "URL",
-    "topic": "topic or ticker",
+FIELD_NAMES = {  # shown translated: _(FIELD_NAMES[field])
+    "time": N_("published time"),
+    "title": N_("title or headline"),
+    "body": N_("body or description"),
+    "source": N_("source"),
+    "url": N_("URL"),
+    "topic": N_("topic or ticker"),
 }
 
 # Column names recognised for each field, in order of preference (compared lower-case, without spaces/_/-).
@@ -94,10 +96,8 @@ def resolve_tz(name: str | None) -> str:
     try:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(
-            f"'{text}' is not a time zone this machine knows. Use a name such as UTC, ET, Europe/London or "
-            "Asia/Shanghai."
-        ) from None
+        raise UserError(_("'{text}' is not a time zone this machine knows. Use a name such as UTC, ET, Europe/London "
+                          "or Asia/Shanghai.", text=text)) from None
     return text
 
 
@@ -290,10 +290,8 @@ def check_xml_is_safe(data: bytes, file_name: str) -> None:
     try:
         fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
-        raise UserError(
-            f"{file_name} declares XML entities or refers to outside files, which news feeds never need; it was "
-            "refused and nothing was read from it."
-        ) from None
+        raise UserError(_("{file_name} declares XML entities or refers to outside files, which news feeds never need; "
+                          "it was refused and nothing was read from it.", file_name=file_name)) from None
     except (ParseError, ValueError):
         pass
 
@@ -305,10 +303,8 @@ def _read_xml(data: bytes, file_name: str) -> FeedFile:
     parsed = feedparser.parse(data)
     entries = parsed.get("entries") or []
     if not entries:
-        raise NoEntries(
-            f"{file_name} has no RSS items or Atom entries to read. Upload the feed's XML file as saved from the "
-            "site, or a CSV/XLSX/JSONL export."
-        )
+        raise NoEntries(_("{file_name} has no RSS items or Atom entries to read. Upload the feed's XML file as saved "
+                          "from the site, or a CSV/XLSX/JSONL export.", file_name=file_name))
     feed_title = (parsed.get("feed") or {}).get("title", "")
     records = []
     for entry in entries:
@@ -332,11 +328,29 @@ def _read_xml(data: bytes, file_name: str) -> FeedFile:
     return FeedFile(pd.DataFrame.from_records(records).fillna("").astype(str), "rss", "utf-8")
 
 
+# What a news file may be called: the Feeds page's uploader takes any file and refuses others in these words, so the
+# page and the command line say the same thing (a PDF, a Word file, an image ...).
+NEWS_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".jsonl", ".ndjson", ".json", ".xml", ".rss", ".atom")
+
+
+def check_news_file_name(file_name: str) -> None:
+    """Refuse, in plain words, a file whose name says it is not a news export (``news.pdf``); a name without an
+    ending is left to the reader, which tells the format from the content."""
+    suffix = PurePath(file_name or "").suffix.lower()
+    if suffix and suffix not in NEWS_SUFFIXES:
+        raise UserError(_("{file_name} is a {kind} file; news is read from CSV, Excel (.xlsx), JSON lines and RSS or "
+                          "Atom XML files. Export the news in one of those formats and upload that file.",
+                          file_name=file_name, kind=suffix[1:].upper()))
+
+
 def read_feed_file(data: bytes, file_name: str, format: str = "auto", encoding: str | None = None,
                    sheet: str | None = None) -> FeedFile:
     """Read an uploaded news file into a frame of strings (raises UserError for an unusable file)."""
     if format not in FORMAT_CHOICES and format not in (None, ""):
-        raise UserError(f"'{format}' is not a feed format. Choose one of: {', '.join(FORMAT_CHOICES)}.")
+        raise UserError(_("'{format}' is not a feed format. Choose one of: {choices}.", format=format,
+                          choices=", ".join(FORMAT_CHOICES)))
+    if format in (None, "", "auto"):  # a chosen format reads the file whatever its name (a source's "feed.php")
+        check_news_file_name(file_name)
     limits.check_file_size(len(data), file_name)
     readers.check_not_empty_or_binary(data, file_name)
     fmt = readers.guess_format(file_name, data) if format in (None, "", "auto") else format
@@ -431,18 +445,16 @@ def resolve_mapping(columns: list[str], overrides: dict[str, str | None] | None 
             mapping[fld] = None
             continue
         if col not in columns:
-            raise UserError(
-                f"{file_name} has no column called '{col}' (for the {FIELD_NAMES[fld]}). "
-                f"Its columns are: {', '.join(columns)}."
-            )
+            raise UserError(_("{file_name} has no column called '{column}' (for the {field}). Its columns are: "
+                              "{columns}.", file_name=file_name, column=col, field=_(FIELD_NAMES[fld]),
+                              columns=", ".join(columns)))
         mapping[fld] = col
     for fld in ("time", "title"):
         if not mapping.get(fld):
             flag = "--time-col" if fld == "time" else "--title-col"
-            raise UserError(
-                f"Cannot tell which column of {file_name} holds the {FIELD_NAMES[fld]}. Its columns are: "
-                f"{', '.join(columns)}. Choose it (on the page, or with {flag})."
-            )
+            raise UserError(_("Cannot tell which column of {file_name} holds the {field}. Its columns are: {columns}. "
+                              "Choose it (on the page, or with {flag}).", file_name=file_name,
+                              field=_(FIELD_NAMES[fld]), columns=", ".join(columns), flag=flag))
     return mapping
 
 
@@ -456,8 +468,8 @@ def get_feed(conn, name_or_id: str | int) -> dict:
     else:
         rows = list(conn.query("SELECT * FROM feeds WHERE name = ?", [str(name_or_id).strip()]))
     if not rows:
-        raise NotFound(f"There is no feed called '{name_or_id}'. Import a file into it first (Feeds page, or "
-                       "python -m engine feed import FILE --feed NAME).")
+        raise NotFound(_("There is no feed called '{name}'. Import a file into it first (Feeds page, or "
+                         "python -m engine feed import FILE --feed NAME).", name=name_or_id))
     feed = rows[0]
     feed["mapping"] = db.loads(feed.get("mapping_json"), {})
     return feed
@@ -484,9 +496,9 @@ def imports(conn, feed_id: int) -> list[dict]:
 def _check_feed_name(name: str) -> str:
     name = clean_name(name or "")
     if not name:
-        raise UserError("Give the feed a name (for example 'markets-daily').")
+        raise UserError(_("Give the feed a name (for example 'markets-daily')."))
     if len(name) > 100:
-        raise UserError("A feed name is at most 100 characters.")
+        raise UserError(_("A feed name is at most 100 characters."))
     return name
 
 
@@ -588,6 +600,53 @@ def _rule_matches(rules: list[TopicRule], ids: np.ndarray, text: pd.Series) -> l
     return out
 
 
+def _feed_matches(conn, feed_id: int, rules: list[TopicRule], chunk: int = 50_000) -> Iterable[list[tuple[int, str, str]]]:
+    """The (article id, rule name, 'rule') matches of ``rules`` in the feed's articles, a chunk of articles at a time:
+    what a saved rule tags (:func:`apply_topic_rules`) and what its preview counts (:func:`preview_topic_rule`)."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT id, COALESCE(title, '') || char(10) || COALESCE(body, '') FROM articles "
+            "WHERE feed_id = ? AND id > ? ORDER BY id LIMIT ?",
+            [feed_id, last, chunk],
+        ).fetchall()
+        if not rows:
+            return
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        text = pd.Series([r[1] for r in rows], dtype=object)
+        yield _rule_matches(rules, ids, text)
+        last = rows[-1][0]
+
+
+PREVIEW_HEADLINES = 8
+
+
+def preview_topic_rule(conn, feed: str | int, keywords: str | Iterable[str], sample: int = PREVIEW_HEADLINES) -> dict:
+    """What a topic rule with these keywords would tag, before it is saved: ``matches`` (how many of the feed's
+    articles; the same matching as saving, so saving then tags exactly this many), the parsed ``keywords`` and a
+    ``sample`` of the newest matching headlines (title, published_at, day), and the feed's ``total`` articles.
+    Reads only."""
+    feed_row = get_feed(conn, feed)
+    total = conn.execute("SELECT COUNT(*) FROM articles WHERE feed_id = ?", [feed_row["id"]]).fetchone()[0]
+    words = parse_keywords(keywords or "")
+    if not words:
+        return {"keywords": [], "matches": 0, "total": total, "sample": []}
+    rule = TopicRule("preview", words)
+    ids = [article for found in _feed_matches(conn, feed_row["id"], [rule]) for article, _name, _origin in found]
+    shown: list[dict] = []
+    if ids and sample:
+        conn.execute("DROP TABLE IF EXISTS temp.preview_ids")
+        conn.execute("CREATE TEMP TABLE preview_ids (id INTEGER PRIMARY KEY)")
+        try:
+            db.executemany(conn, "INSERT INTO temp.preview_ids VALUES (?)", [(int(i),) for i in ids])
+            shown = list(conn.query(
+                "SELECT a.id, a.title, a.published_at, a.day FROM articles a JOIN temp.preview_ids p ON p.id = a.id "
+                "ORDER BY a.published_at DESC, a.id DESC LIMIT ?", [int(sample)]))
+        finally:
+            conn.execute("DROP TABLE IF EXISTS temp.preview_ids")
+    return {"keywords": words, "matches": len(ids), "total": total, "sample": shown}
+
+
 def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 50_000) -> int:
     """Recompute the rule topics of every article in the feed (only topic ``only`` when given). Returns matches."""
     rules = [r for r in topic_rules(conn, feed_id) if only is None or r.name == only]
@@ -601,21 +660,9 @@ def apply_topic_rules(conn, feed_id: int, only: str | None = None, chunk: int = 
         conn.execute(sql, params)
         if not rules:
             return 0
-        last = 0
-        while True:
-            rows = conn.execute(
-                "SELECT id, COALESCE(title, '') || char(10) || COALESCE(body, '') FROM articles "
-                "WHERE feed_id = ? AND id > ? ORDER BY id LIMIT ?",
-                [feed_id, last, chunk],
-            ).fetchall()
-            if not rows:
-                break
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            text = pd.Series([r[1] for r in rows], dtype=object)
-            matches = _rule_matches(rules, ids, text)
+        for matches in _feed_matches(conn, feed_id, rules, chunk):
             db.executemany(conn, "INSERT OR IGNORE INTO article_topics (article_id, topic, origin) VALUES (?, ?, ?)", matches)
             total += len(matches)
-            last = rows[-1][0]
     return total
 
 
@@ -625,10 +672,10 @@ def set_topic_rule(conn, feed: str | int, name: str, keywords: str | Iterable[st
     feed_row = get_feed(conn, feed)
     name = clean_name(name or "")
     if not name:
-        raise UserError("Give the topic a name (for example 'Banks').")
+        raise UserError(_("Give the topic a name (for example 'Banks')."))
     words = parse_keywords(keywords)
     if not words:
-        raise UserError(f"Give at least one keyword or ticker for the topic '{name}', separated by commas.")
+        raise UserError(_("Give at least one keyword or ticker for the topic '{name}', separated by commas.", name=name))
     obj = f"feed:{feed_row['name']}:topic:{name}"
     who = access.check(conn, actor, "topics.set", obj, owner=feed_row.get("created_by"))
     with db.transaction(conn):
@@ -694,19 +741,32 @@ class ImportResult:
         return dict(self.__dict__)
 
     def summary(self) -> str:
-        text = (
-            f"{self.n_new} new articles in '{self.feed_name}', {self.n_duplicate} duplicates skipped, "
-            f"{self.n_rejected} rows rejected"
-        )
-        if self.n_rejected:
-            text += f" ({self.n_bad_time} without a readable time or with a year outside 1900-2100, " \
-                    f"{self.n_no_title} without a title)"
-        text += f", {self.n_blank} blank rows ignored."
-        if self.n_url_dropped:
-            text += f" {self.n_url_dropped} URLs that were not http(s) links were left out (the articles kept)."
-        if self.n_long_cells:
-            text += " " + limits.long_cells_note(self.n_long_cells)
-        return text
+        """The import in one paragraph, in the current language (built when shown, from the counts)."""
+        return import_summary(self.as_dict())
+
+
+def import_summary(report: dict) -> str:
+    """An import's counts (an ImportResult's ``as_dict()``, as kept in ``feed_imports.report_json``) in plain words,
+    in the current language."""
+    counts = {k: int(report.get(k) or 0) for k in
+              ("n_new", "n_duplicate", "n_rejected", "n_bad_time", "n_no_title", "n_blank", "n_url_dropped")}
+    if report.get("n_rejected"):
+        text = _("{n_new} new articles in '{feed}', {n_duplicate} duplicates skipped, {n_rejected} rows rejected "
+                 "({n_bad_time} without a readable time or with a year outside 1900-2100, {n_no_title} without a "
+                 "title), {n_blank} blank rows ignored.", feed=report.get("feed_name", ""), **counts)
+    else:
+        text = _("{n_new} new articles in '{feed}', {n_duplicate} duplicates skipped, {n_rejected} rows rejected, "
+                 "{n_blank} blank rows ignored.", feed=report.get("feed_name", ""), **counts)
+    if report.get("n_url_dropped"):
+        text += " " + _("{n_url_dropped} URLs that were not http(s) links were left out (the articles kept).",
+                        **counts)
+    if report.get("n_long_cells"):
+        text += " " + limits.long_cells_note(report["n_long_cells"])
+    return text
+
+
+# Why a row was kept out, stored in English with the import's report and translated where shown: _(example["reason"])
+REASONS = (N_("time not readable"), N_("no title"), N_("could not be split into columns"), N_("URL not http(s): left out"))
 
 
 def _example(rows: pd.DataFrame, col: str | None, row_numbers: pd.Series, reason: str) -> list[dict]:

@@ -24,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from engine import db
+from engine import db, i18n
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import queue
 from engine.monitor import feedjobs, feeds, notify, sources, stories, vocabulary
 
@@ -68,11 +69,18 @@ def _fetch(source: dict):
     except UserError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - any failure of one source is that source's error, in words
-        return UserError(f"{sources.host_of(source['location'])} could not be fetched ({type(exc).__name__}).")
+        return UserError(_("{host} could not be fetched ({error}).", host=sources.host_of(source["location"]),
+                           error=type(exc).__name__))
 
 
 def poll_due(conn, now: datetime | None = None) -> list[PollResult]:
-    """Poll every due source; returns one result per source polled."""
+    """Poll every due source; returns one result per source polled. What went wrong is kept in English (the store
+    reads the same for everyone) and translated where it is shown (engine.monitor.sources.shown_message)."""
+    with i18n.using(i18n.DEFAULT):
+        return _poll_due(conn, now)
+
+
+def _poll_due(conn, now: datetime | None) -> list[PollResult]:
     due = due_sources(conn, now)
     if not due:
         return []
@@ -91,8 +99,14 @@ def poll_due(conn, now: datetime | None = None) -> list[PollResult]:
 
 
 def poll_source(conn, source_id: int) -> PollResult:
-    """Poll one source now, whatever its schedule (tests, the CLI's ``poll-now --wait``)."""
+    """Poll one source now, whatever its schedule (tests, the CLI's ``poll-now --wait``). Its error, if any, in
+    English, as the worker keeps it."""
     source = sources.get_source(conn, source_id)
+    with i18n.using(i18n.DEFAULT):
+        return _poll_one(conn, source)
+
+
+def _poll_one(conn, source: dict) -> PollResult:
     if source["kind"] == "folder":
         result = _poll_folder(conn, source)
     else:
@@ -167,7 +181,8 @@ def _poll_folder(conn, source: dict) -> PollResult:
     except UserError as exc:
         return _failed(conn, source, str(exc))
     except OSError as exc:
-        return _failed(conn, source, f"The folder could not be read ({exc.strerror or type(exc).__name__}).")
+        return _failed(conn, source, _("The folder could not be read ({error}).",
+                                        error=exc.strerror or type(exc).__name__))
     return PollResult(source["id"], source["feed_id"], "new" if n_new else "unchanged", n_new, n_dup,
                       seconds=time.perf_counter() - started)
 

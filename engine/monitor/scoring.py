@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 
-from engine import db
+from engine import db, i18n
 from engine.data import language as languages
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import runs
 from engine.models import inference
 from engine.monitor import alerts, feedjobs, vocabulary
@@ -55,9 +56,32 @@ def language_warning(conn, feed_id: int, run_id: int) -> str | None:
     codes = {(feed or {}).get("language"), (trained or {}).get("language")}
     if None in codes or languages.LATIN in codes or len(codes) == 1:
         return None
-    return (f"The feed's articles are mostly {feed['name']} ({feed['share']:.0%} of the titles looked at), but run "
-            f"{run_id} was trained on {trained['name']} texts: its scores may be poor. Score with a run trained on "
-            f"{feed['name']} texts.")
+    return _("The feed's articles are mostly {feed_language} ({share} of the titles looked at), but run {run_id} was "
+             "trained on {run_language} texts: its scores may be poor. Score with a run trained on {feed_language} "
+             "texts.", feed_language=language_name(feed), share=i18n.percent(feed["share"]), run_id=run_id,
+             run_language=language_name(trained))
+
+
+def language_name(found: dict | None) -> str:
+    """A detected language's name in the current language (Babel's names: 'Chinese', '中文'); '' when none."""
+    from babel import Locale
+
+    if not found or not found.get("language"):
+        return ""
+    if found["language"] == languages.LATIN:
+        return _("a Latin-script language")
+    try:
+        return Locale.parse(i18n.language()).languages.get(found["language"]) or found["name"]
+    except (ValueError, TypeError):
+        return found["name"]
+
+
+def describe_language(found: dict | None) -> str:
+    """'Chinese (97% of 500 texts looked at)', in the current language: how a feed's language is shown."""
+    if not found or not found.get("language"):
+        return _("unknown (no text with letters)")
+    return _("{language} ({share} of {n} texts looked at)", language=language_name(found),
+             share=i18n.percent(found["share"]), n=i18n.number(found["n"]))
 
 
 def enqueue(conn, feed: str | int, run_id: int, created_by: str | None = None, text: str = "title",
@@ -72,9 +96,9 @@ def run(conn, job: dict, ctx) -> dict:
     feed_id = job.get("feed_id")
     run_id = job.get("model_run_id")
     if not feed_id or not run_id:
-        raise UserError("This score job has no feed or no model run; queue it again from the Feeds page.")
+        raise UserError(_("This score job has no feed or no model run; queue it again from the Feeds page."))
     if not conn.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
-        raise UserError(f"Feed {feed_id} no longer exists.")
+        raise UserError(_("Feed {feed_id} no longer exists.", feed_id=feed_id))
     config = db.loads(job.get("config_json"), {}) or {}
     text_mode = config.get("text", "title")
     batch_size = int(config.get("batch_size", feedjobs.BATCH))

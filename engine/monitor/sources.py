@@ -24,8 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from engine import access, db, settings
+import re
+from functools import lru_cache
+
+from engine import access, db, i18n, settings
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 from engine.jobs import runs
 from engine.monitor import feeds, vocabulary
 
@@ -33,6 +37,8 @@ KINDS = ("rss", "folder")
 FOLDER_SUFFIXES = (".csv", ".xlsx", ".jsonl", ".json", ".xml", ".rss", ".atom")
 MAX_REDIRECTS = 5
 USER_AGENT = "Bellwether feed poller (+https://localhost/bellwether)"
+# Who is reaching out, as the address checks below name it (callers pass one of these; shown translated).
+WHO_REACHES = (N_("A source"), N_("A webhook"), N_("The webhook"), N_("The mail server"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -44,7 +50,8 @@ def check_url(url: str, what: str = "A source") -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"{what} must be an http:// or https:// address (got '{_short(url)}').")
+        raise UserError(_("{what} must be an http:// or https:// address (got '{url}').", what=_(what),
+                          url=_short(url)))
     check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), what)
     return url
 
@@ -58,17 +65,17 @@ def allowed_addresses(host: str, port: int, what: str = "A source") -> list[tupl
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise UserError(f"{what}'s host '{host}' could not be found. Check the address.") from None
+        raise UserError(_("{what}'s host '{host}' could not be found. Check the address.", what=_(what),
+                          host=host)) from None
     if settings.allow_private_sources():
         return infos
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
                 or address.is_multicast or address.is_unspecified):
-            raise UserError(
-                f"{what}'s host '{host}' is a private or local address ({address}), which Bellwether does not reach "
-                "unless an administrator sets BELLWETHER_ALLOW_PRIVATE_SOURCES=1."
-            )
+            raise UserError(_("{what}'s host '{host}' is a private or local address ({address}), which Bellwether "
+                              "does not reach unless an administrator sets BELLWETHER_ALLOW_PRIVATE_SOURCES=1.",
+                              what=_(what), host=host, address=str(address)))
     return infos
 
 
@@ -80,7 +87,7 @@ def connect_checked(host: str, port: int, timeout: float | None, what: str = "A 
     from urllib3.util import connection
 
     last: OSError | None = None
-    for family, _, _, _, sockaddr in allowed_addresses(host, port, what):
+    for _family, _type, _proto, _name, sockaddr in allowed_addresses(host, port, what):
         try:
             return connection.create_connection((sockaddr[0], port), timeout, source_address=source_address,
                                                 socket_options=socket_options)
@@ -147,30 +154,32 @@ def add_source(conn, feed: str | int, location: str, kind: str | None = None, in
     created_by = created_by or who.name
     location = (location or "").strip()
     if not location:
-        raise UserError("Give the source's address (an RSS or Atom URL) or a folder on the server.")
+        raise UserError(_("Give the source's address (an RSS or Atom URL) or a folder on the server."))
     if kind is None:
         kind = "rss" if "://" in location else "folder"
     if kind not in KINDS:
-        raise UserError(f"A source is 'rss' (a URL) or 'folder' (a folder on the server), not '{kind}'.")
+        raise UserError(_("A source is 'rss' (a URL) or 'folder' (a folder on the server), not '{kind}'.", kind=kind))
     if kind == "rss":
         location = check_url(location)
     else:
         folder = Path(location).expanduser()
         if not folder.is_dir():
-            raise UserError(f"{location} is not a folder on this server. Give the full path of an existing folder.")
+            raise UserError(_("{location} is not a folder on this server. Give the full path of an existing folder.",
+                              location=location))
         location = str(folder.resolve())
     try:
         interval_s = float(interval_s)
     except (TypeError, ValueError):
-        raise UserError("The interval is a number of seconds, for example 300.") from None
+        raise UserError(_("The interval is a number of seconds, for example 300.")) from None
     minimum = settings.min_poll_interval_s()
     if not minimum <= interval_s <= 7 * 86400:
-        raise UserError(f"The interval must be between {minimum:g} seconds and 7 days (604800 seconds).")
+        raise UserError(_("The interval must be between {minimum} seconds and 7 days (604800 seconds).",
+                          minimum=f"{minimum:g}"))
     if run_id is not None:
         set_current_model(conn, feed_row["id"], run_id, actor=who)
     if conn.execute("SELECT 1 FROM feed_sources WHERE feed_id = ? AND kind = ? AND location = ?",
                     [feed_row["id"], kind, location]).fetchone():
-        raise UserError(f"Feed '{feed_row['name']}' already has this source.")
+        raise UserError(_("Feed '{feed}' already has this source.", feed=feed_row["name"]))
     source_id = conn["feed_sources"].insert({
         "feed_id": feed_row["id"], "kind": kind, "location": location, "interval_s": interval_s, "enabled": 1,
         "next_poll_at": db.now(), "error_count": 0, "n_imported": 0, "created_at": db.now(),
@@ -185,7 +194,8 @@ def get_source(conn, source_id: int) -> dict:
         "SELECT s.*, f.name AS feed_name FROM feed_sources s JOIN feeds f ON f.id = s.feed_id WHERE s.id = ?",
         [int(source_id)]))
     if not rows:
-        raise NotFound(f"There is no source {source_id}. `python -m engine feed source list` shows them.")
+        raise NotFound(_("There is no source {source_id}. `python -m engine feed source list` shows them.",
+                         source_id=source_id))
     return rows[0]
 
 
@@ -226,9 +236,11 @@ def set_current_model(conn, feed: str | int, run_id: int | None, actor=None) -> 
     who = access.check(conn, actor, "feed.sources", f"feed:{feed_row['name']}", owner=feed_row.get("created_by"))
     if run_id is not None:
         run = runs.for_scoring(conn, int(run_id))
-        note = vocabulary.no_negative_class(runs.labels(run))
-        if note:
-            raise UserError(f"Run {run_id} cannot be the feed's sentiment model: {note}")
+        labels = runs.labels(run)
+        if vocabulary.no_negative_class(labels):
+            raise UserError(_("Run {run_id} cannot be the feed's sentiment model: its labels ({labels}) have no "
+                              "negative class, so the Monitor's negative share and surge alerts would stay at zero.",
+                              run_id=run_id, labels=", ".join(labels)))
     with db.transaction(conn):
         conn.execute("UPDATE feeds SET current_model = ? WHERE id = ?", [run_id, feed_row["id"]])
         access.record(conn, who, "feed.sources", f"feed:{feed_row['name']}", {"current_model": run_id})
@@ -278,20 +290,22 @@ def fetch_url(url: str, etag: str | None = None, last_modified: str | None = Non
     host = host_of(url)
     current = url
     with checked_session() as session:  # each connection checks the address it connects to (DNS rebinding)
-        for _ in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             check_url(current)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise UserError(f"{host} did not answer within {timeout_s:g} seconds.")
+                raise UserError(_("{host} did not answer within {seconds} seconds.", host=host,
+                                  seconds=f"{timeout_s:g}"))
             try:
                 response = session.get(current, headers=headers, timeout=(min(left, 10.0), left), stream=True,
                                        allow_redirects=False)
             except requests.exceptions.Timeout:
-                raise UserError(f"{host} did not answer within {timeout_s:g} seconds.") from None
+                raise UserError(_("{host} did not answer within {seconds} seconds.", host=host,
+                                  seconds=f"{timeout_s:g}")) from None
             except requests.exceptions.ConnectionError:
-                raise UserError(f"{host} could not be reached (connection refused or dropped).") from None
+                raise UserError(_("{host} could not be reached (connection refused or dropped).", host=host)) from None
             except requests.exceptions.RequestException as exc:
-                raise UserError(f"{host} could not be fetched ({type(exc).__name__}).") from None
+                raise UserError(_("{host} could not be fetched ({error}).", host=host, error=type(exc).__name__)) from None
             with response:
                 if response.is_redirect:
                     current = urljoin(current, response.headers.get("Location", ""))
@@ -300,34 +314,37 @@ def fetch_url(url: str, etag: str | None = None, last_modified: str | None = Non
                     return Fetched(304, b"", response.headers.get("ETag") or etag,
                                    response.headers.get("Last-Modified") or last_modified)
                 if response.status_code >= 400:
-                    raise UserError(f"{host} answered HTTP {response.status_code} ({response.reason or 'error'}).")
+                    raise UserError(_("{host} answered HTTP {status} ({reason}).", host=host, status=response.status_code,
+                                      reason=response.reason or "error"))
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise UserError(f"{host} sent {int(declared) / 1e6:.1f} MB, more than the "
-                                    f"{max_bytes / 1e6:.1f} MB a source may send; nothing was read.")
+                    raise UserError(_("{host} sent {size} MB, more than the {limit} MB a source may send; nothing "
+                                      "was read.", host=host, size=f"{int(declared) / 1e6:.1f}",
+                                      limit=f"{max_bytes / 1e6:.1f}"))
                 chunks, size = [], 0
                 try:
                     for chunk in response.iter_content(65536):
                         size += len(chunk)
                         if size > max_bytes:
-                            raise UserError(f"{host} sent more than the {max_bytes / 1e6:.1f} MB a source may send; "
-                                            "nothing was read.")
+                            raise UserError(_("{host} sent more than the {limit} MB a source may send; nothing "
+                                              "was read.", host=host, limit=f"{max_bytes / 1e6:.1f}"))
                         if time.monotonic() > deadline:
-                            raise UserError(f"{host} did not finish sending within {timeout_s:g} seconds.")
+                            raise UserError(_("{host} did not finish sending within {seconds} seconds.", host=host,
+                                              seconds=f"{timeout_s:g}"))
                         chunks.append(chunk)
                 except requests.exceptions.RequestException:
-                    raise UserError(f"{host} broke off while sending (or was too slow).") from None
+                    raise UserError(_("{host} broke off while sending (or was too slow).", host=host)) from None
                 name = Path(urlsplit(current).path).name or "feed.xml"
                 return Fetched(response.status_code, b"".join(chunks), response.headers.get("ETag"),
                                response.headers.get("Last-Modified"), name)
-        raise UserError(f"{host} redirected more than {MAX_REDIRECTS} times.")
+        raise UserError(_("{host} redirected more than {n} times.", host=host, n=MAX_REDIRECTS))
 
 
 def new_folder_files(conn, source: dict) -> list[tuple[Path, bytes, str]]:
     """(path, bytes, sha256) of the folder's readable files not yet imported from this source, oldest first."""
     folder = Path(source["location"])
     if not folder.is_dir():
-        raise UserError(f"The folder {folder} no longer exists on this server (or cannot be read).")
+        raise UserError(_("The folder {folder} no longer exists on this server (or cannot be read).", folder=folder))
     max_bytes = settings.source_max_bytes()
     seen = {r[0] for r in conn.execute("SELECT sha256 FROM source_files WHERE source_id = ?", [source["id"]])}
     found = []
@@ -335,7 +352,8 @@ def new_folder_files(conn, source: dict) -> list[tuple[Path, bytes, str]]:
         if not path.is_file() or path.suffix.lower() not in FOLDER_SUFFIXES or path.name.startswith("."):
             continue
         if path.stat().st_size > max_bytes:
-            raise UserError(f"{path.name} is larger than the {max_bytes / 1e6:.1f} MB a source may deliver.")
+            raise UserError(_("{file_name} is larger than the {limit} MB a source may deliver.", file_name=path.name,
+                              limit=f"{max_bytes / 1e6:.1f}"))
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         if sha not in seen:
@@ -356,3 +374,61 @@ def article_counts(conn, feed_id: int, run_id: int | None) -> dict:
 def any_enabled(conn) -> bool:
     """Whether some feed has a source to poll (the dashboard then makes sure a worker runs)."""
     return bool(conn.execute("SELECT 1 FROM feed_sources WHERE enabled = 1 LIMIT 1").fetchone())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Messages kept in the store
+
+
+def shown_message(stored: str | None) -> str:
+    """A message kept in the store in English (a source's ``last_error``, a job's error) in the current language.
+
+    The worker stores what went wrong as the English sentence (so the store and the command line's JSON read the same
+    for everyone); it is put into the reader's language here, when shown: the sentence is matched against the
+    catalogue's texts, its {placeholders} read back from it and the translation filled with them. A sentence the
+    catalogue does not hold is shown as it is."""
+    text = (stored or "").strip()
+    if not text or i18n.language() == i18n.DEFAULT:
+        return text
+    if _(text) != text:
+        return _(text)
+    for pattern, message in _stored_patterns(i18n.language()):
+        found = pattern.fullmatch(text)
+        if found:
+            return _(message, **{k: _(v) for k, v in found.groupdict().items()})
+    return text
+
+
+@lru_cache(maxsize=None)
+def _stored_patterns(code: str) -> list[tuple[re.Pattern, str]]:
+    """(regex, msgid) for each catalogue text with plain {placeholders}, the most specific (longest words) first."""
+    import string
+
+    from babel.messages.pofile import read_po
+
+    path = i18n.catalogue_path(code)
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        ids = [m.id for m in read_po(handle) if m.id and isinstance(m.id, str) and "{" in m.id]
+    found = []
+    for message in ids:
+        parts, seen, literal, plain = [], set(), 0, True
+        try:
+            pieces = list(string.Formatter().parse(message))
+        except ValueError:
+            continue
+        for text, name, spec, conversion in pieces:
+            parts.append(re.escape(text))
+            literal += len(text)
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                plain = False
+                break
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+            seen.add(name)
+        if plain and seen and literal >= 12:
+            found.append((re.compile("".join(parts), re.DOTALL), message, literal))
+    found.sort(key=lambda item: -item[2])
+    return [(pattern, message) for pattern, message, _literal in found]
