@@ -8,6 +8,7 @@ A :class:`engine.errors.UserError` becomes its message on stderr and status 2.
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 import importlib
 import sys
 
@@ -64,22 +65,24 @@ def _language_asked(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; ``--lang`` holds for this call only (an in-process caller keeps its own language after)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        asked = _language_asked(argv)
-        if asked:
-            i18n.use(asked)
+        asked = i18n.check_language(_language_asked(argv)) if _language_asked(argv) else None
     except UserError as exc:
         print(_("error: {message}", message=exc), file=sys.stderr)
         return 2
+    with i18n.using(asked) if asked else nullcontext():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        if args.lang:
-            i18n.use(args.lang)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(_("error: {message}", message=exc), file=sys.stderr)
