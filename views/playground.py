@@ -22,14 +22,14 @@ from views._shared import connect, plain_errors, require_sign_in, run_picker, st
 def headings(frame):
     """A report table with its column headings (and figure names) in the reader's language; the engine's tables, and
     the downloads, keep their fixed English names."""
-    words = {"figure": _("figure"), "base model": _("base model"), "fine-tuned": _("fine-tuned"), "row_id": _("row"),
-             "prompt": _("prompt"), "reference": _("reference"), "base_output": _("base model's output"),
-             "fine_tuned_output": _("fine-tuned model's output")}
+    words = {"figure": _("figure"), "base model": _("base model"), "fine-tuned": _("fine-tuned"),
+             "row_id": _("row_id"), "prompt": _("prompt"), "reference": _("reference"),
+             "base_output": _("base_output"), "fine_tuned_output": _("fine_tuned_output")}
 
     def heading(name):
         name = str(name)
         if name.startswith("run #") and name.endswith(" base") and name[5:-5].isdigit():
-            return _("run #{run_id} base model", run_id=name[5:-5])
+            return _("run #{run_id} base", run_id=name[5:-5])
         if name.startswith("run #") and name[5:].isdigit():
             return _("run #{run_id}", run_id=name[5:])
         return words.get(name, name)
