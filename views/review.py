@@ -18,7 +18,7 @@ from engine.jobs import runs
 from engine.monitor import feeds
 from engine.reports import reporting
 from engine.review import corrections, items, promote
-from views._shared import can, connect, current_user, md, plain_errors, queued, require_sign_in
+from views._shared import can, choose_interface_language, connect, md, plain_errors, queued, require_sign_in
 
 ALL = "(every queue)"  # the picker's value for every queue; shown translated
 ACCEPT, SKIP = N_("Accept (Enter)"), N_("Skip (S)")  # the key bindings find these buttons by their (translated) text
@@ -60,6 +60,7 @@ if state.get("review_flash"):
 def answer(item_id: int, label: str | None) -> None:
     """A button's callback: store the answer at once (before the page runs again and shows the next item)."""
     c = connect()  # callbacks may run on another thread than the script's connection
+    choose_interface_language(user)  # and before the script sets the reader's language: a refusal reads in it too
     try:
         if label is None:
             items.skip(c, item_id, actor=user)
@@ -107,7 +108,8 @@ with review_tab:
     c1, c2 = st.columns([3, 1])
     queue_name = c1.selectbox(_("Queue"), names, index=names.index(asked) if asked in names else 0, key="rv-queue",
                               format_func=lambda q: _("(every queue)") if q == ALL else
-                              _("{queue} ({n} left)", queue=q, n=next(x for x in all_queues if x["queue"] == q)["left"]))
+                              _("{queue} ({n} left)", queue=q,
+                                n=next(x for x in all_queues if x["queue"] == q)["left"]))
     again = c2.checkbox(_("Show skipped items again"), key="rv-again")
     queue = None if queue_name == ALL else queue_name
     with plain_errors():
@@ -253,10 +255,11 @@ with data_tab:
                 result = corrections.compare(c, int(latest["corrects"]), latest["id"])
                 st.markdown(_("Run {old} (old) against run {new} (new), on the same rows (the reviewed items were in "
                               "the new run's training data):", old=result["old_run"], new=result["new_run"]))
+                figures = ("old accuracy", "new accuracy", "old macro-F1", "new macro-F1")
                 st.dataframe(headings(pd.DataFrame(corrections.comparison_rows(result))), hide_index=True,
-                             key="rv-compare", column_config={_(HEADINGS[k]): st.column_config.NumberColumn(format="%.3f")
-                                                              for k in ("old accuracy", "new accuracy", "old macro-F1",
-                                                                        "new macro-F1")})
+                             key="rv-compare",
+                             column_config={_(HEADINGS[k]): st.column_config.NumberColumn(format="%.3f")
+                                            for k in figures})
 
         comparison()
 

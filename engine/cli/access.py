@@ -63,7 +63,8 @@ def register(subparsers) -> None:
     parser.add_argument("--action", help=_("only this action or family (dataset.delete, run, sign_in, ...)"))
     parser.add_argument("--since", help=_("only from this time (ISO 8601, e.g. 2026-01-31)"))
     parser.add_argument("--limit", type=int, default=200, help=_("newest N rows (0: all)"))
-    parser.add_argument("--format", default="text", choices=["text", "json", "csv"], help=_("text (default), json or csv"))
+    parser.add_argument("--format", default="text", choices=["text", "json", "csv"],
+                        help=_("text (default), json or csv"))
     parser.add_argument("--output", help=_("write to this file instead of standard output"))
     parser.set_defaults(func=cmd_audit)
 
@@ -142,7 +143,8 @@ def sso_configured(secrets_file: str | Path) -> bool:
 def cmd_bind_address(args) -> int:
     conn = db.connect()
     if users.ensure_first_admin(conn, settings.admin_user(), settings.admin_password()):
-        print(_("Created the first admin, {name}, from BELLWETHER_ADMIN_USER.", name=settings.admin_user()), file=sys.stderr)
+        print(_("Created the first admin, {name}, from BELLWETHER_ADMIN_USER.", name=settings.admin_user()),
+              file=sys.stderr)
     if users.count(conn) or sso_configured(args.secrets):
         print("0.0.0.0")
         print(_("Accounts exist: the dashboard listens on all interfaces and everyone signs in."), file=sys.stderr)
