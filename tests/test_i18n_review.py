@@ -156,6 +156,9 @@ def test_the_command_line_answers_in_chinese_when_asked(home):
     assert helped.returncode == 0
     assert "账户与角色" in helped.stdout and "复核模型拿不准的判断" in helped.stdout
     assert "用已完成的文本生成运行为提示词写出回答" in helped.stdout
+    assert helped.stdout.startswith("用法：python -m engine") and "显示此帮助信息并退出" in helped.stdout  # argparse's words
+    wrong = _engine("--lang", "zh_CN", "users", "set-role", "nobody", "boss", home=home)
+    assert "错误：参数 role：无效的选项：'boss'" in wrong.stderr and wrong.returncode == 2
 
 
 def test_the_commands_help_and_messages_in_chinese(home, capsys):
