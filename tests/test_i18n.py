@@ -222,20 +222,6 @@ NOT_YET_TRANSLATED = {
     "engine/monitor/alerts.py",
     "engine/monitor/notify.py",
     "engine/monitor/topics.py",
-
-    # playground, review, accounts (helper E)
-    "views/playground.py",
-    "views/review.py",
-    "engine/access/users.py",
-    "engine/cli/access.py",
-    "engine/cli/generate.py",
-    "engine/cli/models.py",
-    "engine/cli/review.py",
-    "engine/models/generate.py",
-    "engine/models/inference.py",
-    "engine/review/corrections.py",
-    "engine/review/items.py",
-    "engine/review/promote.py",
 }
 
 

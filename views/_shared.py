@@ -246,7 +246,8 @@ def start_worker() -> str:
     try:
         supervisor.ensure_supervisor()
     except Exception as exc:  # noqa: BLE001 - the job stays queued; the page says so
-        return f" It waits: no worker could be started ({exc}). Run `python -m engine worker` on the server."
+        return " " + _("It waits: no worker could be started ({problem}). Run `python -m engine worker` on the server.",
+                       problem=exc)
     return ""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from engine import paths
 from engine.errors import UserError
+from engine.i18n import N_, _
 
 VIEWER, ANALYST, ADMIN = "viewer", "analyst", "admin"
 ROLES = (VIEWER, ANALYST, ADMIN)
@@ -50,18 +51,31 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "sign_out": (VIEWER, False),
 }
 
-# Plain words for a refusal: "<role> cannot <what>".
+# Plain words for a refusal: "<role> cannot <what>" (marked for the catalogue; translated where the sentence is made).
 WORDS = {
-    "dataset.import": "save datasets", "dataset.delete": "delete datasets", "train.submit": "start training runs",
-    "run.cancel": "cancel runs", "run.resume": "resume runs", "run.rerun": "run training again", "run.delete": "delete runs and jobs",
-    "run.evaluate": "evaluate models on files", "feed.import": "import news", "feed.score": "score feeds",
-    "topics.classify": "tag topics", "topics.set": "change topic rules", "topics.delete": "remove topics or topic rules",
-    "alerts.rule": "change alert rules", "alerts.ack": "acknowledge alerts",
-    "feed.sources": "change a feed's sources or its current model",
-    "review.label": "review the model's predictions", "dataset.add_reviewed": "add reviewed items to datasets",
-    "feed.promote": "promote a model for a feed", "notify.channels": "set up notification channels",
-    "users.manage": "manage users",
-    "audit.read": "read the audit log", "settings.read": "see the server's settings",
+    "dataset.import": N_("save datasets"),
+    "dataset.delete": N_("delete datasets"),
+    "train.submit": N_("start training runs"),
+    "run.cancel": N_("cancel runs"),
+    "run.resume": N_("resume runs"),
+    "run.rerun": N_("run training again"),
+    "run.delete": N_("delete runs and jobs"),
+    "run.evaluate": N_("evaluate models on files"),
+    "feed.import": N_("import news"),
+    "feed.score": N_("score feeds"),
+    "topics.classify": N_("tag topics"),
+    "topics.set": N_("change topic rules"),
+    "topics.delete": N_("remove topics or topic rules"),
+    "alerts.rule": N_("change alert rules"),
+    "alerts.ack": N_("acknowledge alerts"),
+    "feed.sources": N_("change a feed's sources or its current model"),
+    "review.label": N_("review the model's predictions"),
+    "dataset.add_reviewed": N_("add reviewed items to datasets"),
+    "feed.promote": N_("promote a model for a feed"),
+    "notify.channels": N_("set up notification channels"),
+    "users.manage": N_("manage users"),
+    "audit.read": N_("read the audit log"),
+    "settings.read": N_("see the server's settings"),
 }
 
 
@@ -99,7 +113,8 @@ def resolve(conn, actor) -> Actor:
         return actor
     row = conn.execute("SELECT role, disabled FROM users WHERE name = ?", [str(actor)]).fetchone()
     if row is None or row[1]:
-        raise Forbidden(f"There is no active account '{actor}'. Ask an administrator to add or enable it.")
+        raise Forbidden(_("There is no active account '{name}'. Ask an administrator to add or enable it.",
+                          name=actor))
     return Actor(str(actor), row[0])
 
 
@@ -119,11 +134,13 @@ def authorize(conn, actor: Actor, action: str, owner: str | None = None) -> None
     if not isinstance(actor, Actor):
         actor = resolve(conn, actor)
     minimum, owned = ACTIONS[action]
-    what = WORDS.get(action, action)
+    what = _(WORDS[action]) if action in WORDS else action
     if _RANK.get(actor.role, -1) < _RANK[minimum]:
-        needs = "an administrator" if minimum == ADMIN else "an analyst or an administrator"
-        raise Forbidden(f"Your role ({actor.role}) cannot {what}: only {needs} can. Ask an administrator if you "
-                        "need it.")
+        if minimum == ADMIN:
+            raise Forbidden(_("Your role ({role}) cannot {what}: only an administrator can. Ask an administrator if "
+                              "you need it.", role=_(actor.role), what=what))
+        raise Forbidden(_("Your role ({role}) cannot {what}: only an analyst or an administrator can. Ask an "
+                          "administrator if you need it.", role=_(actor.role), what=what))
     if owned and actor.role != ADMIN and owner and owner != actor.name:
-        raise Forbidden(f"Only {owner}, who created it, or an administrator can {what} on it. Ask them or an "
-                        "administrator.")
+        raise Forbidden(_("Only {owner}, who created it, or an administrator can {what} on it. Ask them or an "
+                          "administrator.", owner=owner, what=what))

@@ -24,6 +24,7 @@ from engine import db, i18n
 from engine.access import audit
 from engine.access.roles import ADMIN, ROLES, Actor, Forbidden, authorize, resolve
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 MIN_PASSWORD = 10
@@ -64,7 +65,7 @@ def check_password(password: str, stored: str | None) -> bool:
     if not stored:  # still do the work, so a missing account takes as long as a wrong password
         hash_password(password)
         return False
-    _, n, r, p, salt, digest = stored.split("$")
+    _scheme, n, r, p, salt, digest = stored.split("$")
     got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
                          maxmem=64 * 2**20, dklen=32)
     return hmac.compare_digest(got.hex(), digest)
@@ -73,27 +74,27 @@ def check_password(password: str, stored: str | None) -> bool:
 def check_name(name: str) -> str:
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise UserError("A user name is 1 to 64 letters, digits or . _ @ + - (for example 'alice' or "
-                        "'alice@bank.com'), starting with a letter or digit.")
+        raise UserError(_("A user name is 1 to 64 letters, digits or . _ @ + - (for example 'alice' or "
+                          "'alice@bank.com'), starting with a letter or digit."))
     return name
 
 
 def check_new_password(password: str) -> str:
     if len(password or "") < MIN_PASSWORD:
-        raise UserError(f"Choose a password of at least {MIN_PASSWORD} characters.")
+        raise UserError(_("Choose a password of at least {n} characters.", n=MIN_PASSWORD))
     return password
 
 
 def _check_role(role: str) -> str:
     if role not in ROLES:
-        raise UserError(f"The role must be one of {', '.join(ROLES)} (not '{role}').")
+        raise UserError(_("The role must be one of {roles} (not '{role}').", roles=", ".join(ROLES), role=role))
     return role
 
 
 def get(conn, name: str) -> dict:
     rows = list(conn.query("SELECT * FROM users WHERE name = ?", [name]))
     if not rows:
-        raise NotFound(f"There is no user '{name}'. `python -m engine users list` shows them.")
+        raise NotFound(_("There is no user '{name}'. `python -m engine users list` shows them.", name=name))
     return rows[0]
 
 
@@ -118,9 +119,11 @@ def add(conn, name: str, role: str, password: str | None = None, actor=None, sso
     name = check_name(name)
     _check_role(role)
     if sso == bool(password):
-        raise UserError("Give a password for a password account, or mark it as single sign-on (--sso), not both.")
+        raise UserError(_("Give a password for a password account, or mark it as single sign-on (--sso), not "
+                          "both."))
     if conn.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
-        raise UserError(f"There is already a user '{name}'. Use set-role or reset-password to change it.")
+        raise UserError(_("There is already a user '{name}'. Use set-role or reset-password to change it.",
+                          name=name))
     with db.transaction(conn):
         conn["users"].insert({"name": name, "role": role, "password_hash": hash_password(check_new_password(password))
                               if password else None, "sso": int(sso), "disabled": 0, "failures": 0,
@@ -161,7 +164,7 @@ def reset_password(conn, name: str, password: str, actor=None) -> None:
     authorize(conn, who, "users.manage")
     user = get(conn, name)
     if user["sso"]:
-        raise UserError(f"'{name}' signs in with single sign-on and has no password here.")
+        raise UserError(_("'{name}' signs in with single sign-on and has no password here.", name=name))
     digest = hash_password(check_new_password(password))
     with db.transaction(conn):
         conn.execute("UPDATE users SET password_hash = ?, failures = 0, locked_until = NULL WHERE name = ?",
@@ -174,7 +177,8 @@ def _keep_an_admin(conn, name: str) -> None:
     others = conn.execute("SELECT COUNT(*) FROM users WHERE role = ? AND disabled = 0 AND name != ?",
                           [ADMIN, name]).fetchone()[0]
     if not others:
-        raise UserError(f"'{name}' is the last active administrator; make another user an admin first.")
+        raise UserError(_("'{name}' is the last active administrator; make another user an admin first.",
+                          name=name))
 
 
 def ensure_first_admin(conn, name: str | None, password: str | None) -> bool:
@@ -188,7 +192,7 @@ def ensure_first_admin(conn, name: str | None, password: str | None) -> bool:
 
 # --- sign-in --------------------------------------------------------------------------------------------------------
 
-WRONG = "That name and password do not match. Check them, or ask an administrator to reset your password."
+WRONG = N_("That name and password do not match. Check them, or ask an administrator to reset your password.")
 
 
 def sign_in(conn, name: str, password: str) -> Actor:
@@ -201,8 +205,8 @@ def sign_in(conn, name: str, password: str) -> Actor:
     if row is not None and _epoch(row[4]) > now:
         wait = math.ceil(_epoch(row[4]) - now)
         audit.record(conn, name, "sign_in.failed", f"user:{name}", {"reason": "locked"})
-        raise Forbidden(f"Too many wrong passwords: this account is locked for {_duration(wait)} more. Try again "
-                        "then, or ask an administrator to reset your password.")
+        raise Forbidden(_("Too many wrong passwords: this account is locked for {duration} more. Try again then, or "
+                          "ask an administrator to reset your password.", duration=_duration(wait)))
     good = check_password(password or "", row[1] if row is not None else None)
     if good and not row[2]:
         with db.transaction(conn):
@@ -223,11 +227,12 @@ def sign_in(conn, name: str, password: str) -> Actor:
         audit.record(conn, name or "(no name)", "sign_in.failed", f"user:{name}", detail)
     pause(min(PAUSE_PER_FAILURE_S * max(failures, 1), PAUSE_MAX_S))
     if good:  # a disabled account: the password was right, so say why
-        raise Forbidden("This account is disabled. Ask an administrator to enable it.")
+        raise Forbidden(_("This account is disabled. Ask an administrator to enable it."))
     if failures >= LOCK_AFTER:
-        raise Forbidden(f"{WRONG} Too many wrong passwords: the account is locked for "
-                        f"{_duration(int(detail['locked_for_s']))}.")
-    raise Forbidden(WRONG)
+        raise Forbidden(_("That name and password do not match. Check them, or ask an administrator to reset your "
+                          "password. Too many wrong passwords: the account is locked for {duration}.",
+                          duration=_duration(int(detail["locked_for_s"]))))
+    raise Forbidden(_(WRONG))
 
 
 def sso_actor(conn, identity: str | None) -> Actor:
@@ -237,16 +242,16 @@ def sso_actor(conn, identity: str | None) -> Actor:
     if row is None or row[1]:
         audit.record(conn, identity or "(no identity)", "sign_in.failed", f"user:{identity}",
                      {"reason": "sso identity without an active account"})
-        raise Forbidden(f"You signed in as {identity or 'an unknown identity'}, but Bellwether has no active account "
-                        "for you. Ask an administrator to run `python -m engine users add "
-                        f"{identity or 'you@bank.com'} --role viewer --sso`.")
+        raise Forbidden(_("You signed in as {identity}, but Bellwether has no active account for you. Ask an "
+                          "administrator to run `python -m engine users add {name} --role viewer --sso`.",
+                          identity=identity or _("an unknown identity"), name=identity or "you@bank.com"))
     name = conn.execute("SELECT name FROM users WHERE name = ? COLLATE NOCASE", [identity]).fetchone()[0]
     audit.record(conn, Actor(name, row[0]), "sign_in", f"user:{name}", {"via": "sso"})
     return Actor(name, row[0])
 
 
 def _duration(seconds: int) -> str:
-    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
+    return _("{n} s", n=seconds) if seconds < 120 else _("{n} min", n=round(seconds / 60))
 
 
 # --- sessions -------------------------------------------------------------------------------------------------------

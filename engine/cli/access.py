@@ -16,62 +16,64 @@ from engine import db, i18n, settings
 from engine.access import audit, users
 from engine.access.roles import ROLES
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("users", help="accounts and roles: list, add, set-role, disable, reset-password")
+    parser = subparsers.add_parser("users", help=_("accounts and roles: list, add, set-role, disable, reset-password"))
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    p = sub.add_parser("list", help="list the accounts with their roles and lock-outs")
-    p.add_argument("--format", default="text", choices=["text", "json"])
+    p = sub.add_parser("list", help=_("list the accounts with their roles and lock-outs"))
+    p.add_argument("--format", default="text", choices=["text", "json"], help=_("text (default) or json"))
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("add", help="add an account (the password is prompted, or read from standard input)")
-    p.add_argument("name")
-    p.add_argument("--role", required=True, choices=ROLES)
-    p.add_argument("--sso", action="store_true", help="a single sign-on identity (its e-mail), without a password")
+    p = sub.add_parser("add", help=_("add an account (the password is prompted, or read from standard input)"))
+    p.add_argument("name", help=_("the account's name (an e-mail for single sign-on)"))
+    p.add_argument("--role", required=True, choices=ROLES, help=_("viewer, analyst or admin"))
+    p.add_argument("--sso", action="store_true", help=_("a single sign-on identity (its e-mail), without a password"))
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("set-role", help="change an account's role")
-    p.add_argument("name")
-    p.add_argument("role", choices=ROLES)
+    p = sub.add_parser("set-role", help=_("change an account's role"))
+    p.add_argument("name", help=_("an account"))
+    p.add_argument("role", choices=ROLES, help=_("viewer, analyst or admin"))
     p.set_defaults(func=cmd_set_role)
 
-    p = sub.add_parser("language", help="set the interface language someone sees on the dashboard (en, zh_CN)")
-    p.add_argument("name", help="an account, or the local administrator's name in local mode")
-    p.add_argument("language", help="en (English) or zh_CN (简体中文)")
+    p = sub.add_parser("language", help=_("set the interface language someone sees on the dashboard (en, zh_CN)"))
+    p.add_argument("name", help=_("an account, or the local administrator's name in local mode"))
+    p.add_argument("language", help=_("en (English) or zh_CN (简体中文)"))
     p.set_defaults(func=cmd_language)
 
-    p = sub.add_parser("disable", help="disable an account (its sessions end at once); --enable undoes it")
-    p.add_argument("name")
-    p.add_argument("--enable", action="store_true")
+    p = sub.add_parser("disable", help=_("disable an account (its sessions end at once); --enable undoes it"))
+    p.add_argument("name", help=_("an account"))
+    p.add_argument("--enable", action="store_true", help=_("enable the account again"))
     p.set_defaults(func=cmd_disable)
 
-    p = sub.add_parser("reset-password", help="set a new password (prompted or from standard input); clears a lock")
-    p.add_argument("name")
+    p = sub.add_parser("reset-password", help=_("set a new password (prompted or from standard input); clears a lock"))
+    p.add_argument("name", help=_("an account"))
     p.set_defaults(func=cmd_reset)
 
-    p = sub.add_parser("bind-address", help="the address the dashboard may listen on: all interfaces only when "
-                                            "accounts or single sign-on exist, else 127.0.0.1 (and why, on stderr)")
-    p.add_argument("--secrets", default=".streamlit/secrets.toml", help="Streamlit's secrets file ([auth] = SSO)")
+    p = sub.add_parser("bind-address", help=_("the address the dashboard may listen on: all interfaces only when "
+                                              "accounts or single sign-on exist, else 127.0.0.1 (and why, on stderr)"))
+    p.add_argument("--secrets", default=".streamlit/secrets.toml", help=_("Streamlit's secrets file ([auth] = SSO)"))
     p.set_defaults(func=cmd_bind_address)
 
-    parser = subparsers.add_parser("audit", help="read or export the audit log (who did what, when)")
-    parser.add_argument("--actor", help="only this actor (a user name, or cli:NAME)")
-    parser.add_argument("--action", help="only this action or family (dataset.delete, run, sign_in, ...)")
-    parser.add_argument("--since", help="only from this time (ISO 8601, e.g. 2026-01-31)")
-    parser.add_argument("--limit", type=int, default=200, help="newest N rows (0: all)")
-    parser.add_argument("--format", default="text", choices=["text", "json", "csv"])
-    parser.add_argument("--output", help="write to this file instead of standard output")
+    parser = subparsers.add_parser("audit", help=_("read or export the audit log (who did what, when)"))
+    parser.add_argument("--actor", help=_("only this actor (a user name, or cli:NAME)"))
+    parser.add_argument("--action", help=_("only this action or family (dataset.delete, run, sign_in, ...)"))
+    parser.add_argument("--since", help=_("only from this time (ISO 8601, e.g. 2026-01-31)"))
+    parser.add_argument("--limit", type=int, default=200, help=_("newest N rows (0: all)"))
+    parser.add_argument("--format", default="text", choices=["text", "json", "csv"],
+                        help=_("text (default), json or csv"))
+    parser.add_argument("--output", help=_("write to this file instead of standard output"))
     parser.set_defaults(func=cmd_audit)
 
 
 def _password(confirm: bool = True) -> str:
     if sys.stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if confirm and getpass.getpass("Password again: ") != first:
-            raise UserError("The two passwords differ; nothing was changed. Run the command again.")
+        first = getpass.getpass(_("Password: "))
+        if confirm and getpass.getpass(_("Password again: ")) != first:
+            raise UserError(_("The two passwords differ; nothing was changed. Run the command again."))
         return first
     line = sys.stdin.readline()
     return line[:-1] if line.endswith("\n") else line
@@ -83,42 +85,46 @@ def cmd_list(args) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if not rows:
-        print("No accounts yet. Add the first admin: python -m engine users add NAME --role admin")
+        print(_("No accounts yet. Add the first admin: python -m engine users add NAME --role admin"))
     for r in rows:
-        state = "disabled" if r["disabled"] else f"locked until {r['locked_until']}" if r["locked"] else "active"
-        kind = "sso" if r["sso"] else "password"
-        print(f"{r['name']:<32} {r['role']:<8} {kind:<9} {state:<10} last sign-in {r['last_sign_in_at'] or '-'}")
+        state = (_("disabled") if r["disabled"] else _("locked until {when}", when=r["locked_until"]) if r["locked"]
+                 else _("active"))
+        kind = "sso" if r["sso"] else _("password")
+        print(_("{name} {role} {kind} {state} last sign-in {when}", name=f"{r['name']:<32}", role=f"{_(r['role']):<8}",
+                kind=f"{kind:<9}", state=f"{state:<10}", when=r["last_sign_in_at"] or "-"))
     return 0
 
 
 def cmd_add(args) -> int:
     password = None if args.sso else users.check_new_password(_password())
     users.add(db.connect(), args.name, args.role, password, sso=args.sso)
-    print(f"Added {args.name} ({args.role}).", file=sys.stderr)
+    print(_("Added {name} ({role}).", name=args.name, role=_(args.role)), file=sys.stderr)
     return 0
 
 
 def cmd_language(args) -> int:
     code = users.set_language(db.connect(), args.name, args.language)
-    print(f"{args.name} now sees the dashboard in {i18n.LANGUAGES[code]}.", file=sys.stderr)
+    print(_("{name} now sees the dashboard in {language}.", name=args.name, language=i18n.LANGUAGES[code]),
+          file=sys.stderr)
     return 0
 
 
 def cmd_set_role(args) -> int:
     users.set_role(db.connect(), args.name, args.role)
-    print(f"{args.name} is now {args.role}.", file=sys.stderr)
+    print(_("{name} is now {role}.", name=args.name, role=_(args.role)), file=sys.stderr)
     return 0
 
 
 def cmd_disable(args) -> int:
     users.set_disabled(db.connect(), args.name, not args.enable)
-    print(f"{args.name} is {'enabled' if args.enable else 'disabled'}.", file=sys.stderr)
+    print(_("{name} is enabled.", name=args.name) if args.enable else _("{name} is disabled.", name=args.name),
+          file=sys.stderr)
     return 0
 
 
 def cmd_reset(args) -> int:
     users.reset_password(db.connect(), args.name, users.check_new_password(_password()))
-    print(f"New password set for {args.name}; their lock-out and sessions are cleared.", file=sys.stderr)
+    print(_("New password set for {name}; their lock-out and sessions are cleared.", name=args.name), file=sys.stderr)
     return 0
 
 
@@ -137,15 +143,16 @@ def sso_configured(secrets_file: str | Path) -> bool:
 def cmd_bind_address(args) -> int:
     conn = db.connect()
     if users.ensure_first_admin(conn, settings.admin_user(), settings.admin_password()):
-        print(f"Created the first admin, {settings.admin_user()}, from BELLWETHER_ADMIN_USER.", file=sys.stderr)
+        print(_("Created the first admin, {name}, from BELLWETHER_ADMIN_USER.", name=settings.admin_user()),
+              file=sys.stderr)
     if users.count(conn) or sso_configured(args.secrets):
         print("0.0.0.0")
-        print("Accounts exist: the dashboard listens on all interfaces and everyone signs in.", file=sys.stderr)
+        print(_("Accounts exist: the dashboard listens on all interfaces and everyone signs in."), file=sys.stderr)
     else:
         print("127.0.0.1")
-        print("No accounts and no single sign-on yet: the dashboard listens on 127.0.0.1 only (this machine), where "
-              "you act as the local administrator. To open it to your team, add an admin "
-              "(python -m engine users add NAME --role admin) and start again.", file=sys.stderr)
+        print(_("No accounts and no single sign-on yet: the dashboard listens on 127.0.0.1 only (this machine), where "
+                "you act as the local administrator. To open it to your team, add an admin "
+                "(python -m engine users add NAME --role admin) and start again."), file=sys.stderr)
     return 0
 
 
@@ -161,7 +168,7 @@ def cmd_audit(args) -> int:
                        for r in rows).encode()
     if args.output:
         Path(args.output).write_bytes(data)
-        print(f"Wrote {len(rows)} audit rows to {args.output}.", file=sys.stderr)
+        print(_("Wrote {n} audit rows to {path}.", n=len(rows), path=args.output), file=sys.stderr)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

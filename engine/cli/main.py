@@ -35,7 +35,12 @@ COMMAND_MODULES = [
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: status 2, one plain line, as ours
         self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, _("error: {message}", message=message) + "\n")
+
+
+# argparse's own words (usage:, options, show this help message and exit, its errors) come from gettext's default
+# domain at the moment they are written; this sends them through the catalogue, in the language of the call.
+argparse._ = lambda text: _(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from engine.errors import UserError
+from engine.i18n import _
 
 PLAIN_PROMPT = "### Prompt:\n{prompt}\n\n### Response:\n"
 ROLE_HEADINGS = {"system": "### System:\n", "user": "### Prompt:\n", "assistant": "### Response:\n"}
@@ -88,19 +89,19 @@ class Sampling:
     def checked(self) -> "Sampling":
         problems = []
         if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
-            problems.append(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}")
+            problems.append(_("max new tokens must be between 1 and {n}", n=MAX_NEW_TOKENS_LIMIT))
         if not 0 <= int(self.min_new_tokens) <= int(self.max_new_tokens):
-            problems.append("min new tokens must be between 0 and max new tokens")
+            problems.append(_("min new tokens must be between 0 and max new tokens"))
         if not 0 < float(self.temperature) <= 5:
-            problems.append("temperature must be above 0 and at most 5")
+            problems.append(_("temperature must be above 0 and at most 5"))
         if not 0 < float(self.top_p) <= 1:
-            problems.append("top-p must be above 0 and at most 1")
+            problems.append(_("top-p must be above 0 and at most 1"))
         if not 0 <= int(self.top_k) <= 1000:
-            problems.append("top-k must be between 0 (off) and 1000")
+            problems.append(_("top-k must be between 0 (off) and 1000"))
         if not 0.5 <= float(self.repetition_penalty) <= 3:
-            problems.append("repetition penalty must be between 0.5 and 3 (1 = none)")
+            problems.append(_("repetition penalty must be between 0.5 and 3 (1 = none)"))
         if problems:
-            raise UserError("Sampling settings: " + "; ".join(problems) + ".")
+            raise UserError(_("Sampling settings: {problems}.", problems=_("; ").join(problems)))
         return self
 
     def generate_kwargs(self, tokenizer) -> dict:
@@ -127,12 +128,11 @@ def load_causal(source: str | Path):
         tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(source), trust_remote_code=False))
         model = AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=False)
     except ValueError as exc:
-        raise UserError(
-            f"{source} is not a model that generates text (a causal language model such as GPT-2, SmolLM or Qwen): "
-            f"{exc}"
-        ) from None
+        raise UserError(_("{source} is not a model that generates text (a causal language model such as GPT-2, "
+                          "SmolLM or Qwen): {problem}", source=source, problem=exc)) from None
     except OSError as exc:
-        raise UserError(f"The model {source} could not be read ({exc}). Check that the folder is complete.") from None
+        raise UserError(_("The model {source} could not be read ({problem}). Check that the folder is complete.",
+                          source=source, problem=exc)) from None
     model.eval()
     return tokenizer, model
 
@@ -195,7 +195,7 @@ def stream(tokenizer, model, text: str, sampling: Sampling | None = None, timeou
             yield piece
     thread.join()
     if errors:
-        raise UserError(f"Generation failed: {type(errors[0]).__name__}: {errors[0]}")
+        raise UserError(_("Generation failed: {kind}: {problem}", kind=type(errors[0]).__name__, problem=errors[0]))
 
 
 def overlap_scores(references: list[str], predictions: list[str]) -> dict:

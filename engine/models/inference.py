@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 from engine import settings
 from engine.errors import UserError
+from engine.i18n import _
 from engine.models import pooling
 
 
@@ -65,7 +66,8 @@ def pick_dtype(device: str, precision: str = "exact"):
     import torch
 
     if precision not in PRECISIONS:
-        raise UserError(f"Precision must be one of {', '.join(PRECISIONS)}, not '{precision}'.")
+        raise UserError(_("Precision must be one of {choices}, not '{precision}'.", choices=", ".join(PRECISIONS),
+                          precision=precision))
     if precision == "exact":
         return torch.float32
     if device == "cuda":
@@ -82,7 +84,8 @@ class Predictor:
 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
-            raise UserError(f"No trained model was found in {model_dir}. The run may have failed or been deleted.")
+            raise UserError(_("No trained model was found in {path}. The run may have failed or been deleted.",
+                              path=model_dir))
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
         archs = " ".join(config.architectures or [])
         self.task = "token-classification" if "TokenClassification" in archs else "text-classification"

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from engine import access, db
 from engine.data import datasets
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.jobs import queue as job_queue
 from engine.jobs import runs
 from engine.review import items as review_items
@@ -78,20 +79,22 @@ def add_to_dataset(conn, dataset_ref: str, queue: str | None = None, item_ids: l
     base = datasets.get(conn, dataset_ref)
     who = access.check(conn, actor, "dataset.add_reviewed", f"dataset:{base['ref']}")
     if base["task"] != "text-classification":
-        raise UserError(f"Dataset {base['ref']} is for {base['task']}; reviewed items are sentence labels, so they "
-                        "can be added to text-classification datasets only.")
+        raise UserError(_("Dataset {ref} is for {task}; reviewed items are sentence labels, so they can be added to "
+                          "text-classification datasets only.", ref=base["ref"], task=base["task"]))
     chosen = answered(conn, queue, item_ids)
     if not chosen:
-        raise UserError("There are no labelled review items to add" + (f" in queue '{queue}'" if queue else "")
-                        + ". Review some first (Review page, or python -m engine review next).")
+        raise UserError(_("There are no labelled review items to add in queue '{queue}'. Review some first (Review "
+                          "page, or python -m engine review next).", queue=queue) if queue else
+                        _("There are no labelled review items to add. Review some first (Review page, or python -m "
+                          "engine review next)."))
     found = plan(conn, base, chosen)
     if not found["add"]:
-        parts = [f"{len(found[k])} {w}" for k, w in (("already", "already in the dataset with the same label"),
-                                                       ("conflicts", "in the dataset with another label"),
-                                                       ("unknown_label", "with a label the dataset does not have"))
-                 if found[k]]
-        raise UserError(f"None of the {len(chosen)} reviewed items can be added to {base['ref']}: "
-                        + "; ".join(parts) + ". Nothing was saved.")
+        parts = [_(w, n=len(found[k])) for k, w in (
+            ("already", N_("{n} already in the dataset with the same label")),
+            ("conflicts", N_("{n} in the dataset with another label")),
+            ("unknown_label", N_("{n} with a label the dataset does not have"))) if found[k]]
+        raise UserError(_("None of the {n} reviewed items can be added to {ref}: {reasons}. Nothing was saved.",
+                          n=len(chosen), ref=base["ref"], reasons=_("; ").join(parts)))
     with db.transaction(conn):
         version = int(conn.execute("SELECT MAX(version) FROM datasets WHERE name = ?", [base["name"]]).fetchone()[0]) + 1
         next_row = int(conn.execute("SELECT MAX(row_id) FROM dataset_rows WHERE dataset_id = ?",
@@ -144,8 +147,9 @@ def retrain(conn, run_id: int, dataset_ref: str, seed: int | None = None, actor=
     if old.get("dataset_id") and ds["id"] != old["dataset_id"]:
         old_ds = datasets.get(conn, int(old["dataset_id"]))
         if old_ds["name"] != ds["name"] or old_ds["labels_json"] != ds["labels_json"]:
-            raise UserError(f"Run {run_id} was trained on {old_ds['ref']}; retrain it on a later version of "
-                            f"{old_ds['name']} with the same labels, not on {ds['ref']}.")
+            raise UserError(_("Run {run_id} was trained on {old_ref}; retrain it on a later version of {name} with "
+                              "the same labels, not on {ref}.", run_id=run_id, old_ref=old_ds["ref"],
+                              name=old_ds["name"], ref=ds["ref"]))
     return reproduce.retrain_on(conn, int(run_id), ds["ref"], seed=seed, actor=actor)
 
 
@@ -178,14 +182,14 @@ def compare(conn, old_run: int, new_run: int, match: str | None = None, reviewed
     common = sorted(set(pa) & set(pb))
     moved = [r for r in common if _norm(pa[r][0]) != _norm(pb[r][0]) or pa[r][1] != pb[r][1]]
     if moved:
-        raise UserError(f"Runs {a['id']} and {b['id']} were tested on different rows ({len(moved)} test rows differ "
-                        "in text or label), so they cannot be compared row by row.")
+        raise UserError(_("Runs {old} and {new} were tested on different rows ({n} test rows differ in text or "
+                          "label), so they cannot be compared row by row.", old=a["id"], new=b["id"], n=len(moved)))
     pattern = None
     if match:
         try:
             pattern = re.compile(match, re.IGNORECASE)
         except re.error as exc:
-            raise UserError(f"'{match}' is not a valid pattern: {exc}.") from None
+            raise UserError(_("'{match}' is not a valid pattern: {problem}.", match=match, problem=exc)) from None
     sets = {"test": common}
     if pattern is not None:
         sets["test: " + match] = [r for r in common if pattern.search(pa[r][0] or "")]
@@ -220,12 +224,15 @@ def _predict(run: dict, texts: list[str]) -> list[str]:
 
 
 def comparison_rows(result: dict) -> list[dict]:
-    """One row per set of rows, for a table: rows, old and new accuracy and macro-F1, fixed, broken."""
+    """One row per set of rows, for a table: rows, old and new accuracy and macro-F1, fixed, broken. The keys are
+    fixed (a page renames them for its headings); the names of the sets of rows are in the current language."""
     table = []
     for name, entry in result["rows"].items():
         changed = result["changed"].get(name, {})
+        shown = (_("test") if name == "test" else _("reviewed items") if name == "reviewed items"
+                 else _("test: {match}", match=name[len("test: "):]) if name.startswith("test: ") else name)
         table.append({
-            "rows": name + (" (seen in training by the new run)" if entry["seen_in_training"] else ""),
+            "rows": _("{rows} (seen in training by the new run)", rows=shown) if entry["seen_in_training"] else shown,
             "n": entry["old"]["n"], "old accuracy": entry["old"]["accuracy"], "new accuracy": entry["new"]["accuracy"],
             "old macro-F1": entry["old"]["macro_f1"], "new macro-F1": entry["new"]["macro_f1"],
             "fixed": changed.get("fixed"), "broken": changed.get("broken"),

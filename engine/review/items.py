@@ -25,11 +25,13 @@ from datetime import datetime, timedelta, timezone
 
 from engine import access, db
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 from engine.jobs import runs
 from engine.monitor import feeds
 
 LEASE_S = 300  # how long an item stays with the reviewer it was handed to (a lost tab's item is free again after it)
 STATUSES = ("open", "done", "skipped")
+STATUS_WORDS = {"open": N_("open"), "done": N_("done"), "skipped": N_("skipped")}  # stored as keys, shown translated
 ORDERS = ("margin", "entropy")
 FLAGGED = "flagged"
 
@@ -51,7 +53,7 @@ def uncertainty(probs: dict[str, float]) -> tuple[float, float]:
 def _priority(order: str, margin: float, entropy: float, n_classes: int) -> float:
     """Lower comes first, between 0 and 1: the margin, or 1 - entropy / its maximum (so both orders mix in a queue)."""
     if order not in ORDERS:
-        raise UserError(f"Order items by 'margin' or 'entropy', not '{order}'.")
+        raise UserError(_("Order items by 'margin' or 'entropy', not '{order}'.", order=order))
     if order == "margin":
         return margin
     return round(1.0 - entropy / math.log2(n_classes), 6) if n_classes > 1 else 1.0
@@ -92,7 +94,7 @@ def queue_feed(conn, feed: str | int, run_id: int | None = None, limit: int = 10
     who = access.check(conn, actor, "review.label", f"feed:{feed_row['name']}")
     run_id = run_id or sources.current_model(conn, feed_row["id"])
     if not run_id:
-        raise UserError(f"Feed '{feed_row['name']}' has not been scored yet: score it with a model first.")
+        raise UserError(_("Feed '{feed}' has not been scored yet: score it with a model first.", feed=feed_row["name"]))
     limit = max(1, min(int(limit), 10_000))
     rows = conn.execute(
         "SELECT a.id, a.title, a.body, s.label, s.confidence, s.probs_json FROM scores s JOIN articles a "
@@ -101,7 +103,8 @@ def queue_feed(conn, feed: str | int, run_id: int | None = None, limit: int = 10
     if not rows and not conn.execute("SELECT 1 FROM scores s JOIN articles a ON a.id = s.article_id "
                                      "WHERE a.feed_id = ? AND s.run_id = ? LIMIT 1",
                                      [feed_row["id"], int(run_id)]).fetchone():
-        raise UserError(f"Run {run_id} has not scored feed '{feed_row['name']}'. Score the feed with it first.")
+        raise UserError(_("Run {run_id} has not scored feed '{feed}'. Score the feed with it first.", run_id=run_id,
+                          feed=feed_row["name"]))
     ranked = []
     for article_id, title, body, label, confidence, probs_json in rows:
         probs = db.loads(probs_json, {}) or {}
@@ -140,7 +143,8 @@ def queue_predictions(conn, run_id: int, split: str = "test", below: float = 0.6
         "AND split = ? AND pred_label IS NOT NULL", [run["id"], split]))
     if not rows:
         known = [r[0] for r in conn.execute("SELECT DISTINCT split FROM predictions WHERE run_id = ?", [run["id"]])]
-        raise UserError(f"Run {run['id']} has no text predictions on '{split}'. It has: {', '.join(known) or 'none'}.")
+        raise UserError(_("Run {run_id} has no text predictions on '{split}'. It has: {known}.", run_id=run["id"],
+                          split=split, known=", ".join(known) or _("none")))
     ranked = []
     for r in rows:
         wrong = r["true_label"] is not None and r["true_label"] != r["pred_label"]
@@ -174,7 +178,7 @@ def flag(conn, *, article_id: int | None = None, run_id: int | None = None, spli
     if article_id is not None:
         found = conn.execute("SELECT feed_id, title, body FROM articles WHERE id = ?", [int(article_id)]).fetchone()
         if not found:
-            raise NotFound(f"There is no article {article_id}.")
+            raise NotFound(_("There is no article {article_id}.", article_id=article_id))
         item.update(item_key=f"article:{int(article_id)}", kind="article", article_id=int(article_id),
                     feed_id=found[0], text=_article_text(found[1], found[2], "title"))
         if run_id is not None:
@@ -187,7 +191,8 @@ def flag(conn, *, article_id: int | None = None, run_id: int | None = None, spli
         found = conn.execute("SELECT text, true_label, pred_label, confidence, probs_json FROM predictions WHERE "
                              "run_id = ? AND split = ? AND row_id = ?", [int(run_id), split, int(row_id)]).fetchone()
         if not found:
-            raise NotFound(f"Run {run_id} has no prediction for row {row_id} of '{split}'.")
+            raise NotFound(_("Run {run_id} has no prediction for row {row_id} of '{split}'.", run_id=run_id,
+                             row_id=row_id, split=split))
         item.update(item_key=f"pred:{int(run_id)}:{split}:{int(row_id)}", kind="prediction", split=split,
                     row_id=int(row_id), text=found[0] or "", true_label=found[1], confidence=found[3])
         suggested_label, probs = found[2], db.loads(found[4], {})
@@ -195,7 +200,7 @@ def flag(conn, *, article_id: int | None = None, run_id: int | None = None, spli
         text = text.strip()
         item.update(item_key="text:" + hashlib.sha256(text.encode("utf-8")).hexdigest(), kind="text", text=text)
     else:
-        raise UserError("Say what to flag: an article, a prediction (run, split and row), or a text.")
+        raise UserError(_("Say what to flag: an article, a prediction (run, split and row), or a text."))
     if run_id is not None:
         item["run_id"] = int(run_id)
     item["suggested_label"] = suggested_label
@@ -216,7 +221,8 @@ def flag(conn, *, article_id: int | None = None, run_id: int | None = None, spli
 def get(conn, item_id: int) -> dict:
     rows = list(conn.query("SELECT * FROM review_items WHERE id = ?", [int(item_id)]))
     if not rows:
-        raise NotFound(f"There is no review item {item_id}. `python -m engine review list` shows them.")
+        raise NotFound(_("There is no review item {item_id}. `python -m engine review list` shows them.",
+                         item_id=item_id))
     return _decode(rows[0])
 
 
@@ -254,24 +260,38 @@ def release(conn, item_id: int, actor=None) -> None:
                  [int(item_id), who.name])
 
 
+# An answer given before: (labelled?, by someone?) -> the whole sentence.
+_ALREADY = {
+    (True, True): N_("Item {item_id} was already labelled by {who} on {when}. To change the answer, ask for it again "
+                     "(--again)."),
+    (True, False): N_("Item {item_id} was already labelled on {when}. To change the answer, ask for it again "
+                      "(--again)."),
+    (False, True): N_("Item {item_id} was already skipped by {who} on {when}. To change the answer, ask for it again "
+                      "(--again)."),
+    (False, False): N_("Item {item_id} was already skipped on {when}. To change the answer, ask for it again "
+                       "(--again)."),
+}
+
+
 def _answer(conn, item_id: int, status: str, label: str | None, actor, again: bool) -> dict:
     who = access.check(conn, actor, "review.label", f"review:{item_id}")
     with db.transaction(conn):
         item = get(conn, item_id)
         if item["status"] != "open" and not again and not (item["status"] == "skipped" and status == "done"):
-            by = f" by {item['answered_by']}" if item.get("answered_by") else ""
-            raise UserError(f"Item {item_id} was already {'labelled' if item['status'] == 'done' else 'skipped'}{by}"
-                            f" on {item.get('answered_at')}. To change the answer, ask for it again (--again).")
+            raise UserError(_(_ALREADY[(item["status"] == "done", bool(item.get("answered_by")))], item_id=item_id,
+                              who=item.get("answered_by"), when=item.get("answered_at")))
         held = item.get("claimed_by")
         if held and held != who.name and (item.get("lease_until") or "") > db.now():
-            raise UserError(f"Item {item_id} is being reviewed by {held} right now; take the next one instead.")
+            raise UserError(_("Item {item_id} is being reviewed by {who} right now; take the next one instead.",
+                              item_id=item_id, who=held))
         if label is not None:
             label = str(label).strip()
             allowed = item["labels"]
             if allowed and label not in allowed:
-                raise UserError(f"'{label}' is not a label of this model. Use one of: {', '.join(allowed)}.")
+                raise UserError(_("'{label}' is not a label of this model. Use one of: {labels}.", label=label,
+                                  labels=", ".join(allowed)))
             if not label:
-                raise UserError("Give a label.")
+                raise UserError(_("Give a label."))
         conn.execute("UPDATE review_items SET status = ?, answer_label = ?, answered_by = ?, answered_at = ?, "
                      "claimed_by = NULL, lease_until = NULL WHERE id = ?",
                      [status, label, who.name, db.now(), int(item_id)])
@@ -290,7 +310,7 @@ def accept(conn, item_id: int, actor=None) -> dict:
     """Agree with the model: the suggested label becomes the answer."""
     item = get(conn, item_id)
     if not item.get("suggested_label"):
-        raise UserError(f"Item {item_id} has no suggestion from a model: choose a label.")
+        raise UserError(_("Item {item_id} has no suggestion from a model: choose a label.", item_id=item_id))
     return label(conn, item_id, item["suggested_label"], actor=actor)
 
 
@@ -306,7 +326,8 @@ def list_items(conn, queue: str | None = None, status: str | None = None, limit:
         params.append(queue)
     if status:
         if status not in STATUSES:
-            raise UserError(f"A status is one of {', '.join(STATUSES)}, not '{status}'.")
+            raise UserError(_("A status is one of {statuses}, not '{status}'.", statuses=", ".join(STATUSES),
+                              status=status))
         sql += " AND status = ?"
         params.append(status)
     sql += " ORDER BY status = 'open' DESC, priority, id LIMIT ?"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from engine import access, db
 from engine.errors import UserError
+from engine.i18n import _
 from engine.monitor import feeds, scoring, sources
 
 
@@ -16,7 +17,7 @@ def promote(conn, feed: str | int, run_id: int, rescore: bool = False, note: str
     who = access.check(conn, actor, "feed.promote", f"feed:{feed_row['name']}", owner=feed_row.get("created_by"))
     previous = sources.current_model(conn, feed_row["id"])
     if previous is not None and int(previous) == int(run_id) and not rescore:
-        raise UserError(f"Run {run_id} is already the model of feed '{feed_row['name']}'.")
+        raise UserError(_("Run {run_id} is already the model of feed '{feed}'.", run_id=run_id, feed=feed_row["name"]))
     with db.transaction(conn):
         # the same column and checks as `feed set-model` (a finished sentiment run with a negative class)
         sources.set_current_model(conn, feed_row["id"], int(run_id), actor=who)
