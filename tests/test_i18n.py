@@ -223,12 +223,7 @@ NOT_YET_TRANSLATED = {
     "engine/monitor/scoring.py",
     "engine/monitor/sources.py",
 
-    # monitor and alerts (helper D)
-    "views/monitor.py",
-    "engine/cli/notify.py",
-    "engine/monitor/alerts.py",
-    "engine/monitor/notify.py",
-    "engine/monitor/topics.py",
+    # monitor and alerts (helper D): done
 
     # playground, review, accounts (helper E)
     "views/playground.py",
