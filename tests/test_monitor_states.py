@@ -21,6 +21,13 @@ from tests.test_monitor_pages import _surge_feed
 WEEK_MS = 7 * 86_400_000
 
 
+@pytest.fixture(autouse=True)
+def _language_back():
+    """The CLI's --lang and a page's run set this thread's language: back to the default after each test."""
+    yield
+    i18n.use(None)
+
+
 @pytest.fixture
 def app(home, monkeypatch):
     monkeypatch.setenv("BELLWETHER_USER", "ana")

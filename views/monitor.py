@@ -177,14 +177,18 @@ if sources.any_enabled(conn):
     start_worker()  # live sources are polled by the worker: make sure one runs while someone watches
 
 
+page_language = i18n.language()
+
+
 @st.fragment(run_every=settings.monitor_refresh_s())
 def live_refresh() -> None:
     """While the page is open, look for new articles, scores and alerts; redraw the page when there are some."""
     fconn = connect()
     if (trends.data_version(fconn, feed_id), alerts.version(fconn, feed_id)) != page_version:
         st.rerun()
-    st.caption(":material/autorenew: " + _("Live: new articles, scores and alerts appear by themselves (checked every "
-                                           "{seconds} s).", seconds=f"{settings.monitor_refresh_s():g}"))
+    with i18n.using(page_language):  # a fragment's own reruns skip the app's run that sets the reader's language
+        st.caption(":material/autorenew: " + _("Live: new articles, scores and alerts appear by themselves (checked "
+                                               "every {seconds} s).", seconds=f"{settings.monitor_refresh_s():g}"))
 
 
 live_refresh()
