@@ -264,8 +264,8 @@ def net_figure(net: pd.DataFrame, freq: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=periods, y=[None if pd.isna(v) else float(v) for v in net["net"].where(scored)],
                              mode="lines+markers", name=_("net index"), line={"color": "#1f77b4"}, connectgaps=False))
     fig.add_trace(go.Scatter(x=periods, y=[None if pd.isna(v) else float(v) for v in net["rolling"].where(scored)],
-                             mode="lines", name=_("rolling mean"), line={"color": "#ff7f0e", "width": 3},
-                             connectgaps=False))
+                             mode="lines+markers", name=_("rolling mean"), line={"color": "#ff7f0e", "width": 3},
+                             marker={"size": 5}, connectgaps=False))  # markers: a lone period between gaps shows
     fig.update_layout(height=320, yaxis={"range": [-1.05, 1.1], "title": {"text": _("net sentiment index")}})
     time_axis(fig, periods, freq)
     return fig
