@@ -61,3 +61,13 @@ def tiny_text_model(tmp_path_factory) -> Path:
     from tests.helpers import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-text"), ["negative", "neutral", "positive"])
+
+
+@pytest.fixture(autouse=True)
+def _english_unless_asked():
+    """Each test starts in the default language and leaves none behind (a page run or an in-process CLI call with
+    --lang sets the language of the thread it runs in)."""
+    from engine import i18n
+
+    with i18n.using(None):
+        yield

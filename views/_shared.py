@@ -220,6 +220,25 @@ def plot_text(value) -> str:
     return html.escape(str(value), quote=False)
 
 
+def chart_style(fig):
+    """The one layout every chart of the app goes through (returns ``fig``, for ``st.plotly_chart(chart_style(fig))``).
+
+    Plotly's toolbar (the mode bar) floats at the top right of a chart, so nothing else goes there: the legend is a row
+    under the plot, a colour bar lies flat under it too, and the top margin leaves the toolbar room above the data.
+    No colour is fixed for text, grid or background, so Streamlit's light and dark themes both read it."""
+    fig.update_layout(
+        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0, "xanchor": "left",
+                "title": {"text": ""}},
+        margin={"t": 36, "b": 10, "l": 10, "r": 10, "autoexpand": True},
+        paper_bgcolor="rgba(0,0,0,0)", hoverlabel={"namelength": -1},
+        meta={"chart_style": 1},
+    )
+    fig.update_traces(colorbar={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
+                                "xanchor": "left", "len": 0.5, "thickness": 12},
+                      selector=lambda trace: "colorbar" in trace)
+    return fig
+
+
 def stream_plain(pieces) -> str:
     """Show text as it arrives (a model's answer), as plain text: never read as markdown, so an answer (or a prompt
     echoed in it) with links, images or HTML shows as the characters it is. The whole text."""

@@ -22,6 +22,7 @@ import pandas as pd
 
 from engine import access, db
 from engine.errors import UserError
+from engine.i18n import _
 from engine.monitor import stories
 from engine.monitor.vocabulary import negative_label, run_labels
 
@@ -54,17 +55,18 @@ def check_rule(rule: dict) -> dict:
         else:
             out["abs_threshold"] = float(out["abs_threshold"])
     except (TypeError, ValueError):
-        raise UserError("Alert rule values must be numbers: window and baseline in days, k, threshold, minimum articles.") from None
+        raise UserError(_("Alert rule values must be numbers: window and baseline in days, k, threshold, minimum "
+                          "articles.")) from None
     if not 1 <= out["window_days"] <= 90:
-        raise UserError("The alert window must be between 1 and 90 days.")
+        raise UserError(_("The alert window must be between 1 and 90 days."))
     if not MIN_BASELINE_DAYS <= out["baseline_days"] <= 365:
-        raise UserError(f"The baseline must be between {MIN_BASELINE_DAYS} and 365 days.")
+        raise UserError(_("The baseline must be between {low} and 365 days.", low=MIN_BASELINE_DAYS))
     if not 0 < out["k"] <= 50:
-        raise UserError("k (how many standard deviations above the baseline) must be above 0 and at most 50.")
+        raise UserError(_("k (how many standard deviations above the baseline) must be above 0 and at most 50."))
     if out["abs_threshold"] is not None and not 0 < out["abs_threshold"] <= 1:
-        raise UserError("The absolute threshold is a negative share between 0 and 1 (for example 0.6), or empty.")
+        raise UserError(_("The absolute threshold is a negative share between 0 and 1 (for example 0.6), or empty."))
     if out["min_articles"] < 1:
-        raise UserError("The minimum article count must be at least 1.")
+        raise UserError(_("The minimum article count must be at least 1."))
     return out
 
 
@@ -193,13 +195,14 @@ def evaluate(conn, feed_id: int, run_id: int, rule: dict | None = None) -> list[
     rule = check_rule(rule or get_rule(conn, feed_id))
     neg = negative_label(run_labels(conn, run_id))
     if neg is None:
-        raise UserError(f"The model of run {run_id} has no negative class, so negative-news alerts cannot be computed.")
+        raise UserError(_("The model of run {run_id} has no negative class, so negative-news alerts cannot be computed.",
+                           run_id=run_id))
     overall, by_topic = _daily(conn, feed_id, run_id, neg)
     found: list[dict] = []
-    for _, row in detect(overall, rule).iterrows():
+    for _i, row in detect(overall, rule).iterrows():
         found.append({"topic": None, **row.to_dict()})
     for topic, group in by_topic.groupby("topic", sort=True):
-        for _, row in detect(group[["day", "n", "negative"]], rule).iterrows():
+        for _i, row in detect(group[["day", "n", "negative"]], rule).iterrows():
             found.append({"topic": topic, **row.to_dict()})
 
     now = db.now()
@@ -286,7 +289,7 @@ def acknowledge(conn, alert_id: int, user=None) -> None:
     actor = user if user is None or isinstance(user, access.Actor) else None
     row = conn.execute("SELECT acknowledged_at FROM alerts WHERE id = ?", [alert_id]).fetchone()
     if row is None:
-        raise UserError(f"There is no alert {alert_id}.")
+        raise UserError(_("There is no alert {alert_id}.", alert_id=alert_id))
     who = access.check(conn, actor, "alerts.ack", f"alert:{alert_id}")
     if row[0]:
         return
@@ -316,6 +319,6 @@ def alerts_frame(alerts: list[dict]) -> pd.DataFrame:
     cols = ["id", "window_start", "window_end", "topic", "negative_share", "baseline_mean", "baseline_std", "magnitude",
             "n_articles", "run_id", "acknowledged_at", "acknowledged_by", "created_at"]
     frame = pd.DataFrame(alerts, columns=cols + ["rule"]) if alerts else pd.DataFrame(columns=cols + ["rule"])
-    frame["topic"] = frame["topic"].fillna("(all articles)")
+    frame["topic"] = frame["topic"].fillna(_("(all articles)"))
     frame["rule"] = frame["rule"].map(lambda r: db.dumps(r) if isinstance(r, dict) else r)
     return frame

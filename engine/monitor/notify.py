@@ -15,14 +15,16 @@ most.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from urllib.parse import quote, urlsplit
 
-from engine import access, db, settings, vault
+from engine import access, db, i18n, settings, vault
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 from engine.monitor import sources
 
 KINDS = ("webhook", "email")
@@ -32,6 +34,7 @@ MAX_ATTEMPTS = 6
 RECENT_DAYS = 3
 HEADLINES = 5
 TIMEOUT_S = 10.0
+ALL_ARTICLES = N_("all articles")
 
 
 def _iso(moment: datetime | None = None) -> str:
@@ -53,31 +56,32 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
     created_by = created_by or who.name
     name = (name or "").strip()
     if not name or len(name) > 80:
-        raise UserError("Give the channel a name (up to 80 characters), for example 'desk-slack'.")
+        raise UserError(_("Give the channel a name (up to 80 characters), for example 'desk-slack'."))
     if conn.execute("SELECT 1 FROM notify_channels WHERE name = ?", [name]).fetchone():
-        raise UserError(f"There is already a channel named '{name}'.")
+        raise UserError(_("There is already a channel named '{name}'.", name=name))
     wanted = _events(events)
     if kind == "webhook":
         if style not in STYLES:
-            raise UserError(f"A webhook's style is one of {', '.join(STYLES)} (not '{style}').")
-        config = {"url": vault.seal(sources.check_url(url or "", "A webhook"))}
+            raise UserError(_("A webhook's style is one of {styles} (not '{style}').", styles=", ".join(STYLES),
+                              style=style))
+        config = {"url": vault.seal(sources.check_url(url or "", _("A webhook")))}
     elif kind == "email":
         recipients = _recipients(to)
         if not host or not sender or not recipients or any("@" not in a for a in [sender, *recipients]):
-            raise UserError("An e-mail channel needs the SMTP host, a sender address and at least one recipient "
-                            "address (name@example.com).")
+            raise UserError(_("An e-mail channel needs the SMTP host, a sender address and at least one "
+                              "recipient address (name@example.com)."))
         if security not in ("none", "starttls", "ssl"):
-            raise UserError("SMTP security is 'none', 'starttls' or 'ssl'.")
+            raise UserError(_("SMTP security is 'none', 'starttls' or 'ssl'."))
         try:
             port = int(port)
         except (TypeError, ValueError):
-            raise UserError("The SMTP port is a whole number, for example 25, 465 or 587.") from None
-        sources.check_host(host, port, "The mail server")
+            raise UserError(_("The SMTP port is a whole number, for example 25, 465 or 587.")) from None
+        sources.check_host(host, port, _("The mail server"))
         config = {"host": host, "port": port, "username": username or None, "password": vault.seal(password) or None,
                   "sender": sender, "to": recipients, "security": security}
         style = "email"
     else:
-        raise UserError(f"A channel is a 'webhook' or 'email', not '{kind}'.")
+        raise UserError(_("A channel is a 'webhook' or 'email', not '{kind}'.", kind=kind))
     channel_id = conn["notify_channels"].insert({
         "name": name, "kind": kind, "config_json": db.dumps(config), "style": style, "events": ",".join(wanted),
         "enabled": 1, "created_at": db.now(), "created_by": created_by}).last_pk
@@ -88,7 +92,7 @@ def add_channel(conn, name: str, kind: str, *, url: str | None = None, style: st
 def _events(events: str | list[str]) -> list[str]:
     wanted = [e.strip() for e in (events.split(",") if isinstance(events, str) else events) if e.strip()]
     if not wanted or any(e not in EVENTS for e in wanted):
-        raise UserError("Events are 'alerts', 'runs' (training runs that finished or failed) or 'alerts,runs'.")
+        raise UserError(_("Events are 'alerts', 'runs' (training runs that finished or failed) or 'alerts,runs'."))
     return wanted
 
 
@@ -115,23 +119,24 @@ def edit_channel(conn, channel: str | int, *, events: str | list[str] | None = N
         changed.append("enabled" if enabled else "paused")
     if url is not None:
         if row["kind"] != "webhook":
-            raise UserError(f"'{row['name']}' is an e-mail channel: it has recipients, not a URL.")
-        config["url"] = vault.seal(sources.check_url(url, "A webhook"))
+            raise UserError(_("'{name}' is an e-mail channel: it has recipients, not a URL.", name=row["name"]))
+        config["url"] = vault.seal(sources.check_url(url, _("A webhook")))
         changed.append("url")
     if to is not None or password is not None:
         if row["kind"] != "email":
-            raise UserError(f"'{row['name']}' is a webhook: it has a URL, not recipients or a password.")
+            raise UserError(_("'{name}' is a webhook: it has a URL, not recipients or a password.", name=row["name"]))
         if to is not None:
             recipients = _recipients(to)
             if not recipients or any("@" not in a for a in recipients):
-                raise UserError("Give at least one recipient address (name@example.com), comma-separated.")
+                raise UserError(_("Give at least one recipient address (name@example.com), comma-separated."))
             config["to"] = recipients
             changed.append("recipients")
         if password is not None:
             config["password"] = vault.seal(password) or None
             changed.append("password")
     if not changed:
-        raise UserError("Nothing to change: give the events, enable or pause it, or a new URL, recipients or password.")
+        raise UserError(_("Nothing to change: give the events, enable or pause it, or a new URL, recipients or "
+                          "password."))
     changes["config_json"] = db.dumps(config)
     with db.transaction(conn):
         conn["notify_channels"].update(row["id"], changes)
@@ -144,7 +149,8 @@ def get_channel(conn, channel: str | int) -> dict:
     rows = list(conn.query("SELECT * FROM notify_channels WHERE name = ? OR (? GLOB '[0-9]*' AND id = ?)",
                            [key, key, int(key) if key.isdigit() else -1]))
     if not rows:
-        raise NotFound(f"There is no channel '{channel}'. `python -m engine notify channel list` shows them.")
+        raise NotFound(_("There is no channel '{channel}'. `python -m engine notify channel list` shows them.",
+                         channel=channel))
     return rows[0]
 
 
@@ -159,9 +165,12 @@ def describe(channel: dict) -> dict:
     config = db.loads(channel.get("config_json"), {}) or {}
     if channel["kind"] == "webhook":
         target = f"{mask_url(vault.unseal(config.get('url', '')))} ({channel.get('style')})"
+    elif config.get("username"):
+        target = _("{to} via {host}:{port} as {user} (password set)", to=", ".join(config.get("to") or []),
+                   host=config.get("host"), port=config.get("port"), user=config["username"])
     else:
-        target = (f"{', '.join(config.get('to') or [])} via {config.get('host')}:{config.get('port')}"
-                  + (f" as {config['username']} (password set)" if config.get("username") else ""))
+        target = _("{to} via {host}:{port}", to=", ".join(config.get("to") or []), host=config.get("host"),
+                   port=config.get("port"))
     last = None
     return {"id": channel["id"], "name": channel["name"], "kind": channel["kind"], "target": target,
             "events": channel.get("events"), "enabled": bool(channel.get("enabled")),
@@ -174,7 +183,7 @@ def list_channels(conn) -> list[dict]:
         item = describe(row)
         last = conn.execute("SELECT status, last_error, COALESCE(sent_at, created_at) FROM notify_deliveries "
                             "WHERE channel_id = ? ORDER BY id DESC LIMIT 1", [row["id"]]).fetchone()
-        item["last_delivery"] = {"status": last[0], "error": last[1], "at": last[2]} if last else None
+        item["last_delivery"] = {"status": last[0], "error": shown_error(last[1]), "at": last[2]} if last else None
         out.append(item)
     return out
 
@@ -189,12 +198,13 @@ def remove_channel(conn, channel: str | int, actor=None) -> None:
 
 
 def deliveries(conn, channel: str | int | None = None, limit: int = 50) -> list[dict]:
-    """The delivery log, newest first (no payload secrets: payloads hold alert facts only)."""
+    """The delivery log, newest first (no payload secrets: payloads hold alert facts only); errors in the current
+    language."""
     where, params = ("WHERE d.channel_id = ?", [get_channel(conn, channel)["id"]]) if channel is not None else ("", [])
-    return list(conn.query(
+    return [{**row, "last_error": shown_error(row["last_error"])} for row in conn.query(
         "SELECT d.id, c.name AS channel, d.event_key, d.status, d.attempts, d.last_error, d.created_at, d.sent_at, "
         f"d.next_attempt_at FROM notify_deliveries d JOIN notify_channels c ON c.id = d.channel_id {where} "
-        "ORDER BY d.id DESC LIMIT ?", [*params, int(limit)]))
+        "ORDER BY d.id DESC LIMIT ?", [*params, int(limit)])]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -212,6 +222,8 @@ def monitor_link(feed_name: str, window_start: str | None, window_end: str | Non
 
 
 def alert_payload(conn, alert: dict) -> dict:
+    """What a channel is told about an alert: its facts, and a title and text in English (the words are written again
+    in the sender's language when it goes out: :func:`localized`)."""
     feed = conn.execute("SELECT name FROM feeds WHERE id = ?", [alert["feed_id"]]).fetchone()
     feed_name = feed[0] if feed else f"feed {alert['feed_id']}"
     ids = db.loads(alert.get("article_ids_json"), []) or []
@@ -221,29 +233,65 @@ def alert_payload(conn, alert: dict) -> dict:
         by_id = {r[0]: (r[1], r[2]) for r in conn.execute(
             f"SELECT id, title, source FROM articles WHERE id IN ({marks})", ids)}
         headlines = [{"title": by_id[i][0], "source": by_id[i][1]} for i in ids if i in by_id][:HEADLINES]
-    topic = alert.get("topic") or "all articles"
-    share, mean = alert.get("negative_share") or 0.0, alert.get("baseline_mean")
-    magnitude = alert.get("magnitude")
-    title = f"Negative-news surge in {feed_name} ({topic})"
-    text = (f"{share:.0%} of {alert.get('n_articles')} articles negative in {alert['window_start']} to "
-            f"{alert['window_end']}" + (f" against a baseline of {mean:.0%}" if mean is not None else "")
-            + (f", {magnitude:.1f} standard deviations above it" if magnitude is not None else "") + ".")
-    return {"event": "alert", "alert_id": alert["id"], "feed": feed_name, "topic": topic,
-            "magnitude": magnitude, "negative_share": share, "baseline_mean": mean,
-            "n_articles": alert.get("n_articles"), "window_start": alert["window_start"],
-            "window_end": alert["window_end"], "headlines": headlines, "title": title, "text": text,
-            "link": monitor_link(feed_name, alert["window_start"], alert["window_end"], alert["id"])}
+    payload = {"event": "alert", "alert_id": alert["id"], "feed": feed_name, "topic": alert.get("topic") or ALL_ARTICLES,
+               "all_articles": not alert.get("topic"), "magnitude": alert.get("magnitude"),
+               "negative_share": alert.get("negative_share") or 0.0, "baseline_mean": alert.get("baseline_mean"),
+               "n_articles": alert.get("n_articles"), "window_start": alert["window_start"],
+               "window_end": alert["window_end"], "headlines": headlines,
+               "link": monitor_link(feed_name, alert["window_start"], alert["window_end"], alert["id"])}
+    with i18n.using("en"):
+        return {**payload, **_words(payload)}
 
 
 def run_payload(job: dict) -> dict:
     ok = job["status"] == "succeeded"
     metrics = db.loads(job.get("metrics_json"), {}) or {}
-    f1 = metrics.get("macro_f1")
-    title = f"Training run {job['id']} {'finished' if ok else 'failed'}" + (f": {job['name']}" if job.get("name") else "")
-    text = (f"Test macro-F1 {f1:.3f}." if ok and f1 is not None else "") if ok else (job.get("error") or "")
-    return {"event": "run_finished" if ok else "run_failed", "run_id": job["id"], "status": job["status"],
-            "title": title, "text": text, "headlines": [],
-            "link": f"{settings.dashboard_url()}/runs?run={job['id']}"}
+    payload = {"event": "run_finished" if ok else "run_failed", "run_id": job["id"], "status": job["status"],
+               "name": job.get("name"), "macro_f1": metrics.get("macro_f1"), "error": job.get("error"),
+               "headlines": [], "link": f"{settings.dashboard_url()}/runs?run={job['id']}"}
+    with i18n.using("en"):
+        return {**payload, **_words(payload)}
+
+
+def _words(p: dict) -> dict:
+    """The title and text of a payload, in the current language, from its facts ({} for a payload without them)."""
+    event = p.get("event")
+    if event == "alert":
+        topic = _(ALL_ARTICLES) if p.get("all_articles") or p.get("topic") in (None, ALL_ARTICLES) else p["topic"]
+        title = _("Negative-news surge in {feed} ({topic})", feed=p["feed"], topic=topic)
+        values = {"share": i18n.percent(p.get("negative_share") or 0.0), "n": p.get("n_articles"),
+                  "start": p["window_start"], "end": p["window_end"]}
+        if p.get("baseline_mean") is not None and p.get("magnitude") is not None:
+            text = _("{share} of {n} articles negative in {start} to {end} against a baseline of {baseline}, "
+                     "{sd} standard deviations above it.", baseline=i18n.percent(p["baseline_mean"]),
+                     sd=i18n.number(p["magnitude"], 1), **values)
+        else:
+            text = _("{share} of {n} articles negative in {start} to {end}.", **values)
+        return {"title": title, "text": text}
+    if event in ("run_finished", "run_failed") and "name" in p:
+        ok, name, run_id = event == "run_finished", p.get("name"), p["run_id"]
+        if ok:
+            title = (_("Training run {run_id} finished: {name}", run_id=run_id, name=name) if name
+                     else _("Training run {run_id} finished", run_id=run_id))
+            f1 = p.get("macro_f1")
+            text = _("Test macro-F1 {f1}.", f1=f"{f1:.3f}") if f1 is not None else ""
+        else:
+            title = (_("Training run {run_id} failed: {name}", run_id=run_id, name=name) if name
+                     else _("Training run {run_id} failed", run_id=run_id))
+            text = p.get("error") or ""
+        return {"title": title, "text": text}
+    if event == "test" and p.get("channel"):
+        return {"title": _("Test message from Bellwether to '{channel}'", channel=p["channel"]),
+                "text": _("If you can read this, alerts will reach this channel.")}
+    return {}
+
+
+def localized(payload: dict) -> dict:
+    """The payload with its title and text in the current language (they are stored in English)."""
+    try:
+        return {**payload, **_words(payload)}
+    except (KeyError, TypeError, ValueError):  # an older payload without its facts: as it was stored
+        return payload
 
 
 def collect(conn) -> int:
@@ -283,20 +331,20 @@ def collect(conn) -> int:
 def _plain(payload: dict) -> str:
     lines = [payload["title"], "", payload.get("text") or ""]
     if payload.get("headlines"):
-        lines += ["", "Driving headlines:"] + [
+        lines += ["", _("Driving headlines:")] + [
             f"- {h['title']}" + (f" ({h['source']})" if h.get("source") else "") for h in payload["headlines"]]
-    lines += ["", f"Open the Monitor: {payload['link']}"]
+    lines += ["", _("Open the Monitor: {link}", link=payload["link"])]
     return "\n".join(lines)
 
 
 def webhook_body(style: str, payload: dict) -> dict:
     if style == "slack":
-        return {"text": f"{payload['title']}: {payload.get('text', '')} <{payload['link']}|Open the Monitor>",
+        return {"text": f"{payload['title']}: {payload.get('text', '')} <{payload['link']}|{_('Open the Monitor')}>",
                 "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": _plain(payload)}}]}
     if style == "teams":
         return {"@type": "MessageCard", "@context": "https://schema.org/extensions", "summary": payload["title"],
                 "themeColor": "D13438", "title": payload["title"], "text": _plain(payload).replace("\n", "  \n"),
-                "potentialAction": [{"@type": "OpenUri", "name": "Open the Monitor",
+                "potentialAction": [{"@type": "OpenUri", "name": _("Open the Monitor"),
                                      "targets": [{"os": "default", "uri": payload["link"]}]}]}
     return payload
 
@@ -315,25 +363,68 @@ class _CheckedSMTPSSL(smtplib.SMTP_SSL):
         return self.context.wrap_socket(sock, server_hostname=self._host)
 
 
+# What a failed delivery says (stored in English in the delivery log, shown in the reader's language: shown_error).
+_SEND_ERRORS = (
+    N_("The webhook at {host} did not answer within {seconds} seconds."),
+    N_("The webhook at {host} could not be reached."),
+    N_("The webhook at {host} answered HTTP {status}."),
+    N_("The mail server {host} refused the user name or password."),
+    N_("The mail server {host} refused the message (SMTP {code})."),
+    N_("The mail server {host}:{port} could not be reached ({error})."),
+)
+RETRYING = N_("{error} (try {attempt} of {tries}; retrying)")
+
+
+class DeliveryFailed(UserError):
+    """A delivery that failed: the message in the current language; :meth:`english` for the delivery log."""
+
+    def __init__(self, template: str, **values):
+        self.template, self.values = template, values
+        super().__init__(_(template, **values))
+
+    def english(self) -> str:
+        return self.template.format(**self.values)
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>.+?)", re.escape(template)), re.S)
+
+
+def shown_error(text: str | None) -> str | None:
+    """A delivery error as stored (English) in the current language; one it does not know stays as it is."""
+    if not text:
+        return text
+    retry = _pattern(RETRYING).fullmatch(text)
+    if retry:
+        return _(RETRYING, **{**retry.groupdict(), "error": shown_error(retry["error"])})
+    for template in _SEND_ERRORS:
+        found = _pattern(template).fullmatch(text)
+        if found:
+            return _(template, **found.groupdict())
+    return _(text)
+
+
 def send(channel: dict, payload: dict) -> None:
-    """Deliver one payload now; UserError in plain words (no secret in it) when it fails."""
+    """Deliver one payload now, its words in the current language; UserError in plain words (no secret in it) when
+    it fails."""
     import requests
 
+    payload = localized(payload)
     config = db.loads(channel.get("config_json"), {}) or {}
     if channel["kind"] == "webhook":
         url = vault.unseal(config.get("url", "")) or ""
         host = sources.host_of(url)
-        sources.check_url(url, "The webhook")
+        sources.check_url(url, _("The webhook"))
         try:
-            with sources.checked_session("The webhook") as session:  # the address connected to is the one checked
+            with sources.checked_session(_("The webhook")) as session:  # the address connected to is the one checked
                 response = session.post(url, json=webhook_body(channel.get("style") or "json", payload),
                                         timeout=TIMEOUT_S, allow_redirects=False)
         except requests.exceptions.Timeout:
-            raise UserError(f"The webhook at {host} did not answer within {TIMEOUT_S:g} seconds.") from None
+            raise DeliveryFailed(_SEND_ERRORS[0], host=host, seconds=f"{TIMEOUT_S:g}") from None
         except requests.exceptions.RequestException:
-            raise UserError(f"The webhook at {host} could not be reached.") from None
+            raise DeliveryFailed(_SEND_ERRORS[1], host=host) from None
         if not 200 <= response.status_code < 300:
-            raise UserError(f"The webhook at {host} answered HTTP {response.status_code}.")
+            raise DeliveryFailed(_SEND_ERRORS[2], host=host, status=response.status_code)
         return
     message = EmailMessage()
     message["Subject"] = f"[Bellwether] {payload['title']}"
@@ -353,11 +444,23 @@ def send(channel: dict, payload: dict) -> None:
                 smtp.login(config["username"], vault.unseal(config.get("password")) or "")
             smtp.send_message(message)
     except smtplib.SMTPAuthenticationError:
-        raise UserError(f"The mail server {host} refused the user name or password.") from None
+        raise DeliveryFailed(_SEND_ERRORS[3], host=host) from None
     except smtplib.SMTPResponseException as exc:
-        raise UserError(f"The mail server {host} refused the message (SMTP {exc.smtp_code}).") from None
+        raise DeliveryFailed(_SEND_ERRORS[4], host=host, code=exc.smtp_code) from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise UserError(f"The mail server {host}:{port} could not be reached ({type(exc).__name__}).") from None
+        raise DeliveryFailed(_SEND_ERRORS[5], host=host, port=port, error=type(exc).__name__) from None
+
+
+def _send_recorded(channel: dict, payload: dict) -> str | None:
+    """Send in the current language; None when it went, else the reason (in English when it is one of ours) for the
+    delivery log."""
+    try:
+        send(channel, payload)
+    except DeliveryFailed as exc:
+        return exc.english()
+    except UserError as exc:
+        return str(exc)
+    return None
 
 
 def deliver_due(conn, now: datetime | None = None) -> int:
@@ -368,15 +471,15 @@ def deliver_due(conn, now: datetime | None = None) -> int:
             "ON c.id = d.channel_id WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.id",
             [_iso(now)])):
         attempts = int(row["attempts"] or 0) + 1
-        try:
-            send(row, db.loads(row["payload_json"], {}))
-        except UserError as exc:
+        error = _send_recorded(row, db.loads(row["payload_json"], {}))
+        if error is not None:
             final = attempts >= MAX_ATTEMPTS
             delay = settings.notify_retry_s() * 2 ** (attempts - 1)
+            if not final:
+                error = RETRYING.format(error=error, attempt=attempts, tries=MAX_ATTEMPTS)
             conn.execute(
                 "UPDATE notify_deliveries SET attempts = ?, last_error = ?, status = ?, next_attempt_at = ? WHERE id = ?",
-                [attempts, str(exc) + ("" if final else f" (try {attempts} of {MAX_ATTEMPTS}; retrying)"),
-                 "failed" if final else "pending",
+                [attempts, error, "failed" if final else "pending",
                  _iso(datetime.now(timezone.utc) + timedelta(seconds=delay)), row["id"]])
             continue
         conn.execute("UPDATE notify_deliveries SET attempts = ?, status = 'sent', sent_at = ? WHERE id = ?",
@@ -386,19 +489,18 @@ def deliver_due(conn, now: datetime | None = None) -> int:
 
 
 def send_test(conn, channel: str | int, actor=None) -> dict:
-    """Send a test message now and log it; returns the delivery row (status 'sent', or 'failed' with the reason)."""
+    """Send a test message now and log it; returns the delivery row (status 'sent', or 'failed' with the reason in
+    the current language)."""
     row = get_channel(conn, channel)
     access.check(conn, actor, "notify.channels", f"channel:{row['name']}")
-    payload = {"event": "test", "title": f"Test message from Bellwether to '{row['name']}'",
-               "text": "If you can read this, alerts will reach this channel.", "headlines": [],
-               "feed": None, "topic": None, "link": f"{settings.dashboard_url()}/monitor"}
-    status, error = "sent", None
-    try:
-        send(row, payload)
-    except UserError as exc:
-        status, error = "failed", str(exc)
+    payload = {"event": "test", "channel": row["name"], "headlines": [], "feed": None, "topic": None,
+               "link": f"{settings.dashboard_url()}/monitor"}
+    with i18n.using("en"):
+        payload.update(_words(payload))
+    error = _send_recorded(row, payload)
+    status = "sent" if error is None else "failed"
     delivery_id = conn["notify_deliveries"].insert({
         "channel_id": row["id"], "event_key": f"test:{_iso()}", "payload_json": db.dumps(payload), "status": status,
         "attempts": 1, "last_error": error, "created_at": _iso(), "sent_at": _iso() if status == "sent" else None,
     }).last_pk
-    return {"id": delivery_id, "channel": row["name"], "status": status, "error": error}
+    return {"id": delivery_id, "channel": row["name"], "status": status, "error": shown_error(error)}

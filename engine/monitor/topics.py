@@ -18,6 +18,7 @@ import time
 
 from engine import access, db
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import runs
 from engine.models import inference
 from engine.monitor import feedjobs
@@ -67,9 +68,9 @@ def run(conn, job: dict, ctx) -> dict:
 
     feed_id, run_id = job.get("feed_id"), job.get("model_run_id")
     if not feed_id or not run_id:
-        raise UserError("This topics job has no feed or no model run; queue it again from the Feeds page.")
+        raise UserError(_("This topics job has no feed or no model run; queue it again from the Feeds page."))
     if not conn.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
-        raise UserError(f"Feed {feed_id} no longer exists.")
+        raise UserError(_("Feed {feed_id} no longer exists.", feed_id=feed_id))
     config = db.loads(job.get("config_json"), {}) or {}
     text_mode = config.get("text", "title")
     batch_size = int(config.get("batch_size", feedjobs.BATCH))
@@ -143,10 +144,9 @@ def remove_model_topics(conn, feed: str | int, actor=None) -> int:
             "SELECT id FROM jobs WHERE kind = 'score' AND feed_id = ? AND status IN ('queued', 'running') "
             "AND json_extract(config_json, '$.purpose') = ?", [feed_row["id"], PURPOSE])]
         if busy:
-            raise UserError(
-                f"A topics job ({', '.join(f'#{j}' for j in busy)}) is tagging this feed now; removing its topics "
-                "would be undone by it. Cancel it or wait for it to finish, then remove the model topics."
-            )
+            raise UserError(_(
+                "A topics job ({jobs}) is tagging this feed now; removing its topics would be undone by it. Cancel "
+                "it or wait for it to finish, then remove the model topics.", jobs=", ".join(f"#{j}" for j in busy)))
         removed = conn.execute(
             "DELETE FROM article_topics WHERE origin = 'model' AND article_id IN "
             "(SELECT id FROM articles WHERE feed_id = ?)", [feed_row["id"]]).rowcount

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from engine import db
+from engine.i18n import _
 from engine.monitor.feeds import SAFE_URL
 from engine.monitor.vocabulary import negative_label, positive_label, run_labels
 
@@ -40,14 +41,14 @@ class Filters:
     source: str | None = None
 
     def describe(self) -> str:
-        parts = [f"run {self.run_id}" if self.run_id else "no model"]
+        parts = [_("model run {run_id}", run_id=self.run_id) if self.run_id else _("no model")]
         if self.start or self.end:
-            parts.append(f"{self.start or '…'} to {self.end or '…'}")
+            parts.append(_("{start} to {end}", start=self.start or "…", end=self.end or "…"))
         if self.topic:
-            parts.append(f"topic {self.topic}")
+            parts.append(_("topic {topic}", topic=self.topic))
         if self.source:
-            parts.append(f"source {self.source}")
-        return ", ".join(parts)
+            parts.append(_("source {source}", source=self.source))
+        return _(", ").join(parts)
 
 
 def period_sql(freq: str) -> str:
@@ -193,7 +194,7 @@ def topic_week_negative(conn, f: Filters) -> pd.DataFrame:
     columns = ["topic", "week", "n", "negative", "share"]
     if not f.run_id:
         return pd.DataFrame(columns=columns)
-    _, neg = _polar_labels(conn, f.run_id)
+    neg = _polar_labels(conn, f.run_id)[1]
     table, where, params = _rollup(f, by_topic=True)
     # Days first (in the table's key order, no sort), then weeks: date() runs once per topic-day, not per row.
     sql = (
@@ -208,9 +209,16 @@ def topic_week_negative(conn, f: Filters) -> pd.DataFrame:
 
 
 def drilldown(conn, f: Filters, day: str, topic: str | None = None, limit: int = 500) -> pd.DataFrame:
-    """The articles of one day (and topic), with sentiment and confidence, most negative first."""
-    g = replace(f, start=day, end=day, topic=topic if topic else f.topic)
+    """The articles behind one day of the charts, with sentiment and confidence, most negative first.
+
+    Every filter of ``f`` holds (source, topic, date range: a day outside it has no articles here); ``topic`` narrows
+    further to the articles that also have that topic, so a drill-down never shows what the charts left out."""
+    day = str(day)[:10]
+    g = replace(f, start=max(day, str(f.start)[:10]) if f.start else day, end=min(day, str(f.end)[:10]) if f.end else day)
     where, params = _where(g)
+    if topic and topic != f.topic:
+        where += " AND EXISTS (SELECT 1 FROM article_topics t2 WHERE t2.article_id = a.id AND t2.topic = ?)"
+        params.append(topic)
     columns = ["id", "published_at", "title", "source", "url", "label", "confidence", "negative"]
     if g.run_id:
         sql = (
@@ -299,16 +307,30 @@ def runs_for_feed(conn, feed_id: int) -> list[dict]:
 
 def model_caption(conn, run_id: int | None) -> str:
     if not run_id:
-        return "No model: volumes only."
+        return _("No model: volumes only.")
     rows = list(conn.query("SELECT id, name, base_model, metrics_json FROM jobs WHERE id = ?", [run_id]))
     if not rows:
-        return f"Model: run {run_id}"
+        return _("Model: run {run_id}", run_id=run_id)
     row = rows[0]
     metrics = db.loads(row.get("metrics_json"), {}) or {}
-    text = f"Model: run {row['id']}" + (f" ({row['name']})" if row.get("name") else "")
-    if metrics.get("macro_f1") is not None:
-        text += f", test macro-F1 {metrics['macro_f1']:.3f}"
-    return text
+    f1 = metrics.get("macro_f1")
+    if row.get("name") and f1 is not None:
+        return _("Model: run {run_id} ({name}), test macro-F1 {f1}", run_id=row["id"], name=row["name"], f1=f"{f1:.3f}")
+    if row.get("name"):
+        return _("Model: run {run_id} ({name})", run_id=row["id"], name=row["name"])
+    if f1 is not None:
+        return _("Model: run {run_id}, test macro-F1 {f1}", run_id=row["id"], f1=f"{f1:.3f}")
+    return _("Model: run {run_id}", run_id=row["id"])
+
+
+def last_scored(conn, feed_id: int, run_id: int | None) -> str | None:
+    """When run ``run_id``'s newest scoring job for the feed finished (UTC, ISO), or None."""
+    if not run_id:
+        return None
+    row = conn.execute("SELECT MAX(finished_at) FROM jobs WHERE kind = 'score' AND feed_id = ? AND model_run_id = ? "
+                       "AND status = 'succeeded' AND COALESCE(json_extract(config_json, '$.purpose'), 'sentiment') "
+                       "<> 'topics'", [feed_id, run_id]).fetchone()
+    return row[0] if row else None
 
 
 def data_version(conn, feed_id: int) -> tuple:
