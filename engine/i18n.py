@@ -88,7 +88,7 @@ def _translations(code: str):
     return Translations(buffer, domain=DOMAIN)
 
 
-def _(message: str, **values) -> str:
+def _(message: str, /, **values) -> str:
     """``message`` in the current language, its ``{placeholders}`` filled from ``values``."""
     text = _translations(language()).gettext(message)
     return text.format(**values) if values else text
@@ -100,7 +100,7 @@ def N_(message: str) -> str:
     return message
 
 
-def n_(singular: str, plural: str, n: int, **values) -> str:
+def n_(singular: str, plural: str, n: int, /, **values) -> str:
     """The singular or plural form for ``n`` (``{n}`` is filled in too)."""
     text = _translations(language()).ngettext(singular, plural, n)
     return text.format(n=n, **values)
