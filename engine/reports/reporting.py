@@ -399,7 +399,7 @@ def mistakes(report: Report, true: Sequence[str] | None = None, predicted: Seque
     return filter_mistakes(frame, true, predicted)
 
 
-MISTAKE_COLUMNS = {"row_id": N_("row"), "text": N_("text"), "sentence": N_("sentence"), "span": N_("span"),
+MISTAKE_COLUMNS = {"row_id": N_("row_id"), "text": N_("text"), "sentence": N_("sentence"), "span": N_("span"),
                    "true": N_("true"), "predicted": N_("predicted"), "error": N_("error"),
                    "confidence": N_("confidence")}
 MISTAKE_WORDS = {"wrong type": N_("wrong type"), "missed": N_("missed"), "spurious": N_("spurious")}
