@@ -121,13 +121,18 @@ def next_id(conn, kind: str) -> int:
     """The id the next job of ``kind`` ('training', 'scoring', 'topics') gets: the next number of its kind."""
     first = min(ID_BASE.values())
     if kind == TRAINING:
-        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs WHERE id < ?", [first]).fetchone()[0]) + 1
-    base = ID_BASE[kind]
-    in_range = conn.execute("SELECT MAX(id) FROM jobs WHERE id >= ? AND id < ?", [base, base + RANGE_SIZE]).fetchone()[0]
-    topics = "COALESCE(json_extract(config_json, '$.purpose'), '') = 'topics'"
-    older = conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM jobs WHERE kind = 'score' AND id < ? AND "
-                         f"{'' if kind == TOPICS else 'NOT '}{topics}", [first]).fetchone()[0]
-    return base + max(int(in_range) - base if in_range else 0, int(older)) + 1
+        found = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs WHERE id < ?", [first]).fetchone()[0]) + 1
+    else:
+        base = ID_BASE[kind]
+        in_range = conn.execute("SELECT MAX(id) FROM jobs WHERE kind = 'score' AND id >= ? AND id < ?",
+                                [base, base + RANGE_SIZE]).fetchone()[0]
+        topics = "COALESCE(json_extract(config_json, '$.purpose'), '') = 'topics'"
+        older = conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM jobs WHERE kind = 'score' AND id < ? AND "
+                             f"{'' if kind == TOPICS else 'NOT '}{topics}", [first]).fetchone()[0]
+        found = base + max(int(in_range) - base if in_range else 0, int(older)) + 1
+    while conn.execute("SELECT 1 FROM jobs WHERE id = ?", [found]).fetchone():  # a row written around the ranges
+        found += 1
+    return found
 
 
 def resolve(conn, ref: Any) -> int:
