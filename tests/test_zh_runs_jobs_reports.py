@@ -126,3 +126,15 @@ def test_the_verdict_in_chinese_from_a_known_confusion_matrix():
     assert list(table.columns) == ["类别", "判为该类时的正确率（精确率）", "找到的比例（召回率）", "F1", "行数"]
     assert list(table["类别"]) == ["positive", "各类别平均（宏平均）"]
     assert plain.verdict(MATRIX).headline.startswith("Right on 76% of the 400 texts checked.")  # English otherwise
+
+
+def test_why_a_job_stopped_is_stored_in_english_and_shown_in_chinese():
+    stored = queue.KILLED.format(signal=9)
+    assert stored.startswith(queue.VANISHED)  # what the poller and the tests read stays English
+    with i18n.using("zh_CN"):
+        assert queue.reason_words(stored) == "引擎意外停止：训练进程被终止（信号 9）。继续该运行即可从最近的检查点接着进行。"
+        assert queue.reason_words(queue.CANCELLED_ON_REQUEST) == "已按请求取消。"
+        assert queue.reason_words("CUDA error: device-side assert") == "CUDA error: device-side assert"  # not ours
+        assert queue.label({"id": queue.ID_BASE["topics"] + 3, "kind": "score",
+                            "config_json": db.dumps({"purpose": "topics"})}) == "主题任务 3"
+    assert queue.reason_words(stored) == stored
