@@ -138,3 +138,15 @@ def test_why_a_job_stopped_is_stored_in_english_and_shown_in_chinese():
         assert queue.label({"id": queue.ID_BASE["topics"] + 3, "kind": "score",
                             "config_json": db.dumps({"purpose": "topics"})}) == "主题任务 3"
     assert queue.reason_words(stored) == stored
+
+
+def test_the_report_command_speaks_chinese_and_keeps_json_as_it_is(chinese, store, tiny_text_model, capsys):
+    run = make_finished_run(store, tiny_text_model, text_predictions(), {"accuracy": 0.6, "macro_f1": 0.6})
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"运行 {run} · 测试集\n已评分 10 行，共 10 行。")
+    assert "在检查的 10 条文本中，正确率为 60%。" in out and "精确率" in out and "宏平均" in out
+    assert english_left(out) == [], english_left(out)
+    assert main(["report", str(run), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "macro avg" in data["report"] and data["verdict"]["headline"].startswith("在检查的")

@@ -207,10 +207,13 @@ def report_frame(report: dict) -> pd.DataFrame:
 
 def format_text(frame: pd.DataFrame, digits: int = 3) -> str:
     """A report table as aligned text, as scikit-learn prints it."""
-    width = max([len(str(c)) for c in frame["class"]] + [12])
+    summary = {"accuracy": _("accuracy"), "macro avg": _("macro avg"), "weighted avg": _("weighted avg"),
+               "micro avg": _("micro avg")}  # the summary rows' names in the reader's language; classes as they are
+    names = [summary.get(str(c), str(c)) for c in frame["class"]]
+    width = max([len(name) for name in names] + [12])
     heads = [_("precision"), _("recall"), _("f1-score"), _("support")]  # the headings in the reader's language
     lines = [f"{'':>{width}}  " + "  ".join(f"{h:>9}" for h in heads)]
-    for row in frame.itertuples(index=False):
+    for name, row in zip(names, frame.itertuples(index=False)):
         cells = []
         for value in (row[1], row[2], row[3]):
             cells.append(f"{'':>9}" if value is None or (isinstance(value, float) and math.isnan(value))
@@ -218,7 +221,7 @@ def format_text(frame: pd.DataFrame, digits: int = 3) -> str:
         support = "" if pd.isna(row[4]) else str(int(row[4]))
         if row[0] == "accuracy" or row[0] == "micro avg":
             lines.append("")
-        lines.append(f"{row[0]:>{width}}  {'  '.join(cells)}  {support:>9}")
+        lines.append(f"{name:>{width}}  {'  '.join(cells)}  {support:>9}")
     return "\n".join(lines)
 
 
