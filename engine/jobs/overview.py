@@ -155,7 +155,7 @@ def waiting_reason(conn, job: dict, worker_alive: bool | None = None) -> str | N
     first = ahead[0] if ahead else running[0]
     others = len(ahead) - 1
     values = {"job": label(first), "status": queue.status_words(first["status"]), "time": duration_words(low, high)}
-    device = {"cuda": "GPU", "cpu": "CPU"}.get(slot or "", slot)
+    device = ("GPU" if slot == "cuda" else "CPU") if slot else None
     # one whole sentence per case (not n_(): tests/test_i18n.py reads the catalogue's single texts)
     if others == 1 and device:
         said = _("Behind {job} ({status}, on the {device}) and 1 more job queued before it, {time}.", device=device,
