@@ -476,6 +476,15 @@ def _m011_preferences(db: sqlite_utils.Database) -> None:
     db["user_preferences"].create({"name": str, "language": str, "updated_at": str}, pk="name")
 
 
+def _m012_queue_order(db: sqlite_utils.Database) -> None:
+    """``jobs.queue_order``: the order jobs were queued in. Training runs and the other kinds of job take their ids from
+    ranges of their own (engine.jobs.queue: each kind numbered 1, 2, 3 ... as people see it), so the id no longer tells
+    which was queued first; this does. Jobs queued before keep their ids as their place."""
+    db["jobs"].add_column("queue_order", int)
+    db.execute("UPDATE jobs SET queue_order = id")
+    db["jobs"].create_index(["status", "device_slot", "queue_order"])
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_core),
     (2, _m002_feeds),
@@ -487,6 +496,7 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (8, _m008_review),
     (9, _m009_run_purpose),
     (11, _m011_preferences),  # 10: the generation work, merged in beside these
+    (12, _m012_queue_order),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -207,18 +207,7 @@ NOT_YET_TRANSLATED = {
     "engine/training/generation.py",
     "engine/training/reproduce.py",
 
-    # runs, jobs and reports (helper B)
-    "views/jobs.py",
-    "views/reports.py",
-    "views/runs.py",
-    "engine/cli/job.py",
-    "engine/cli/jobs.py",
-    "engine/cli/report.py",
-    "engine/jobs/overview.py",
-    "engine/jobs/queue.py",
-    "engine/jobs/runs.py",
-    "engine/reports/generation.py",
-    "engine/reports/reporting.py",
+    # runs, jobs and reports (helper B): done
 
 }
 

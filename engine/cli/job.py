@@ -12,6 +12,7 @@ from typing import Callable
 
 from engine.jobs import process
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def register(subparsers) -> None:
@@ -38,7 +39,7 @@ def runner_for(job: dict) -> Callable:
         from engine.monitor import scoring, topics  # here, not at the top: only a score job needs them
 
         return topics.run if topics.is_topics_job(job) else scoring.run
-    raise UserError(f"No runner for jobs of kind {job['kind']!r}.")
+    raise UserError(_("No runner for jobs of kind {kind}.", kind=repr(job["kind"])))
 
 
 def run_job(job_id: int) -> int:

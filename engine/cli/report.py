@@ -15,32 +15,34 @@ from engine.reports import generation as generation_report
 from engine.reports import plain
 from engine.reports import reporting
 from engine.errors import UserError
+from engine.i18n import _
 
 FORMATS = ["text", "json", "csv"]
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("report", help="a finished run's classification report on its test split")
+    p = subparsers.add_parser("report", help=_("a finished run's classification report on its test split"))
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("--split", default=reporting.TEST,
-                   help="'test' (default) or 'eval:<name>' for a file evaluated earlier")
+                   help=_("'test' (default) or 'eval:<name>' for a file evaluated earlier"))
     p.set_defaults(func=cmd_report)
 
-    p = subparsers.add_parser("evaluate", help="evaluate a finished run on another labelled file")
+    p = subparsers.add_parser("evaluate", help=_("evaluate a finished run on another labelled file"))
     p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("file", metavar="FILE", help="CSV, XLSX or JSONL with text and label columns (CoNLL for tagging)")
-    p.add_argument("--text-col", help="the column with the text (guessed when not given)")
-    p.add_argument("--label-col", help="the column with the gold label (guessed when not given)")
-    p.add_argument("--prompt-col", help="generation runs: the column with the prompt (guessed when not given)")
-    p.add_argument("--response-col", help="generation runs: the column with the reference response")
-    p.add_argument("--encoding", help="the file's encoding (detected when not given: utf-8, gb18030, cp1252)")
-    p.add_argument("--sheet", help="the XLSX sheet (the first when not given)")
-    p.add_argument("--name", help="a name for this evaluation (default: the file name)")
+    p.add_argument("file", metavar="FILE",
+                   help=_("CSV, XLSX or JSONL with text and label columns (CoNLL for tagging)"))
+    p.add_argument("--text-col", help=_("the column with the text (guessed when not given)"))
+    p.add_argument("--label-col", help=_("the column with the gold label (guessed when not given)"))
+    p.add_argument("--prompt-col", help=_("generation runs: the column with the prompt (guessed when not given)"))
+    p.add_argument("--response-col", help=_("generation runs: the column with the reference response"))
+    p.add_argument("--encoding", help=_("the file's encoding (detected when not given: utf-8, gb18030, cp1252)"))
+    p.add_argument("--sheet", help=_("the XLSX sheet (the first when not given)"))
+    p.add_argument("--name", help=_("a name for this evaluation (default: the file name)"))
     p.add_argument("--format", choices=FORMATS, default="text")
     p.set_defaults(func=cmd_evaluate)
 
-    p = subparsers.add_parser("predict", help="predict labels (or entities) for texts with a finished run")
+    p = subparsers.add_parser("predict", help=_("predict labels (or entities) for texts with a finished run"))
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("texts", metavar="TEXT", nargs="+")
     p.add_argument("--format", choices=["text", "json"], default="text")
@@ -69,22 +71,22 @@ def _print_report(report: reporting.Report, fmt: str, header: str, extra: dict |
                               ignore_index=True)
         sys.stdout.write(export.escape_frame(frame).to_csv(index=False))
         for note in report.notes():
-            print(f"note: {note}", file=sys.stderr)
+            print(_("note: {note}", note=note), file=sys.stderr)
         return
     print(header)
-    print(f"{report.n_scored} of {report.n_rows} rows scored.")
+    print(_("{scored} of {rows} rows scored.", scored=report.n_scored, rows=report.n_rows))
     for note in report.notes():
-        print(f"Note: {note}")
+        print(_("Note: {note}", note=note))
     if said is not None:
         print()
         for line in said.lines():
             print(line)
     print()
     if report.task == reporting.TOKENS:
-        print("Entity level (seqeval)")
+        print(_("Entity level (seqeval)"))
         print(reporting.format_text(report.frame))
         print()
-        print("Token level (per tag)")
+        print(_("Token level (per tag)"))
         print(reporting.format_text(report.token_frame))
     else:
         print(reporting.format_text(report.frame))
@@ -115,7 +117,8 @@ def cmd_report(args) -> int:
             _print_generation(generation_report.build(conn, run, args.split), args.format)
             return 0
         report = reporting.run_report(conn, args.run_id, args.split)
-        _print_report(report, args.format, f"Run {report.run_id} · {reporting.split_title(report.split)}")
+        _print_report(report, args.format, _("Run {run_id} · {split}", run_id=report.run_id,
+                                             split=reporting.split_title(report.split)))
     finally:
         conn.close()
     return 0
@@ -124,7 +127,7 @@ def cmd_report(args) -> int:
 def cmd_evaluate(args) -> int:
     path = Path(args.file)
     if not path.is_file():
-        raise UserError(f"There is no file {args.file}. Check the path.")
+        raise UserError(_("There is no file {path}. Check the path.", path=args.file))
     _quiet_model_loading()
     conn = db.connect()
     try:
@@ -139,12 +142,16 @@ def cmd_evaluate(args) -> int:
         evaluation = reporting.evaluate_file(conn, args.run_id, path.read_bytes(), path.name, name=args.name,
                                            text_col=args.text_col, label_col=args.label_col, encoding=args.encoding,
                                            sheet=args.sheet)
-        header = (f"Run {evaluation.report.run_id} on {evaluation.file_name} (stored as '{evaluation.split}'; "
-                  f"encoding {evaluation.encoding}"
-                  + (f"; text column '{evaluation.text_column}', label column '{evaluation.label_column}'"
-                     if evaluation.text_column else "") + ")")
+        values = {"run_id": evaluation.report.run_id, "file": evaluation.file_name, "split": evaluation.split,
+                  "encoding": evaluation.encoding}
+        if evaluation.text_column:
+            header = _("Run {run_id} on {file} (stored as '{split}'; encoding {encoding}; text column '{text}', label "
+                       "column '{label}')", text=evaluation.text_column, label=evaluation.label_column, **values)
+        else:
+            header = _("Run {run_id} on {file} (stored as '{split}'; encoding {encoding})", **values)
         if evaluation.renamed and args.format == "text":
-            header += "\nLabels matched by name: " + ", ".join(f"'{a}' -> '{b}'" for a, b in evaluation.renamed.items())
+            header += "\n" + _("Labels matched by name: {pairs}",
+                               pairs=", ".join(f"'{a}' -> '{b}'" for a, b in evaluation.renamed.items()))
         extra = {"file": evaluation.file_name, "encoding": evaluation.encoding, "text_column": evaluation.text_column,
                  "label_column": evaluation.label_column, "renamed_labels": evaluation.renamed}
         _print_report(evaluation.report, args.format, header, extra)
@@ -165,7 +172,7 @@ def cmd_predict(args) -> int:
         return 0
     for result in results:
         if "entities" in result:
-            found = "; ".join(f"{e['text']} [{e['type']}]" for e in result["entities"]) or "(no entities)"
+            found = "; ".join(f"{e['text']} [{e['type']}]" for e in result["entities"]) or _("(no entities)")
             print(f"{found}\t{result['text']}")
         else:
             print(f"{result['label']}\t{result['confidence']:.3f}\t{result['text']}")

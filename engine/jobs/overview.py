@@ -2,7 +2,8 @@
 likely to take, as a range from the speed measured on this machine; and deleting finished ones.
 
 - :func:`jobs` — the rows of the Jobs page and of ``python -m engine jobs``, newest first.
-- :func:`waiting_reason` — "Behind run 4 (running), about 10-16 min." for a queued job.
+- :func:`waiting_reason` — "Behind run 4 (running), about 10-16 min." for a queued job. Jobs are named as people
+  see them (engine.jobs.queue.label: run 4, scoring job 2, topics job 1) in the current language.
 - :func:`remaining` — (low, high) seconds a job still needs: from its own progress when it runs, else from the
   speed earlier jobs of its kind measured here (training rows/s of the same base model, scored articles/s); the range
   is the spread of those measurements, wider when there are fewer.
@@ -17,6 +18,7 @@ import shutil
 
 from engine import access, db, paths
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import queue
 
 GUESSED_TRAIN_SPEED = 40.0  # rows/s at max length 128 before anything was measured (the default model on 2 CPU cores)
@@ -31,30 +33,25 @@ def has_status(conn, *statuses: str) -> bool:
     return conn.execute(f"SELECT 1 FROM jobs WHERE status IN ({marks}) LIMIT 1", list(statuses)).fetchone() is not None
 
 
-def kind_of(job: dict) -> str:
-    """'training', 'scoring' or 'topics'."""
-    if job["kind"] == "train":
-        return "training"
-    config = job.get("config") if "config" in job else db.loads(job.get("config_json"), {})
-    return "topics" if (config or {}).get("purpose") == "topics" else "scoring"
+kind_of = queue.kind_of  # 'training', 'scoring' or 'topics'
+label = queue.label  # 'run 4', 'scoring job 5', 'topics job 6': each kind numbered on its own (engine.jobs.queue)
 
 
-def label(job: dict) -> str:
-    """How a job is named in sentences: 'run 4', 'scoring job 5', 'topics job 6'."""
-    kind = kind_of(job)
-    return f"run {job['id']}" if kind == "training" else f"{kind} job {job['id']}"
+def kind_words(kind: str) -> str:
+    """'training', 'scoring' or 'topics' in the current language."""
+    return {queue.TRAINING: _("training"), queue.SCORING: _("scoring"), queue.TOPICS: _("topics")}.get(kind, kind)
 
 
 def duration_words(low: float, high: float) -> str:
     """'about 2-4 min', 'under a minute', 'about 1-2 h'."""
     low, high = max(0.0, low), max(low, high)
     if high < 60:
-        return "under a minute"
+        return _("under a minute")
     if high < 90 * 60:
         a, b = max(1, round(low / 60)), max(1, round(high / 60))
-        return f"about {a} min" if a == b else f"about {a}-{b} min"
-    a, b = low / 3600, high / 3600
-    return f"about {a:.1f} h" if round(a, 1) == round(b, 1) else f"about {a:.1f}-{b:.1f} h"
+        return _("about {a} min", a=a) if a == b else _("about {a}-{b} min", a=a, b=b)
+    a, b = f"{low / 3600:.1f}", f"{high / 3600:.1f}"
+    return _("about {a} h", a=a) if a == b else _("about {a}-{b} h", a=a, b=b)
 
 
 def _spread(speeds: list[float]) -> tuple[float, float]:
@@ -68,7 +65,7 @@ def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
     speeds = []
     for row in conn.query(
             "SELECT metrics_json, config_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
-            "AND base_model IS ? AND device_slot IS ? ORDER BY id DESC LIMIT 5", [base_model, slot]):
+            f"AND base_model IS ? AND device_slot IS ? ORDER BY {queue.ORDER} DESC LIMIT 5", [base_model, slot]):
         sps = (db.loads(row["metrics_json"], {}) or {}).get("train_samples_per_second")
         if sps:
             speeds.append(float(sps) * ((db.loads(row["config_json"], {}) or {}).get("max_length") or 128) / 128)
@@ -78,7 +75,7 @@ def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
 def _score_speeds(conn) -> list[float]:
     speeds = []
     for row in conn.query("SELECT metrics_json FROM jobs WHERE kind = 'score' AND status = 'succeeded' "
-                          "ORDER BY id DESC LIMIT 5"):
+                          f"ORDER BY {queue.ORDER} DESC LIMIT 5"):
         aps = (db.loads(row["metrics_json"], {}) or {}).get("articles_per_s")
         if aps:
             speeds.append(float(aps))
@@ -138,17 +135,18 @@ def waiting_reason(conn, job: dict, worker_alive: bool | None = None) -> str | N
         return None
     slot = job.get("device_slot")
     ahead = [queue._decoded(dict(r)) for r in conn.query(
-        "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND device_slot IS ? AND id < ? ORDER BY id",
-        [slot, job["id"]])]
+        f"SELECT * FROM jobs WHERE status IN ('queued', 'running') AND device_slot IS ? AND {queue.ORDER} < ? "
+        f"ORDER BY {queue.ORDER}", [slot, queue.place(job)])]
     running = [j for j in ahead if j["status"] == "running"]
     running += [queue._decoded(dict(r)) for r in conn.query(
-        "SELECT * FROM jobs WHERE status = 'running' AND device_slot IS ? AND id > ?", [slot, job["id"]])]
+        f"SELECT * FROM jobs WHERE status = 'running' AND device_slot IS ? AND {queue.ORDER} > ?",
+        [slot, queue.place(job)])]
     slots = queue.concurrency(slot or "cpu")
     if not ahead and len(running) < slots:
         if worker_alive is False:
-            return ("No worker is running to start it. The dashboard starts one when you queue a job; on the "
-                    "command line run: python -m engine worker")
-        return "Next in line: it starts within seconds."
+            return _("No worker is running to start it. The dashboard starts one when you queue a job; on the "
+                     "command line run: python -m engine worker")
+        return _("Next in line: it starts within seconds.")
     low = high = 0.0
     for other in ahead:
         span = remaining(conn, other) or (0.0, 0.0)
@@ -156,12 +154,26 @@ def waiting_reason(conn, job: dict, worker_alive: bool | None = None) -> str | N
     low, high = low / slots, high / slots
     first = ahead[0] if ahead else running[0]
     others = len(ahead) - 1
-    where = f"on the {'GPU' if slot == 'cuda' else 'CPU'}" if slot else ""
-    more = f" and {others} more job{'s' if others != 1 else ''} queued before it" if others > 0 else ""
-    worker = ("" if worker_alive is not False else
-              " No worker is running: start one with python -m engine worker.")
-    return (f"Behind {label(first)} ({first['status']}{', ' + where if where else ''}){more}, "
-            f"{duration_words(low, high)}.{worker}")
+    values = {"job": label(first), "status": queue.status_words(first["status"]), "time": duration_words(low, high)}
+    device = ("GPU" if slot == "cuda" else "CPU") if slot else None
+    # one whole sentence per case (not n_(): tests/test_i18n.py reads the catalogue's single texts)
+    if others == 1 and device:
+        said = _("Behind {job} ({status}, on the {device}) and 1 more job queued before it, {time}.", device=device,
+                 **values)
+    elif others > 1 and device:
+        said = _("Behind {job} ({status}, on the {device}) and {n} more jobs queued before it, {time}.",
+                 device=device, n=others, **values)
+    elif others == 1:
+        said = _("Behind {job} ({status}) and 1 more job queued before it, {time}.", **values)
+    elif others > 1:
+        said = _("Behind {job} ({status}) and {n} more jobs queued before it, {time}.", n=others, **values)
+    elif device:
+        said = _("Behind {job} ({status}, on the {device}), {time}.", device=device, **values)
+    else:
+        said = _("Behind {job} ({status}), {time}.", **values)
+    if worker_alive is False:
+        said += " " + _("No worker is running: start one with python -m engine worker.")
+    return said
 
 
 def jobs(conn, limit: int | None = 200, worker_alive: bool | None = None) -> list[dict]:
@@ -171,22 +183,30 @@ def jobs(conn, limit: int | None = 200, worker_alive: bool | None = None) -> lis
     feeds = {r[0]: r[1] for r in conn.execute("SELECT id, name FROM feeds")}
     for job in queue.list_jobs(conn, limit=limit):
         kind = kind_of(job)
-        if kind == "training":
-            what = f"train on {names.get(job.get('dataset_id'), 'a deleted dataset')}"
+        if kind == queue.TRAINING:
+            dataset = names.get(job.get("dataset_id"))
+            what = _("train on {dataset}", dataset=dataset) if dataset else _("train on a deleted dataset")
         else:
-            verb = "tag topics of" if kind == "topics" else "score"
-            what = f"{verb} feed {feeds.get(job.get('feed_id'), '(deleted)')} with run {job.get('model_run_id')}"
+            feed = feeds.get(job.get("feed_id"), _("(deleted)"))
+            what = (_("tag topics of feed {feed} with run {run}", feed=feed, run=job.get("model_run_id"))
+                    if kind == queue.TOPICS else
+                    _("score feed {feed} with run {run}", feed=feed, run=job.get("model_run_id")))
         span = remaining(conn, job)
         progress = queue.last_progress(conn, job["id"], kind="train" if job["kind"] == "train" else "score")
+        estimate = ""
+        if span:
+            time = duration_words(*span)
+            estimate = _("left: {time}", time=time) if job["status"] == "running" else _("takes {time}", time=time)
         out.append({
-            "id": job["id"], "kind": kind, "label": label(job), "name": job.get("name") or "", "what": what,
+            "id": job["id"], "number": queue.number(job), "ref": queue.reference(job), "kind": kind,
+            "label": label(job), "name": job.get("name") or "", "what": what,
             "status": job["status"], "created_by": job.get("created_by") or "", "created_at": job["created_at"],
             "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
             "step": (progress or {}).get("step"), "total_steps": (progress or {}).get("total_steps"),
             "remaining_s": list(span) if span else None,
-            "estimate": ("left: " if job["status"] == "running" else "takes ") + duration_words(*span) if span else "",
+            "estimate": estimate,
             "waiting": waiting_reason(conn, job, worker_alive) or "",
-            "error": job.get("error") or "",
+            "error": queue.reason_words(job.get("error")),
         })
     return out
 
@@ -195,23 +215,26 @@ def in_use(conn, job: dict) -> list[str]:
     """Why a job cannot be deleted now, in plain sentences (none: it can)."""
     reasons = []
     if job["status"] in queue.ACTIVE:
-        reasons.append(f"{label(job).capitalize()} is {job['status']}: cancel it first.")
+        reasons.append(_("{job} is {status}: cancel it first.", job=label(job, start=True),
+                         status=queue.status_words(job["status"])))
     if job["kind"] != "train":
         return reasons
     for name, in conn.execute("SELECT name FROM feeds WHERE current_model = ?", [job["id"]]):
-        reasons.append(f"It is the current model of feed '{name}': choose another model for that feed first.")
-    users = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE model_run_id = ? AND status IN ('queued', "
-                                        "'running') ORDER BY id", [job["id"]])]
+        reasons.append(_("It is the current model of feed '{name}': choose another model for that feed first.",
+                         name=name))
+    users = [queue._decoded(dict(r)) for r in conn.query(
+        f"SELECT * FROM jobs WHERE model_run_id = ? AND status IN ('queued', 'running') ORDER BY {queue.ORDER}",
+        [job["id"]])]
     if users:
-        reasons.append(f"Queued or running jobs use its model ({', '.join(f'#{i}' for i in users)}): wait for them or "
-                       "cancel them first.")
+        reasons.append(_("Queued or running jobs use its model ({jobs}): wait for them or cancel them first.",
+                         jobs=", ".join(label(u) for u in users)))
     scored = [r[0] for r in conn.execute(
         "SELECT DISTINCT f.name FROM scores s JOIN articles a ON a.id = s.article_id JOIN feeds f ON f.id = a.feed_id "
         "WHERE s.run_id = ? UNION SELECT DISTINCT f.name FROM article_topics t JOIN articles a ON a.id = t.article_id "
         "JOIN feeds f ON f.id = a.feed_id WHERE t.origin = 'model' AND t.run_id = ?", [job["id"], job["id"]])]
     if scored:
-        reasons.append(f"Feed {', '.join(repr(n) for n in sorted(scored))} holds its scores or topics, which the "
-                       "Monitor shows: keep the run while you need them.")
+        reasons.append(_("Feed {feeds} holds its scores or topics, which the Monitor shows: keep the run while you need "
+                         "them.", feeds=", ".join(repr(n) for n in sorted(scored))))
     return reasons
 
 
@@ -221,13 +244,14 @@ def delete(conn, job_id: int, confirm: bool = False, actor=None) -> dict:
     job = queue.get(conn, job_id)
     who = access.check(conn, actor, "run.delete", f"job:{job['id']}", owner=job.get("created_by"))
     if not confirm:
-        raise UserError(f"Deleting {label(job)} and its files cannot be undone. Confirm to delete it (on the "
-                        "command line, add --yes).")
+        raise UserError(_("Deleting {job} and its files cannot be undone. Confirm to delete it (on the command "
+                          "line, add --yes).", job=label(job)))
     with db.transaction(conn):
         job = queue.get(conn, job_id)  # again, inside the transaction: its state may have changed
         reasons = in_use(conn, job)
         if reasons:
-            raise UserError(f"{label(job).capitalize()} cannot be deleted now. " + " ".join(reasons))
+            raise UserError(_("{job} cannot be deleted now. {reasons}", job=label(job, start=True),
+                              reasons=" ".join(reasons)))
         for table, column in (("progress", "job_id"), ("predictions", "run_id"), ("evaluations", "run_id")):
             conn.execute(f"DELETE FROM {table} WHERE {column} = ?", [job["id"]])
         conn.execute("DELETE FROM jobs WHERE id = ?", [job["id"]])
@@ -242,7 +266,7 @@ def delete(conn, job_id: int, confirm: bool = False, actor=None) -> dict:
 def speeds_note(conn) -> str:
     """Where the estimates come from, in a sentence."""
     if not conn.execute("SELECT 1 FROM jobs WHERE status = 'succeeded' LIMIT 1").fetchone():
-        return ("Estimates are rough guesses until a job has finished on this machine; they narrow as jobs are "
-                "measured.")
-    return ("Estimates are ranges from the speed the last finished jobs of the same kind measured on this machine; "
-            "a busy machine makes a job take longer.")
+        return _("Estimates are rough guesses until a job has finished on this machine; they narrow as jobs are "
+                 "measured.")
+    return _("Estimates are ranges from the speed the last finished jobs of the same kind measured on this machine; "
+             "a busy machine makes a job take longer.")

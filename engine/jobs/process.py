@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from engine import db, paths, settings
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import queue
 
 
@@ -118,11 +119,11 @@ def explain_failure(exc: BaseException, job: dict) -> str:
     """A failure in plain words."""
     text = f"{type(exc).__name__}: {exc}"
     if "out of memory" in text.lower() and ("cuda" in text.lower() or "OutOfMemory" in type(exc).__name__):
-        return "The GPU ran out of memory: reduce the batch size or the max length, then start the run again."
+        return queue.GPU_MEMORY
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in text:
-        return f"The disk is full: free some space where Bellwether keeps its files ({paths.home()}), then resume the run."
+        return queue.DISK_FULL.format(home=paths.home())
     tail = queue.log_tail(job, 8)
-    return f"The run crashed ({text[:300]}). Last log lines:\n{tail}" if tail else f"The run crashed ({text[:300]})."
+    return queue.CRASHED_WITH_LOG.format(error=text[:300], tail=tail) if tail else queue.CRASHED.format(error=text[:300])
 
 
 def run_job(job_id: int, runner_for: Callable[[dict], Callable]) -> int:
@@ -138,7 +139,8 @@ def run_job(job_id: int, runner_for: Callable[[dict], Callable]) -> int:
             [db.now(), db.now(), job["id"]],
         )
     elif job["status"] != "running":
-        print(f"Job {job_id} is {job['status']}; nothing to run.", file=sys.stderr)
+        print(_("{job} is {status}; nothing to run.", job=queue.label(job, start=True),
+                status=queue.status_words(job["status"])), file=sys.stderr)
         return 2
     conn.execute("UPDATE jobs SET pid = ?, heartbeat_at = ? WHERE id = ?", [os.getpid(), db.now(), job["id"]])
     job = queue.get(conn, job_id)
@@ -157,16 +159,16 @@ def run_job(job_id: int, runner_for: Callable[[dict], Callable]) -> int:
         metrics = runner(conn, job, ctx)
     except Cancelled:
         log.info("cancelled on request")
-        queue.finish(conn, job["id"], "cancelled", "Cancelled on request.")
+        queue.finish(conn, job["id"], "cancelled", queue.CANCELLED_ON_REQUEST)
         return 1
     except _Terminated:
         cancelled = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", [job["id"]]).fetchone()[0]
         if cancelled:
             log.info("stopped by the supervisor after a cancel request")
-            queue.finish(conn, job["id"], "cancelled", "Cancelled on request (stopped forcefully).")
+            queue.finish(conn, job["id"], "cancelled", queue.CANCELLED_FORCEFULLY)
         else:
             log.info("stopped by SIGTERM")
-            queue.finish(conn, job["id"], "failed", f"{queue.VANISHED}: the run was stopped by the system. Resume it to continue.")
+            queue.finish(conn, job["id"], "failed", queue.STOPPED_BY_SYSTEM)
         return 1
     except UserError as exc:
         log.info("failed: %s", exc)

@@ -5,6 +5,12 @@
 - :func:`get`, :func:`list_jobs`, :func:`progress_rows`, :func:`log_tail` read jobs; :func:`cancel` asks a job to
   stop, :func:`resume` queues a failed or cancelled one again from its last checkpoint; :func:`follow` is the CLI's
   ``--wait``.
+- Numbering: a training run's id is its number among training runs (1, 2, 3 ...); scoring and topics jobs take
+  their ids from ranges of their own (:data:`ID_BASE`: scoring job 2 is id 1_000_002), so people see each kind
+  numbered on its own: "run 2", "scoring job 2", "topics job 1". :func:`next_id` allocates them (SQLite's own rowid
+  would continue after the largest id); :func:`label` names a job in sentences, :func:`reference` in commands
+  (``scoring-2``), :func:`resolve` reads either back (raw ids keep working). Stores from before keep their ids: their
+  history may have gaps, new runs are contiguous. The order jobs were queued in is ``queue_order``.
 - Starting and watching jobs is the supervisor's (engine.jobs.supervisor); what runs inside a job's process is
   engine.jobs.process. This module imports neither.
 """
@@ -12,6 +18,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -20,6 +27,7 @@ from typing import Any, Callable
 
 from engine import access, db, paths, settings
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -28,6 +36,125 @@ FINISHED = ("succeeded", "failed", "cancelled")
 KINDS = ("train", "score")  # a score job's config may say {"purpose": "topics"} (engine.cli.job picks the runner)
 
 VANISHED = "The engine stopped unexpectedly"
+
+TRAINING, SCORING, TOPICS = "training", "scoring", "topics"  # the kinds of job as people see them
+ID_BASE = {SCORING: 1_000_000, TOPICS: 2_000_000}  # training runs: ids 1 .. 999_999, their numbers
+RANGE_SIZE = 1_000_000
+ORDER = "COALESCE(queue_order, id)"  # SQL: a job's place in the queue (rows written before queue_order: their id)
+_REFERENCE = re.compile(r"^\s*(?:(run|r|scoring|s|topics|t|运行|评分任务|主题任务)[\s_-]*(?:jobs?)?[\s_#-]*)?#?\s*(\d+)\s*$",
+                        re.IGNORECASE)
+_PREFIXES = {"run": TRAINING, "r": TRAINING, "运行": TRAINING, "scoring": SCORING, "s": SCORING, "评分任务": SCORING,
+             "topics": TOPICS, "t": TOPICS, "主题任务": TOPICS}
+
+# Why a job stopped, as stored in jobs.error (English, read by code too) and translated when shown (reason_words).
+CANCELLED_BEFORE_START = N_("Cancelled before it started.")
+CANCELLED_ON_REQUEST = N_("Cancelled on request.")
+CANCELLED_FORCEFULLY = N_("Cancelled on request (stopped forcefully).")
+STOPPED_BY_SYSTEM = N_("The engine stopped unexpectedly: the run was stopped by the system. Resume it to continue.")
+VANISHED_RESUME = N_("The engine stopped unexpectedly. Resume the run to continue from its last checkpoint.")
+STOPPED_ANSWERING = N_("The engine stopped unexpectedly: the run stopped answering. Resume the run to continue from its "
+                       "last checkpoint.")
+KILLED = N_("The engine stopped unexpectedly: the training process was killed (signal {signal}). Resume the run to "
+            "continue from its last checkpoint.")
+EXITED = N_("The engine stopped unexpectedly: the training process exited with status {code}. Resume the run to "
+            "continue from its last checkpoint.")
+GPU_MEMORY = N_("The GPU ran out of memory: reduce the batch size or the max length, then start the run again.")
+DISK_FULL = N_("The disk is full: free some space where Bellwether keeps its files ({home}), then resume the run.")
+CRASHED_WITH_LOG = N_("The run crashed ({error}). Last log lines:\n{tail}")
+CRASHED = N_("The run crashed ({error}).")
+NOT_STARTED = N_("The job could not be started: {error}")
+REASONS = (CANCELLED_BEFORE_START, CANCELLED_ON_REQUEST, CANCELLED_FORCEFULLY, STOPPED_BY_SYSTEM, VANISHED_RESUME,
+           STOPPED_ANSWERING, KILLED, EXITED, GPU_MEMORY, DISK_FULL, CRASHED_WITH_LOG, CRASHED, NOT_STARTED)
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*)" for i, p in enumerate(parts)) + r"\Z",
+                      re.DOTALL)
+
+
+def reason_words(error: str | None) -> str:
+    """A stored reason (``jobs.error``) in the current language: the engine's own sentences are translated, anything
+    else (a message from elsewhere) is shown as it is."""
+    if not error:
+        return ""
+    for template in REASONS:
+        found = _pattern(template).match(error)
+        if found:
+            return _(template, **found.groupdict())
+    return error
+
+
+def kind_of(job: dict) -> str:
+    """'training', 'scoring' or 'topics'."""
+    if job["kind"] == "train":
+        return TRAINING
+    config = job.get("config") if "config" in job else db.loads(job.get("config_json"), {})
+    return TOPICS if (config or {}).get("purpose") == "topics" else SCORING
+
+
+def number(job: dict) -> int:
+    """The job's number among jobs of its kind: a run's id; a scoring or topics job's id less its range's base (a job
+    queued before the ranges existed keeps its id as its number)."""
+    base = ID_BASE.get(kind_of(job))
+    job_id = int(job["id"])
+    return job_id - base if base and base <= job_id < base + RANGE_SIZE else job_id
+
+
+def label(job: dict, start: bool = False) -> str:
+    """How a job is named in sentences: 'run 4', 'scoring job 5', 'topics job 6' (``start``: to begin a sentence)."""
+    kind, n = kind_of(job), number(job)
+    if kind == TRAINING:
+        return _("Run {n}", n=n) if start else _("run {n}", n=n)
+    if kind == TOPICS:
+        return _("Topics job {n}", n=n) if start else _("topics job {n}", n=n)
+    return _("Scoring job {n}", n=n) if start else _("scoring job {n}", n=n)
+
+
+def reference(job: dict) -> str:
+    """How a command names the job: 'run-4', 'scoring-5', 'topics-6' (``python -m engine jobs cancel scoring-5``)."""
+    kind = kind_of(job)
+    return f"{'run' if kind == TRAINING else kind}-{number(job)}"
+
+
+def next_id(conn, kind: str) -> int:
+    """The id the next job of ``kind`` ('training', 'scoring', 'topics') gets: the next number of its kind."""
+    first = min(ID_BASE.values())
+    if kind == TRAINING:
+        found = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs WHERE id < ?", [first]).fetchone()[0]) + 1
+    else:
+        base = ID_BASE[kind]
+        in_range = conn.execute("SELECT MAX(id) FROM jobs WHERE kind = 'score' AND id >= ? AND id < ?",
+                                [base, base + RANGE_SIZE]).fetchone()[0]
+        topics = "COALESCE(json_extract(config_json, '$.purpose'), '') = 'topics'"
+        older = conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM jobs WHERE kind = 'score' AND id < ? AND "
+                             f"{'' if kind == TOPICS else 'NOT '}{topics}", [first]).fetchone()[0]
+        found = base + max(int(in_range) - base if in_range else 0, int(older)) + 1
+    while conn.execute("SELECT 1 FROM jobs WHERE id = ?", [found]).fetchone():  # a row written around the ranges
+        found += 1
+    return found
+
+
+def resolve(conn, ref: Any) -> int:
+    """The id of the job ``ref`` names: an id (``7``, ``#7``), or a job as people see it: ``run-4``, ``scoring-2``,
+    ``S2``, ``topics job 3``. NotFound in plain words when there is none."""
+    if isinstance(ref, int):
+        return ref
+    found = _REFERENCE.match(str(ref or ""))
+    if not found:
+        raise NotFound(_("'{ref}' does not name a job. Name it as the Jobs page does (run 4, scoring job 2, "
+                         "topics job 1: run-4, scoring-2, topics-1) or by its id; `python -m engine jobs` lists them.",
+                         ref=ref))
+    prefix, n = (found.group(1) or "").lower(), int(found.group(2))
+    kind = _PREFIXES.get(prefix)
+    if kind is None or kind == TRAINING:
+        return n
+    for candidate in (ID_BASE[kind] + n, n):
+        rows = list(conn.query("SELECT id, kind, config_json FROM jobs WHERE id = ?", [candidate]))
+        if rows and kind_of(rows[0]) == kind:
+            return candidate
+    what = _("scoring job {n}", n=n) if kind == SCORING else _("topics job {n}", n=n)
+    raise NotFound(_("There is no {job}. `python -m engine jobs` lists every job.", job=what))
 
 
 def heartbeat_interval() -> float:
@@ -42,6 +169,15 @@ def heartbeat_timeout() -> float:
 def cancel_grace() -> float:
     """Seconds a cancel waits for the trainer to stop on its own before SIGTERM (and as long again before SIGKILL)."""
     return settings.cancel_grace_s()
+
+
+STATUS_WORDS = {"queued": N_("queued"), "running": N_("running"), "succeeded": N_("succeeded"),
+                "failed": N_("failed"), "cancelled": N_("cancelled")}
+
+
+def status_words(status: str) -> str:
+    """A stored status ('running') in the current language."""
+    return _(STATUS_WORDS[status]) if status in STATUS_WORDS else status
 
 
 def concurrency(slot: str) -> int:
@@ -73,7 +209,7 @@ def _age_s(stamp: str | None) -> float:
 def enqueue(conn, kind: str, **columns: Any) -> int:
     """Put a job in the queue and return its id. ``columns`` are ``jobs`` columns (``config`` may be a dict)."""
     if kind not in KINDS:
-        raise UserError(f"Unknown job kind {kind!r}.")
+        raise UserError(_("Unknown job kind {kind}.", kind=repr(kind)))
     if "config" in columns:
         columns["config_json"] = db.dumps(columns.pop("config"))
     row = {
@@ -85,17 +221,23 @@ def enqueue(conn, kind: str, **columns: Any) -> int:
         "cancel_requested": 0,
         **columns,
     }
-    job_id = conn["jobs"].insert(row).last_pk
-    log_path = paths.run_dir(job_id) / "log.txt"
-    conn.execute("UPDATE jobs SET log_path = ? WHERE id = ?", [str(log_path), job_id])
+    with db.transaction(conn):  # the next number of its kind, and the next place in the queue, taken at once
+        row["id"] = next_id(conn, kind_of({"kind": kind, "config_json": row.get("config_json")}))
+        row["queue_order"] = int(conn.execute(f"SELECT COALESCE(MAX({ORDER}), 0) FROM jobs").fetchone()[0]) + 1
+        job_id = conn["jobs"].insert(row).last_pk
+        log_path = paths.run_dir(job_id) / "log.txt"
+        conn.execute("UPDATE jobs SET log_path = ? WHERE id = ?", [str(log_path), job_id])
     return int(job_id)
 
 
-def get(conn, job_id: int) -> dict:
-    """The job row, with ``config``, ``metrics`` and ``device`` decoded from their JSON columns."""
+def get(conn, job_id: int | str) -> dict:
+    """The job row, with ``config``, ``metrics`` and ``device`` decoded from their JSON columns. ``job_id`` may be
+    a reference as people see it (:func:`resolve`)."""
+    job_id = resolve(conn, job_id)
     rows = list(conn.query("SELECT * FROM jobs WHERE id = ?", [int(job_id)]))
     if not rows:
-        raise NotFound(f"There is no run or job with id {job_id}. `python -m engine runs list` shows them.")
+        raise NotFound(_("There is no run or job with id {job_id}. `python -m engine jobs` lists them.",
+                         job_id=job_id))
     return _decoded(rows[0])
 
 
@@ -112,7 +254,7 @@ def list_jobs(conn, kind: str | None = None, limit: int | None = None) -> list[d
     if kind:
         sql += " WHERE kind = ?"
         params.append(kind)
-    sql += " ORDER BY id DESC"
+    sql += f" ORDER BY {ORDER} DESC"
     if limit:
         sql += " LIMIT ?"
         params.append(int(limit))
@@ -137,8 +279,14 @@ def last_progress(conn, job_id: int, kind: str = "train") -> dict | None:
 
 def jobs_ahead(conn, job_id: int) -> int:
     """How many queued or running jobs were queued before ``job_id``."""
-    return conn.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running') AND id < ?",
-                        [int(job_id)]).fetchone()[0]
+    job = get(conn, job_id)
+    return conn.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running') AND {ORDER} < ?",
+                        [place(job)]).fetchone()[0]
+
+
+def place(job: dict) -> int:
+    """The job's place in the queue (smaller: queued earlier)."""
+    return int(job.get("queue_order") or job["id"])
 
 
 def log_tail(job: dict, lines: int = 20) -> str:
@@ -154,9 +302,10 @@ def log_tail(job: dict, lines: int = 20) -> str:
 
 
 def follow(conn, job_id: int, kind: str, line: Callable[[dict], str], done: Callable[[dict], str],
-           failed_word: str = "Job", out=None, poll_s: float = 1.0) -> int:
+           failed_word: str | None = None, out=None, poll_s: float = 1.0) -> int:
     """Show job ``job_id``'s progress (rows of ``kind``, drawn by ``line``) until it finishes; 0 only if it
-    succeeded. ``done(job)`` is the closing sentence of a success; a failure prints its reason. On a terminal the
+    succeeded. ``done(job)`` is the closing sentence of a success; a failure prints its reason (``failed_word`` is
+    no longer used: the job is named as people see it). On a terminal the
     progress line is redrawn in place; into a file or pipe each change is its own line."""
     out = out or sys.stderr
     tty = hasattr(out, "isatty") and out.isatty()
@@ -164,7 +313,7 @@ def follow(conn, job_id: int, kind: str, line: Callable[[dict], str], done: Call
     while True:
         job = get(conn, job_id)
         p = last_progress(conn, job_id, kind=kind)
-        text = line(p) if p and p.get("total_steps") else f"{job['status']}..."
+        text = line(p) if p and p.get("total_steps") else _("{status}...", status=status_words(job["status"]))
         if text != last:
             print(("\r" if tty else "") + text, end="" if tty else "\n", file=out, flush=True)
             last = text
@@ -174,7 +323,8 @@ def follow(conn, job_id: int, kind: str, line: Callable[[dict], str], done: Call
             if job["status"] == "succeeded":
                 print(done(job), file=out)
                 return 0
-            print(f"{failed_word} {job_id} {job['status']}: {job.get('error') or ''}", file=out)
+            print(_("{job} {status}: {reason}", job=label(job, start=True), status=status_words(job["status"]),
+                    reason=reason_words(job.get("error"))), file=out)
             return 1
         time.sleep(poll_s)
 
@@ -190,14 +340,16 @@ def cancel(conn, job_id: int, actor=None) -> str:
         if job["status"] == "queued":
             conn.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ? AND status = 'queued'",
-                [db.now(), "Cancelled before it started.", job["id"]],
+                [db.now(), CANCELLED_BEFORE_START, job["id"]],
             )
             return "cancelled"
         if job["status"] == "running":
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", [job["id"]])
             return "cancelling"
-    raise UserError(f"Run {job_id} has already {'finished' if job['status'] != 'cancelled' else 'been cancelled'} "
-                    f"(status: {job['status']}); there is nothing to cancel.")
+    if job["status"] == "cancelled":
+        raise UserError(_("{job} has already been cancelled; there is nothing to cancel.", job=label(job, start=True)))
+    raise UserError(_("{job} has already finished (status: {status}); there is nothing to cancel.",
+                      job=label(job, start=True), status=status_words(job["status"])))
 
 
 def last_checkpoint(job_id: int) -> str | None:
@@ -218,9 +370,11 @@ def resume(conn, job_id: int, actor=None) -> int:
     job = get(conn, job_id)
     who = access.check(conn, actor, "run.resume", f"job:{job['id']}", owner=job.get("created_by"))
     if job["status"] not in ("failed", "cancelled"):
-        raise UserError(
-            f"Run {job_id} is {job['status']}; only a failed or cancelled run can be resumed."
-        )
+        if job["kind"] == "train":
+            raise UserError(_("{job} is {status}; only a failed or cancelled run can be resumed.",
+                              job=label(job, start=True), status=status_words(job["status"])))
+        raise UserError(_("{job} is {status}; only a failed or cancelled job can be resumed.",
+                          job=label(job, start=True), status=status_words(job["status"])))
     checkpoint = last_checkpoint(job["id"]) if job["kind"] == "train" else None
     with db.transaction(conn):
         conn.execute(

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 from engine import db
+from engine.jobs import queue
 from engine.data import language as languages
 from engine.models import labels as label_words
 from engine.models.catalog import config_labels
@@ -19,7 +21,7 @@ TEXT = "text-classification"
 TOKENS = "token-classification"
 KEY_METRIC = "macro_f1"  # the one figure a run is judged by in lists
 GENERATION_KEY_METRIC = "validation_perplexity"  # a generation run's figure in lists (lower is better)
-KEY_METRIC_WORDS = {KEY_METRIC: "macro-F1 (test)", GENERATION_KEY_METRIC: "validation perplexity"}
+KEY_METRIC_WORDS = {KEY_METRIC: N_("macro-F1 (test)"), GENERATION_KEY_METRIC: N_("validation perplexity")}  # shown: _()
 
 
 def key_metric(job: dict) -> str:
@@ -32,10 +34,11 @@ def get(conn, run_id: Any) -> dict:
     try:
         run_id = int(run_id)
     except (TypeError, ValueError):
-        raise NotFound(f"'{run_id}' is not a run number. Run numbers are whole numbers; see the Runs page.") from None
+        raise NotFound(_("'{run_id}' is not a run number. Run numbers are whole numbers; see the Runs page.",
+                         run_id=run_id)) from None
     rows = list(conn.query("SELECT * FROM jobs WHERE id = ? AND kind = 'train'", [run_id]))
     if not rows:
-        raise NotFound(f"There is no training run {run_id}. Check the number on the Runs page.")
+        raise NotFound(_("There is no training run {run_id}. Check the number on the Runs page.", run_id=run_id))
     return rows[0]
 
 
@@ -43,10 +46,9 @@ def finished(conn, run_id: Any) -> dict:
     """A training run that succeeded (reports, evaluation, Try it); a plain error otherwise."""
     run = get(conn, run_id)
     if run["status"] != "succeeded":
-        raise UserError(
-            f"Run {run['id']} has not finished successfully (it is {run['status']}). Reports are made for finished "
-            "runs; wait for it to finish or pick another run."
-        )
+        raise UserError(_("Run {run_id} has not finished successfully (it is {status}). Reports are made for finished "
+                          "runs; wait for it to finish or pick another run.", run_id=run["id"],
+                          status=queue.status_words(run["status"])))
     return run
 
 
@@ -54,14 +56,18 @@ def for_scoring(conn, run_id: Any) -> dict:
     """A finished text-classification run whose model is on disk (it can score or tag a feed's articles)."""
     rows = list(conn.query("SELECT * FROM jobs WHERE id = ?", [int(run_id)]))
     if not rows or rows[0]["kind"] != "train":
-        raise NotFound(f"There is no training run {run_id}. Choose a finished run from the Runs page.")
+        raise NotFound(_("There is no training run {run_id}. Choose a finished run from the Runs page.",
+                         run_id=run_id))
     run = rows[0]
     if run["status"] != "succeeded":
-        raise UserError(f"Run {run_id} is {run['status']}, not finished: only a run that succeeded can score news.")
+        raise UserError(_("Run {run_id} is {status}, not finished: only a run that succeeded can score news.",
+                          run_id=run_id, status=queue.status_words(run["status"])))
     if task(run) != TEXT:
-        raise UserError(f"Run {run_id} tags entities; choose a sentiment (text-classification) run to score news.")
+        raise UserError(_("Run {run_id} tags entities; choose a sentiment (text-classification) run to score news.",
+                          run_id=run_id))
     if not run.get("model_dir") or not (Path(run["model_dir"]) / "config.json").is_file():
-        raise UserError(f"The model of run {run_id} is missing from disk ({run.get('model_dir')}). Train it again.")
+        raise UserError(_("The model of run {run_id} is missing from disk ({path}). Train it again.", run_id=run_id,
+                          path=run.get("model_dir")))
     return run
 
 
@@ -85,10 +91,9 @@ def for_topics(conn, run_id: Any) -> dict:
     found = purpose(run)
     if found != label_words.TOPICS:
         names = ", ".join(config_labels(Path(run["model_dir"])) or [])
-        raise UserError(
-            f"Run {run['id']} was trained for {found}, not topics: its labels ({names}) would be written as topics. "
-            "Pick a run trained for topics, or train one on the Train page with the purpose 'Topics'."
-        )
+        raise UserError(_("Run {run_id} was trained for {purpose}, not topics: its labels ({names}) would be written as "
+                          "topics. Pick a run trained for topics, or train one on the Train page with the purpose "
+                          "'Topics'.", run_id=run["id"], purpose=found, names=names))
     return run
 
 
@@ -145,9 +150,8 @@ def labels(run: dict) -> list[str]:
     model_dir = Path(run.get("model_dir") or "")
     found = config_labels(model_dir) if run.get("model_dir") else None
     if found is None:
-        raise UserError(
-            f"Run {run['id']} has no saved model (looked in {model_dir}). It may have been deleted; train it again."
-        )
+        raise UserError(_("Run {run_id} has no saved model (looked in {path}). It may have been deleted; train it "
+                          "again.", run_id=run["id"], path=model_dir))
     return found
 
 

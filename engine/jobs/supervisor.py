@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from engine import db, paths, settings
+from engine.i18n import _
 from engine.jobs import queue
 
 
@@ -50,8 +51,9 @@ def supervisor_alive(conn) -> dict | None:
     return None
 
 
-def mark_vanished(conn, job: dict, detail: str = "") -> None:
-    reason = f"{queue.VANISHED}{': ' + detail if detail else ''}. Resume the run to continue from its last checkpoint."
+def mark_vanished(conn, job: dict, reason: str = queue.VANISHED_RESUME) -> None:
+    """Mark a running job whose process is gone as failed; ``reason`` is stored in English (queue.REASONS) and
+    translated where it is shown."""
     conn.execute(
         "UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, pid = NULL, resume_from = ? "
         "WHERE id = ? AND status = 'running'",
@@ -67,7 +69,7 @@ def check_running(conn, children: dict[int, subprocess.Popen] | None = None) -> 
             continue  # the supervisor that started it watches its exit code
         if job["pid"] and _pid_alive(job["pid"], job["id"]):
             if queue._age_s(job["heartbeat_at"]) > queue.heartbeat_timeout():
-                mark_vanished(conn, job, "the run stopped answering")
+                mark_vanished(conn, job, queue.STOPPED_ANSWERING)
                 _kill_group(job["pid"], signal.SIGKILL)
             continue
         if not job["pid"] and queue._age_s(job["heartbeat_at"]) < queue.heartbeat_timeout():
@@ -126,11 +128,11 @@ class Supervisor:
                 _kill_group(proc.pid, signal.SIGKILL)  # its children (torchrun workers) must not outlive it
             if status and status[0] == "running":
                 if status[1]:
-                    queue.finish(self.conn, job_id, "cancelled", "Cancelled on request (stopped forcefully).")
+                    queue.finish(self.conn, job_id, "cancelled", queue.CANCELLED_FORCEFULLY)
                 elif code < 0:
-                    mark_vanished(self.conn, {"id": job_id}, f"the training process was killed (signal {-code})")
+                    mark_vanished(self.conn, {"id": job_id}, queue.KILLED.format(signal=-code))
                 else:
-                    mark_vanished(self.conn, {"id": job_id}, f"the training process exited with status {code}")
+                    mark_vanished(self.conn, {"id": job_id}, queue.EXITED.format(code=code))
 
     def enforce_cancels(self) -> None:
         for job in self.conn.query("SELECT id, pid FROM jobs WHERE status = 'running' AND cancel_requested = 1"):
@@ -148,9 +150,9 @@ class Supervisor:
                 "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND device_slot IS ?", [slot]
             ).fetchone()[0]
             free = queue.concurrency(slot or "cpu") - running
-            for _ in range(max(0, free)):
+            for _turn in range(max(0, free)):
                 row = self.conn.execute(
-                    "SELECT id FROM jobs WHERE status = 'queued' AND device_slot IS ? ORDER BY id LIMIT 1", [slot]
+                    f"SELECT id FROM jobs WHERE status = 'queued' AND device_slot IS ? ORDER BY {queue.ORDER} LIMIT 1", [slot]
                 ).fetchone()
                 if not row:
                     break
@@ -179,7 +181,7 @@ class Supervisor:
                     env={**settings.without_secrets(), "PYTHONUNBUFFERED": "1"},
                 )
         except OSError as exc:
-            queue.finish(self.conn, job_id, "failed", f"The job could not be started: {exc}")
+            queue.finish(self.conn, job_id, "failed", queue.NOT_STARTED.format(error=exc))
             return
         self.children[job_id] = proc
         self.conn.execute("UPDATE jobs SET pid = ?, log_path = ? WHERE id = ?", [proc.pid, str(log_path), job_id])
@@ -224,9 +226,9 @@ def worker(poll_s: float = 1.0, idle_exit_s: float | None = None, out=sys.stderr
     conn = db.connect()
     sup = Supervisor(conn, poll_s)
     if not sup.claim():
-        print("Another supervisor is already running; this one exits.", file=out)
+        print(_("Another supervisor is already running; this one exits."), file=out)
         return 3
-    print(f"Supervisor {os.getpid()} watching the queue in {paths.home()}", file=out, flush=True)
+    print(_("Supervisor {pid} watching the queue in {home}", pid=os.getpid(), home=paths.home()), file=out, flush=True)
     stop = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001

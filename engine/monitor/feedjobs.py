@@ -58,7 +58,7 @@ def article_text(title: str | None, body: str | None, text: str) -> str:
 def recent_jobs(conn, feed_id: int, limit: int = 5) -> list[dict]:
     """The feed's latest score and topics jobs, newest first, each with its ``metrics`` decoded."""
     return [{**row, "metrics": db.loads(row.get("metrics_json"), {}) or {}} for row in conn.query(
-        "SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY id DESC LIMIT ?", [int(feed_id), int(limit)])]
+        "SELECT * FROM jobs WHERE kind = 'score' AND feed_id = ? ORDER BY COALESCE(queue_order, id) DESC LIMIT ?", [int(feed_id), int(limit)])]
 
 
 def enqueue_feed_job(conn, feed: str | int, run_id: int, purpose: str, created_by: str | None = None,

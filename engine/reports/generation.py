@@ -17,13 +17,14 @@ from engine.data import generation as gen_data
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.models import generate
 
 FIGURES = [  # (key, words)
-    ("validation_loss", "validation loss"),
-    ("validation_perplexity", "validation perplexity"),
-    ("test_loss", "test loss"),
-    ("test_perplexity", "test perplexity"),
+    ("validation_loss", N_("validation loss")),
+    ("validation_perplexity", N_("validation perplexity")),
+    ("test_loss", N_("test loss")),
+    ("test_perplexity", N_("test perplexity")),
     ("rouge1", "ROUGE-1"),
     ("rouge2", "ROUGE-2"),
     ("rougeL", "ROUGE-L"),
@@ -64,7 +65,7 @@ def build(conn, run: dict, split: str = "test", contains: str | None = None) -> 
         metrics = {**generate.overlap_scores(refs, [r["fine_tuned_output"] for r in rows]),
                    **{f"base_{k}": v for k, v in generate.overlap_scores(refs, [r["base_output"] for r in rows]).items()},
                    "n_generated": len(rows)}
-    base = {key: metrics.get(f"base_{key}") for key, _ in FIGURES}
+    base = {key: metrics.get(f"base_{key}") for key, _words in FIGURES}
     tuned = {key: metrics.get(key) for key, _ in FIGURES}
     if contains:
         needle = contains.lower()
@@ -82,7 +83,8 @@ def model_zip(run: dict) -> bytes:
 
     folder = Path(run["model_dir"])
     if not folder.is_dir():
-        raise UserError(f"The model folder of run {run['id']} is no longer on the server ({folder}).")
+        raise UserError(_("The model folder of run {run_id} is no longer on the server ({folder}).", run_id=run["id"],
+                          folder=folder))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):
@@ -93,7 +95,7 @@ def model_zip(run: dict) -> bytes:
 
 def figures_frame(report: dict) -> pd.DataFrame:
     return pd.DataFrame([
-        {"figure": words, "base model": report["base"].get(key), "fine-tuned": report["fine_tuned"].get(key)}
+        {"figure": _(words), "base model": report["base"].get(key), "fine-tuned": report["fine_tuned"].get(key)}
         for key, words in FIGURES if report["base"].get(key) is not None or report["fine_tuned"].get(key) is not None
     ])
 
@@ -112,15 +114,17 @@ def xlsx(report: dict) -> bytes:
 
 def to_text(report: dict) -> str:
     def fmt(value):
-        return "n/a" if value is None else f"{value:,.4f}"
+        return _("n/a") if value is None else f"{value:,.4f}"
 
-    lines = [f"Generation report for run {report['run_id']} ({report['split']}, {report['n_generated']} prompts generated)",
-             f"{'':24} {'base model':>14} {'fine-tuned':>14}"]
+    lines = [_("Generation report for run {run_id} ({split}, {n} prompts generated)", run_id=report["run_id"],
+               split=report["split"], n=report["n_generated"]),
+             f"{'':24} {_('base model'):>14} {_('fine-tuned'):>14}"]
     for key, words in FIGURES:
-        lines.append(f"{words:24} {fmt(report['base'].get(key)):>14} {fmt(report['fine_tuned'].get(key)):>14}")
+        lines.append(f"{_(words):24} {fmt(report['base'].get(key)):>14} {fmt(report['fine_tuned'].get(key)):>14}")
     for r in report["rows"][:5]:
-        lines += ["", f"prompt:     {r['prompt'][:200]}", f"reference:  {r['reference']}",
-                  f"base:       {r['base_output']}", f"fine-tuned: {r['fine_tuned_output']}"]
+        lines += ["", _("prompt:     {text}", text=r["prompt"][:200]), _("reference:  {text}", text=r["reference"]),
+                  _("base:       {text}", text=r["base_output"]),
+                  _("fine-tuned: {text}", text=r["fine_tuned_output"])]
     return "\n".join(lines)
 
 
@@ -130,8 +134,8 @@ def compare(runs: list[dict]) -> pd.DataFrame:
     table = {}
     for run in runs:
         m = _metrics(run)
-        table[f"run #{run['id']}"] = {words: m.get(key) for key, words in FIGURES}
-        table[f"run #{run['id']} base"] = {words: m.get(f"base_{key}") for key, words in FIGURES}
+        table[f"run #{run['id']}"] = {_(words): m.get(key) for key, words in FIGURES}
+        table[f"run #{run['id']} base"] = {_(words): m.get(f"base_{key}") for key, words in FIGURES}
     return pd.DataFrame(table).rename_axis("figure").reset_index()
 
 
@@ -179,7 +183,7 @@ def evaluate_file(conn, run: dict, data: bytes, file_name: str, name: str, mappi
     prepared = gen_data.build(candidate, mapping, ratios=(1.0, 0.0, 0.0))
     rows = [r for r in prepared.rows if r["label"] is not None][:EVAL_FILE_LIMIT]
     if not rows:
-        raise UserError(f"{file_name} has no prompt with a reference response to evaluate on.")
+        raise UserError(_("{file} has no prompt with a reference response to evaluate on.", file=file_name))
     record = json.loads((Path(run["model_dir"]) / "bellwether.json").read_text())
     outputs = {}
     for which, source in (("fine_tuned", run["model_dir"]), ("base", record.get("base_model_source"))):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from engine.i18n import N_, _
+
 CLEAR_MARGIN = 0.05  # macro F1 this much above the baseline's: clearly better
 
 
@@ -41,25 +43,34 @@ def _matrix(matrix) -> tuple[list[str], np.ndarray]:
 
 
 def _pct(part: float, whole: float) -> str:
-    return f"{part / whole:.0%}"
+    return f"{part / whole:.0%}"  # the same in both languages (and exactly as before in English)
+
+
+def _unit(unit: str) -> str:
+    return _("texts") if unit == "texts" else unit
 
 
 def class_sentences(matrix: pd.DataFrame, unit: str = "texts") -> list[str]:
     """A plain sentence per class: how many of its texts the model finds (recall), and how often it is right when it
-    gives that class (precision), each with the counts behind it."""
+    gives that class (precision), each with the counts behind it. In the current language; the class names are the
+    data's own."""
     labels, m = _matrix(matrix)
     out = []
     for i, label in enumerate(labels):
         hit, truly, said = int(m[i, i]), int(m[i, :].sum()), int(m[:, i].sum())
-        if truly == 0:
-            found = f"there are no {label} {unit} here to find"
+        values = {"label": label, "unit": _unit(unit), "hit": f"{hit:,}", "truly": f"{truly:,}", "said": f"{said:,}"}
+        if truly == 0 and said == 0:
+            out.append(_("{label}: there are no {label} {unit} here to find; it never says {label}.", **values))
+        elif truly == 0:
+            out.append(_("{label}: there are no {label} {unit} here to find; when it says {label} it is right "
+                         "{share} of the time ({hit} of {said}).", share=_pct(hit, said), **values))
+        elif said == 0:
+            out.append(_("{label}: finds {found} of the {label} {unit} ({hit} of {truly}); it never says {label}.",
+                         found=_pct(hit, truly), **values))
         else:
-            found = f"finds {_pct(hit, truly)} of the {label} {unit} ({hit:,} of {truly:,})"
-        if said == 0:
-            right = f"it never says {label}"
-        else:
-            right = f"when it says {label} it is right {_pct(hit, said)} of the time ({hit:,} of {said:,})"
-        out.append(f"{label}: {found}; {right}.")
+            out.append(_("{label}: finds {found} of the {label} {unit} ({hit} of {truly}); when it says {label} it "
+                         "is right {share} of the time ({hit} of {said}).",
+                         found=_pct(hit, truly), share=_pct(hit, said), **values))
     return out
 
 
@@ -91,49 +102,57 @@ def verdict(matrix: pd.DataFrame, unit: str = "texts") -> Verdict:
     n = int(m.sum())
     accuracy, macro_f1 = _scores(m)
     base = baseline(matrix)
-    compare = (f"Always answering '{base['label']}' (the commonest class) would be right on {base['accuracy']:.0%}, "
-               f"with macro F1 {base['macro_f1']:.2f} against the model's {macro_f1:.2f}.")
+    compare = _("Always answering '{label}' (the commonest class) would be right on {accuracy}, with macro F1 "
+                "{base_f1} against the model's {model_f1}.", label=base["label"], accuracy=f"{base['accuracy']:.0%}",
+                base_f1=f"{base['macro_f1']:.2f}", model_f1=f"{macro_f1:.2f}")
     if macro_f1 >= base["macro_f1"] + CLEAR_MARGIN:
-        judgement = "The model does clearly better than that guess."
+        judgement = _("The model does clearly better than that guess.")
     elif macro_f1 > base["macro_f1"]:
-        judgement = "The model does only a little better than that guess: do not rely on it yet."
+        judgement = _("The model does only a little better than that guess: do not rely on it yet.")
     else:
-        judgement = "The model does no better than that guess: do not rely on it."
-    headline = f"Right on {accuracy:.0%} of the {n:,} {unit} checked. {compare} {judgement}"
+        judgement = _("The model does no better than that guess: do not rely on it.")
+    headline = _("Right on {accuracy} of the {n} {unit} checked. {compare} {judgement}", accuracy=f"{accuracy:.0%}",
+                 n=f"{n:,}", unit=_unit(unit), compare=compare, judgement=judgement)
     return Verdict(headline=headline, classes=class_sentences(matrix, unit),
                    model={"accuracy": accuracy, "macro_f1": macro_f1, "n": n}, baseline=base)
 
 
-ROW_NAMES = {"accuracy": "All classes: accuracy", "macro avg": "Average over classes (macro)",
-             "weighted avg": "Average weighted by rows", "micro avg": "All entities together (micro)"}
-COLUMN_NAMES = {"class": "Class", "precision": "Right when it says it (precision)",
-                "recall": "Found (recall)", "f1-score": "F1", "support": "Rows"}
+ROW_NAMES = {"accuracy": N_("All classes: accuracy"), "macro avg": N_("Average over classes (macro)"),
+             "weighted avg": N_("Average weighted by rows"), "micro avg": N_("All entities together (micro)")}
+COLUMN_NAMES = {"class": N_("Class"), "precision": N_("Right when it says it (precision)"),
+                "recall": N_("Found (recall)"), "f1-score": N_("F1"), "support": N_("Rows")}
+
+
+def column_names() -> dict[str, str]:
+    """The report table's column headings in the current language (keyed as in COLUMN_NAMES)."""
+    return {key: _(name) for key, name in COLUMN_NAMES.items()}
 
 
 def table(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """A classification report table (engine.reports.reporting.report_frame) for reading: words for the averages and
     the columns, scores to ``digits`` places, blanks where there is no value, rows as whole numbers."""
     out = pd.DataFrame()
-    out["class"] = [ROW_NAMES.get(str(c), str(c)) for c in frame["class"]]
+    out["class"] = [_(ROW_NAMES[str(c)]) if str(c) in ROW_NAMES else str(c) for c in frame["class"]]
     for column in ("precision", "recall", "f1-score"):
         out[column] = [("" if v is None or pd.isna(v) else f"{float(v):.{digits}f}") for v in frame[column]]
     out["support"] = [("" if v is None or pd.isna(v) else f"{int(v):,}") for v in frame["support"]]
-    return out.rename(columns=COLUMN_NAMES)
+    return out.rename(columns=column_names())
 
 
 METRIC_NAMES = {
-    "accuracy": "Accuracy", "macro_f1": "Macro F1", "weighted_f1": "Weighted F1", "entity_f1": "Entity F1",
-    "eval_loss": "Validation loss", "train_loss": "Training loss", "train_runtime": "Training time (s)",
-    "train_samples_per_second": "Training speed (rows/s)", "train_steps_per_second": "Training speed (steps/s)",
-    "epoch": "Epochs", "total_flos": "Computation (FLOPs)", "best_macro_f1": "Best validation macro F1",
-    "n_test": "Test rows", "n_train": "Training rows", "perplexity": "Perplexity",
+    "accuracy": N_("Accuracy"), "macro_f1": N_("Macro F1"), "weighted_f1": N_("Weighted F1"),
+    "entity_f1": N_("Entity F1"), "eval_loss": N_("Validation loss"), "train_loss": N_("Training loss"),
+    "train_runtime": N_("Training time (s)"), "train_samples_per_second": N_("Training speed (rows/s)"),
+    "train_steps_per_second": N_("Training speed (steps/s)"), "epoch": N_("Epochs"),
+    "total_flos": N_("Computation (FLOPs)"), "best_macro_f1": N_("Best validation macro F1"),
+    "n_test": N_("Test rows"), "n_train": N_("Training rows"), "perplexity": N_("Perplexity"),
 }
 
 
 def metric_name(key: str) -> str:
     """'macro_f1' -> 'Macro F1', 'test.support' -> 'Test support': a stored metric's key in words."""
     if key in METRIC_NAMES:
-        return METRIC_NAMES[key]
+        return _(METRIC_NAMES[key])
     words = key.replace(".", " ").replace("_", " ").split()
     words = ["F1" if w.lower() == "f1" else w for w in words]
     text = " ".join(words)
@@ -158,5 +177,5 @@ def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {column: [metric_value(key, v) for key, v in zip(metrics.index, metrics[column])] for column in metrics.columns},
         index=[metric_name(k) for k in metrics.index])
-    out.index.name = "Metric"
+    out.index.name = _("Metric")
     return out

@@ -32,6 +32,7 @@ from engine import access
 from engine import db as store
 from engine.jobs import runs
 from engine.errors import NotFound, UserError
+from engine.i18n import N_, _
 from engine.data.readers import read_table_guarded
 from engine.models import inference
 from engine.data import columns as vocabulary
@@ -68,10 +69,20 @@ def splits(conn, run_id: int) -> list[str]:
 
 
 def split_title(split: str) -> str:
+    """A prediction set's name as a heading, in the current language ('Test split', 'Evaluation file: news')."""
     if split == TEST:
-        return "Test split"
+        return _("Test split")
     if split.startswith(EVAL_PREFIX):
-        return f"Evaluation file: {split[len(EVAL_PREFIX):]}"
+        return _("Evaluation file: {name}", name=split[len(EVAL_PREFIX):])
+    return split
+
+
+def split_words(split: str) -> str:
+    """A prediction set's name inside a sentence ('the test split', 'the evaluation file news')."""
+    if split == TEST:
+        return _("the test split")
+    if split.startswith(EVAL_PREFIX):
+        return _("the evaluation file {name}", name=split[len(EVAL_PREFIX):])
     return split
 
 
@@ -117,7 +128,7 @@ def text_report(y_true: Sequence[str], y_pred: Sequence[str], label_order: Seque
     from sklearn.metrics import classification_report
 
     if len(y_true) == 0:
-        raise UserError("There are no labelled predictions to report on.")
+        raise UserError(_("There are no labelled predictions to report on."))
     labels = _ordered_labels(set(y_true) | set(y_pred), label_order)
     report = classification_report(list(y_true), list(y_pred), labels=labels, output_dict=True, zero_division=0)
     return _num(report)
@@ -129,7 +140,7 @@ def tag_order(tags: set[str]) -> list[str]:
     def key(tag: str):
         if tag == "O":
             return (1, "", 0)
-        prefix, _, kind = tag.partition("-")
+        prefix, _dash, kind = tag.partition("-")
         if not kind:
             return (0, prefix, 9)
         return (0, kind, {"B": 0, "I": 1, "E": 2, "S": 3}.get(prefix, 4))
@@ -142,7 +153,7 @@ def entity_report(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequen
     from seqeval.metrics import classification_report
 
     if len(true_tags) == 0:
-        raise UserError("There are no labelled sentences to report on.")
+        raise UserError(_("There are no labelled sentences to report on."))
     report = classification_report([list(t) for t in true_tags], [list(p) for p in pred_tags], output_dict=True,
                                    zero_division=0)
     return _num(report)
@@ -159,12 +170,12 @@ def token_report(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequenc
     flat_true = [t for sentence in true_tags for t in sentence]
     flat_pred = [p for sentence in pred_tags for p in sentence]
     if len(flat_true) != len(flat_pred):
-        raise UserError("The gold and predicted tags have different lengths; the predictions are damaged.")
+        raise UserError(_("The gold and predicted tags have different lengths; the predictions are damaged."))
     if not flat_true:
-        raise UserError("There are no labelled tokens to report on.")
+        raise UserError(_("There are no labelled tokens to report on."))
     labels = tag_order(set(flat_true) | set(flat_pred))
     report = _num(classification_report(flat_true, flat_pred, labels=labels, output_dict=True, zero_division=0))
-    p, r, f, _ = precision_recall_fscore_support(flat_true, flat_pred, labels=labels, average="micro", zero_division=0)
+    p, r, f, _support = precision_recall_fscore_support(flat_true, flat_pred, labels=labels, average="micro", zero_division=0)
     out = {label: report[label] for label in labels}
     out["micro avg"] = {"precision": float(p), "recall": float(r), "f1-score": float(f), "support": len(flat_true)}
     out["macro avg"] = report["macro avg"]
@@ -196,9 +207,13 @@ def report_frame(report: dict) -> pd.DataFrame:
 
 def format_text(frame: pd.DataFrame, digits: int = 3) -> str:
     """A report table as aligned text, as scikit-learn prints it."""
-    width = max([len(str(c)) for c in frame["class"]] + [12])
-    lines = [f"{'':>{width}}  {'precision':>9}  {'recall':>9}  {'f1-score':>9}  {'support':>9}"]
-    for row in frame.itertuples(index=False):
+    summary = {"accuracy": _("accuracy"), "macro avg": _("macro avg"), "weighted avg": _("weighted avg"),
+               "micro avg": _("micro avg")}  # the summary rows' names in the reader's language; classes as they are
+    names = [summary.get(str(c), str(c)) for c in frame["class"]]
+    width = max([len(name) for name in names] + [12])
+    heads = [_("precision"), _("recall"), _("f1-score"), _("support")]  # the headings in the reader's language
+    lines = [f"{'':>{width}}  " + "  ".join(f"{h:>9}" for h in heads)]
+    for name, row in zip(names, frame.itertuples(index=False)):
         cells = []
         for value in (row[1], row[2], row[3]):
             cells.append(f"{'':>9}" if value is None or (isinstance(value, float) and math.isnan(value))
@@ -206,7 +221,7 @@ def format_text(frame: pd.DataFrame, digits: int = 3) -> str:
         support = "" if pd.isna(row[4]) else str(int(row[4]))
         if row[0] == "accuracy" or row[0] == "micro avg":
             lines.append("")
-        lines.append(f"{row[0]:>{width}}  {'  '.join(cells)}  {support:>9}")
+        lines.append(f"{name:>{width}}  {'  '.join(cells)}  {support:>9}")
     return "\n".join(lines)
 
 
@@ -256,14 +271,17 @@ class Report:
         """Plain sentences about rows left out of the metrics."""
         notes = []
         if self.unknown_labels:
-            listed = ", ".join(f"'{k}' ({v} row{'s' * (v != 1)})" for k, v in self.unknown_labels.items())
-            what = "tags" if self.task == TOKENS else "labels"
-            notes.append(
-                f"{self.n_unknown_rows} row(s) have {what} the model does not know and are left out of "
-                f"the metrics: {listed}. The model knows: {', '.join(self.labels)}."
-            )
+            listed = ", ".join(_("'{label}' (1 row)", label=k) if v == 1 else _("'{label}' ({n} rows)", label=k, n=v)
+                               for k, v in self.unknown_labels.items())
+            values = {"n": self.n_unknown_rows, "listed": listed, "known": ", ".join(self.labels)}
+            if self.task == TOKENS:
+                notes.append(_("{n} row(s) have tags the model does not know and are left out of the metrics: "
+                               "{listed}. The model knows: {known}.", **values))
+            else:
+                notes.append(_("{n} row(s) have labels the model does not know and are left out of the metrics: "
+                               "{listed}. The model knows: {known}.", **values))
         if self.n_unlabelled:
-            notes.append(f"{self.n_unlabelled} row(s) have no gold label and are left out of the metrics.")
+            notes.append(_("{n} row(s) have no gold label and are left out of the metrics.", n=self.n_unlabelled))
         return notes
 
 
@@ -304,11 +322,10 @@ def build_report(run_id: int, task: str, split: str, predictions: pd.DataFrame, 
                     scored=scored.reset_index(drop=True), predictions=predictions)
     if len(scored) == 0:
         if len(predictions) == 0:
-            raise UserError(f"Run {run_id} has no predictions for the {split_title(split).lower()} to report on.")
-        raise UserError(
-            "None of the rows has a gold label the model knows, so there is nothing to score. "
-            f"The model knows: {', '.join(labels)}. " + " ".join(result.notes())
-        )
+            raise UserError(_("Run {run_id} has no predictions for {split} to report on.", run_id=run_id,
+                              split=split_words(split)))
+        raise UserError(_("None of the rows has a gold label the model knows, so there is nothing to score. The model "
+                          "knows: {known}. {notes}", known=", ".join(labels), notes=" ".join(result.notes())))
     if task == TOKENS:
         result.report = entity_report(list(scored["true_tags"]), list(scored["pred_tags"]))
         result.token_report = token_report(list(scored["true_tags"]), list(scored["pred_tags"]))
@@ -325,11 +342,11 @@ def run_report(conn, run_id: Any, split: str = TEST) -> Report:
     if predictions.empty:
         available = splits(conn, run["id"])
         if split == TEST or not available:
-            raise UserError(
-                f"Run {run['id']} has no stored test predictions, so there is nothing to report. "
-                "Runs record them when training finishes; train the run again if they are missing."
-            )
-        raise UserError(f"Run {run['id']} has no predictions called '{split}'. It has: {', '.join(available)}.")
+            raise UserError(_("Run {run_id} has no stored test predictions, so there is nothing to report. Runs record "
+                              "them when training finishes; train the run again if they are missing.",
+                              run_id=run["id"]))
+        raise UserError(_("Run {run_id} has no predictions called '{split}'. It has: {available}.", run_id=run["id"],
+                          split=split, available=", ".join(available)))
     return build_report(run["id"], runs.task(run), split, predictions, labels)
 
 
@@ -383,6 +400,30 @@ def mistakes(report: Report, true: Sequence[str] | None = None, predicted: Seque
         )
         frame = frame.sort_values(["confidence", "row_id"], ascending=[False, True], kind="stable")
     return filter_mistakes(frame, true, predicted)
+
+
+MISTAKE_COLUMNS = {"row_id": N_("row_id"), "text": N_("text"), "sentence": N_("sentence"), "span": N_("span"),
+                   "true": N_("true"), "predicted": N_("predicted"), "error": N_("error"),
+                   "confidence": N_("confidence")}
+MISTAKE_WORDS = {"wrong type": N_("wrong type"), "missed": N_("missed"), "spurious": N_("spurious")}
+WRONG_BOUNDARY = N_("wrong boundary (predicted '{span}')")
+
+
+def mistake_words(error: str) -> str:
+    """An entity error ('missed', "wrong boundary (predicted 'x')") in the current language."""
+    if error in MISTAKE_WORDS:
+        return _(MISTAKE_WORDS[error])
+    found = re.fullmatch(r"wrong boundary \(predicted '(.*)'\)", str(error), re.DOTALL)
+    return _(WRONG_BOUNDARY, span=found.group(1)) if found else error
+
+
+def mistakes_for_reading(frame: pd.DataFrame) -> pd.DataFrame:
+    """A ``mistakes`` frame as the page shows it: headings and error words in the current language; the texts and
+    classes are the data's own."""
+    out = frame.copy()
+    if "error" in out.columns:
+        out["error"] = out["error"].map(mistake_words)
+    return out.rename(columns={key: _(name) for key, name in MISTAKE_COLUMNS.items()})
 
 
 def filter_mistakes(frame: pd.DataFrame, true: Sequence[str] | None = None,
@@ -450,7 +491,8 @@ def sentence_spans(conn, run_id: int, row_id: int, split: str = TEST) -> dict:
     rows = list(conn.query("SELECT * FROM predictions WHERE run_id = ? AND split = ? AND row_id = ?",
                            [int(run_id), split, int(row_id)]))
     if not rows:
-        raise NotFound(f"Run {run_id} has no sentence {row_id} in the {split_title(split).lower()}.")
+        raise NotFound(_("Run {run_id} has no sentence {row_id} in {split}.", run_id=run_id, row_id=row_id,
+                         split=split_words(split)))
     row = rows[0]
     tokens = store.loads(row["tokens_json"], []) or []
     gold_tags = store.loads(row["true_tags_json"], []) or []
@@ -493,7 +535,7 @@ def _colour(kind: str) -> str:
 def correct_and_confidence(report: Report) -> tuple[np.ndarray, np.ndarray]:
     """Per scored row: its confidence and whether it was right (text classification only)."""
     if report.task == TOKENS:
-        raise UserError("Entity tagging runs record no confidence per prediction, so there is no confidence view.")
+        raise UserError(_("Entity tagging runs record no confidence per prediction, so there is no confidence view."))
     s = report.scored
     conf = s["confidence"].astype(float).to_numpy()
     correct = (s["true_label"] == s["pred_label"]).to_numpy()
@@ -627,11 +669,15 @@ def guess_evaluation_columns(frame: pd.DataFrame, labels: Sequence[str]) -> tupl
 
 def _check_column(column: str | None, frame: pd.DataFrame, role: str, option: str, file_name: str) -> str:
     columns = ", ".join(map(str, frame.columns))
+    if column is None and role == "text":
+        raise UserError(_("Could not tell which column of {file} holds the text. Name it with {option} (the columns "
+                          "are: {columns}).", file=file_name, option=option, columns=columns))
     if column is None:
-        raise UserError(f"Could not tell which column of {file_name} holds the {role}. Name it with {option} "
-                        f"(the columns are: {columns}).")
+        raise UserError(_("Could not tell which column of {file} holds the labels. Name it with {option} (the "
+                          "columns are: {columns}).", file=file_name, option=option, columns=columns))
     if column not in frame.columns:
-        raise UserError(f"{file_name} has no column called '{column}'. Its columns are: {columns}.")
+        raise UserError(_("{file} has no column called '{column}'. Its columns are: {columns}.", file=file_name,
+                          column=column, columns=columns))
     return column
 
 
@@ -639,7 +685,7 @@ def eval_name(name: str | None, file_name: str) -> str:
     name = (name or Path(file_name).stem or "upload").strip()
     name = re.sub(r"\s+", " ", name)
     if not name or len(name) > 80:
-        raise UserError("Give the evaluation a short name (1 to 80 characters).")
+        raise UserError(_("Give the evaluation a short name (1 to 80 characters)."))
     return name
 
 
@@ -699,8 +745,9 @@ def evaluate_file(
         conll = read_conll_guarded(data, file_name, encoding)  # tags made BIO as the training import made them
         if conll.bad_rows:  # an evaluation that quietly left sentences out would score a different file
             number, line = conll.bad_rows[0]
-            raise UserError(f"{file_name} line {number} ('{line[:60]}') has no tag such as O, B-ORG or I-PER in its "
-                            "last column. Each line should be 'token tag', with a blank line between sentences.")
+            raise UserError(_("{file} line {number} ('{line}') has no tag such as O, B-ORG or I-PER in its last "
+                              "column. Each line should be 'token tag', with a blank line between sentences.",
+                              file=file_name, number=number, line=line[:60]))
         sentences, used = conll.sentences, conll.encoding
         scheme, rewritten = conll.tag_scheme, conll.n_tags_rewritten
         text_col = label_col = None
@@ -717,7 +764,7 @@ def evaluate_file(
         text_col = _check_column(text_col or guessed_text, preview, "text", "--text-col", file_name)
         label_col = _check_column(label_col or guessed_label, preview, "labels", "--label-col", file_name)
         if text_col == label_col:
-            raise UserError(f"The text and label columns must differ (both are '{text_col}').")
+            raise UserError(_("The text and label columns must differ (both are '{column}').", column=text_col))
         table = read_table_guarded(data, file_name, columns=[text_col, label_col], encoding=encoding, sheet=sheet)
         frame, used = table.frame, table.encoding
         texts = frame[text_col].astype(str).tolist()
@@ -769,7 +816,7 @@ def compare_runs(conn, run_ids: Sequence[Any]) -> Comparison:
     """Two or more finished runs side by side: final metrics, configuration (with what differs), loss curves."""
     ids = list(dict.fromkeys(int(runs.finished(conn, r)["id"]) for r in run_ids))
     if len(ids) < 2:
-        raise UserError("Pick at least two different runs to compare.")
+        raise UserError(_("Pick at least two different runs to compare."))
     info = {r["id"]: r for r in runs.finished_runs(conn)}
     chosen = [info[i] for i in ids]
     titles = [runs.title(r) for r in chosen]
@@ -795,7 +842,7 @@ def compare_runs(conn, run_ids: Sequence[Any]) -> Comparison:
                          for row in config[titles].itertuples(index=False)]
     for column in titles:  # one type per column, so that the table shows cleanly
         config[column] = config[column].map(lambda v: "" if v is None else str(v))
-    placeholders = ",".join("?" for _ in ids)
+    placeholders = ",".join("?" for _id in ids)
     progress = list(
         conn.query(
             f"SELECT job_id, kind, step, epoch, loss, eval_loss FROM progress WHERE job_id IN ({placeholders}) "
@@ -827,13 +874,13 @@ def try_it(conn, run_id: Any, texts: Sequence[str]) -> list[dict]:
     """
     texts = [str(t) for t in texts]
     if not texts or not any(t.strip() for t in texts):
-        raise UserError("Type some text to try the model on.")
+        raise UserError(_("Type some text to try the model on."))
     run = runs.finished(conn, run_id)
     runs.labels(run)  # a plain error when the model folder is gone
     predictor = inference.load(run["model_dir"])
     if runs.task(run) == TOKENS or predictor.task == TOKENS:
         token_lists = [inference.simple_tokens(t) for t in texts]
-        tags_list = predictor.predict_tokens(token_lists) if any(token_lists) else [[] for _ in texts]
+        tags_list = predictor.predict_tokens(token_lists) if any(token_lists) else [[] for _text in texts]
         out = []
         for text, tokens, tags in zip(texts, token_lists, tags_list):
             out.append({"text": text, "tokens": tokens, "tags": tags, "entities": described_spans(tokens, tags)})
