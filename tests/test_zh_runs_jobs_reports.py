@@ -93,7 +93,7 @@ def test_runs_jobs_and_reports_pages_speak_chinese(chinese, populated):
     at = open_page("reports")
     shown = everything(at)
     assert at.title[0].value == "评估报告"
-    assert [t.label for t in at.tabs] == ["评估报告", "混淆矩阵", "错误", "置信度", "在新数据上评估", "比较运行", "试一试"]
+    assert [t.label for t in at.tabs] == ["评估报告", "混淆矩阵", "错误", "置信度", "在新数据上评估", "对比运行", "试一试"]
     assert "在检查的 10 条文本中，正确率为 60%。" in shown and "模型明显优于这种猜测。" in shown
     report = next(d.value for d in at.dataframe if "类别" in d.value.columns)
     assert list(report.columns) == ["类别", "判为该类时的正确率（精确率）", "找到的比例（召回率）", "F1", "行数"]

@@ -350,11 +350,11 @@ def score_progress() -> None:
     for job in recent:
         what = "topics" if topics.is_topics_job(job) else "sentiment"
         if what == "topics":
-            head = _("Job {job_id} · run {run_id} · **{status}** · topics", job_id=job["id"],
+            head = _("{job} · run {run_id} · **{status}** · topics", job=queue.label(job, start=True),
                      run_id=job["model_run_id"], status=_(job["status"]))
         else:
-            head = _("Job {job_id} · run {run_id} · **{status}**", job_id=job["id"], run_id=job["model_run_id"],
-                     status=_(job["status"]))
+            head = _("{job} · run {run_id} · **{status}**", job=queue.label(job, start=True),
+                     run_id=job["model_run_id"], status=_(job["status"]))
         if job["status"] in queue.ACTIVE:
             p = queue.last_progress(fconn, job["id"], kind="score")
             done, total = (p["step"] or 0, p["total_steps"] or 0) if p else (0, 0)

@@ -223,10 +223,11 @@ def follow(conn, job_id: int, out=None, poll_s: float = 1.0) -> int:
         if m.get("purpose") == "topics":
             tags = ", ".join(f"{t} {n}" for t, n in sorted(m.get("topics", {}).items()))
             if tags:
-                return _("Job {job_id} succeeded: {n} articles tagged with topics ({tags}).", job_id=job_id,
+                return _("{job} succeeded: {n} articles tagged with topics ({tags}).", job=queue.label(job, start=True),
                          n=m.get("tagged", 0), tags=tags)
-            return _("Job {job_id} succeeded: {n} articles tagged with topics.", job_id=job_id, n=m.get("tagged", 0))
-        return _("Job {job_id} succeeded: {n} articles scored, {alerts} alerts.", job_id=job_id,
+            return _("{job} succeeded: {n} articles tagged with topics.", job=queue.label(job, start=True),
+                     n=m.get("tagged", 0))
+        return _("{job} succeeded: {n} articles scored, {alerts} alerts.", job=queue.label(job, start=True),
                  n=m.get("scored", 0), alerts=m.get("alerts", 0))
 
     return queue.follow(conn, job_id, "score", line, done, out=out, poll_s=poll_s)
