@@ -22,7 +22,7 @@ from engine.training import verdict
 from engine.data.readers import read_table_guarded
 from engine.errors import UserError
 from engine.i18n import _
-from views._shared import can, connect, current_user, md, plain_errors, plot_text, require_sign_in, run_picker
+from views._shared import can, chart_style, connect, current_user, md, plain_errors, plot_text, require_sign_in, run_picker
 
 
 def show_report_table(frame: pd.DataFrame, key: str) -> None:
@@ -112,7 +112,7 @@ def confusion_tab(report: reporting.Report) -> None:
     figure.update_yaxes(type="category")
     if report.task == reporting.TOKENS:
         st.caption(_("Token tags, gold (rows) against predicted (columns)."))
-    st.plotly_chart(figure, key="confusion-chart")
+    st.plotly_chart(chart_style(figure), key="confusion-chart")
 
 
 def mistakes_tab(conn, report: reporting.Report) -> None:
@@ -167,7 +167,7 @@ def confidence_tab(report: reporting.Report) -> None:
                          yaxis_range=[0, 1],
                          title=_("Is its confidence honest? (average gap between confidence and accuracy: {gap})",
                                  gap=f"{ece:.3f}"))
-    st.plotly_chart(figure, key="reliability-chart")
+    st.plotly_chart(chart_style(figure), key="reliability-chart")
     threshold = st.slider(_("Leave predictions below this confidence for a person"), 0.0, 1.0, 0.5, 0.01,
                           key="confidence-threshold")
     at = reporting.tradeoff(conf, correct, threshold)
@@ -179,7 +179,7 @@ def confidence_tab(report: reporting.Report) -> None:
     figure = px.line(curve, x="coverage", y="accuracy", hover_data=["threshold"], markers=True,
                      labels={"coverage": _("coverage"), "accuracy": _("accuracy"), "threshold": _("threshold")},
                      title=_("Accuracy against coverage as the threshold rises"))
-    st.plotly_chart(figure, key="tradeoff-chart")
+    st.plotly_chart(chart_style(figure), key="tradeoff-chart")
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -280,7 +280,7 @@ def compare_tab(conn, finished: list[dict], preselect: list[int] | None = None) 
             figure = px.line(curves, x="step", y="value", color="run", line_dash="kind", markers=True,
                              labels={"value": _("loss"), "step": _("training step"), "run": _("run"),
                                      "kind": _("curve")})
-            st.plotly_chart(figure, key="compare-curves")
+            st.plotly_chart(chart_style(figure), key="compare-curves")
         st.subheader(_("Settings that differ"))
         differences = comparison.differences
         if differences.empty:

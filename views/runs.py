@@ -17,7 +17,7 @@ from engine.jobs import runs
 from engine.jobs import supervisor
 from engine.training import reproduce
 from engine.training import verdict
-from views._shared import can, connect, current_user, md, plain_errors, require_sign_in, start_worker
+from views._shared import can, chart_style, connect, current_user, md, plain_errors, require_sign_in, start_worker
 
 REFRESH_S = 2.0
 ROUGE_L, BLEU = "ROUGE-L", "BLEU"  # the scores' own names, the same in every language
@@ -93,7 +93,7 @@ def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None
         fig.update_layout(title=_("Loss"), xaxis_title=_("step"), height=300, margin=dict(l=10, r=10, t=40, b=10))
         if not losses and not evals:
             empty_note(fig, _("No loss yet: the first is logged after the first few steps."))
-        st.plotly_chart(fig, width="stretch")
+        st.plotly_chart(chart_style(fig), width="stretch")
     if task == "generation":  # validation perplexity = e^(validation loss)
         with right:
             fig = go.Figure()
@@ -103,7 +103,7 @@ def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None
             fig.update_layout(title=_("Validation perplexity (lower is better)"), xaxis_title=_("step"),
                               yaxis_type="log",
                               height=300, margin=dict(l=10, r=10, t=40, b=10))
-            st.plotly_chart(fig, width="stretch")
+            st.plotly_chart(chart_style(fig), width="stretch")
         return
     with right:
         fig = go.Figure()
@@ -120,7 +120,7 @@ def curves(rows: list[dict], evals: list[dict], task: str | None = None) -> None
         if not evals:
             empty_note(fig, _("No validation score yet: it is measured at the end of each epoch "
                               "(or every N steps when set), and the first appears then."))
-        st.plotly_chart(fig, width="stretch")
+        st.plotly_chart(chart_style(fig), width="stretch")
 
 
 def eta_text(seconds) -> str:
