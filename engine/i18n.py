@@ -88,7 +88,7 @@ def _translations(code: str):
     return Translations(buffer, domain=DOMAIN)
 
 
-def _(message: str, **values) -> str:
+def _(message: str, /, **values) -> str:
     """``message`` in the current language, its ``{placeholders}`` filled from ``values``."""
     text = _translations(language()).gettext(message)
     return text.format(**values) if values else text

@@ -189,7 +189,7 @@ if uploaded is not None:
                 f"Yes, '{md(report.mapping.get('label'))}' is the label column (I have looked at its values)",
                 key=f"label_ok_{key}_{report.mapping.get('label')}",
                 help="Otherwise choose the column that holds the label above. Accept stays off until you choose.")
-        b1, b2, _ = st.columns([1, 1, 4])
+        b1, b2, _gap = st.columns([1, 1, 4])
         if b1.button("Accept & save", type="primary", key=f"accept_{key}",
                      disabled=report.needs_label_choice and not label_ok):
             try:
@@ -275,7 +275,7 @@ with plain_errors():
     st.markdown("#### Delete")
     if state.get("confirm_delete") == ref:
         st.warning(f"Delete dataset {md(ref)} and its copy of the source file? This cannot be undone.")
-        d1, d2, _ = st.columns([1, 1, 4])
+        d1, d2, _gap = st.columns([1, 1, 4])
         if d1.button("Yes, delete", type="primary", key="delete_yes"):
             try:
                 datasets.delete(conn, ref, confirm=True, actor=current_user())

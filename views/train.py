@@ -124,7 +124,7 @@ if duplicate := state.get("train_duplicate"):
     which = ", ".join(f"#{i}" for i in duplicate)
     st.warning(f"Run {which} already trains this dataset with the same base model and settings and has not finished. "
                "Training it again gives the same model. Queue another run anyway?", icon=":material/content_copy:")
-    y, n, _ = st.columns([1, 1, 3])
+    y, n, _gap = st.columns([1, 1, 3])
     y.button("Yes, train again", key="train_again_btn",
              on_click=lambda: state.update(train_clicked=True, train_again=True))
     n.button("No, keep one", key="train_keep_one", on_click=lambda: state.pop("train_duplicate", None))

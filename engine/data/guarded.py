@@ -23,6 +23,7 @@ from pathlib import Path
 from engine import paths, settings
 from engine.data import limits
 from engine.errors import UserError
+from engine.i18n import _, number
 
 ROOT = Path(__file__).resolve().parents[2]  # where `-m engine...` is importable from, whatever the caller's cwd
 
@@ -62,10 +63,10 @@ def call(function: str, data: bytes, file_name: str, **kwargs):
     if kind == "user_error":
         raise UserError(value)
     if kind == "memory" or done.returncode < 0:
-        raise UserError(
-            f"{file_name} needs more than the {cap:,} MB of memory Bellwether gives to reading one file, so it was "
-            "not read and nothing was saved. Split it into smaller files, or remove columns you do not need."
-        )
+        raise UserError(_(
+            "{file_name} needs more than the {cap} MB of memory Bellwether gives to reading one file, so it was "
+            "not read and nothing was saved. Split it into smaller files, or remove columns you do not need.",
+            file_name=file_name, cap=number(cap)))
     raise RuntimeError(f"reading {file_name} failed in its child process: {str(value)[-2000:]}")
 
 

@@ -217,7 +217,7 @@ def train(conn, job: dict, ctx) -> dict:
     determinism = bool(config.get("full_determinism"))
     device = job.get("device") or finetune.run_device(config)
     log = ctx.log
-    ds_name, ds_version, _, rows = finetune._training_data(conn, job["dataset_id"], TASK)
+    ds_name, ds_version, _skip, rows = finetune._training_data(conn, job["dataset_id"], TASK)
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
     log.info("loading causal language model %s (%s)", job.get("base_model"), source)
     finetune.seed_everything(seed, determinism)

@@ -43,8 +43,8 @@ def check(true: list[str], pred: list[str], split: str = "test") -> list[str]:
     pairs = [(t, p) for t, p in zip(true, pred) if t is not None and p is not None]
     if len(pairs) < 2:
         return []
-    true = [t for t, _ in pairs]
-    pred = [p for _, p in pairs]
+    true = [t for t, _skip in pairs]
+    pred = [p for _skip, p in pairs]
     classes = sorted(set(true))
     if len(classes) < 2:
         return []
