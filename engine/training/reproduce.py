@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.jobs import queue
 from engine.training import finetune
 
@@ -41,9 +42,11 @@ def same_settings(job: dict, seed: int | None = None) -> dict:
 def _finished_train_run(conn, run_id: int) -> dict:
     job = queue.get(conn, run_id)
     if job["kind"] != "train":
-        raise UserError(f"Job {run_id} is not a training run; only training runs can be run again.")
+        raise UserError(_("Job {run_id} is not a training run; only training runs can be run again.", run_id=run_id))
     if job["status"] not in queue.FINISHED:
-        raise UserError(f"Run {run_id} is {job['status']}; run it again once it has finished.")
+        status = {"queued": N_("queued"), "running": N_("running")}.get(job["status"])
+        raise UserError(_("Run {run_id} is {status}; run it again once it has finished.", run_id=run_id,
+                          status=_(status) if status else job["status"]))
     return job
 
 
@@ -55,7 +58,8 @@ def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = N
     config = job.get("config") or {}
     row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job.get("dataset_id")]).fetchone()
     if not row:
-        raise UserError(f"The dataset run {run_id} was trained on no longer exists, so it cannot be run again.")
+        raise UserError(_("The dataset run {run_id} was trained on no longer exists, so it cannot be run again.",
+                          run_id=run_id))
     dataset = f"{row[0]}:{row[1]}"  # pinned: the version the run used, never the latest
     source_name = job.get("name") or f"run {run_id}"
     seed_words = f" · seed {int(seed)}" if seed is not None and int(seed) != int(config.get("seed", -1)) else ""
