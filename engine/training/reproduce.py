@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from engine.errors import UserError
-from engine.i18n import N_, _
+from engine.i18n import _
 from engine.jobs import queue
 from engine.training import finetune
 
@@ -44,9 +44,9 @@ def _finished_train_run(conn, run_id: int) -> dict:
     if job["kind"] != "train":
         raise UserError(_("Job {run_id} is not a training run; only training runs can be run again.", run_id=run_id))
     if job["status"] not in queue.FINISHED:
-        status = {"queued": N_("queued"), "running": N_("running")}.get(job["status"])
-        raise UserError(_("Run {run_id} is {status}; run it again once it has finished.", run_id=run_id,
-                          status=_(status) if status else job["status"]))
+        if job["status"] == "queued":
+            raise UserError(_("Run {run_id} is queued; run it again once it has finished.", run_id=run_id))
+        raise UserError(_("Run {run_id} is running; run it again once it has finished.", run_id=run_id))
     return job
 
 

@@ -32,7 +32,7 @@ BASELINE_WORDS = {"majority": N_("always answering the commonest label"), "prior
 def _with_advice(out: list) -> list:
     """What to do, once, after the last problem."""
     if out:
-        out[-1] = said(N_("{warning} {advice}"), warning=out[-1], advice=said(ADVICE))
+        out[-1] = said(N_("{w} {a}"), w=out[-1], a=said(ADVICE))  # the warning, then the advice
     return out
 
 
