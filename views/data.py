@@ -33,8 +33,8 @@ def unit_words(unit: str, n: int) -> str:
 
 ROLE_LABELS = {"text": lambda: _("Text column"), "prompt": lambda: _("Prompt column"),
                "response": lambda: _("Response column"), "messages": lambda: _("Messages column")}
-TASK_WORDS = {"text-classification": lambda: _("text classification"),
-              "token-classification": lambda: _("entity tagging"), "generation": lambda: _("text generation")}
+TASK_WORDS = {"text-classification": lambda: _("text-classification"),
+              "token-classification": lambda: _("token-classification"), "generation": lambda: _("generation")}
 
 
 def task_words(task: str) -> str:
@@ -210,7 +210,7 @@ if uploaded is not None:
             for problem in report.problems:
                 action = _(validate.ACTION_WORDS[problem.action]) if problem.action in validate.ACTION_WORDS \
                     else problem.action
-                text = f"**{action}** {md(problem.text())}"
+                text = _("**{a}.** {m}", a=action, m=md(problem.text()))  # the action, then the message
                 if problem.examples:
                     text += "\n\n" + "\n".join(f"- {md(example)}" for example in problem.example_texts())
                 (st.info if problem.action == "kept" else st.error if problem.action == "confirm" else st.warning)(text)
@@ -289,7 +289,7 @@ with plain_errors():
         if tagging:
             frame["tags"] = frame["tags"].map(lambda tags: " ".join(tags))
         frame["split"] = frame["split"].map(lambda s: _(validate.SPLIT_WORDS[s]) if s in validate.SPLIT_WORDS else s)
-        st.dataframe(frame.rename(columns={"row_id": _("row"), "split": _("split"), "text": _("text"),
+        st.dataframe(frame.rename(columns={"row_id": _("row_id"), "split": _("split"), "text": _("text"),
                                            "label": _("label"), "tags": _("tags")}), hide_index=True, width="stretch")
         st.caption(_("The first {n} of {total} rows.", n=number(len(frame)), total=number(len(shown))))
     with distribution:

@@ -138,8 +138,8 @@ if duplicate := state.get("train_duplicate"):
 
 # ---- what to train on -----------------------------------------------------------------------------------------
 
-TASK_WORDS = {"text-classification": N_("text classification"), "token-classification": N_("entity tagging"),
-              "generation": N_("text generation")}
+TASK_WORDS = {"text-classification": N_("text-classification"), "token-classification": N_("token-classification"),
+              "generation": N_("generation")}
 labels = {d["ref"]: _("{name} v{version} · {task} · {n} rows", name=d["name"], version=d["version"],
                       task=_(TASK_WORDS[d["task"]]) if d["task"] in TASK_WORDS else d["task"],
                       n=number(d.get("n_rows") or 0)) for d in choices}
