@@ -127,11 +127,11 @@ if uploaded is not None:
                 gen_guess["mode"] == "prompt-response" and validate.guess_columns(candidate)["label"] in (
                     None, gen_guess["prompt"], gen_guess["response"]))
             purpose = st.radio(
-                _("What will this data train?"), list(PURPOSES), format_func=lambda p: _(PURPOSES[p]),
+                _("What will this data train?"), [_(PURPOSES["classification"]), _(PURPOSES["generation"])],
                 index=1 if likely_generation else 0, horizontal=True, key=f"purpose_{mkey}",
                 help=_("Generation: a text column (the model learns to write such text), a prompt and a response "
                        "column (it learns to answer), or chat messages (JSON lines)."))
-            if purpose == "generation":
+            if purpose == _(PURPOSES["generation"]):
                 task = generation.TASK
         if task == generation.TASK:
             columns = candidate.columns
