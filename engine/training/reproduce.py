@@ -157,18 +157,21 @@ def rerun_comparison(conn, run_id: int) -> dict[str, Any] | None:
 
 
 def comparison_words(comparison: dict[str, Any]) -> str:
-    """One plain sentence about a finished re-run's predictions, for the page and the command line."""
+    """One plain sentence about a finished re-run's predictions, for the page and the command line (in the reader's
+    language)."""
     preds = comparison.get("predictions")
     if not preds:
-        return "The comparison appears when both runs have succeeded."
+        return _("The comparison appears when both runs have succeeded.")
     same_seed = comparison.get("seed") == comparison.get("source_seed")
     if preds["identical"]:
-        exact = " with bit-for-bit the same probabilities" if preds.get("max_prob_diff") == 0.0 else ""
-        return f"Identical test predictions on all {preds['n_rows']} rows{exact}."
-    why = ""
-    if same_seed and comparison.get("environment_differs"):
-        why = " The runs differ in " + ", ".join(comparison["environment_differs"]) + "."
-    elif same_seed:
-        why = " Same seed, data and settings: on a GPU without full determinism this can happen."
-    return (f"Test predictions differ on {preds['n_different']} of {preds['n_rows']} rows"
-            f"{' (another seed)' if not same_seed else ''}.{why}")
+        if preds.get("max_prob_diff") == 0.0:
+            return _("Identical test predictions on all {n} rows with bit-for-bit the same probabilities.",
+                     n=preds["n_rows"])
+        return _("Identical test predictions on all {n} rows.", n=preds["n_rows"])
+    if not same_seed:
+        return _("Test predictions differ on {n} of {total} rows (another seed).", n=preds["n_different"],
+                 total=preds["n_rows"])
+    differ = _("Test predictions differ on {n} of {total} rows.", n=preds["n_different"], total=preds["n_rows"])
+    if comparison.get("environment_differs"):
+        return differ + " " + _("The runs differ in {what}.", what=", ".join(comparison["environment_differs"]))
+    return differ + " " + _("Same seed, data and settings: on a GPU without full determinism this can happen.")
