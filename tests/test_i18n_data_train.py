@@ -91,6 +91,17 @@ def test_the_data_page_takes_any_file_and_says_inline_why_a_pdf_is_refused(home,
     assert "report.pdf 是 PDF 文件" in texts(at) and "请把表格导出为 CSV 后上传" in texts(at)
 
 
+def test_a_guarded_read_answers_in_the_callers_language(home, monkeypatch):
+    """The dashboard reads uploads in a child process: a person's chosen language (not only BELLWETHER_LANGUAGE)
+    goes with the request, so the child's plain message comes back in it."""
+    monkeypatch.delenv("BELLWETHER_LANGUAGE", raising=False)
+    with i18n.using("zh_CN"):
+        with pytest.raises(UserError, match="^empty.csv 是空文件。"):
+            ingest.read_file_guarded(b"  \n", "empty.csv")
+    with pytest.raises(UserError, match="^empty.csv is empty."):
+        ingest.read_file_guarded(b"  \n", "empty.csv")
+
+
 # ---- the pages in 简体中文 -----------------------------------------------------------------------------------
 
 

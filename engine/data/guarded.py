@@ -23,7 +23,7 @@ from pathlib import Path
 from engine import paths, settings
 from engine.data import limits
 from engine.errors import UserError
-from engine.i18n import _, number
+from engine.i18n import _, language, number, use
 
 ROOT = Path(__file__).resolve().parents[2]  # where `-m engine...` is importable from, whatever the caller's cwd
 
@@ -49,7 +49,7 @@ def call(function: str, data: bytes, file_name: str, **kwargs):
         data_path = handle.name
     try:
         request = pickle.dumps({"function": function, "data_path": data_path, "file_name": file_name,
-                                "kwargs": kwargs, "memory_mb": cap})
+                                "kwargs": kwargs, "memory_mb": cap, "language": language()})
         done = subprocess.run([sys.executable, "-m", "engine.data.guarded"], input=request, capture_output=True,
                               env=os.environ.copy(), cwd=ROOT, check=False)
     finally:
@@ -75,9 +75,11 @@ def _child() -> None:
 
     request = pickle.loads(sys.stdin.buffer.read())
     cap = int(request["memory_mb"]) * 1024 * 1024
+    out_of_memory = pickle.dumps(("memory", None))  # made before the cap: there may be no memory left to make it
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     out = sys.stdout.buffer
     try:
+        use(request.get("language"))  # the caller's language: its plain messages come back in it
         if request["function"] not in ALLOWED:
             raise ValueError("not allowed")
         module, name = request["function"].split(":")
@@ -89,7 +91,7 @@ def _child() -> None:
     except UserError as exc:
         payload = pickle.dumps(("user_error", str(exc)))
     except MemoryError:
-        payload = pickle.dumps(("memory", None))
+        payload = out_of_memory
     out.write(payload)
     out.flush()
 
