@@ -209,3 +209,18 @@ def test_no_merge_conflict_markers_are_left_in_tracked_files():
         if re.search(r"^(<{7} |>{7} )", text, re.M):
             marked.append(name)
     assert not marked, marked
+
+
+def test_every_chart_goes_through_the_shared_chart_style():
+    """Legends and colour bars clear of Plotly's toolbar on every page: each st.plotly_chart(...) is given
+    chart_style(figure) (views/_shared.py), not a bare figure."""
+    import ast
+
+    bare = []
+    for path in sorted((ROOT / "views").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "plotly_chart"):
+                first = node.args[0] if node.args else None
+                if not (isinstance(first, ast.Call) and getattr(first.func, "id", "") == "chart_style"):
+                    bare.append(f"{path.name}:{node.lineno}")
+    assert not bare, f"charts shown without chart_style(): {bare}"

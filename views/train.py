@@ -12,26 +12,28 @@ from engine.models import catalog
 from engine.models import labels as label_words
 from engine.training import finetune
 from engine.errors import UserError
+from engine.i18n import N_, _, number
 from views._shared import can, connect, current_user, plain_errors, require_sign_in, start_worker
 
 require_sign_in()
 if not can("train.submit"):  # viewers have no Train page in the navigation; a direct run of this file says why
-    st.title("Train a model")
-    st.info(f"Starting training runs needs an analyst's role (yours: {current_user().role}).")
+    st.title(_("Train a model"))
+    st.info(_("Starting training runs needs an analyst's role (yours: {role}).", role=_(current_user().role)))
     st.stop()
 conn = connect()
 state = st.session_state
-PRESET_NAMES = {"quick": "Quick", "balanced": "Balanced", "thorough": "Thorough"}
+DATA_PAGE, RUNS_PAGE = "views/data.py", "views/runs.py"  # page files (not words)
+PRESET_NAMES = {"quick": N_("Quick"), "balanced": N_("Balanced"), "thorough": N_("Thorough")}  # shown with _()
 ADVANCED = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
             "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience"]
 LORA = ["lora_r", "lora_alpha", "lora_dropout"]
 
-st.title("Train a model")
+st.title(_("Train a model"))
 
 choices = finetune.dataset_choices(conn)
 if not choices:
-    st.info("There is no dataset yet. Import a labelled file on the Data page first.", icon=":material/info:")
-    st.page_link("views/data.py", label="Go to Data", icon=":material/table_view:")
+    st.info(_("There is no dataset yet. Import a labelled file on the Data page first."), icon=":material/info:")
+    st.page_link(DATA_PAGE, label=_("Go to Data"), icon=":material/table_view:")
     st.stop()
 
 
@@ -41,7 +43,7 @@ def chosen_task() -> str:
 
 
 def language_names(codes) -> str:
-    return "about 100 languages" if catalog.MULTILINGUAL in codes else ", ".join(languages.name(c) for c in codes)
+    return _("about 100 languages") if catalog.MULTILINGUAL in codes else ", ".join(languages.name(c) for c in codes)
 
 
 def fill_advanced() -> None:
@@ -112,30 +114,36 @@ def field_error(key: str) -> None:
 if state.get("train_flash"):
     run_id = state["train_flash"]
     if note := state.get("train_worker_note"):
-        st.warning(f"Run {run_id} is queued.{note}", icon=":material/warning:")
+        st.warning(_("Run {run_id} is queued.{note}", run_id=run_id, note=note), icon=":material/warning:")
     else:
-        st.success(f"Run {run_id} is queued. It trains in the background; you may close this page.",
+        st.success(_("Run {run_id} is queued. It trains in the background; you may close this page.", run_id=run_id),
                    icon=":material/check_circle:")
-    st.page_link("views/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
+    st.page_link(RUNS_PAGE, label=_("Follow run {run_id} on the Runs page", run_id=run_id),
+                 icon=":material/monitoring:",
                  query_params={"run": str(run_id)})
 if errors:
-    st.error("Nothing was queued: fix the fields marked below.", icon=":material/error:")
+    st.error(_("Nothing was queued: fix the fields marked below."), icon=":material/error:")
 if duplicate := state.get("train_duplicate"):
     which = ", ".join(f"#{i}" for i in duplicate)
-    st.warning(f"Run {which} already trains this dataset with the same base model and settings and has not finished. "
-               "Training it again gives the same model. Queue another run anyway?", icon=":material/content_copy:")
-    y, n, _ = st.columns([1, 1, 3])
-    y.button("Yes, train again", key="train_again_btn",
+    st.warning(_("Run {which} already trains this dataset with the same base model and settings and has not "
+                 "finished. Training it again gives the same model. Queue another run anyway?", which=which),
+               icon=":material/content_copy:")
+    y, n, _gap = st.columns([1, 1, 3])
+    y.button(_("Yes, train again"), key="train_again_btn",
              on_click=lambda: state.update(train_clicked=True, train_again=True))
-    n.button("No, keep one", key="train_keep_one", on_click=lambda: state.pop("train_duplicate", None))
+    n.button(_("No, keep one"), key="train_keep_one", on_click=lambda: state.pop("train_duplicate", None))
     for run_id in duplicate:
-        st.page_link("views/runs.py", label=f"Follow run {run_id} on the Runs page", icon=":material/monitoring:",
-                     query_params={"run": str(run_id)})
+        st.page_link(RUNS_PAGE, label=_("Follow run {run_id} on the Runs page", run_id=run_id),
+                     icon=":material/monitoring:", query_params={"run": str(run_id)})
 
 # ---- what to train on -----------------------------------------------------------------------------------------
 
-labels = {d["ref"]: f"{d['name']} v{d['version']} · {d['task']} · {d.get('n_rows') or 0:,} rows" for d in choices}
-st.selectbox("Dataset", list(labels), format_func=labels.get, key="train_dataset")
+TASK_WORDS = {"text-classification": N_("text-classification"), "token-classification": N_("token-classification"),
+              "generation": N_("generation")}
+labels = {d["ref"]: _("{name} v{version} · {task} · {n} rows", name=d["name"], version=d["version"],
+                      task=_(TASK_WORDS[d["task"]]) if d["task"] in TASK_WORDS else d["task"],
+                      n=number(d.get("n_rows") or 0)) for d in choices}
+st.selectbox(_("Dataset"), list(labels), format_func=labels.get, key="train_dataset")
 field_error("dataset")
 field_error("task")
 dataset = next(d for d in choices if d["ref"] == state["train_dataset"])
@@ -145,18 +153,18 @@ n_train = finetune.split_counts(conn, dataset["id"]).get("train") or dataset.get
 if dataset["task"] == "text-classification":
     guessed = label_words.guess_purpose(dataset.get("labels") or [], dataset["task"])
     purposes = list(label_words.PURPOSES)
-    st.radio("What is this model for?", purposes, index=purposes.index(guessed), horizontal=True,
-             format_func=label_words.PURPOSE_WORDS.get, key=f"train_purpose_{dataset['ref']}",
-             help="Sentiment models score news on the Feeds and Monitor pages; only a model trained for topics can tag "
-                  "a feed's topics. Guessed from the dataset's labels: change it if it is wrong.")
+    st.radio(_("What is this model for?"), purposes, index=purposes.index(guessed), horizontal=True,
+             format_func=lambda p: _(label_words.PURPOSE_WORDS[p]), key=f"train_purpose_{dataset['ref']}",
+             help=_("Sentiment models score news on the Feeds and Monitor pages; only a model trained for topics can "
+                    "tag a feed's topics. Guessed from the dataset's labels: change it if it is wrong."))
     field_error("purpose")
 
 st.text_input(
-    "Base model",
+    _("Base model"),
     value="default",
     key="train_base_model",
-    help="'default' is the packaged all-MiniLM-L6-v2 (works offline). Or a local model folder, or a Hugging Face "
-    "hub id such as ProsusAI/finbert (needs the internet).",
+    help=_("'default' is the packaged all-MiniLM-L6-v2 (works offline). Or a local model folder, or a Hugging Face "
+           "hub id such as ProsusAI/finbert (needs the internet)."),
 )
 field_error("base_model")
 base_spec = (state.get("train_base_model") or "default").strip()
@@ -164,22 +172,23 @@ if not catalog.is_allowed(base_spec):  # estimates must not tell an existing ser
     base_spec = "default"
 if warning := finetune.language_warning(conn, dataset["ref"], base_spec):
     st.warning(warning, icon=":material/translate:")
-with st.expander("Base models by language and purpose"):
+with st.expander(_("Base models by language and purpose")):
     st.dataframe(
-        [{"Model": s.id, "Languages": language_names(s.languages), "Suits": s.purpose, "About": s.about,
-          "Allowed here": "yes" if catalog.is_allowed(s.id) else "no"} for s in catalog.SUGGESTIONS],
+        [{_("Model"): s.id, _("Languages"): language_names(s.languages), _("Suits"): _(s.purpose),
+          _("About"): _(s.about), _("Allowed here"): _("yes") if catalog.is_allowed(s.id) else _("no")}
+         for s in catalog.SUGGESTIONS],
         hide_index=True, width="stretch")
     if settings.allow_downloads():
-        st.caption("This server downloads an allowed hub model the first time it is used. An administrator allows "
-                   "one with: python -m engine models allow NAME")
+        st.caption(_("This server downloads an allowed hub model the first time it is used. An administrator allows "
+                     "one with: python -m engine models allow NAME"))
     else:
-        st.caption("This server cannot download models: an administrator must allow downloads, or put the model "
-                   "folder on the server, and allow it (python -m engine models allow NAME). Until then, 'default' "
-                   "is the model you can use.")
+        st.caption(_("This server cannot download models: an administrator must allow downloads, or put the model "
+                     "folder on the server, and allow it (python -m engine models allow NAME). Until then, 'default' "
+                     "is the model you can use."))
 
 # ---- presets --------------------------------------------------------------------------------------------------
 
-st.subheader("How thoroughly")
+st.subheader(_("How thoroughly"))
 slot = queue.default_slot()
 speed = finetune.base_speed(conn, base_spec, slot)  # once for the three cards and the custom settings
 columns = st.columns(3)
@@ -187,72 +196,76 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
     config = finetune.preset_config(key, dataset["task"])
     seconds = finetune.estimate_range(conn, n_train, config, base_spec, slot, speed=speed)
     with column.container(border=True):
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{_(title)}**")
         st.caption(finetune.preset_text(key, dataset["task"]))
-        st.markdown(
-            f"{config['epochs']:g} epoch{'s' if config['epochs'] != 1 else ''} · learning rate {config['learning_rate']:g}"
-            f" · batch {config['batch_size']} · max length {config['max_length']}"
-            + (f" · early stop after {config['early_stopping_patience']}" if config["early_stopping_patience"] else "")
-        )
-        st.markdown(f"Estimated time on this machine ({slot.upper()}): **{overview.duration_words(*seconds)}**",
-                    help="A range: from the speed earlier runs of this base model measured here (their spread, as "
-                         "the machine was more or less busy), or a wide guess before the first run.")
-st.radio("Preset", list(PRESET_NAMES), format_func=PRESET_NAMES.get, key="train_preset", horizontal=True,
-         on_change=fill_advanced)
+        epochs = (_("1 epoch") if config["epochs"] == 1 else _("{n} epochs", n=f"{config['epochs']:g}"))
+        settings_line = _("{epochs} · learning rate {rate} · batch {batch} · max length {length}", epochs=epochs,
+                          rate=f"{config['learning_rate']:g}", batch=config["batch_size"],
+                          length=config["max_length"])
+        if config["early_stopping_patience"]:
+            settings_line += " · " + _("early stop after {n}", n=config["early_stopping_patience"])
+        st.markdown(settings_line)
+        st.markdown(_("Estimated time on this machine ({slot}): **{duration}**", slot=slot.upper(),
+                      duration=overview.duration_words(*seconds)),
+                    help=_("A range: from the speed earlier runs of this base model measured here (their spread, as "
+                           "the machine was more or less busy), or a wide guess before the first run."))
+st.radio(_("Preset"), list(PRESET_NAMES), format_func=lambda p: _(PRESET_NAMES[p]), key="train_preset",
+         horizontal=True, on_change=fill_advanced)
 field_error("preset")
 
 # ---- advanced -------------------------------------------------------------------------------------------------
 
-with st.expander("Advanced options", expanded=bool(errors)):
-    st.caption("Filled in from the preset; change any of them. Invalid values are refused with the reason.")
+with st.expander(_("Advanced options"), expanded=bool(errors)):
+    st.caption(_("Filled in from the preset; change any of them. Invalid values are refused with the reason."))
     left, right = st.columns(2)
     fields = {
-        "epochs": (left, "Epochs", 1.0, "%g"),
-        "learning_rate": (left, "Learning rate", 1e-5, "%.6f"),
-        "batch_size": (left, "Batch size", 1, None),
-        "max_length": (left, "Max length (tokens)", 16, None),
-        "gradient_accumulation": (left, "Gradient accumulation", 1, None),
-        "warmup_ratio": (right, "Warm-up ratio", 0.05, "%.2f"),
-        "weight_decay": (right, "Weight decay", 0.01, "%.3f"),
-        "seed": (right, "Seed", 1, None),
-        "eval_steps": (right, "Evaluate every N steps (0: each epoch)", 50, None),
-        "early_stopping_patience": (right, "Early-stopping patience (0: off)", 1, None),
+        "epochs": (left, N_("Epochs"), 1.0, "%g"),
+        "learning_rate": (left, N_("Learning rate"), 1e-5, "%.6f"),
+        "batch_size": (left, N_("Batch size"), 1, None),
+        "max_length": (left, N_("Max length (tokens)"), 16, None),
+        "gradient_accumulation": (left, N_("Gradient accumulation"), 1, None),
+        "warmup_ratio": (right, N_("Warm-up ratio"), 0.05, "%.2f"),
+        "weight_decay": (right, N_("Weight decay"), 0.01, "%.3f"),
+        "seed": (right, N_("Seed"), 1, None),
+        "eval_steps": (right, N_("Evaluate every N steps (0: each epoch)"), 50, None),
+        "early_stopping_patience": (right, N_("Early-stopping patience (0: off)"), 1, None),
     }
     for key, (column, label, step, fmt) in fields.items():
         with column:
-            st.number_input(label, key=f"adv_{key}", step=step, format=fmt)
+            st.number_input(_(label), key=f"adv_{key}", step=step, format=fmt)
             field_error(key)
-    st.selectbox("Precision", list(finetune.PRECISIONS), key="adv_precision",
-                 help="auto: bf16 (mixed precision) on a GPU or on a CPU that computes bfloat16 natively, otherwise "
-                 "fp32. fp32 is the exact, slower choice; the saved model is float32 either way.")
+    st.selectbox(_("Precision"), list(finetune.PRECISIONS), key="adv_precision",
+                 help=_("auto: bf16 (mixed precision) on a GPU or on a CPU that computes bfloat16 natively, otherwise "
+                        "fp32. fp32 is the exact, slower choice; the saved model is float32 either way."))
     field_error("precision")
     if dataset["task"] == "generation":
-        st.checkbox("Pack short examples into full-length blocks", key="adv_packing",
-                    help="Lays whole examples end to end up to the max length, so no step is spent on padding: fewer "
-                    "steps for the same data when examples are short. Each example still sees only itself and the "
-                    "prompt still carries no loss.")
+        st.checkbox(_("Pack short examples into full-length blocks"), key="adv_packing",
+                    help=_("Lays whole examples end to end up to the max length, so no step is spent on padding: "
+                           "fewer steps for the same data when examples are short. Each example still sees only "
+                           "itself and the prompt still carries no loss."))
     else:
-        st.checkbox("Weight classes to balance rare labels", key="adv_class_weighting")
+        st.checkbox(_("Weight classes to balance rare labels"), key="adv_class_weighting")
     st.checkbox(
-        "Full determinism (identical re-runs on a GPU too)",
+        _("Full determinism (identical re-runs on a GPU too)"),
         key="adv_full_determinism",
-        help="The same seed, data and settings always give the same model on the CPU. On a GPU some calculations "
-        "may come out slightly differently each time, so a re-run can differ a little; this option makes the GPU "
-        "repeat itself exactly, at some cost in speed.",
+        help=_("The same seed, data and settings always give the same model on the CPU. On a GPU some calculations "
+               "may come out slightly differently each time, so a re-run can differ a little; this option makes the "
+               "GPU repeat itself exactly, at some cost in speed."),
     )
-    st.checkbox("LoRA (train small adapters; merged into the saved model)", key="adv_lora")
+    st.checkbox(_("LoRA (train small adapters; merged into the saved model)"), key="adv_lora")
     if state.get("adv_lora"):
         a, b, c = st.columns(3)
         with a:
-            st.number_input("LoRA r", key="adv_lora_r", step=1)
+            st.number_input(_("LoRA r"), key="adv_lora_r", step=1)
             field_error("lora_r")
         with b:
-            st.number_input("LoRA alpha", key="adv_lora_alpha", step=1.0, format="%g")
+            st.number_input(_("LoRA alpha"), key="adv_lora_alpha", step=1.0, format="%g")
             field_error("lora_alpha")
         with c:
-            st.number_input("LoRA dropout", key="adv_lora_dropout", step=0.05, format="%.2f")
+            st.number_input(_("LoRA dropout"), key="adv_lora_dropout", step=0.05, format="%.2f")
             field_error("lora_dropout")
-        st.text_input("LoRA target modules (comma-separated; empty: the model's default)", key="adv_lora_target_modules")
+        st.text_input(_("LoRA target modules (comma-separated; empty: the model's default)"),
+                      key="adv_lora_target_modules")
         field_error("lora_target_modules")
 
 with plain_errors():
@@ -260,8 +273,9 @@ with plain_errors():
         estimate = finetune.estimate_range(conn, n_train, finetune.preset_config(state["train_preset"], dataset["task"],
                                                                                 overrides()),
                                            base_spec, slot, speed=speed)
-        st.caption(f"With these settings: {overview.duration_words(*estimate)} for {n_train:,} training rows.")
+        st.caption(_("With these settings: {duration} for {n} training rows.",
+                     duration=overview.duration_words(*estimate), n=number(n_train)))
     except UserError:
         pass
 
-st.button("Train", type="primary", icon=":material/model_training:", on_click=lambda: state.update(train_clicked=True))
+st.button(_("Train"), type="primary", icon=":material/model_training:", on_click=lambda: state.update(train_clicked=True))

@@ -11,57 +11,59 @@ from engine.data import datasets
 from engine.data import ingest
 from engine.data import validate
 from engine.errors import UserError
+from engine.i18n import _
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("dataset", help="import, list, show and delete labelled datasets")
+    parser = subparsers.add_parser("dataset", help=_("import, list, show and delete labelled datasets"))
     sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    p = sub.add_parser("import", help="read a labelled file, print the validation report, and save it as a new version")
+    p = sub.add_parser("import", help=_("read a labelled file, print the validation report, and save it as a new version"))
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--name", required=True, help="dataset name; importing the same name again makes a new version")
-    p.add_argument("--text-col", help="column holding the text (guessed when omitted)")
-    p.add_argument("--label-col", help="column holding the label (guessed when omitted)")
-    p.add_argument("--split-col", help="column holding train / validation / test (optional)")
+    p.add_argument("--name", required=True, help=_("dataset name; importing the same name again makes a new version"))
+    p.add_argument("--text-col", help=_("column holding the text (guessed when omitted)"))
+    p.add_argument("--label-col", help=_("column holding the label (guessed when omitted)"))
+    p.add_argument("--split-col", help=_("column holding train / validation / test (optional)"))
     p.add_argument("--task", default="auto", choices=["auto", "text-classification", "token-classification", "generation"],
-                   help="generation: text to generate (plain text, prompt/response pairs or chat messages); "
-                        "auto: classification or entity tagging, as the file says")
-    p.add_argument("--prompt-col", help="generation: column holding the prompt (guessed when omitted)")
-    p.add_argument("--response-col", help="generation: column holding the response to learn (guessed when omitted)")
-    p.add_argument("--messages-col", help="generation: JSON lines column holding OpenAI-style chat messages")
+                   help=_("generation: text to generate (plain text, prompt/response pairs or chat messages); "
+                        "auto: classification or entity tagging, as the file says"))
+    p.add_argument("--prompt-col", help=_("generation: column holding the prompt (guessed when omitted)"))
+    p.add_argument("--response-col", help=_("generation: column holding the response to learn (guessed when omitted)"))
+    p.add_argument("--messages-col", help=_("generation: JSON lines column holding OpenAI-style chat messages"))
     p.add_argument("--format", default="auto", choices=ingest.FORMAT_CHOICES)
-    p.add_argument("--encoding", default="auto", help="auto, utf-8, utf-8-sig, gb18030, cp1252, ...")
-    p.add_argument("--sheet", help="XLSX: the sheet to read (the first when omitted)")
+    p.add_argument("--encoding", default="auto", help=_("auto, utf-8, utf-8-sig, gb18030, cp1252, ..."))
+    p.add_argument("--sheet", help=_("XLSX: the sheet to read (the first when omitted)"))
     shares = "/".join(f"{r * 100:g}" for r in validate.DEFAULT_RATIOS)
-    p.add_argument("--ratios", default=shares, help=f"train/validation/test shares when no split column ({shares})")
-    p.add_argument("--seed", type=int, default=validate.DEFAULT_SEED, help="seed of the split (42)")
-    p.add_argument("--yes", action="store_true", help="accept the report's problems without asking")
+    p.add_argument("--ratios", default=shares, help=_("train/validation/test shares when no split column ({shares})",
+                                                      shares=shares))
+    p.add_argument("--seed", type=int, default=validate.DEFAULT_SEED, help=_("seed of the split (42)"))
+    p.add_argument("--yes", action="store_true", help=_("accept the report's problems without asking"))
     p.add_argument("--label-column-ok", action="store_true",
-                   help="save even though the label column looks like dates, numbers or free text, or has too many "
-                        "classes for its rows (--yes does not cover this)")
-    p.add_argument("--user", help="who is importing (default: $BELLWETHER_USER or $USER)")
+                   help=_("save even though the label column looks like dates, numbers or free text, or has too many "
+                        "classes for its rows (--yes does not cover this)"))
+    p.add_argument("--user", help=_("who is importing (default: $BELLWETHER_USER or $USER)"))
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("list", help="list saved datasets and their versions")
+    p = sub.add_parser("list", help=_("list saved datasets and their versions"))
     p.add_argument("--format", default="text", choices=["text", "json"])
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", help="show one dataset version")
+    p = sub.add_parser("show", help=_("show one dataset version"))
     p.add_argument("ref", metavar="NAME[:VERSION]")
     p.add_argument("--format", default="text", choices=["text", "json"])
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("add-reviewed", help="a new version with reviewed items added to the training split "
-                                            "(validation and test rows unchanged)")
-    p.add_argument("ref", metavar="NAME[:VERSION]", help="the version to extend (the new one is NAME:latest+1)")
-    p.add_argument("--queue", help="the review queue whose labelled items to add (default: every labelled item)")
-    p.add_argument("--items", help="or these item ids, separated by commas")
+    p = sub.add_parser("add-reviewed", help=_("a new version with reviewed items added to the training split "
+                                            "(validation and test rows unchanged)"))
+    p.add_argument("ref", metavar="NAME[:VERSION]", help=_("the version to extend (the new one is NAME:latest+1)"))
+    p.add_argument("--queue", help=_("the review queue whose labelled items to add (default: every labelled item)"))
+    p.add_argument("--items", help=_("or these item ids, separated by commas"))
     p.set_defaults(func=cmd_add_reviewed)
 
-    p = sub.add_parser("delete", help="delete one dataset version")
+    p = sub.add_parser("delete", help=_("delete one dataset version"))
     p.add_argument("ref", metavar="NAME[:VERSION]")
-    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    p.add_argument("--yes", action="store_true", help=_("confirm the deletion"))
     p.set_defaults(func=cmd_delete)
 
 
@@ -70,7 +72,7 @@ def _ratios(text: str) -> list[float]:
     try:
         return [float(p) for p in parts]
     except ValueError:
-        raise UserError(f"--ratios '{text}' is not three numbers such as 80/10/10.") from None
+        raise UserError(_("--ratios '{text}' is not three numbers such as 80/10/10.", text=text)) from None
 
 
 def _user(args) -> str:
@@ -80,7 +82,7 @@ def _user(args) -> str:
 def cmd_import(args) -> int:
     path = Path(args.file)
     if not path.is_file():
-        raise UserError(f"There is no file {args.file}. Check the path.")
+        raise UserError(_("There is no file {file}. Check the path.", file=args.file))
     name = datasets.check_name(args.name)
     candidate = ingest.read_file(path.read_bytes(), path.name, format=args.format, encoding=args.encoding, sheet=args.sheet)
     # Columns not named are guessed (a split column only when its values are train / validation / test).
@@ -95,31 +97,34 @@ def cmd_import(args) -> int:
     if report.needs_label_choice and not label_ok:
         column = report.mapping.get("label")
         if sys.stdin.isatty() and sys.stdout.isatty():
-            answer = input(f"Is '{column}' really the label column? [y/N] ").strip().lower()
+            answer = input(_("Is '{column}' really the label column? [y/N] ", column=column)).strip().lower()
             label_ok = answer in ("y", "yes")
         if not label_ok:
-            raise UserError(
-                f"Nothing was saved: the label column '{column}' does not look like labels (see above). Name the "
-                f"label column with --label-col, or add --label-column-ok if '{column}' is the label."
-            )
+            raise UserError(_(
+                "Nothing was saved: the label column '{column}' does not look like labels (see above). Name the "
+                "label column with --label-col, or add --label-column-ok if '{column}' is the label.", column=column))
     others = [p for p in report.problems if p.code != validate.LABEL_SUSPECT]  # the label was answered above
     if others and not args.yes:
         if sys.stdin.isatty() and sys.stdout.isatty():
-            answer = input("Save with the problems handled as above? [y/N] ").strip().lower()
+            answer = input(_("Save with the problems handled as above? [y/N] ")).strip().lower()
             if answer not in ("y", "yes"):
-                print("Cancelled: nothing was saved.")
+                print(_("Cancelled: nothing was saved."))
                 return 1
         else:
-            raise UserError(
+            raise UserError(_(
                 "The report lists problems and nobody is here to confirm them; nothing was saved. "
-                "Pass --yes to accept the report as it is."
-            )
+                "Pass --yes to accept the report as it is."))
     conn = db.connect()
     try:
         saved = datasets.save(conn, candidate, prepared, name, _user(args), label_confirmed=label_ok)
     finally:
         conn.close()
-    print(f"Saved dataset {saved['name']} version {saved['version']} ({saved['n_rows']:,} {report.unit()}).")
+    if report.unit() == "sentences":
+        print(_("Saved dataset {name} version {version} ({n:,} sentences).", name=saved["name"],
+                version=saved["version"], n=saved["n_rows"]))
+    else:
+        print(_("Saved dataset {name} version {version} ({n:,} rows).", name=saved["name"], version=saved["version"],
+                n=saved["n_rows"]))
     return 0
 
 
@@ -142,11 +147,12 @@ def cmd_list(args) -> int:
         print(json.dumps([_summary(d) for d in found], ensure_ascii=False, indent=2))
         return 0
     if not found:
-        print("No datasets saved yet. Import one with: python -m engine dataset import FILE --name NAME")
+        print(_("No datasets saved yet. Import one with: python -m engine dataset import FILE --name NAME"))
         return 0
-    print(f"{'NAME:VERSION':30} {'TASK':22} {'ROWS':>8}  {'LABELS':6}  CREATED")
+    print(f"{_('NAME:VERSION'):30} {_('TASK'):22} {_('ROWS'):>8}  {_('LABELS'):6}  " + _("CREATED"))
     for d in found:
-        print(f"{d['ref'][:30]:30} {d['task']:22} {d['n_rows']:>8,}  {len(d['labels']):6}  {d['created_at']} by {d['created_by']}")
+        print(f"{d['ref'][:30]:30} {d['task']:22} {d['n_rows']:>8,}  {len(d['labels']):6}  "
+              + _("{created} by {by}", created=d["created_at"], by=d["created_by"]))
     return 0
 
 
@@ -161,16 +167,18 @@ def cmd_show(args) -> int:
         out["report"] = d["report"]
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0
-    print(f"Dataset {d['ref']} ({d['task']}), {d['n_rows']:,} rows, created {d['created_at']} by {d['created_by']}")
-    print(f"Source: {d['source_file']} ({d['source_format']}, {d['encoding'] or 'n/a'}), sha256 {d['source_sha256']}")
+    print(_("Dataset {ref} ({task}), {n:,} rows, created {created} by {by}", ref=d["ref"], task=d["task"],
+            n=d["n_rows"], created=d["created_at"], by=d["created_by"]))
+    print(_("Source: {file} ({format}, {encoding}), sha256 {sha}", file=d["source_file"], format=d["source_format"],
+            encoding=d["encoding"] or _("n/a"), sha=d["source_sha256"]))
     mapping = {k: v for k, v in d["mapping"].items() if v}
-    print("Mapping: " + ", ".join(f"{k} = {v}" for k, v in mapping.items()))
+    print(_("Mapping: {mapping}", mapping=", ".join(f"{k} = {v}" for k, v in mapping.items())))
     if d["labels"]:
-        print("Labels: " + ", ".join(d["labels"]))
+        print(_("Labels: {labels}", labels=", ".join(d["labels"])))
     for split in validate.SPLITS:
         counts = d["counts"].get(split, {})
         detail = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-        print(f"  {split}: {sum(counts.values()):,}" + (f" ({detail})" if detail else ""))
+        print(f"  {_(validate.SPLIT_WORDS[split])}: {sum(counts.values()):,}" + (f" ({detail})" if detail else ""))
     return 0
 
 
@@ -182,22 +190,24 @@ def cmd_add_reviewed(args) -> int:
         try:
             ids = [int(x) for x in args.items.replace(" ", "").split(",") if x]
         except ValueError:
-            raise UserError(f"--items '{args.items}' is not a list of item ids such as 4,5,9.") from None
+            raise UserError(_("--items '{items}' is not a list of item ids such as 4,5,9.", items=args.items)) from None
     conn = db.connect()
     try:
         result = corrections.add_to_dataset(conn, args.ref, queue=args.queue, item_ids=ids)
     finally:
         conn.close()
     d = result["dataset"]
-    print(f"Saved dataset {d['ref']}: {result['added']} reviewed rows added to train; validation and test rows "
-          "unchanged.")
+    print(_("Saved dataset {ref}: {n} reviewed rows added to train; validation and test rows unchanged.",
+            ref=d["ref"], n=result["added"]))
     for entry in result["conflicts"]:
-        print(f"  not added (in the dataset as {entry['dataset_label']} in {entry['split']}, reviewed as "
-              f"{entry['label']}): {entry['text'][:80]}")
+        print("  " + _("not added (in the dataset as {dataset_label} in {split}, reviewed as {label}): {text}",
+                       dataset_label=entry["dataset_label"], split=entry["split"], label=entry["label"],
+                       text=entry["text"][:80]))
     if result["already"]:
-        print(f"  {len(result['already'])} already in the dataset with the same label: not added again.")
+        print("  " + _("{n} already in the dataset with the same label: not added again.", n=len(result["already"])))
     for entry in result["unknown_label"]:
-        print(f"  not added (label '{entry['label']}' is not one of the dataset's): {entry['text'][:80]}")
+        print("  " + _("not added (label '{label}' is not one of the dataset's): {text}", label=entry["label"],
+                       text=entry["text"][:80]))
     return 0
 
 
@@ -207,5 +217,5 @@ def cmd_delete(args) -> int:
         d = datasets.delete(conn, args.ref, confirm=args.yes)
     finally:
         conn.close()
-    print(f"Deleted dataset {d['ref']}.")
+    print(_("Deleted dataset {ref}.", ref=d["ref"]))
     return 0

@@ -11,16 +11,17 @@ from engine.jobs import queue, runs
 from engine.jobs import supervisor
 from engine.monitor import poller
 from engine.errors import UserError
+from engine.i18n import _
 from engine.training import finetune
 from engine.training import reproduce
 from engine.training import verdict
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="queue a fine-tuning run (prints the run id on its last line)")
-    p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION")
+    p = subparsers.add_parser("train", help=_("queue a fine-tuning run (prints the run id on its last line)"))
+    p.add_argument("--dataset", required=True, help=_("NAME or NAME:VERSION"))
     p.add_argument("--task", choices=["text-classification", "token-classification", "generation"])
-    p.add_argument("--base-model", default="default", help="default, a local model folder, or a Hugging Face hub id")
+    p.add_argument("--base-model", default="default", help=_("default, a local model folder, or a Hugging Face hub id"))
     p.add_argument("--preset", default="balanced", type=str.lower, choices=["quick", "balanced", "thorough"])
     p.add_argument("--epochs", type=float)
     p.add_argument("--lr", type=float, dest="learning_rate")
@@ -31,61 +32,61 @@ def register(subparsers) -> None:
     p.add_argument("--gradient-accumulation", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--full-determinism", action="store_true", default=None,
-                   help="deterministic GPU kernels: identical re-runs on a GPU too, somewhat slower")
+                   help=_("deterministic GPU kernels: identical re-runs on a GPU too, somewhat slower"))
     p.add_argument("--precision", type=str.lower, choices=["auto", "fp32", "bf16"],
-                   help="auto (default): bf16 on a GPU or a CPU that computes bfloat16 natively, else fp32")
+                   help=_("auto (default): bf16 on a GPU or a CPU that computes bfloat16 natively, else fp32"))
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)
     p.add_argument("--packing", action="store_true", default=None,
-                   help="generation: pack short examples end to end into max-length blocks (no padding steps)")
+                   help=_("generation: pack short examples end to end into max-length blocks (no padding steps)"))
     p.add_argument("--lora", action="store_true", default=None)
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=float)
     p.add_argument("--lora-dropout", type=float)
-    p.add_argument("--lora-target-modules", help="comma-separated, e.g. query,value")
+    p.add_argument("--lora-target-modules", help=_("comma-separated, e.g. query,value"))
     p.add_argument("--name")
     p.add_argument("--purpose", type=str.lower, choices=["sentiment", "topics", "other"],
-                   help="what the model is for (guessed from the dataset's labels when omitted); only a run trained "
-                        "for topics can tag a feed's topics")
+                   help=_("what the model is for (guessed from the dataset's labels when omitted); only a run trained "
+                        "for topics can tag a feed's topics"))
     p.add_argument("--again", action="store_true",
-                   help="queue it even when a queued or running run has the same dataset and settings")
-    p.add_argument("--no-worker", action="store_true", help="only queue; do not start a supervisor")
-    p.add_argument("--wait", action="store_true", help="follow the run; exit 0 only if it succeeds")
+                   help=_("queue it even when a queued or running run has the same dataset and settings"))
+    p.add_argument("--no-worker", action="store_true", help=_("only queue; do not start a supervisor"))
+    p.add_argument("--wait", action="store_true", help=_("follow the run; exit 0 only if it succeeds"))
     p.set_defaults(func=cmd_train)
 
-    runs = subparsers.add_parser("runs", help="list, inspect, cancel, resume and re-run training runs")
+    runs = subparsers.add_parser("runs", help=_("list, inspect, cancel, resume and re-run training runs"))
     rs = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-    lst = rs.add_parser("list", help="all runs, newest first")
+    lst = rs.add_parser("list", help=_("all runs, newest first"))
     lst.add_argument("--format", choices=["table", "json"], default="table")
     lst.add_argument("--limit", type=int)
     lst.set_defaults(func=cmd_list)
-    show = rs.add_parser("show", help="one run with its configuration and metrics")
+    show = rs.add_parser("show", help=_("one run with its configuration and metrics"))
     show.add_argument("id", type=int)
     show.add_argument("--format", choices=["text", "json"], default="text")
     show.set_defaults(func=cmd_show)
-    c = rs.add_parser("cancel", help="stop a queued or running run")
+    c = rs.add_parser("cancel", help=_("stop a queued or running run"))
     c.add_argument("id", type=int)
     c.set_defaults(func=cmd_cancel)
-    r = rs.add_parser("resume", help="continue a failed or cancelled run from its last checkpoint")
+    r = rs.add_parser("resume", help=_("continue a failed or cancelled run from its last checkpoint"))
     r.add_argument("id", type=int)
     r.add_argument("--no-worker", action="store_true")
     r.add_argument("--wait", action="store_true")
     r.set_defaults(func=cmd_resume)
-    again = rs.add_parser("rerun", help="run a finished run again: same settings, same dataset version")
+    again = rs.add_parser("rerun", help=_("run a finished run again: same settings, same dataset version"))
     again.add_argument("id", type=int)
-    again.add_argument("--seed", type=int, help="another seed (default: the run's own)")
+    again.add_argument("--seed", type=int, help=_("another seed (default: the run's own)"))
     again.add_argument("--no-worker", action="store_true")
-    again.add_argument("--wait", action="store_true", help="follow the new run, then compare it with the first")
+    again.add_argument("--wait", action="store_true", help=_("follow the new run, then compare it with the first"))
     again.set_defaults(func=cmd_rerun)
-    lg = rs.add_parser("logs", help="the run's log")
+    lg = rs.add_parser("logs", help=_("the run's log"))
     lg.add_argument("id", type=int)
-    lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    lg.add_argument("--tail", type=int, default=0, help=_("only the last N lines"))
     lg.set_defaults(func=cmd_logs)
 
-    w = subparsers.add_parser("worker", help="run the supervisor that starts queued jobs (Ctrl-C stops it)")
+    w = subparsers.add_parser("worker", help=_("run the supervisor that starts queued jobs (Ctrl-C stops it)"))
     w.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
-    w.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
+    w.add_argument("--idle-exit", type=float, default=None, help=_("stop after this many idle seconds"))
     w.set_defaults(func=cmd_worker)
 
 
@@ -99,12 +100,13 @@ def cmd_train(args) -> int:
     overrides = {n: getattr(args, n, None) for n in finetune.DEFAULTS if getattr(args, n, None) is not None}
     conn = db.connect()
     if warning := finetune.language_warning(conn, args.dataset, args.base_model):
-        print(f"WARNING: {warning}", file=sys.stderr)
+        print(_("WARNING: {warning}", warning=warning), file=sys.stderr)
     run_id = finetune.submit(conn, args.dataset, args.task, args.base_model, args.preset, overrides,
                              created_by=paths.default_user(), name=args.name, purpose=args.purpose, again=args.again)
     job = queue.get(conn, run_id)
-    print(f"Queued run {run_id}: {job['name']} ({job['config'].get('max_length')} tokens, "
-          f"{job['config'].get('epochs')} epochs, for {runs.purpose(job)}).", file=sys.stderr)
+    print(_("Queued run {run_id}: {name} ({max_length} tokens, {epochs} epochs, for {purpose}).", run_id=run_id,
+            name=job["name"], max_length=job["config"].get("max_length"), epochs=job["config"].get("epochs"),
+            purpose=runs.purpose(job)), file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:
@@ -121,19 +123,22 @@ def follow(conn, run_id: int, out=None) -> int:
 
     def line(p: dict) -> str:
         frac = min(1.0, (p["step"] or 0) / p["total_steps"])
-        eta = f" ETA {int(p['eta_s'])} s" if p.get("eta_s") is not None else ""
+        eta = " " + _("ETA {n} s", n=int(p["eta_s"])) if p.get("eta_s") is not None else ""
         if p.get("loss") is not None:
             last_loss[:] = [p["loss"]]
-        loss = f" loss {last_loss[0]:.4f}" if last_loss else ""
+        loss = " " + _("loss {loss}", loss=f"{last_loss[0]:.4f}") if last_loss else ""
         return f"[{'#' * int(frac * 30):<30}] {p['step']}/{p['total_steps']}{loss}{eta}"
 
     def done(job: dict) -> str:
         m = job["metrics"]
-        figures = f"accuracy {m.get('accuracy', 0):.3f}, macro-F1 {m.get('macro_f1', 0):.3f}. Model: {job['model_dir']}"
+        figures = _("accuracy {accuracy}, macro-F1 {macro_f1}. Model: {model_dir}",
+                    accuracy=f"{m.get('accuracy', 0):.3f}", macro_f1=f"{m.get('macro_f1', 0):.3f}",
+                    model_dir=job["model_dir"])
         warnings = verdict.for_run(conn, job)
         if warnings:  # finished, but the model is not one to trust: say so instead of a plain "succeeded"
-            return (f"Run {run_id} finished, but WARNING: " + " ".join(warnings) + f"\n({figures})")
-        return f"Run {run_id} succeeded: {figures}"
+            return _("Run {run_id} finished, but WARNING: {warnings}", run_id=run_id, warnings=" ".join(warnings)) \
+                + f"\n({figures})"
+        return _("Run {run_id} succeeded: {figures}", run_id=run_id, figures=figures)
 
     return queue.follow(conn, run_id, "train", line, done, failed_word="Run", out=out)
 
@@ -145,9 +150,10 @@ def cmd_list(args) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if not rows:
-        print("No runs yet. Start one with `python -m engine train --dataset NAME`.")
+        print(_("No runs yet. Start one with `python -m engine train --dataset NAME`."))
         return 0
-    print(f"{'id':>4}  {'status':<10} {'task':<21} {'purpose':<9} {'dataset':<20} {'result':<28}  created")
+    print(f"{'id':>4}  {_('status'):<10} {_('task'):<21} {_('purpose'):<9} {_('dataset'):<20} {_('result'):<28}  "
+          + _("created"))
     for r in rows:  # macro-F1 for classifiers and taggers, validation perplexity for generation runs
         value = r["key_value"]
         result = "-" if value is None else f"{runs.KEY_METRIC_WORDS[r['key_metric']]} {value:,.3f}"
@@ -182,7 +188,7 @@ def cmd_show(args) -> int:
     if out["progress"]:
         print(f"{'progress':>12}: {json.dumps(out['progress'])}")
     for warning in out["warnings"]:
-        print(f"{'WARNING':>12}: {warning}")
+        print(f"{_('WARNING'):>12}: {warning}")
     if out["comparison"]:
         _print_comparison(out["comparison"])
     return 0
@@ -190,21 +196,23 @@ def cmd_show(args) -> int:
 
 def _print_comparison(comparison: dict, out=None) -> None:
     out = out or sys.stdout
-    print(f"{'rerun of':>12}: run {comparison['source_id']}", file=out)
+    print(f"{_('rerun of'):>12}: " + _("run {run_id}", run_id=comparison["source_id"]), file=out)
     if comparison.get("source_missing"):
         return
-    print(f"{'seeds':>12}: {comparison['source_seed']} -> {comparison['seed']}", file=out)
+    print(f"{_('seeds'):>12}: {comparison['source_seed']} -> {comparison['seed']}", file=out)
     for m in comparison["metrics"]:
         a = "-" if m["source"] is None else f"{m['source']:.4f}"
         b = "-" if m["rerun"] is None else f"{m['rerun']:.4f}"
-        print(f"{m['metric']:>22}: {a} (run {comparison['source_id']})  {b} (this run)", file=out)
-    print(f"{'predictions':>12}: {reproduce.comparison_words(comparison)}", file=out)
+        print(f"{m['metric']:>22}: " + _("{a} (run {source_id})  {b} (this run)", a=a, b=b,
+                                           source_id=comparison["source_id"]), file=out)
+    print(f"{_('predictions'):>12}: {reproduce.comparison_words(comparison)}", file=out)
 
 
 def cmd_cancel(args) -> int:
     conn = db.connect()
     state = queue.cancel(conn, args.id)
-    print(f"Run {args.id}: {'cancelled' if state == 'cancelled' else 'cancel requested; it stops at its next step'}.")
+    print(_("Run {run_id}: cancelled.", run_id=args.id) if state == "cancelled"
+          else _("Run {run_id}: cancel requested; it stops at its next step.", run_id=args.id))
     return 0
 
 
@@ -212,8 +220,12 @@ def cmd_resume(args) -> int:
     conn = db.connect()
     queue.resume(conn, args.id)
     job = queue.get(conn, args.id)
-    where = f"from {job['resume_from']}" if job.get("resume_from") else "from the beginning (no checkpoint was saved)"
-    print(f"Run {args.id} queued again, {where}.", file=sys.stderr)
+    if job.get("resume_from"):
+        print(_("Run {run_id} queued again, from {checkpoint}.", run_id=args.id, checkpoint=job["resume_from"]),
+              file=sys.stderr)
+    else:
+        print(_("Run {run_id} queued again, from the beginning (no checkpoint was saved).", run_id=args.id),
+              file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:
@@ -225,8 +237,8 @@ def cmd_rerun(args) -> int:
     conn = db.connect()
     new_id = reproduce.rerun(conn, args.id, seed=args.seed, created_by=paths.default_user())
     job = queue.get(conn, new_id)
-    print(f"Queued run {new_id}: {job['name']} (seed {job['config'].get('seed')}, dataset {job['config'].get('dataset')}).",
-          file=sys.stderr)
+    print(_("Queued run {run_id}: {name} (seed {seed}, dataset {dataset}).", run_id=new_id, name=job["name"],
+            seed=job["config"].get("seed"), dataset=job["config"].get("dataset")), file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:
@@ -245,7 +257,7 @@ def cmd_logs(args) -> int:
     job = queue.get(conn, args.id)
     text = queue.log_tail(job, args.tail) if args.tail else _read_all(job)
     if not text:
-        raise UserError(f"Run {args.id} has no log yet.")
+        raise UserError(_("Run {run_id} has no log yet.", run_id=args.id))
     print(text)
     return 0
 

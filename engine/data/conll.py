@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from engine.data import guarded, readers
 from engine.errors import UserError
+from engine.i18n import _
 
 TAG_RE = re.compile(r"^(O|[BIES]-\S+)$")
 
@@ -118,13 +119,14 @@ def parse_conll(text: str, file_name: str) -> tuple[list[tuple[list[str], list[s
     flush()
     if not raw:
         if bad:
-            raise UserError(
-                f"{file_name} does not look like a CoNLL file: no line has a token followed by a tag such as O, "
-                f"B-ORG or I-PER (line {bad[0][0]}: '{bad[0][1][:60]}'). Put one token per line with its tag in "
-                "the last column and a blank line between sentences."
-            )
-        raise UserError(f"{file_name} has no sentences. Put one token per line with its tag in the last column.")
-    scheme = detect_scheme([t for _, t in raw])
+            raise UserError(_(
+                "{file_name} does not look like a CoNLL file: no line has a token followed by a tag such as O, "
+                "B-ORG or I-PER (line {line}: '{content}'). Put one token per line with its tag in "
+                "the last column and a blank line between sentences.", file_name=file_name, line=bad[0][0],
+                content=bad[0][1][:60]))
+        raise UserError(_("{file_name} has no sentences. Put one token per line with its tag in the last column.",
+                          file_name=file_name))
+    scheme = detect_scheme([t for _skip, t in raw])
     sentences = []
     rewritten = 0
     for toks, tg in raw:

@@ -16,6 +16,7 @@ from engine.data import ingest
 from engine.data import generation
 from engine.data import validate
 from engine.errors import NotFound, UserError
+from engine.i18n import _
 from engine.text import clean_name
 
 ACTIVE_JOB_STATUSES = ("queued", "running")
@@ -25,12 +26,11 @@ NAME_RE = re.compile(r"^[^:/\\\x00-\x1f]{1,100}$")
 def check_name(name: str | None) -> str:
     name = clean_name(name or "")
     if not name:
-        raise UserError("Give the dataset a name, such as 'fpb-sentiment'.")
+        raise UserError(_("Give the dataset a name, such as 'fpb-sentiment'."))
     if not NAME_RE.match(name):
-        raise UserError(
-            f"'{name[:40]}' cannot be a dataset name: use up to 100 characters without ':', '/' or '\\' "
-            "(':' separates a name from its version, as in fpb:2)."
-        )
+        raise UserError(_(
+            "'{name}' cannot be a dataset name: use up to 100 characters without ':', '/' or '\\' "
+            "(':' separates a name from its version, as in fpb:2).", name=name[:40]))
     return name
 
 
@@ -38,10 +38,11 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     """'name' -> (name, None); 'name:3' or 'name:v3' -> (name, 3)."""
     ref = (ref or "").strip()
     if ":" in ref:
-        name, _, version = ref.rpartition(":")
+        name, _sep, version = ref.rpartition(":")
         version = version.strip().lower().lstrip("v")
         if not version.isdigit():
-            raise UserError(f"'{ref}' is not a dataset reference: write NAME or NAME:VERSION, such as fpb:2.")
+            raise UserError(_("'{ref}' is not a dataset reference: write NAME or NAME:VERSION, such as fpb:2.",
+                              ref=ref))
         return name.strip(), int(version)
     return ref, None
 
@@ -62,7 +63,7 @@ def get(conn, ref: str | int) -> dict:
     if isinstance(ref, int):
         found = list(conn.query("select * from datasets where id = ?", [ref]))
         if not found:
-            raise NotFound(f"There is no dataset with id {ref}.")
+            raise NotFound(_("There is no dataset with id {ref}.", ref=ref))
         return _decode(found[0])
     name, version = parse_ref(str(ref))
     if version is None:
@@ -71,9 +72,16 @@ def get(conn, ref: str | int) -> dict:
         found = list(conn.query("select * from datasets where name = ? and version = ?", [name, version]))
     if not found:
         names = [r["name"] for r in conn.query("select distinct name from datasets order by name")]
-        known = f" Saved datasets: {', '.join(names)}." if names else " No dataset has been saved yet."
-        what = f"'{name}' version {version}" if version is not None else f"'{name}'"
-        raise NotFound(f"There is no dataset {what}.{known}")
+        if version is not None and names:
+            raise NotFound(_("There is no dataset '{name}' version {version}. Saved datasets: {names}.", name=name,
+                             version=version, names=", ".join(names)))
+        if version is not None:
+            raise NotFound(_("There is no dataset '{name}' version {version}. No dataset has been saved yet.",
+                             name=name, version=version))
+        if names:
+            raise NotFound(_("There is no dataset '{name}'. Saved datasets: {names}.", name=name,
+                             names=", ".join(names)))
+        raise NotFound(_("There is no dataset '{name}'. No dataset has been saved yet.", name=name))
     return _decode(found[0])
 
 
@@ -83,7 +91,7 @@ def rows(conn, dataset_id: int, split: str | None = None) -> list[dict]:
     params: list = [int(dataset_id)]
     if split is not None:
         if split not in validate.SPLITS:
-            raise UserError(f"'{split}' is not a split. Use train, validation or test.")
+            raise UserError(_("'{split}' is not a split. Use train, validation or test.", split=split))
         sql += " and split = ?"
         params.append(split)
     sql += " order by row_id"
@@ -134,11 +142,10 @@ def save(conn, candidate: ingest.Candidate, prepared: validate.Prepared, name: s
     report = prepared.report
     if report.needs_label_choice and not label_confirmed:
         column = report.mapping.get("label")
-        raise UserError(
-            f"Nothing was saved: the label column '{column}' does not look like labels (the report says why). "
-            f"Choose the column that holds the label, or confirm that '{column}' is the label (on the command line, "
-            "add --label-column-ok)."
-        )
+        raise UserError(_(
+            "Nothing was saved: the label column '{column}' does not look like labels (the report says why). "
+            "Choose the column that holds the label, or confirm that '{column}' is the label (on the command line, "
+            "add --label-column-ok).", column=column))
     copied: Path | None = None
     try:
         with db.transaction(conn):
@@ -232,12 +239,13 @@ def build(candidate: ingest.Candidate, mapping: dict | None = None, ratios=valid
         candidate.task = generation.TASK
         return generation.build(candidate, mapping, ratios=ratios, seed=seed)
     if task not in (None, "", "auto", "text-classification", "token-classification"):
-        raise UserError(f"'{task}' is not a task. Use text-classification, token-classification or generation.")
+        raise UserError(_("'{task}' is not a task. Use text-classification, token-classification or generation.",
+                          task=task))
     return validate.build(candidate, mapping, ratios=ratios, seed=seed)
 
 
 def jobs_using(conn, dataset_id: int) -> list:
-    placeholders = ", ".join("?" for _ in ACTIVE_JOB_STATUSES)
+    placeholders = ", ".join("?" for _skip in ACTIVE_JOB_STATUSES)
     return list(conn.query(
         f"select id, kind, status from jobs where dataset_id = ? and status in ({placeholders}) order by id",
         [int(dataset_id), *ACTIVE_JOB_STATUSES],
@@ -250,18 +258,17 @@ def delete(conn, ref: str | int, confirm: bool = False, actor=None) -> dict:
     dataset = get(conn, ref)
     who = access.check(conn, actor, "dataset.delete", f"dataset:{dataset['ref']}", owner=dataset.get("created_by"))
     if not confirm:
-        raise UserError(
-            f"Deleting dataset {dataset['ref']} cannot be undone. Confirm to delete it (on the command line, add --yes)."
-        )
+        raise UserError(_(
+            "Deleting dataset {ref} cannot be undone. Confirm to delete it (on the command line, add --yes).",
+            ref=dataset["ref"]))
     source = source_path(dataset)
     with db.transaction(conn):
         busy = jobs_using(conn, dataset["id"])
         if busy:
             ids = ", ".join(f"#{j['id']} ({j['status']})" for j in busy)
-            raise UserError(
-                f"Dataset {dataset['ref']} is used by a job that has not finished: {ids}. Wait for it to finish or "
-                "cancel it on the Runs page, then delete."
-            )
+            raise UserError(_(
+                "Dataset {ref} is used by a job that has not finished: {ids}. Wait for it to finish or "
+                "cancel it on the Runs page, then delete.", ref=dataset["ref"], ids=ids))
         conn.execute("delete from dataset_rows where dataset_id = ?", [dataset["id"]])
         conn.execute("delete from datasets where id = ?", [dataset["id"]])
         access.record(conn, who, "dataset.delete", f"dataset:{dataset['ref']}",

@@ -27,14 +27,16 @@ from engine.data import validate
 from engine.data.columns import SPLIT_NAMES, TEXT_NAMES
 from engine.data.columns import by_name as _by_name
 from engine.data.ingest import Candidate
+from engine.data.wording import said
 from engine.errors import UserError
+from engine.i18n import N_, _, number
 
 TASK = "generation"
 MODES = ("text", "prompt-response", "messages")
-MODE_WORDS = {
-    "text": "plain text (the model learns every token)",
-    "prompt-response": "prompt and response (the model learns to write the response; the prompt carries no loss)",
-    "messages": "chat conversations (the model learns the last assistant turn)",
+MODE_WORDS = {  # shown with _()
+    "text": N_("plain text (the model learns every token)"),
+    "prompt-response": N_("prompt and response (the model learns to write the response; the prompt carries no loss)"),
+    "messages": N_("chat conversations (the model learns the last assistant turn)"),
 }
 PROMPT_NAMES = ["prompt", "instruction", "question", "input", "query", "source", "description", "article", "summary",
                 "note", "context", "body", "content"]
@@ -50,8 +52,7 @@ class GenerationReport(validate.CheckReport):
     def unit(self) -> str:
         return "rows"
 
-    def summary_lines(self) -> list[str]:
-        lines = super().summary_lines()
+    def _task_lines(self) -> list[str]:
         mode = self.mapping.get("mode")
         if mode == "prompt-response":
             columns = f"prompt = '{self.mapping.get('prompt')}', response = '{self.mapping.get('response')}'"
@@ -59,19 +60,15 @@ class GenerationReport(validate.CheckReport):
             columns = f"messages = '{self.mapping.get('messages')}'"
         else:
             columns = f"text = '{self.mapping.get('text')}'"
-        out = []
-        for line in lines:
-            if line.startswith("Columns:"):
-                out.append(f"Task: text generation, {MODE_WORDS.get(mode, mode)}.")
-                out.append(f"Columns: {columns}.")
-            elif line.startswith("To be saved:"):
-                out.append(f"To be saved: {self.n_rows:,} rows.")
-            elif line.startswith("  ") and line.strip().split(":")[0] in validate.SPLITS:
-                split = line.strip().split(":")[0]
-                out.append(f"  {split}: {sum(self.counts.get(split, {}).values()):,} rows")
-            else:
-                out.append(line)
-        return out
+        return [_("Task: text generation, {mode}.", mode=_(MODE_WORDS[mode]) if mode in MODE_WORDS else mode),
+                _("Columns: {columns}.", columns=columns)]
+
+    def _saved_lines(self) -> list[str]:
+        lines = [_("To be saved: {n} rows.", n=number(self.n_rows))]
+        for split in validate.SPLITS:
+            lines.append("  " + _("{split}: {n} rows", split=_(validate.SPLIT_WORDS[split]),
+                                  n=number(sum(self.counts.get(split, {}).values()))))
+        return lines
 
 
 def parse_messages(value) -> list[dict] | None:
@@ -145,10 +142,10 @@ def build(
 ) -> validate.Prepared:
     """Check a generation candidate under a mapping (guessed where not given) and prepare its rows."""
     if candidate.frame is None:
-        raise UserError(
-            f"{candidate.file_name} is a CoNLL file of tagged tokens, not text to generate. Upload a CSV, XLSX or "
-            "JSON lines file with a text column, a prompt and a response column, or a messages column."
-        )
+        raise UserError(_(
+            "{file_name} is a CoNLL file of tagged tokens, not text to generate. Upload a CSV, XLSX or "
+            "JSON lines file with a text column, a prompt and a response column, or a messages column.",
+            file_name=candidate.file_name))
     ratios = validate.normalise_ratios(ratios)
     guessed = guess_columns(candidate)
     mapping = dict(mapping or {})
@@ -157,12 +154,13 @@ def build(
         mode = ("messages" if mapping.get("messages") else "prompt-response" if mapping.get("prompt") or
                 mapping.get("response") else "text" if mapping.get("text") else guessed["mode"])
     if mode not in MODES:
-        raise UserError(f"'{mode}' is not a kind of generation data. Choose one of: {', '.join(MODES)}.")
+        raise UserError(_("'{mode}' is not a kind of generation data. Choose one of: {modes}.", mode=mode,
+                          modes=", ".join(MODES)))
     if mode == "prompt-response":
         prompt_col = _column(candidate, mapping.get("prompt") or guessed["prompt"], "prompt")
         response_col = _column(candidate, mapping.get("response") or guessed["response"], "response")
         if prompt_col == response_col:
-            raise UserError("The prompt and the response must be two different columns.")
+            raise UserError(_("The prompt and the response must be two different columns."))
         used = {"prompt": prompt_col, "response": response_col}
     elif mode == "messages":
         used = {"messages": _column(candidate, mapping.get("messages") or guessed["messages"], "messages")}
@@ -211,36 +209,47 @@ def build(
                 items.append(None)
             else:
                 items.append((text, None, None))
-    what = "text" if mode == "text" else "prompt"
     if empty_prompt:
         report.problems.append(validate.Problem(
             code="empty_prompt", count=len(empty_prompt), action="dropped",
-            message=f"{validate._n(len(empty_prompt), 'row has', 'rows have')} an empty {what}. They will be dropped.",
-            examples=[f"row {i + 2}" for i in empty_prompt[:validate.N_EXAMPLES]],
+            message=said(N_("{n:,} row has an empty text. They will be dropped."),
+                         N_("{n:,} rows have an empty text. They will be dropped."), n=len(empty_prompt))
+            if mode == "text" else
+            said(N_("{n:,} row has an empty prompt. They will be dropped."),
+                 N_("{n:,} rows have an empty prompt. They will be dropped."), n=len(empty_prompt)),
+            examples=[said(N_("row {row}"), row=i + 2) for i in empty_prompt[:validate.N_EXAMPLES]],
         ))
     if empty_response:
         report.problems.append(validate.Problem(
             code="empty_response", count=len(empty_response), action="dropped",
-            message=(f"{validate._n(len(empty_response), 'row has', 'rows have')} an empty response: nothing to learn "
-                     "from. They will be dropped."),
-            examples=[f"row {i + 2}: '{validate._clip(items_prompt, 60)}'" for i in empty_response[:validate.N_EXAMPLES]
+            message=said(N_("{n:,} row has an empty response: nothing to learn from. They will be dropped."),
+                         N_("{n:,} rows have an empty response: nothing to learn from. They will be dropped."),
+                         n=len(empty_response)),
+            examples=[said(N_("row {row}: '{content}'"), row=i + 2, content=validate._clip(items_prompt, 60))
+                      for i in empty_response[:validate.N_EXAMPLES]
                       for items_prompt in [str(frame.iloc[i][used['prompt']])]],
         ))
     if unreadable:
         report.problems.append(validate.Problem(
             code="unreadable_messages", count=len(unreadable), action="dropped",
-            message=(f"{validate._n(len(unreadable), 'conversation cannot', 'conversations cannot')} be used: each must be a "
-                     "list of {role, content} turns (roles system, user, assistant) ending with a non-empty assistant "
-                     "turn. They will be dropped."),
-            examples=[f"row {i + 2}: {validate._clip(frame.iloc[i][used['messages']], 60)}" for i in unreadable[:validate.N_EXAMPLES]],
+            message=said(N_("{n:,} conversation cannot be used: each must be a list of {turn} turns (roles system, "
+                            "user, assistant) ending with a non-empty assistant turn. They will be dropped."),
+                         N_("{n:,} conversations cannot be used: each must be a list of {turn} turns (roles system, "
+                            "user, assistant) ending with a non-empty assistant turn. They will be dropped."),
+                         n=len(unreadable), turn="{role, content}"),
+            examples=[said(N_("row {row}: {content}"), row=i + 2,
+                           content=validate._clip(frame.iloc[i][used['messages']], 60))
+                      for i in unreadable[:validate.N_EXAMPLES]],
         ))
     if mode != "text":
         same = [i for i, it in enumerate(items) if it and it[0].strip().lower() == it[1].strip().lower()]
         if same:
             report.problems.append(validate.Problem(
                 code="prompt_equals_response", count=len(same), action="dropped",
-                message=(f"{validate._n(len(same), 'row has its', 'rows have their')} response the same as the prompt: "
-                         "the model would learn to copy. They will be dropped."),
+                message=said(N_("{n:,} row has its response the same as the prompt: the model would learn to copy. "
+                                "They will be dropped."),
+                             N_("{n:,} rows have their response the same as the prompt: the model would learn to "
+                                "copy. They will be dropped."), n=len(same)),
                 examples=[f"'{validate._clip(items[i][0], 60)}'" for i in same[:validate.N_EXAMPLES]],
             ))
             for i in same:
@@ -253,11 +262,19 @@ def build(
     dupes = [idx for idx in seen.values() if len(idx) > 1]
     if dupes:
         n_extra = sum(len(idx) - 1 for idx in dupes)
-        pair = "text" if mode == "text" else "prompt and response pair"
+        if mode == "text":
+            message = said(N_("{n:,} row repeats a text already in the file ({distinct:,} distinct). They will be "
+                              "merged: each is kept once."),
+                           N_("{n:,} rows repeat a text already in the file ({distinct:,} distinct). They will be "
+                              "merged: each is kept once."), n=n_extra, distinct=len(dupes))
+        else:
+            message = said(N_("{n:,} row repeats a prompt and response pair already in the file ({distinct:,} "
+                              "distinct). They will be merged: each is kept once."),
+                           N_("{n:,} rows repeat a prompt and response pair already in the file ({distinct:,} "
+                              "distinct). They will be merged: each is kept once."), n=n_extra, distinct=len(dupes))
         report.problems.append(validate.Problem(
             code="duplicates", count=n_extra, action="merged",
-            message=(f"{validate._n(n_extra, 'row repeats', 'rows repeat')} a {pair} already in the file "
-                     f"({len(dupes):,} distinct). They will be merged: each is kept once."),
+            message=message,
             examples=[f"'{validate._clip(items[idx[0]][0], 60)}' x{len(idx)}" for idx in dupes[:validate.N_EXAMPLES]],
         ))
         for idx in dupes:
@@ -279,24 +296,32 @@ def build(
         if unknown:
             report.problems.append(validate.Problem(
                 code="unknown_split", count=len(unknown), action="dropped",
-                message=(f"{validate._n(len(unknown), 'row has', 'rows have')} a split that is not train, validation or "
-                         "test. They will be dropped."),
-                examples=[f"row {i + 2}: '{validate._clip(frame.iloc[i][split_col], 30)}'" for i in unknown[:validate.N_EXAMPLES]],
+                message=said(N_("{n:,} row has a split that is not train, validation or test. They will be dropped."),
+                             N_("{n:,} rows have a split that is not train, validation or test. They will be "
+                                "dropped."), n=len(unknown)),
+                examples=[said(N_("row {row}: '{content}'"), row=i + 2,
+                               content=validate._clip(frame.iloc[i][split_col], 30))
+                          for i in unknown[:validate.N_EXAMPLES]],
             ))
     keep = [i for i, it in enumerate(items) if it is not None]
     if not keep:
-        raise UserError(f"No usable rows are left in {candidate.file_name}: every row was empty or unreadable.")
+        raise UserError(_("No usable rows are left in {file_name}: every row was empty or unreadable.",
+                          file_name=candidate.file_name))
 
     joined = [items[i][0] + ("\n" + items[i][1] if items[i][1] else "") for i in keep]
     report.length, problem, long = validate._length_check(joined, None, max_length, model)
     if problem:
+        problem.said["msgid"] = N_("{n:,} prompts with their responses ({share}) are longer than the model's maximum "
+                                   "of {limit} tokens. They will be kept and truncated to the first {limit} tokens "
+                                   "when training.")
         problem.message = problem.message.replace("texts", "prompts with their responses", 1)
         problem.examples = [f"'{validate._clip(joined[j], 60)}'" for j in long[:validate.N_EXAMPLES]]
         report.problems.append(problem)
 
     if split_col:
         split_of = [split_of_row[i] for i in keep]
-        report.split = {"method": "column", "description": f"from the column '{split_col}'."}
+        description = said(N_("from the column '{column}'."), column=split_col)
+        report.split = {"method": "column", "description": validate.english(description), "said": description}
     else:
         split_of, report.split = validate.assign_splits(["r"] * len(keep), ratios, seed, stratify=False)
     rows = []

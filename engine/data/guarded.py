@@ -23,6 +23,7 @@ from pathlib import Path
 from engine import paths, settings
 from engine.data import limits
 from engine.errors import UserError
+from engine.i18n import _, language, number, use
 
 ROOT = Path(__file__).resolve().parents[2]  # where `-m engine...` is importable from, whatever the caller's cwd
 
@@ -48,7 +49,7 @@ def call(function: str, data: bytes, file_name: str, **kwargs):
         data_path = handle.name
     try:
         request = pickle.dumps({"function": function, "data_path": data_path, "file_name": file_name,
-                                "kwargs": kwargs, "memory_mb": cap})
+                                "kwargs": kwargs, "memory_mb": cap, "language": language()})
         done = subprocess.run([sys.executable, "-m", "engine.data.guarded"], input=request, capture_output=True,
                               env=os.environ.copy(), cwd=ROOT, check=False)
     finally:
@@ -62,10 +63,10 @@ def call(function: str, data: bytes, file_name: str, **kwargs):
     if kind == "user_error":
         raise UserError(value)
     if kind == "memory" or done.returncode < 0:
-        raise UserError(
-            f"{file_name} needs more than the {cap:,} MB of memory Bellwether gives to reading one file, so it was "
-            "not read and nothing was saved. Split it into smaller files, or remove columns you do not need."
-        )
+        raise UserError(_(
+            "{file_name} needs more than the {cap} MB of memory Bellwether gives to reading one file, so it was "
+            "not read and nothing was saved. Split it into smaller files, or remove columns you do not need.",
+            file_name=file_name, cap=number(cap)))
     raise RuntimeError(f"reading {file_name} failed in its child process: {str(value)[-2000:]}")
 
 
@@ -74,9 +75,11 @@ def _child() -> None:
 
     request = pickle.loads(sys.stdin.buffer.read())
     cap = int(request["memory_mb"]) * 1024 * 1024
+    out_of_memory = pickle.dumps(("memory", None))  # made before the cap: there may be no memory left to make it
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     out = sys.stdout.buffer
     try:
+        use(request.get("language"))  # the caller's language: its plain messages come back in it
         if request["function"] not in ALLOWED:
             raise ValueError("not allowed")
         module, name = request["function"].split(":")
@@ -88,7 +91,7 @@ def _child() -> None:
     except UserError as exc:
         payload = pickle.dumps(("user_error", str(exc)))
     except MemoryError:
-        payload = pickle.dumps(("memory", None))
+        payload = out_of_memory
     out.write(payload)
     out.flush()
 

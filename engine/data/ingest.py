@@ -19,6 +19,7 @@ import pandas as pd
 from engine.data import guarded, limits, readers
 from engine.data.conll import looks_like_conll, parse_conll
 from engine.errors import UserError
+from engine.i18n import _
 
 FORMAT_CHOICES = ["auto", "csv", "xlsx", "jsonl", "conll"]
 ENCODING_CHOICES = ["auto", "utf-8", "utf-8-sig", "gb18030", "cp1252"]
@@ -69,9 +70,11 @@ def read_file(
     file_name = Path(file_name or "upload").name
     fmt = (format or "auto").lower()
     if fmt not in FORMAT_CHOICES:
-        raise UserError(f"'{format}' is not a format Bellwether reads. Choose one of: {', '.join(FORMAT_CHOICES)}.")
+        raise UserError(_("'{format}' is not a format Bellwether reads. Choose one of: {choices}.", format=format,
+                          choices=", ".join(FORMAT_CHOICES)))
     enc = None if encoding in (None, "", "auto") else readers.ENCODING_NAMES.get(encoding.lower(), encoding)
     limits.check_file_size(len(data), file_name)
+    readers.refuse_other_formats(data, file_name)  # a PDF, a Word document ...: what it is and what to do instead
     readers.check_not_empty_or_binary(data, file_name)
     sha = hashlib.sha256(data).hexdigest()
     text = used = None
@@ -82,10 +85,9 @@ def read_file(
             if looks_like_conll(text.lstrip("\ufeff")):
                 fmt = "conll"
         if fmt == "rss":
-            raise UserError(
-                f"{file_name} looks like a news feed (RSS/Atom), not labelled data. Upload it on the Feeds page, or "
-                "upload a CSV, XLSX, JSONL or CoNLL file here."
-            )
+            raise UserError(_(
+                "{file_name} looks like a news feed (RSS/Atom), not labelled data. Upload it on the Feeds page, or "
+                "upload a CSV, XLSX, JSONL or CoNLL file here.", file_name=file_name))
     if fmt == "conll":
         if text is None:  # not decoded yet to sniff the format
             text, used = readers.decode(data, enc, file_name)

@@ -19,14 +19,17 @@ import re
 import unicodedata
 from collections import Counter
 
+from engine.data.wording import said, shown
+from engine.i18n import N_, _, number, percent
 from engine.models import catalog
 
 SAMPLE = 500  # texts looked at (spread over the whole set)
 LATIN = "latin"  # a Latin-script language that could not be told
 NAMES = {
-    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch",
-    "pt": "Portuguese", "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "ru": "Russian", "el": "Greek",
-    "ar": "Arabic", "he": "Hebrew", "hi": "Hindi", "th": "Thai", LATIN: "a Latin-script language",
+    "en": N_("English"), "de": N_("German"), "fr": N_("French"), "es": N_("Spanish"), "it": N_("Italian"),
+    "nl": N_("Dutch"), "pt": N_("Portuguese"), "zh": N_("Chinese"), "ja": N_("Japanese"), "ko": N_("Korean"),
+    "ru": N_("Russian"), "el": N_("Greek"), "ar": N_("Arabic"), "he": N_("Hebrew"), "hi": N_("Hindi"),
+    "th": N_("Thai"), LATIN: N_("a Latin-script language"),
 }
 # One language per script (the commonest writer of it), except Latin (function words) and Han (kana says Japanese).
 SCRIPT_LANGUAGE = {"hangul": "ko", "cyrillic": "ru", "greek": "el", "arabic": "ar", "hebrew": "he",
@@ -96,7 +99,7 @@ def detect(texts) -> dict:
     latin = [t for t, s in by_text if s == "latin"]
     latin_language = _latin_language(latin) if latin else LATIN
     languages = Counter()
-    for _, script in by_text:
+    for _skip, script in by_text:
         if script is None:
             continue
         languages[latin_language if script == "latin" else SCRIPT_LANGUAGE.get(script, script)] += 1
@@ -108,14 +111,21 @@ def detect(texts) -> dict:
 
 
 def name(code: str | None) -> str:
-    return NAMES.get(code or "", code or "unknown")
+    """The language's name in the reader's language."""
+    return _(NAMES[code]) if code in NAMES else (code or _("unknown"))
+
+
+def _name_said(code: str | None):
+    """The language's name as kept in a said sentence (translated when shown)."""
+    return said(NAMES[code]) if code in NAMES else (code or said(N_("unknown")))
 
 
 def describe(found: dict | None) -> str:
-    """'Chinese (97% of 500 texts looked at)' - how a detection is shown."""
+    """'Chinese (97% of 500 texts looked at)' - how a detection is shown, in the reader's language."""
     if not found or not found.get("language"):
-        return "unknown (no text with letters)"
-    return f"{found['name']} ({found['share']:.0%} of {found['n']:,} texts looked at)"
+        return _("unknown (no text with letters)")
+    return _("{language} ({share} of {n} texts looked at)", language=name(found["language"]),
+             share=percent(found["share"]), n=number(found["n"]))
 
 
 def covers(spec: str | None, code: str | None) -> bool | None:
@@ -135,15 +145,28 @@ def models_for(code: str | None) -> list:
     return own + [s for s in catalog.SUGGESTIONS if catalog.MULTILINGUAL in s.languages]
 
 
-def model_warning(spec: str | None, found: dict | None) -> str | None:
-    """A plain warning when the texts' main language is one base model ``spec`` was not trained on, else None."""
+def model_warning_said(spec: str | None, found: dict | None) -> dict | None:
+    """A plain warning when the texts' main language is one base model ``spec`` was not trained on, else None: a
+    said sentence (engine.data.wording), to keep with a report and show in the reader's language."""
     code = (found or {}).get("language")
     if covers(spec, code) is not False:
         return None
     known = catalog.languages_of(spec) or ()
-    trained = ", ".join(name(c) for c in known)
+    with_names = {f"l{i}": _name_said(c) for i, c in enumerate(known)}
+    trained = said(", ".join("{" + key + "}" for key in with_names), **with_names)
     spec = (spec or catalog.DEFAULT).strip()
-    shown = "the default model (all-MiniLM-L6-v2)" if spec == catalog.DEFAULT else f"the base model {spec}"
     options = ", ".join(s.id for s in models_for(code)[:3])
-    return (f"The texts are mostly {name(code)} ({found['share']:.0%} of those looked at), but {shown} was trained "
-            f"on {trained} only: expect poor results. Choose a base model that covers {name(code)}, such as {options}.")
+    values = dict(language=_name_said(code), share=f"{found['share']:.0%}", trained=trained, options=options)
+    if spec == catalog.DEFAULT:
+        return said(N_("The texts are mostly {language} ({share} of those looked at), but the default model "
+                       "(all-MiniLM-L6-v2) was trained on {trained} only: expect poor results. Choose a base model "
+                       "that covers {language}, such as {options}."), **values)
+    return said(N_("The texts are mostly {language} ({share} of those looked at), but the base model {spec} was "
+                   "trained on {trained} only: expect poor results. Choose a base model that covers {language}, such "
+                   "as {options}."), spec=spec, **values)
+
+
+def model_warning(spec: str | None, found: dict | None) -> str | None:
+    """:func:`model_warning_said` in the reader's language."""
+    warning = model_warning_said(spec, found)
+    return shown(warning) if warning else None

@@ -6,7 +6,9 @@ matches ``MAX_FILE_MB``.
 
 from __future__ import annotations
 
+from engine.data.wording import said
 from engine.errors import UserError
+from engine.i18n import N_, _, number
 
 MAX_FILE_MB = 200  # an uploaded or imported file
 MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024
@@ -21,27 +23,37 @@ TOKENIZE_CHARS_PER_TOKEN = 32  # the length check tokenizes at most this many ch
 
 def check_file_size(n_bytes: int, file_name: str) -> None:
     if n_bytes > MAX_FILE_BYTES:
-        raise UserError(
-            f"{file_name} is {n_bytes / 1024 / 1024:,.0f} MB; Bellwether reads files up to {MAX_FILE_MB} MB. "
-            "Split it into smaller files (for news, e.g. one per month) and upload them one by one."
-        )
+        raise UserError(_(
+            "{file_name} is {size} MB; Bellwether reads files up to {limit} MB. "
+            "Split it into smaller files (for news, e.g. one per month) and upload them one by one.",
+            file_name=file_name, size=number(n_bytes / 1024 / 1024), limit=MAX_FILE_MB))
 
 
 def too_many_rows(file_name: str) -> UserError:
-    return UserError(
-        f"{file_name} has more than {MAX_ROWS:,} rows; Bellwether reads up to {MAX_ROWS:,} rows from one file. "
-        "Split it into smaller files and upload them one by one."
-    )
+    return UserError(_(
+        "{file_name} has more than {limit} rows; Bellwether reads up to {limit} rows from one file. "
+        "Split it into smaller files and upload them one by one.", file_name=file_name, limit=number(MAX_ROWS)))
 
 
 def too_many_columns(file_name: str, n: int | None = None) -> UserError:
-    has = f"{n:,} columns" if n else f"more than {MAX_COLUMNS:,} columns"
-    return UserError(
-        f"{file_name} has {has}; Bellwether reads tables of up to {MAX_COLUMNS:,} columns. Keep the columns you "
-        "need (text, label, time, title ...) and save the file again."
-    )
+    if n:
+        return UserError(_(
+            "{file_name} has {n} columns; Bellwether reads tables of up to {limit} columns. Keep the columns you "
+            "need (text, label, time, title ...) and save the file again.", file_name=file_name, n=number(n),
+            limit=number(MAX_COLUMNS)))
+    return UserError(_(
+        "{file_name} has more than {limit} columns; Bellwether reads tables of up to {limit} columns. Keep the "
+        "columns you need (text, label, time, title ...) and save the file again.", file_name=file_name,
+        limit=number(MAX_COLUMNS)))
+
+
+LONG_CELLS = N_("{n} cell(s) longer than {limit} characters were cut to their first {limit} characters.")
+
+
+def long_cells_said(n: int) -> dict:
+    """The note on cells cut to the limit, kept with a report and shown in the reader's language."""
+    return said(LONG_CELLS, n=number(n), limit=number(MAX_CELL_CHARS))
 
 
 def long_cells_note(n: int) -> str:
-    return (f"{n:,} cell(s) longer than {MAX_CELL_CHARS:,} characters were cut to their first "
-            f"{MAX_CELL_CHARS:,} characters.")
+    return _(LONG_CELLS, n=number(n), limit=number(MAX_CELL_CHARS))

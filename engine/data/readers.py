@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from engine.data import guarded, limits
+from engine.data.wording import said
 from engine.errors import UserError
+from engine.i18n import N_, _, number
 
 csv.field_size_limit(limits.CSV_FIELD_LIMIT)  # the default (131,072 characters) silently ends reading at a long cell
 
@@ -48,14 +50,56 @@ def guess_format(file_name: str, data: bytes) -> str:
     return "csv"
 
 
+# Files people upload by mistake (a report as a PDF, a table pasted into Word): what they are, and what to do instead.
+# Known by their first bytes, or by their name's ending when the bytes do not tell (a .docx is a zip, as an .xlsx is).
+_NOT_TABLES = {
+    "pdf": N_("{file_name} is a PDF; Bellwether reads CSV, XLSX, JSONL or CoNLL: export the table as CSV and upload "
+              "that."),
+    "word": N_("{file_name} is a Word document; Bellwether reads CSV, XLSX, JSONL or CoNLL: copy the table into a "
+               "spreadsheet, save it as XLSX or CSV and upload that."),
+    "powerpoint": N_("{file_name} is a PowerPoint file; Bellwether reads CSV, XLSX, JSONL or CoNLL: copy the table "
+                     "into a spreadsheet, save it as XLSX or CSV and upload that."),
+    "xls": N_("{file_name} is an old Excel workbook (.xls); Bellwether reads CSV, XLSX, JSONL or CoNLL: open it in "
+              "Excel, save it as .xlsx (or CSV) and upload that."),
+    "image": N_("{file_name} is an image; Bellwether reads CSV, XLSX, JSONL or CoNLL: upload the table itself, as CSV "
+                "or XLSX, not a picture of it."),
+    "archive": N_("{file_name} is a compressed archive; Bellwether reads CSV, XLSX, JSONL or CoNLL: unpack it and "
+                  "upload the file inside."),
+}
+_NOT_TABLE_ENDINGS = {".pdf": "pdf", ".doc": "word", ".docx": "word", ".rtf": "word", ".odt": "word",
+                      ".ppt": "powerpoint", ".pptx": "powerpoint", ".xls": "xls", ".png": "image", ".jpg": "image",
+                      ".jpeg": "image", ".gif": "image", ".webp": "image", ".bmp": "image", ".tif": "image",
+                      ".tiff": "image", ".zip": "archive", ".gz": "archive", ".7z": "archive", ".rar": "archive",
+                      ".tar": "archive"}
+_NOT_TABLE_STARTS = ((b"%PDF", "pdf"), (b"\x89PNG", "image"), (b"\xff\xd8\xff", "image"), (b"GIF8", "image"),
+                     (b"\x1f\x8b", "archive"), (b"7z\xbc\xaf", "archive"), (b"Rar!", "archive"))
+
+
+def not_a_table(data: bytes, file_name: str) -> str | None:
+    """What kind of non-table file this is ("pdf", "word", ...), or None when it may be a table."""
+    for start, kind in _NOT_TABLE_STARTS:
+        if data.startswith(start):
+            return kind
+    kind = _NOT_TABLE_ENDINGS.get(Path(file_name).suffix.lower())
+    if kind == "xls" and data[:4] == b"PK\x03\x04":
+        return None  # an .xlsx named .xls: readable
+    return kind
+
+
+def refuse_other_formats(data: bytes, file_name: str) -> None:
+    """A PDF, Word document, image, archive ... is refused in plain words: what it is, what is read, what to do."""
+    if kind := not_a_table(data, file_name):
+        raise UserError(_(_NOT_TABLES[kind], file_name=file_name))
+
+
 def check_not_empty_or_binary(data: bytes, file_name: str) -> None:
     if not data or not data.strip():
-        raise UserError(f"{file_name} is empty. Export the sheet again and upload the file that has the rows.")
+        raise UserError(_("{file_name} is empty. Export the sheet again and upload the file that has the rows.",
+                          file_name=file_name))
     if b"\x00" in data[:8192] and data[:4] != b"PK\x03\x04":
-        raise UserError(
-            f"{file_name} is not a text file (it looks like a binary file with a .csv or similar name). "
-            "Upload a CSV, XLSX or JSONL export."
-        )
+        raise UserError(_(
+            "{file_name} is not a text file (it looks like a binary file with a .csv or similar name). "
+            "Upload a CSV, XLSX or JSONL export.", file_name=file_name))
 
 
 def detect_encoding(data: bytes) -> str:
@@ -81,17 +125,19 @@ def detect_encoding(data: bytes) -> str:
     return "cp1252"
 
 
-def decode(data: bytes, encoding: str | None, file_name: str = "the file") -> tuple[str, str]:
+def decode(data: bytes, encoding: str | None, file_name: str | None = None) -> tuple[str, str]:
     encoding = encoding or detect_encoding(data)
+    file_name = file_name or _("the file")
     try:
         return data.decode(encoding), encoding
     except LookupError:
-        raise UserError(f"'{encoding}' is not an encoding this machine knows. Try utf-8, gb18030 or cp1252.") from None
+        raise UserError(_("'{encoding}' is not an encoding this machine knows. Try utf-8, gb18030 or cp1252.",
+                          encoding=encoding)) from None
     except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{file_name} is not valid {encoding} text (byte {exc.start} cannot be read). "
-            "Choose another encoding, such as utf-8, gb18030 (Chinese) or cp1252 (Windows)."
-        ) from None
+        raise UserError(_(
+            "{file_name} is not valid {encoding} text (byte {start} cannot be read). "
+            "Choose another encoding, such as utf-8, gb18030 (Chinese) or cp1252 (Windows).",
+            file_name=file_name, encoding=encoding, start=exc.start)) from None
 
 
 def _read_csv(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
@@ -115,13 +161,14 @@ def _read_csv(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int, 
             raise limits.too_many_rows(file_name)
         return frame, []
     except pd.errors.EmptyDataError:
-        raise UserError(f"{file_name} has no rows and no header. Upload the file that has the data.") from None
+        raise UserError(_("{file_name} has no rows and no header. Upload the file that has the data.",
+                          file_name=file_name)) from None
     except pd.errors.ParserError:
         pass
     return _read_csv_row_by_row(text, sep, file_name)
 
 
-def _read_csv_row_by_row(text: str, sep: str, file_name: str = "the file") -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+def _read_csv_row_by_row(text: str, sep: str, file_name: str = "") -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """The careful path for a file pandas refuses: keep each well-formed record, report each broken one by line."""
     lines = text.splitlines(keepends=True)
     reader = csv.reader(lines, delimiter=sep, strict=True)
@@ -149,7 +196,7 @@ def _read_csv_row_by_row(text: str, sep: str, file_name: str = "the file") -> tu
         else:
             bad.append((first, "".join(lines[first - 1 : reader.line_num]).strip()[:300]))
     if header is None:
-        raise UserError("The file has no header row. The first line should name the columns, e.g. text,label.")
+        raise UserError(_("The file has no header row. The first line should name the columns, e.g. text,label."))
     return pd.DataFrame(records, columns=header, dtype=str), bad
 
 
@@ -161,12 +208,13 @@ def _check_zip(data: bytes, file_name: str) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except zipfile.BadZipFile:
-        raise UserError(f"{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.") from None
+        raise UserError(_("{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.",
+                          file_name=file_name)) from None
     if unpacked > limits.MAX_XLSX_UNZIPPED_BYTES:
-        raise UserError(
-            f"{file_name} unpacks to {unpacked / 1024 / 1024:,.0f} MB; Bellwether reads workbooks that unpack to up to "
-            f"{limits.MAX_XLSX_UNZIPPED_MB:,} MB. Keep the sheet you need, or export it as CSV."
-        )
+        raise UserError(_(
+            "{file_name} unpacks to {size} MB; Bellwether reads workbooks that unpack to up to "
+            "{limit} MB. Keep the sheet you need, or export it as CSV.", file_name=file_name,
+            size=number(unpacked / 1024 / 1024), limit=number(limits.MAX_XLSX_UNZIPPED_MB)))
 
 
 def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataFrame, str, list[str]]:
@@ -178,16 +226,18 @@ def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataF
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception:  # noqa: BLE001 - openpyxl raises many kinds for a damaged file
-        raise UserError(f"{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.") from None
+        raise UserError(_("{file_name} is not a readable Excel workbook (.xlsx). Save it again from Excel and retry.",
+                          file_name=file_name)) from None
     try:
         sheets = list(book.sheetnames)
         if not sheets:
-            raise UserError(f"{file_name} has no sheets.")
+            raise UserError(_("{file_name} has no sheets.", file_name=file_name))
         if sheet is None and len(sheets) > 1:  # the sheet with the most rows, not a README or notes sheet
             sheet = max(sheets, key=lambda name: (_count_rows(book[name]), -sheets.index(name)))
         sheet = sheet or sheets[0]
         if sheet not in sheets:
-            raise UserError(f"{file_name} has no sheet called '{sheet}'. Its sheets are: {', '.join(sheets)}.")
+            raise UserError(_("{file_name} has no sheet called '{sheet}'. Its sheets are: {sheets}.",
+                              file_name=file_name, sheet=sheet, sheets=", ".join(sheets)))
         records: list[list[str]] = []
         width = 0
         worksheet = book[sheet]
@@ -207,7 +257,8 @@ def _read_xlsx(data: bytes, sheet: str | None, file_name: str) -> tuple[pd.DataF
     finally:
         book.close()
     if not records:
-        raise UserError(f"{file_name}: the sheet '{sheet}' is empty. Choose the sheet that has the data.")
+        raise UserError(_("{file_name}: the sheet '{sheet}' is empty. Choose the sheet that has the data.",
+                          file_name=file_name, sheet=sheet))
     header = records[0] + [""] * (width - len(records[0]))
     header = [h or f"Unnamed: {i}" for i, h in enumerate(header)]
     body = [r + [""] * (width - len(r)) for r in records[1:]]
@@ -226,13 +277,15 @@ def _count_rows(worksheet) -> int:
     return n
 
 
-def other_sheets_note(sheet: str | None, sheets: list[str]) -> str | None:
-    """'Read the sheet 'Q3 labels' (the one with the most rows); the workbook's other sheets: Notes.' or None."""
+def other_sheets_note(sheet: str | None, sheets: list[str]) -> dict | None:
+    """'Read the sheet 'Q3 labels' (the one with the most rows); the workbook's other sheets: Notes.' or None (a
+    sentence kept with the report, shown with engine.data.wording.shown)."""
     others = [s for s in sheets if s != sheet]
     if not sheet or not others:
         return None
-    return (f"Read the sheet '{sheet}'; the workbook's other sheets: {', '.join(others)}. Unless you chose it, it is "
-            "the sheet with the most rows; choose another sheet if the data is there.")
+    return said(N_("Read the sheet '{sheet}'; the workbook's other sheets: {others}. Unless you chose it, it is "
+                   "the sheet with the most rows; choose another sheet if the data is there."),
+                sheet=sheet, others=", ".join(others))
 
 
 def _cell_text(value) -> str:
@@ -250,7 +303,8 @@ def _read_jsonl(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int
         try:
             records = json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{file_name} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
+            raise UserError(_("{file_name} is not valid JSON (line {line}: {error}).", file_name=file_name,
+                              line=exc.lineno, error=exc.msg)) from None
         bad = [(i + 1, json.dumps(r)[:200]) for i, r in enumerate(records) if not isinstance(r, dict)]
         records = [r for r in records if isinstance(r, dict)]
     else:
@@ -275,7 +329,8 @@ def _read_jsonl(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int
         if len(keys) > limits.MAX_COLUMNS:
             raise limits.too_many_columns(file_name)
     if not records:
-        raise UserError(f"{file_name} has no JSON objects, one per line, to read. Each line should look like {{\"text\": ..., \"label\": ...}}.")
+        raise UserError(_("{file_name} has no JSON objects, one per line, to read. Each line should look like "
+                          "{example}.", file_name=file_name, example='{"text": ..., "label": ...}'))
     frame = pd.DataFrame.from_records(records)
     frame = frame.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
     return frame, bad
@@ -301,11 +356,13 @@ def read_table(
         frame, bad = _read_csv(text, file_name) if fmt == "csv" else _read_jsonl(text, file_name)
         table = Table(frame, fmt, encoding=used, bad_rows=bad)
     else:
-        raise UserError(f"{file_name}: the format '{fmt}' cannot be read as a table. Use CSV, XLSX or JSONL.")
+        raise UserError(_("{file_name}: the format '{format}' cannot be read as a table. Use CSV, XLSX or JSONL.",
+                          file_name=file_name, format=fmt))
     table.frame.columns = [str(c).strip() for c in table.frame.columns]
     table.n_long_cells = cut_long_cells(table.frame)
     if table.frame.empty:
-        raise UserError(f"{file_name} has a header but no rows. Upload the file that has the data.")
+        raise UserError(_("{file_name} has a header but no rows. Upload the file that has the data.",
+                          file_name=file_name))
     return table
 
 

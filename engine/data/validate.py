@@ -19,7 +19,9 @@ import numpy as np
 
 from engine.data.columns import LABEL_NAMES, SPLIT_NAMES, TEXT_NAMES  # noqa: F401 (the one vocabulary)
 from engine.data.columns import by_name as _by_name
+from engine.data.wording import english, said, shown
 from engine.errors import UserError
+from engine.i18n import N_, _, number
 from engine.text import strip_invisible
 from engine.data import language
 from engine.data import limits
@@ -28,6 +30,7 @@ from engine.data.ingest import Candidate
 from engine.models import catalog
 
 SPLITS = ("train", "validation", "test")
+SPLIT_WORDS = {"train": N_("train"), "validation": N_("validation"), "test": N_("test")}  # shown with _()
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 DEFAULT_SEED = 42
 FEW_EXAMPLES = 5  # a class with fewer rows than this is reported
@@ -58,6 +61,29 @@ class Problem:
     count: int  # rows (or sentences, lines, classes) affected
     action: str  # dropped | merged | kept | confirm (nothing is saved until the analyst confirms or changes a choice)
     examples: list[str] = field(default_factory=list)
+    said: dict | None = None  # the message as a said sentence (engine.data.wording): shown in the reader's language
+    examples_said: list = field(default_factory=list)  # the examples likewise, when they hold words
+
+    def __post_init__(self):
+        # Built as said(N_("..."), ...): kept as said, and in English as ``message`` (what is stored and printed as JSON).
+        if isinstance(self.message, dict):
+            self.said, self.message = self.message, english(self.message)
+        if any(isinstance(e, dict) for e in self.examples):
+            self.examples_said, self.examples = list(self.examples), [english(e) for e in self.examples]
+
+    def text(self) -> str:
+        """The message in the reader's language."""
+        return shown(self.said) if self.said else _(self.message)
+
+    def example_texts(self) -> list[str]:
+        if self.examples_said and len(self.examples_said) == len(self.examples):
+            return [shown(e) for e in self.examples_said]
+        return list(self.examples)
+
+
+ACTION_WORDS = {"dropped": N_("Will be dropped"), "merged": N_("Will be merged"), "kept": N_("Kept"),
+                "confirm": N_("Needs your choice")}  # what happens to a problem's rows, shown with _()
+ACTION_CODES = {"dropped": N_("dropped"), "merged": N_("merged"), "kept": N_("kept"), "confirm": N_("confirm")}
 
 
 @dataclass
@@ -72,6 +98,7 @@ class CheckReport:
     n_rows: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things done that are not problems (tag scheme converted, ...)
+    notes_said: list = field(default_factory=list)  # the notes as said sentences, shown in the reader's language
     labels: list[str] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)  # method, ratios, seed, note
@@ -97,36 +124,79 @@ class CheckReport:
     def unit(self) -> str:
         return "sentences" if self.task == "token-classification" else "rows"
 
+    def note(self, message) -> None:
+        """Add a note (a said sentence, or plain English) to the report."""
+        self.notes_said.append(message)
+        self.notes.append(english(message))
+
+    def note_texts(self) -> list[str]:
+        """The notes in the reader's language."""
+        if len(self.notes_said) == len(self.notes):
+            return [shown(n) for n in self.notes_said]
+        return [_(n) for n in self.notes]
+
+    def split_text(self) -> str:
+        """How the rows were split, in the reader's language."""
+        return shown(self.split.get("said") or self.split.get("description", ""))
+
+    def length_text(self) -> str:
+        """What the length check found, in the reader's language."""
+        return shown(self.length.get("said") or self.length.get("description", "")) if self.length else ""
+
     def summary_lines(self) -> list[str]:
-        """The report in plain words, a line each (the CLI prints these; the page shows them as markdown)."""
-        unit = self.unit()
-        fmt = self.format.upper() + (f", {self.encoding}" if self.encoding else "") + (f", sheet '{self.sheet}'" if self.sheet else "")
-        lines = [f"File: {self.file_name} ({fmt}), {self.n_input_rows:,} {unit} read."]
-        if self.task == "token-classification":
-            lines.append("Task: entity tagging (tags stored as BIO).")
+        """The report in plain words, a line each, in the reader's language (the CLI prints these)."""
+        tagging = self.task == "token-classification"
+        n_read = number(self.n_input_rows)
+        if self.sheet:
+            fmt = _("{format}, {encoding}, sheet '{sheet}'", format=self.format.upper(), encoding=self.encoding,
+                    sheet=self.sheet) if self.encoding else _("{format}, sheet '{sheet}'", format=self.format.upper(),
+                                                              sheet=self.sheet)
         else:
-            lines.append(f"Columns: text = '{self.mapping.get('text')}', label = '{self.mapping.get('label')}'.")
-        lines.append(f"Split: {self.split.get('description', '')}")
+            fmt = self.format.upper() + (f", {self.encoding}" if self.encoding else "")
+        if tagging:
+            lines = [_("File: {file_name} ({format}), {n} sentences read.", file_name=self.file_name, format=fmt,
+                       n=n_read)]
+        else:
+            lines = [_("File: {file_name} ({format}), {n} rows read.", file_name=self.file_name, format=fmt, n=n_read)]
+        lines.extend(self._task_lines())
+        lines.append(_("Split: {description}", description=self.split_text()))
         if self.language:
-            lines.append(f"Language: {language.describe(self.language)}.")
-        lines.extend(self.notes)
+            lines.append(_("Language: {language}.", language=language.describe(self.language)))
+        lines.extend(self.note_texts())
         if self.problems:
-            lines.append(f"Problems found ({len(self.problems)}):")
+            lines.append(_("Problems found ({n}):", n=len(self.problems)))
             for p in self.problems:
-                lines.append(f"  - [{p.action}] {p.message}")
-                for example in p.examples:
-                    lines.append(f"      e.g. {example}")
+                action = _(ACTION_CODES[p.action]) if p.action in ACTION_CODES else p.action
+                lines.append(f"  - [{action}] {p.text()}")
+                for example in p.example_texts():
+                    lines.append("      " + _("e.g. {example}", example=example))
         else:
-            lines.append("No problems found.")
+            lines.append(_("No problems found."))
         if self.length:
-            lines.append(self.length.get("description", ""))
-        lines.append(f"To be saved: {self.n_rows:,} {unit}, {len(self.labels)} {'tags' if self.task == 'token-classification' else 'labels'}.")
+            lines.append(self.length_text())
+        lines.extend(self._saved_lines())
+        return lines
+
+    def _task_lines(self) -> list[str]:
+        if self.task == "token-classification":
+            return [_("Task: entity tagging (tags stored as BIO).")]
+        return [_("Columns: text = '{text}', label = '{label}'.", text=self.mapping.get("text"),
+                  label=self.mapping.get("label"))]
+
+    def _saved_lines(self) -> list[str]:
+        tagging = self.task == "token-classification"
+        n_saved = number(self.n_rows)
+        if tagging:
+            lines = [_("To be saved: {n} sentences, {labels} tags.", n=n_saved, labels=len(self.labels))]
+        else:
+            lines = [_("To be saved: {n} rows, {labels} labels.", n=n_saved, labels=len(self.labels))]
         for split in SPLITS:
             counts = self.counts.get(split, {})
-            total = sum(counts.values())
-            detail = ", ".join(f"{label} {n:,}" for label, n in sorted(counts.items()))
-            what = "tokens" if self.task == "token-classification" else "rows"
-            lines.append(f"  {split}: {total:,} {what}" + (f" ({detail})" if detail else ""))
+            total = number(sum(counts.values()))
+            detail = ", ".join(f"{label} {number(n)}" for label, n in sorted(counts.items()))
+            line = (_("{split}: {n} tokens", split=_(SPLIT_WORDS[split]), n=total) if tagging
+                    else _("{split}: {n} rows", split=_(SPLIT_WORDS[split]), n=total))
+            lines.append("  " + line + (f" ({detail})" if detail else ""))
         return lines
 
     def to_text(self) -> str:
@@ -192,6 +262,12 @@ def _as_number(value: str) -> float | None:
 
 
 def label_concern(values: list[str], share: float = 0.8) -> str | None:
+    """:func:`label_concern_said` in the reader's language."""
+    concern = label_concern_said(values, share)
+    return shown(concern) if concern else None
+
+
+def label_concern_said(values: list[str], share: float = 0.8) -> dict | None:
     """Why a column's values do not look like class labels, in words that finish "The column 'X' ...", or None.
 
     Dates (most values written as a date or a time), numbers (most values numbers, other than a few small whole
@@ -204,20 +280,21 @@ def label_concern(values: list[str], share: float = 0.8) -> str | None:
     distinct = set(values)
     dates = sum(1 for v in values if _DATE.match(v))
     if dates >= share * n:
-        return f"looks like dates or times ({', '.join(repr(v) for v in sorted(distinct)[:3])}), not labels"
+        return said(N_("looks like dates or times ({values}), not labels"),
+                    values=", ".join(repr(v) for v in sorted(distinct)[:3]))
     numbers = [x for x in (_as_number(v) for v in values) if x is not None]
     if len(numbers) >= share * n:
         codes = all(float(x).is_integer() and abs(x) <= SMALL_CODES for x in numbers) and len(set(numbers)) <= SMALL_CODES
         if not codes:
-            return (f"holds numbers ({', '.join(repr(v) for v in sorted(distinct)[:3])}), such as prices or counts, "
-                    "not labels")
+            return said(N_("holds numbers ({values}), such as prices or counts, not labels"),
+                        values=", ".join(repr(v) for v in sorted(distinct)[:3]))
     words = statistics.median(len(v.split()) for v in values)
     chars = statistics.median(len(v) for v in values)
     if words >= 5 or chars > 40:
-        return f"looks like free text (values of about {int(words)} words), not labels"
+        return said(N_("looks like free text (values of about {n} words), not labels"), n=int(words))
     if len(distinct) >= MANY_CLASSES and n / len(distinct) < FEW_EXAMPLES:
-        return (f"has {len(distinct):,} different values in {n:,} rows: too many classes for so few rows to learn "
-                f"each (fewer than {FEW_EXAMPLES} rows a class on average)")
+        return said(N_("has {distinct:,} different values in {n:,} rows: too many classes for so few rows to learn "
+                       "each (fewer than {few} rows a class on average)"), distinct=len(distinct), n=n, few=FEW_EXAMPLES)
     return None
 
 
@@ -264,27 +341,32 @@ def _length_check(texts: list[str] | None, token_lists: list[list[str]] | None, 
     lengths = [max(n, limit + 1) if i in cut else n for i, n in enumerate(lengths)]
     long = [i for i, n in enumerate(lengths) if n > limit]
     share = len(long) / len(lengths) if lengths else 0.0
-    unit = "sentences" if texts is None else "texts"
-    description = (
-        f"Length: {share:.1%} of {unit} ({len(long):,} of {len(lengths):,}) are longer than the model's maximum of "
-        f"{limit} tokens and would be truncated (longest: {max(lengths) if lengths else 0} tokens)."
-    )
+    values = dict(share=f"{share:.1%}", n=len(long), total=len(lengths), limit=limit,
+                  longest=max(lengths) if lengths else 0)
+    if texts is None:
+        description = said(N_("Length: {share} of sentences ({n:,} of {total:,}) are longer than the model's maximum "
+                              "of {limit} tokens and would be truncated (longest: {longest} tokens)."), **values)
+    else:
+        description = said(N_("Length: {share} of texts ({n:,} of {total:,}) are longer than the model's maximum of "
+                              "{limit} tokens and would be truncated (longest: {longest} tokens)."), **values)
     info = {
         "max_length": limit,
         "n_truncated": len(long),
         "share_truncated": share,
         "longest": max(lengths) if lengths else 0,
-        "description": description,
+        "description": english(description),
+        "said": description,
     }
     problem = None
     if long:
         problem = Problem(
             code="too_long",
-            message=(
-                f"{len(long):,} {unit} ({share:.1%}) are longer than the model's maximum of {limit} tokens. "
-                "They will be kept and truncated to the first "
-                f"{limit} tokens when training."
-            ),
+            message=said(N_("{n:,} texts ({share}) are longer than the model's maximum of {limit} tokens. They will "
+                            "be kept and truncated to the first {limit} tokens when training.")
+                         if texts is not None else
+                         N_("{n:,} sentences ({share}) are longer than the model's maximum of {limit} tokens. They "
+                            "will be kept and truncated to the first {limit} tokens when training."),
+                         n=len(long), share=f"{share:.1%}", limit=limit),
             count=len(long),
             action="kept",
         )
@@ -301,15 +383,17 @@ def normalise_ratios(ratios) -> tuple[float, float, float]:
     try:
         values = [float(r) for r in ratios]
     except (TypeError, ValueError):
-        raise UserError("The split ratios must be three numbers for train, validation and test, such as 80/10/10.") from None
+        raise UserError(_("The split ratios must be three numbers for train, validation and test, such as 80/10/10.")
+                        ) from None
     if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise UserError("The split ratios must be three numbers for train, validation and test, such as 80/10/10.")
+        raise UserError(_("The split ratios must be three numbers for train, validation and test, such as 80/10/10."))
     total = sum(values)
     if abs(total - 1) > 1e-6 and abs(total - 100) > 1e-3:
-        raise UserError(f"The split ratios add up to {total:g}; they must add up to 100 (or 1), such as 80/10/10.")
+        raise UserError(_("The split ratios add up to {total}; they must add up to 100 (or 1), such as 80/10/10.",
+                          total=f"{total:g}"))
     values = [v / total for v in values]
     if values[0] <= 0:
-        raise UserError("The train share must be above zero: the model needs rows to learn from.")
+        raise UserError(_("The train share must be above zero: the model needs rows to learn from."))
     return tuple(values)  # type: ignore[return-value]
 
 
@@ -362,10 +446,10 @@ def assign_splits(labels: list[str], ratios, seed: int = DEFAULT_SEED, stratify:
     val, test, level2 = _two_way(rest, rest_y, share, seed)
     level = max(level1, level2 if len(rest) else 0)
     words = {
-        0: "stratified by label" if stratify else "random",
-        1: "stratified by label, with the labels too small to spread over three splits grouped together",
-        2: "random (a label is too small to stratify)" if stratify else "random",
-        3: "as far as the few rows allow (too few rows to fill every split)",
+        0: N_("stratified by label") if stratify else N_("random"),
+        1: N_("stratified by label, with the labels too small to spread over three splits grouped together"),
+        2: N_("random (a label is too small to stratify)") if stratify else N_("random"),
+        3: N_("as far as the few rows allow (too few rows to fill every split)"),
     }[level]
     method = {0: "stratified" if stratify else "random", 1: "stratified-grouped", 2: "random", 3: "partial"}[level]
     out = [""] * n
@@ -373,11 +457,14 @@ def assign_splits(labels: list[str], ratios, seed: int = DEFAULT_SEED, stratify:
         for i in part:
             out[int(i)] = name
     pct = "/".join(f"{round(r * 100):g}" for r in (r_train, r_val, r_test))
+    description = said(N_("made by Bellwether: {ratios} (train/validation/test), {how}, seed {seed}."), ratios=pct,
+                       how=said(words), seed=seed)
     info = {
         "method": method,
         "ratios": [r_train, r_val, r_test],
         "seed": seed,
-        "description": f"made by Bellwether: {pct} (train/validation/test), {words}, seed {seed}.",
+        "description": english(description),
+        "said": description,
     }
     return out, info
 
@@ -400,22 +487,28 @@ def _sheets_hint(candidate: Candidate) -> str:
     others = [s for s in (candidate.sheets or []) if s != candidate.sheet]
     if not others:
         return ""
-    return f" These are the columns of the sheet '{candidate.sheet}'; the workbook also has: {', '.join(others)}."
+    return " " + _("These are the columns of the sheet '{sheet}'; the workbook also has: {others}.",
+                   sheet=candidate.sheet, others=", ".join(others))
+
+
+ROLE_WORDS = {"text": N_("text"), "label": N_("label"), "split": N_("split"), "prompt": N_("prompt"),
+              "response": N_("response"), "messages": N_("messages")}  # a column's role, shown with _()
 
 
 def _resolve_column(candidate: Candidate, name: str | None, role: str, required: bool) -> str | None:
+    role_words = _(ROLE_WORDS[role]) if role in ROLE_WORDS else role
     if name in (None, "", "(none)"):
         if required:
-            raise UserError(
-                f"Bellwether could not tell which column holds the {role}. The file's columns are: "
-                f"{', '.join(candidate.columns)}. Choose the {role} column." + _sheets_hint(candidate)
-            )
+            raise UserError(_(
+                "Bellwether could not tell which column holds the {role}. The file's columns are: "
+                "{columns}. Choose the {role} column.", role=role_words, columns=", ".join(candidate.columns))
+                + _sheets_hint(candidate))
         return None
     if name not in candidate.columns:
-        raise UserError(
-            f"{candidate.file_name} has no column '{name}' for the {role}. Its columns are: "
-            f"{', '.join(candidate.columns)}. Choose one of these." + _sheets_hint(candidate)
-        )
+        raise UserError(_(
+            "{file_name} has no column '{name}' for the {role}. Its columns are: "
+            "{columns}. Choose one of these.", file_name=candidate.file_name, name=name, role=role_words,
+            columns=", ".join(candidate.columns)) + _sheets_hint(candidate))
     return name
 
 
@@ -435,17 +528,18 @@ def build(
 def _bad_rows_problem(candidate: Candidate, unit: str = "rows") -> Problem | None:
     if not candidate.bad_rows:
         return None
-    what = "lines" if candidate.format == "conll" else unit
-    tail = (
-        "The sentences they belong to will be dropped." if candidate.format == "conll"
-        else "They will be dropped."
-    )
+    if candidate.format == "conll":
+        message = N_("{n:,} lines could not be read (wrong number of fields or no tag). The sentences they belong to "
+                     "will be dropped.")
+    else:
+        message = N_("{n:,} rows could not be read (wrong number of fields or no tag). They will be dropped.")
     return Problem(
         code="broken_rows",
-        message=f"{len(candidate.bad_rows):,} {what} could not be read (wrong number of fields or no tag). {tail}",
+        message=said(message, n=len(candidate.bad_rows)),
         count=len(candidate.bad_rows),
         action="dropped",
-        examples=[f"line {n}: {_clip(raw)}" for n, raw in candidate.bad_rows[:N_EXAMPLES]],
+        examples=[said(N_("line {line}: {content}"), line=n, content=_clip(raw))
+                  for n, raw in candidate.bad_rows[:N_EXAMPLES]],
     )
 
 
@@ -459,9 +553,11 @@ def _drop_empty_and_unlabelled(report, texts: list[str], raw_labels: list[str], 
     if empty:
         report.problems.append(Problem(
             code="empty_text",
-            message=f"{_n(len(empty), 'row has', 'rows have')} an empty or blank text in '{text_col}'. They will be dropped.",
+            message=said(N_("{n:,} row has an empty or blank text in '{column}'. They will be dropped."),
+                         N_("{n:,} rows have an empty or blank text in '{column}'. They will be dropped."),
+                         n=len(empty), column=text_col),
             count=len(empty), action="dropped",
-            examples=[f"row {i + first_line}" for i in empty[:N_EXAMPLES]],
+            examples=[said(N_("row {row}"), row=i + first_line) for i in empty[:N_EXAMPLES]],
         ))
         for i in empty:
             alive[i] = False
@@ -469,9 +565,12 @@ def _drop_empty_and_unlabelled(report, texts: list[str], raw_labels: list[str], 
     if missing:
         report.problems.append(Problem(
             code="missing_label",
-            message=f"{_n(len(missing), 'row has', 'rows have')} no label in '{label_col}'. They will be dropped.",
+            message=said(N_("{n:,} row has no label in '{column}'. They will be dropped."),
+                         N_("{n:,} rows have no label in '{column}'. They will be dropped."),
+                         n=len(missing), column=label_col),
             count=len(missing), action="dropped",
-            examples=[f"row {i + first_line}: {_clip(texts[i])}" for i in missing[:N_EXAMPLES]],
+            examples=[said(N_("row {row}: {content}"), row=i + first_line, content=_clip(texts[i]))
+                      for i in missing[:N_EXAMPLES]],
         ))
         for i in missing:
             alive[i] = False
@@ -500,10 +599,11 @@ def _merge_label_spellings(report, raw_labels: list[str], alive: list[bool]) -> 
     if examples:
         report.problems.append(Problem(
             code="label_variants",
-            message=(
-                f"{_n(len(examples), 'label is', 'labels are')} written in more than one way (differing only in case or spaces); "
-                f"{merged_rows:,} rows will be merged into the most common spelling."
-            ),
+            message=said(N_("{n:,} label is written in more than one way (differing only in case or spaces); "
+                            "{rows:,} rows will be merged into the most common spelling."),
+                         N_("{n:,} labels are written in more than one way (differing only in case or spaces); "
+                            "{rows:,} rows will be merged into the most common spelling."),
+                         n=len(examples), rows=merged_rows),
             count=merged_rows, action="merged", examples=examples[:N_EXAMPLES],
         ))
     return [canonical.get(" ".join(v.split()).casefold(), v) if alive[i] else "" for i, v in enumerate(raw_labels)]
@@ -524,19 +624,20 @@ def _read_split_column(report, splits_raw: list[str], alive: list[bool], split_c
         row_split[i] = value
     if unknown and len(unknown) == sum(alive):
         values = sorted({splits_raw[i] for i in unknown})[:5]
-        raise UserError(
-            f"The column '{split_col}' does not hold splits: its values ({', '.join(repr(v) for v in values)}) are "
-            "not train, validation or test. Choose another split column, or none to let Bellwether split."
-        )
+        raise UserError(_(
+            "The column '{column}' does not hold splits: its values ({values}) are "
+            "not train, validation or test. Choose another split column, or none to let Bellwether split.",
+            column=split_col, values=", ".join(repr(v) for v in values)))
     if unknown:
         report.problems.append(Problem(
             code="unknown_split",
-            message=(
-                f"{_n(len(unknown), 'row has', 'rows have')} a split in '{split_col}' that is not train, validation or test. "
-                "They will be dropped."
-            ),
+            message=said(N_("{n:,} row has a split in '{column}' that is not train, validation or test. "
+                            "They will be dropped."),
+                         N_("{n:,} rows have a split in '{column}' that is not train, validation or test. "
+                            "They will be dropped."), n=len(unknown), column=split_col),
             count=len(unknown), action="dropped",
-            examples=[f"row {i + first_line}: '{splits_raw[i]}'" for i in unknown[:N_EXAMPLES]],
+            examples=[said(N_("row {row}: '{content}'"), row=i + first_line, content=splits_raw[i])
+                      for i in unknown[:N_EXAMPLES]],
         ))
         for i in unknown:
             alive[i] = False
@@ -551,33 +652,33 @@ def _drop_conflicts_merge_duplicates(report, texts: list[str], labels: list[str]
             by_text[t].append(i)
     conflicts = [(t, idx) for t, idx in by_text.items() if len({labels[i] for i in idx}) > 1]
     if conflicts:
-        n_conf = sum(len(idx) for _, idx in conflicts)
+        n_conf = sum(len(idx) for _skip, idx in conflicts)
         report.problems.append(Problem(
             code="conflicting_labels",
-            message=(
-                f"{_n(len(conflicts), 'text appears', 'texts appear')} with different labels ({n_conf:,} rows). Which label is right cannot "
-                "be told, so all of these rows will be dropped."
-            ),
+            message=said(N_("{n:,} text appears with different labels ({rows:,} rows). Which label is right cannot "
+                            "be told, so all of these rows will be dropped."),
+                         N_("{n:,} texts appear with different labels ({rows:,} rows). Which label is right cannot "
+                            "be told, so all of these rows will be dropped."), n=len(conflicts), rows=n_conf),
             count=n_conf, action="dropped",
             examples=[f"'{_clip(t, 60)}': " + " / ".join(sorted({labels[i] for i in idx})) for t, idx in conflicts[:N_EXAMPLES]],
         ))
-        for _, idx in conflicts:
+        for _skip, idx in conflicts:
             for i in idx:
                 alive[i] = False
     # Exact duplicates (same text, same label): merged into the first.
     dupes = [(t, idx) for t, idx in by_text.items() if len(idx) > 1 and alive[idx[0]]]
     if dupes:
-        n_extra = sum(len(idx) - 1 for _, idx in dupes)
+        n_extra = sum(len(idx) - 1 for _skip, idx in dupes)
         report.problems.append(Problem(
             code="duplicates",
-            message=(
-                f"{_n(n_extra, 'row repeats', 'rows repeat')} a text already in the file with the same label ({len(dupes):,} texts). "
-                "They will be merged: each text is kept once."
-            ),
+            message=said(N_("{n:,} row repeats a text already in the file with the same label ({texts:,} texts). "
+                            "They will be merged: each text is kept once."),
+                         N_("{n:,} rows repeat a text already in the file with the same label ({texts:,} texts). "
+                            "They will be merged: each text is kept once."), n=n_extra, texts=len(dupes)),
             count=n_extra, action="merged",
             examples=[f"'{_clip(t, 60)}' x{len(idx)}" for t, idx in dupes[:N_EXAMPLES]],
         ))
-        for _, idx in dupes:
+        for _skip, idx in dupes:
             for i in idx[1:]:
                 alive[i] = False
 
@@ -586,37 +687,37 @@ def _drop_conflicts_merge_duplicates(report, texts: list[str], labels: list[str]
 def _check_labels(report, file_name: str, kept_labels: list[str], text_col: str, label_col: str) -> Counter:
     """The labels left: at least two, not one per row (then it is no label column); rare ones reported."""
     if not kept_labels:
-        raise UserError(
-            f"No usable rows are left in {file_name}: every row has an empty text or no label. "
-            f"Check that '{text_col}' holds the text and '{label_col}' the label."
-        )
+        raise UserError(_(
+            "No usable rows are left in {file_name}: every row has an empty text or no label. "
+            "Check that '{text_col}' holds the text and '{label_col}' the label.", file_name=file_name,
+            text_col=text_col, label_col=label_col))
     label_counts = Counter(kept_labels)
     if len(label_counts) < 2:
         only = next(iter(label_counts))
-        raise UserError(
-            f"Every usable row has the same label, '{only}'. A model needs at least two labels to learn to tell them "
-            f"apart: add rows with other labels, or check that '{label_col}' is the label column."
-        )
-    if concern := label_concern(kept_labels):
+        raise UserError(_(
+            "Every usable row has the same label, '{only}'. A model needs at least two labels to learn to tell them "
+            "apart: add rows with other labels, or check that '{label_col}' is the label column.", only=only,
+            label_col=label_col))
+    if concern := label_concern_said(kept_labels):
         report.problems.append(Problem(
             code=LABEL_SUSPECT,
-            message=(
-                f"The label column '{label_col}' {concern}. A model trained on it would learn nothing useful. "
-                "Choose the column that holds the label (such as positive / neutral / negative), or confirm that "
-                f"'{label_col}' is the label."
-            ),
+            message=said(N_("The label column '{column}' {concern}. A model trained on it would learn nothing useful. "
+                            "Choose the column that holds the label (such as positive / neutral / negative), or "
+                            "confirm that '{column}' is the label."), column=label_col, concern=concern),
             count=len(label_counts), action="confirm",
-            examples=[f"'{label}': {_n(c, 'row', 'rows')}" for label, c in label_counts.most_common(N_EXAMPLES)],
+            examples=[said(N_("'{label}': {n:,} row"), N_("'{label}': {n:,} rows"), label=label, n=c)
+                      for label, c in label_counts.most_common(N_EXAMPLES)],
         ))
     few = sorted((c, label) for label, c in label_counts.items() if c < FEW_EXAMPLES)
     if few:
         report.problems.append(Problem(
             code="few_examples",
-            message=(
-                f"{_n(len(few), 'label has', 'labels have')} fewer than {FEW_EXAMPLES} examples, too few for a model to learn them well. "
-                "They will be kept; consider labelling more."
-            ),
-            count=len(few), action="kept", examples=[f"'{label}': {c} rows" for c, label in few[:N_EXAMPLES]],
+            message=said(N_("{n:,} label has fewer than {few} examples, too few for a model to learn them well. "
+                            "They will be kept; consider labelling more."),
+                         N_("{n:,} labels have fewer than {few} examples, too few for a model to learn them well. "
+                            "They will be kept; consider labelling more."), n=len(few), few=FEW_EXAMPLES),
+            count=len(few), action="kept",
+            examples=[said(N_("'{label}': {n} rows"), label=label, n=c) for c, label in few[:N_EXAMPLES]],
         ))
 
     return label_counts
@@ -625,27 +726,29 @@ def _check_labels(report, file_name: str, kept_labels: list[str], text_col: str,
 def _language_note(report, texts: list[str]) -> None:
     """The texts' main language on the report, and a note when the default base model does not cover it."""
     report.language = language.detect(texts)
-    if warning := language.model_warning(catalog.DEFAULT, report.language):
-        report.notes.append(warning + " The base model is chosen on the Train page.")
+    if warning := language.model_warning_said(catalog.DEFAULT, report.language):
+        report.note(said(N_("{warning} The base model is chosen on the Train page."), warning=warning))
 
 
 def _splits_from_column(report, split_of: list[str | None], split_col: str) -> list[str | None]:
     present = Counter(split_of)
+    description = said(N_("from the column '{column}' (train {train:,}, validation {validation:,}, test {test:,})."),
+                       column=split_col, **{s: present.get(s, 0) for s in SPLITS})
     report.split = {
         "method": "column", "column": split_col, "ratios": None, "seed": None,
-        "description": f"from the column '{split_col}' ("
-        + ", ".join(f"{s} {present.get(s, 0):,}" for s in SPLITS) + ").",
+        "description": english(description), "said": description,
     }
     if not present.get("train"):
-        raise UserError(
-            f"The split column '{split_col}' marks no row as train, so there is nothing to learn from. "
-            "Mark the training rows as 'train', or choose no split column."
-        )
+        raise UserError(_(
+            "The split column '{column}' marks no row as train, so there is nothing to learn from. "
+            "Mark the training rows as 'train', or choose no split column.", column=split_col))
     for s in ("validation", "test"):
         if not present.get(s):
             report.problems.append(Problem(
                 code=f"no_{s}",
-                message=f"No row is marked '{s}' in '{split_col}'. The {s} split will be empty.",
+                message=said(N_("No row is marked 'validation' in '{column}'. The validation split will be empty.")
+                             if s == "validation" else
+                             N_("No row is marked 'test' in '{column}'. The test split will be empty."), column=split_col),
                 count=0, action="kept",
             ))
     return split_of
@@ -661,9 +764,11 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
     label_col = _resolve_column(candidate, mapping.get("label", guessed["label"]), "label", True)
     split_col = _resolve_column(candidate, mapping.get("split", guessed["split"]), "split", False)
     if text_col == label_col:
-        raise UserError(f"The text and the label cannot both be the column '{text_col}'. Choose two different columns.")
+        raise UserError(_("The text and the label cannot both be the column '{column}'. Choose two different columns.",
+                          column=text_col))
     if split_col in (text_col, label_col):
-        raise UserError(f"The split column '{split_col}' is already used for the text or the label. Choose another, or none.")
+        raise UserError(_("The split column '{column}' is already used for the text or the label. Choose another, or "
+                          "none.", column=split_col))
     ratios = normalise_ratios(ratios)
     report = CheckReport(
         file_name=candidate.file_name, format=candidate.format, encoding=candidate.encoding, sheet=candidate.sheet,
@@ -671,9 +776,9 @@ def _build_text(candidate: Candidate, mapping: dict, ratios, seed: int, max_leng
         n_input_rows=len(frame),
     )
     if candidate.n_long_cells:
-        report.notes.append(limits.long_cells_note(candidate.n_long_cells))
+        report.note(limits.long_cells_said(candidate.n_long_cells))
     if note := readers.other_sheets_note(candidate.sheet, candidate.sheets):
-        report.notes.append(note)
+        report.note(note)
     problem = _bad_rows_problem(candidate)
     if problem:
         report.problems.append(problem)
@@ -722,64 +827,65 @@ def _build_tagging(candidate: Candidate, ratios, seed: int, max_length: int | No
         n_input_rows=len(candidate.sentences),
     )
     if candidate.tag_scheme and candidate.tag_scheme != "BIO":
-        report.notes.append(
-            f"Tags are written in {candidate.tag_scheme}; {candidate.n_tags_rewritten:,} tags were rewritten so that "
-            "every entity starts with B- (stored as BIO)."
-        )
+        report.note(said(
+            N_("Tags are written in {scheme}; {n:,} tags were rewritten so that every entity starts with B- (stored as "
+               "BIO)."), scheme=candidate.tag_scheme, n=candidate.n_tags_rewritten))
     problem = _bad_rows_problem(candidate)
     if problem:
         report.problems.append(problem)
     sentences = candidate.sentences
     alive = [True] * len(sentences)
     by_tokens: dict[tuple, list[int]] = defaultdict(list)
-    for i, (tokens, _) in enumerate(sentences):
+    for i, (tokens, _tags) in enumerate(sentences):
         by_tokens[tuple(tokens)].append(i)
     conflicts = [(k, idx) for k, idx in by_tokens.items() if len({tuple(sentences[i][1]) for i in idx}) > 1]
     if conflicts:
-        n_conf = sum(len(idx) for _, idx in conflicts)
+        n_conf = sum(len(idx) for _skip, idx in conflicts)
         report.problems.append(Problem(
             code="conflicting_labels",
-            message=(
-                f"{_n(len(conflicts), 'sentence appears', 'sentences appear')} more than once with different tags ({n_conf:,} copies). Which "
-                "tags are right cannot be told, so all of these copies will be dropped."
-            ),
-            count=n_conf, action="dropped", examples=[f"'{_clip(' '.join(k), 60)}'" for k, _ in conflicts[:N_EXAMPLES]],
+            message=said(N_("{n:,} sentence appears more than once with different tags ({copies:,} copies). Which "
+                            "tags are right cannot be told, so all of these copies will be dropped."),
+                         N_("{n:,} sentences appear more than once with different tags ({copies:,} copies). Which "
+                            "tags are right cannot be told, so all of these copies will be dropped."),
+                         n=len(conflicts), copies=n_conf),
+            count=n_conf, action="dropped", examples=[f"'{_clip(' '.join(k), 60)}'" for k, _skip in conflicts[:N_EXAMPLES]],
         ))
-        for _, idx in conflicts:
+        for _skip, idx in conflicts:
             for i in idx:
                 alive[i] = False
     dupes = [(k, idx) for k, idx in by_tokens.items() if len(idx) > 1 and alive[idx[0]]]
     if dupes:
-        n_extra = sum(len(idx) - 1 for _, idx in dupes)
+        n_extra = sum(len(idx) - 1 for _skip, idx in dupes)
         report.problems.append(Problem(
             code="duplicates",
-            message=(
-                f"{_n(n_extra, 'sentence repeats', 'sentences repeat')} one already in the file with the same tags ({len(dupes):,} sentences). "
-                "They will be merged: each sentence is kept once."
-            ),
+            message=said(N_("{n:,} sentence repeats one already in the file with the same tags ({sentences:,} "
+                            "sentences). They will be merged: each sentence is kept once."),
+                         N_("{n:,} sentences repeat one already in the file with the same tags ({sentences:,} "
+                            "sentences). They will be merged: each sentence is kept once."),
+                         n=n_extra, sentences=len(dupes)),
             count=n_extra, action="merged", examples=[f"'{_clip(' '.join(k), 60)}' x{len(idx)}" for k, idx in dupes[:N_EXAMPLES]],
         ))
-        for _, idx in dupes:
+        for _skip, idx in dupes:
             for i in idx[1:]:
                 alive[i] = False
     keep = [i for i in range(len(sentences)) if alive[i]]
     if not keep:
-        raise UserError(f"No usable sentences are left in {candidate.file_name}.")
+        raise UserError(_("No usable sentences are left in {file_name}.", file_name=candidate.file_name))
     entity_counts = Counter(t[2:] for i in keep for t in sentences[i][1] if t.startswith("B-"))
     if not entity_counts:
-        raise UserError(
-            f"{candidate.file_name} has no entities: every tag is O. Tag the entities (B-ORG, I-ORG, ...) before "
-            "uploading, or check that the tag is in the last column."
-        )
+        raise UserError(_(
+            "{file_name} has no entities: every tag is O. Tag the entities (B-ORG, I-ORG, ...) before "
+            "uploading, or check that the tag is in the last column.", file_name=candidate.file_name))
     few = sorted((c, kind) for kind, c in entity_counts.items() if c < FEW_EXAMPLES)
     if few:
         report.problems.append(Problem(
             code="few_examples",
-            message=(
-                f"{_n(len(few), 'entity type has', 'entity types have')} fewer than {FEW_EXAMPLES} examples, too few for a model to learn them "
-                "well. They will be kept; consider tagging more."
-            ),
-            count=len(few), action="kept", examples=[f"'{kind}': {c} entities" for c, kind in few[:N_EXAMPLES]],
+            message=said(N_("{n:,} entity type has fewer than {few} examples, too few for a model to learn them "
+                            "well. They will be kept; consider tagging more."),
+                         N_("{n:,} entity types have fewer than {few} examples, too few for a model to learn them "
+                            "well. They will be kept; consider tagging more."), n=len(few), few=FEW_EXAMPLES),
+            count=len(few), action="kept",
+            examples=[said(N_("'{kind}': {n} entities"), kind=kind, n=c) for c, kind in few[:N_EXAMPLES]],
         ))
     token_lists = [sentences[i][0] for i in keep]
     _language_note(report, [" ".join(tokens) for tokens in token_lists])
@@ -789,7 +895,8 @@ def _build_tagging(candidate: Candidate, ratios, seed: int, max_length: int | No
         report.problems.append(problem)
     # Sentences are split at random with the fixed seed (a sentence has many tags, so there is no label to stratify on).
     split_of, report.split = assign_splits(["s"] * len(keep), ratios, seed, stratify=False)
-    report.split["description"] = report.split["description"].replace("random,", "random by sentence,")
+    report.split["said"]["values"]["how"] = said(N_("random by sentence"))
+    report.split["description"] = english(report.split["said"])
     rows = []
     counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
     tags_seen: set[str] = set()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine import paths, settings
 from engine.errors import UserError
+from engine.i18n import N_, _, number
 
 DEFAULT = "default"
 MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin"]  # what a download fetches (no code)
@@ -25,25 +26,25 @@ MULTILINGUAL = "*"  # a model that covers about a hundred languages
 class Suggestion:
     id: str  # 'default' or a Hugging Face hub id
     languages: tuple[str, ...]  # ISO 639-1 codes the model was pretrained on; MULTILINGUAL for ~100 languages
-    purpose: str  # what it suits: 'general', 'finance sentiment', ...
-    about: str  # one line, plain words
+    purpose: str  # what it suits: 'general', 'finance sentiment', ... (an English msgid: shown with _())
+    about: str  # one line, plain words (an English msgid: shown with _())
 
 
 SUGGESTIONS: list[Suggestion] = [
-    Suggestion(DEFAULT, ("en",), "general",
-               "all-MiniLM-L6-v2, packaged with Bellwether (works offline): small and fast, English only."),
-    Suggestion("ProsusAI/finbert", ("en",), "finance sentiment",
-               "BERT further trained on financial text and already tuned for positive / neutral / negative news."),
-    Suggestion("yiyanghkust/finbert-tone", ("en",), "finance sentiment",
-               "BERT trained on analyst reports and earnings calls; tuned for the tone of financial sentences."),
-    Suggestion("google-bert/bert-base-chinese", ("zh",), "general",
-               "Google's BERT for Chinese (simplified and traditional), a character at a time."),
-    Suggestion("hfl/chinese-roberta-wwm-ext", ("zh",), "general",
-               "A stronger Chinese RoBERTa trained with whole-word masking on a larger Chinese corpus."),
-    Suggestion("FacebookAI/xlm-roberta-base", (MULTILINGUAL,), "multilingual",
-               "RoBERTa for about 100 languages, English and Chinese included; larger and slower than the default."),
-    Suggestion("distilbert/distilbert-base-multilingual-cased", (MULTILINGUAL,), "multilingual",
-               "A smaller multilingual BERT (104 languages): faster than XLM-RoBERTa, somewhat less accurate."),
+    Suggestion(DEFAULT, ("en",), N_("general"),
+               N_("all-MiniLM-L6-v2, packaged with Bellwether (works offline): small and fast, English only.")),
+    Suggestion("ProsusAI/finbert", ("en",), N_("finance sentiment"),
+               N_("BERT further trained on financial text and already tuned for positive / neutral / negative news.")),
+    Suggestion("yiyanghkust/finbert-tone", ("en",), N_("finance sentiment"),
+               N_("BERT trained on analyst reports and earnings calls; tuned for the tone of financial sentences.")),
+    Suggestion("google-bert/bert-base-chinese", ("zh",), N_("general"),
+               N_("Google's BERT for Chinese (simplified and traditional), a character at a time.")),
+    Suggestion("hfl/chinese-roberta-wwm-ext", ("zh",), N_("general"),
+               N_("A stronger Chinese RoBERTa trained with whole-word masking on a larger Chinese corpus.")),
+    Suggestion("FacebookAI/xlm-roberta-base", (MULTILINGUAL,), N_("multilingual"),
+               N_("RoBERTa for about 100 languages, English and Chinese included; larger and slower than the default.")),
+    Suggestion("distilbert/distilbert-base-multilingual-cased", (MULTILINGUAL,), N_("multilingual"),
+               N_("A smaller multilingual BERT (104 languages): faster than XLM-RoBERTa, somewhat less accurate.")),
 ]
 
 
@@ -88,7 +89,7 @@ def allow_model(spec: str) -> list[str]:
     """Add a hub id or a model folder to the allow-list (folders stored as absolute paths); the new list."""
     spec = (spec or "").strip()
     if not spec or spec == DEFAULT or any(ch in spec for ch in "\n\r\0"):
-        raise UserError("Name a Hugging Face hub id (organisation/model-name) or a model folder's path to allow.")
+        raise UserError(_("Name a Hugging Face hub id (organisation/model-name) or a model folder's path to allow."))
     current = allowed_models()
     key = _key(spec)
     if key not in current:
@@ -101,7 +102,8 @@ def disallow_model(spec: str) -> list[str]:
     current = allowed_models()
     key = _key(spec or "")
     if key not in current:
-        raise UserError(f"'{spec}' is not on the list of allowed models. `python -m engine models list` shows it.")
+        raise UserError(_("'{spec}' is not on the list of allowed models. `python -m engine models list` shows it.",
+                          spec=spec))
     current.remove(key)
     _write_allowed(current)
     return current
@@ -127,10 +129,9 @@ def check_allowed(spec: str | None) -> None:
     if is_allowed(spec):
         return
     spec = (spec or DEFAULT).strip()
-    raise UserError(
-        f"'{spec[:200]}' is not one of the base models allowed on this server. Use 'default', or ask an "
-        "administrator to allow it (python -m engine models allow NAME)."
-    )
+    raise UserError(_(
+        "'{spec}' is not one of the base models allowed on this server. Use 'default', or ask an "
+        "administrator to allow it (python -m engine models allow NAME).", spec=spec[:200]))
 
 
 def default_model_path() -> Path:
@@ -201,11 +202,11 @@ def _hub_folder(spec: str) -> str:
     except Exception:  # noqa: BLE001 - not downloaded (or a name the hub library refuses)
         pass
     if not settings.allow_downloads():
-        raise UserError(
-            f"The base model '{spec}' is not on this server and was not fetched: this server works offline (model "
+        raise UserError(_(
+            "The base model '{spec}' is not on this server and was not fetched: this server works offline (model "
             "downloads are off), or the name is misspelt (it looks like 'organisation/model-name'). Put the model "
             "folder on the server and pick it as a local folder, use 'default', or ask an administrator to download "
-            "it."
+            "it.", spec=spec)
         )
     cap = settings.download_max_mb()
     try:
@@ -215,13 +216,15 @@ def _hub_folder(spec: str) -> str:
         size = sum(f.size or 0 for f in info.siblings or []
                    if any(fnmatch.fnmatch(f.rfilename, p) for p in MODEL_FILES))
     except Exception:  # noqa: BLE001 - hub/network errors come in many classes
-        raise UserError(
-            f"The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is offline "
-            "or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or a local model folder."
+        raise UserError(_(
+            "The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is offline "
+            "or the name is misspelt (it looks like 'organisation/model-name'). Use 'default' or a local model folder.",
+            spec=spec)
         ) from None
     if size > cap * 1024 * 1024:
-        raise UserError(f"The base model '{spec}' is {size / 1024 / 1024:,.0f} MB; this server downloads models of up "
-                        f"to {cap:,} MB (BELLWETHER_DOWNLOAD_MAX_MB). Choose a smaller model.")
+        raise UserError(_("The base model '{spec}' is {size} MB; this server downloads models of up "
+                          "to {cap} MB (BELLWETHER_DOWNLOAD_MAX_MB). Choose a smaller model.", spec=spec,
+                          size=number(size / 1024 / 1024), cap=number(cap)))
     return snapshot_download(spec, cache_dir=paths.models_dir(), allow_patterns=MODEL_FILES)
 
 
@@ -240,11 +243,12 @@ def resolve(spec: str | None, allow_list: bool = False) -> BaseModel:
     elif looks_local:
         path = Path(spec).expanduser()
         if not path.is_dir():
-            raise UserError(f"The base model folder {spec} does not exist. Check the path, or use 'default'.")
+            raise UserError(_("The base model folder {spec} does not exist. Check the path, or use 'default'.",
+                              spec=spec))
         if not (path / "config.json").is_file():
-            raise UserError(
-                f"The folder {spec} is not a Hugging Face model: it has no config.json. "
-                "Pick the folder that holds config.json and the weights."
+            raise UserError(_(
+                "The folder {spec} is not a Hugging Face model: it has no config.json. "
+                "Pick the folder that holds config.json and the weights.", spec=spec)
             )
         source = str(path.resolve())
     else:
@@ -253,18 +257,18 @@ def resolve(spec: str | None, allow_list: bool = False) -> BaseModel:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
-            raise UserError(
-                f"The model {spec} needs custom code to load, which Bellwether never runs. Choose another base model."
-            ) from None
-        raise UserError(f"The model {spec} cannot be used: {exc}") from None
+            raise UserError(_(
+                "The model {spec} needs custom code to load, which Bellwether never runs. Choose another base model.",
+                spec=spec)) from None
+        raise UserError(_("The model {spec} cannot be used: {error}", spec=spec, error=exc)) from None
     except (OSError, Exception) as exc:  # noqa: BLE001 - hub/network errors come in many classes
         if not looks_local and spec != DEFAULT:
-            raise UserError(
-                f"The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is "
+            raise UserError(_(
+                "The base model '{spec}' could not be fetched from the Hugging Face hub. Either this machine is "
                 "offline or the name is misspelt (it looks like 'organisation/model-name'). Use 'default', or put the "
-                "model folder on the server and pick it as a local folder."
-            ) from None
-        raise UserError(f"The base model {spec} could not be read: {type(exc).__name__}: {exc}") from None
+                "model folder on the server and pick it as a local folder.", spec=spec)) from None
+        raise UserError(_("The base model {spec} could not be read: {kind}: {error}", spec=spec,
+                          kind=type(exc).__name__, error=exc)) from None
     tokenizer_config = None
     tc_path = Path(source) / "tokenizer_config.json"
     if tc_path.is_file():

@@ -5,11 +5,12 @@ before purposes were stored all ask here, in English or Chinese label names."""
 from __future__ import annotations
 
 from engine.errors import UserError
+from engine.i18n import N_, _
 
 SENTIMENT, TOPICS, OTHER = "sentiment", "topics", "other"
 PURPOSES = (SENTIMENT, TOPICS, OTHER)
-PURPOSE_WORDS = {SENTIMENT: "Sentiment (positive / neutral / negative)", TOPICS: "Topics (tags news by subject)",
-                 OTHER: "Something else"}
+PURPOSE_WORDS = {SENTIMENT: N_("Sentiment (positive / neutral / negative)"),
+                 TOPICS: N_("Topics (tags news by subject)"), OTHER: N_("Something else")}  # shown with _()
 
 NEGATIVE_NAMES = {"negative", "neg", "bearish", "负面", "消极", "利空"}
 POSITIVE_NAMES = {"positive", "pos", "bullish", "正面", "积极", "利好"}
@@ -50,5 +51,5 @@ def check_purpose(purpose: str | None) -> str | None:
     if value == "topic":
         value = TOPICS
     if value not in PURPOSES:
-        raise UserError(f"'{purpose}' is not a purpose. Use sentiment, topics or other.")
+        raise UserError(_("'{purpose}' is not a purpose. Use sentiment, topics or other.", purpose=purpose))
     return value

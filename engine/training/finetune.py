@@ -33,7 +33,9 @@ from engine.models import labels as label_words
 from engine.models import pooling as pooling_head
 from engine.models.pooling import CHOICES as pooling_choices
 from engine.errors import UserError
+from engine.i18n import N_, _
 from engine.data import datasets
+from engine.data.wording import english
 from engine.data import language as languages
 from engine.jobs import runs
 from engine.training import verdict
@@ -63,22 +65,22 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 PRESET_TEXT = {
-    "quick": "A first look: one pass over the data.",
-    "balanced": "Good results for most datasets: two passes at a brisk learning rate.",
-    "thorough": "Up to four gentler passes; keeps the best and stops early when validation stops improving.",
+    "quick": N_("A first look: one pass over the data."),
+    "balanced": N_("Good results for most datasets: two passes at a brisk learning rate."),
+    "thorough": N_("Up to four gentler passes; keeps the best and stops early when validation stops improving."),
 }
 TASK_PRESET_TEXT = {
     "generation": {
-        "quick": "A first look: one pass over the data.",
-        "balanced": "Good results for most datasets: three passes.",
-        "thorough": "Up to five passes; keeps the best and stops early when validation stops improving.",
+        "quick": N_("A first look: one pass over the data."),
+        "balanced": N_("Good results for most datasets: three passes."),
+        "thorough": N_("Up to five passes; keeps the best and stops early when validation stops improving."),
     },
 }
 
 
 def preset_text(preset: str, task: str | None = None) -> str:
-    """The one-line description of a preset for ``task`` (the Train page's cards)."""
-    return TASK_PRESET_TEXT.get(task or "", {}).get(preset) or PRESET_TEXT[preset]
+    """The one-line description of a preset for ``task`` (the Train page's cards), in the reader's language."""
+    return _(TASK_PRESET_TEXT.get(task or "", {}).get(preset) or PRESET_TEXT[preset])
 
 
 DEFAULTS: dict[str, Any] = {
@@ -179,6 +181,8 @@ def same_runs_active(conn, dataset_id: int, base_model: str, config: dict) -> li
 
 def _number(errors, config, key, kind, low, high, low_open=False, what=""):
     value = config.get(key)
+    what = _(what) if what else ""  # a hint after the number, such as " (0: off)"
+    except_words = dict(what=what, low=f"{low:g}", high=f"{high:g}")
     try:
         if isinstance(value, bool):
             raise ValueError
@@ -191,10 +195,14 @@ def _number(errors, config, key, kind, low, high, low_open=False, what=""):
             if not math.isfinite(value):
                 raise ValueError
     except (TypeError, ValueError):
-        errors[key] = f"must be {'a whole number' if kind is int else 'a number'}{what}."
+        errors[key] = (_("must be a whole number{what}.", what=what) if kind is int
+                       else _("must be a number{what}.", what=what))
         return
     if (value <= low if low_open else value < low) or value > high:
-        errors[key] = f"must be {'above' if low_open else 'at least'} {low:g} and at most {high:g}{what}; got {value:g}."
+        errors[key] = (_("must be above {low} and at most {high}{what}; got {value}.", value=f"{value:g}", **except_words)
+                       if low_open else
+                       _("must be at least {low} and at most {high}{what}; got {value}.", value=f"{value:g}",
+                         **except_words))
         return
     config[key] = value
 
@@ -203,24 +211,25 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     """The full configuration for a preset plus overrides, validated. Raises ConfigError naming each bad field."""
     preset = (preset or "balanced").strip().lower()
     if preset not in PRESETS:
-        raise ConfigError({"preset": f"must be one of {', '.join(PRESETS)}; got {preset!r}."})
+        raise ConfigError({"preset": _("must be one of {choices}; got {value}.", choices=", ".join(PRESETS),
+                                       value=repr(preset))})
     config = {**DEFAULTS, **PRESETS[preset]}
     unknown = set(overrides or {}) - set(DEFAULTS)
     if unknown:
-        raise ConfigError({k: "is not an option Bellwether knows." for k in sorted(unknown)})
+        raise ConfigError({k: _("is not an option Bellwether knows.") for k in sorted(unknown)})
     config.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config["preset"] = preset
     errors: dict[str, str] = {}
     _number(errors, config, "epochs", float, 0, 100, low_open=True)
-    _number(errors, config, "learning_rate", float, 0, 1, low_open=True, what=" (typical: 0.00002 to 0.0001)")
+    _number(errors, config, "learning_rate", float, 0, 1, low_open=True, what=N_(" (typical: 0.00002 to 0.0001)"))
     _number(errors, config, "batch_size", int, 1, 1024)
-    _number(errors, config, "max_length", int, 8, 8192, what=" tokens")
+    _number(errors, config, "max_length", int, 8, 8192, what=N_(" tokens"))
     _number(errors, config, "warmup_ratio", float, 0, 0.99)
     _number(errors, config, "weight_decay", float, 0, 1)
     _number(errors, config, "gradient_accumulation", int, 1, 256)
     _number(errors, config, "seed", int, 0, 2**31 - 1)
-    _number(errors, config, "eval_steps", int, 0, 10**7, what=" (0: once per epoch)")
-    _number(errors, config, "early_stopping_patience", int, 0, 100, what=" (0: off)")
+    _number(errors, config, "eval_steps", int, 0, 10**7, what=N_(" (0: once per epoch)"))
+    _number(errors, config, "early_stopping_patience", int, 0, 100, what=N_(" (0: off)"))
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
@@ -234,11 +243,12 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
         modules = ",".join(str(m) for m in modules)
     modules = ",".join(m.strip() for m in str(modules).split(",") if m.strip())
     if modules and not all(m.replace("_", "").replace(".", "").isalnum() for m in modules.split(",")):
-        errors["lora_target_modules"] = "must be module names separated by commas, such as 'query,value'."
+        errors["lora_target_modules"] = _("must be module names separated by commas, such as 'query,value'.")
     config["lora_target_modules"] = modules
     precision = str(config.get("precision") or "auto").strip().lower()
     if precision not in PRECISIONS:
-        errors["precision"] = f"must be one of {', '.join(PRECISIONS)}; got {config.get('precision')!r}."
+        errors["precision"] = _("must be one of {choices}; got {value}.", choices=", ".join(PRECISIONS),
+                                value=repr(config.get("precision")))
     config["precision"] = precision
     pooling = str(config.get("pooling") or "cls").strip().lower()
     if pooling not in pooling_choices:
@@ -403,25 +413,27 @@ def submit(
         errors["dataset"] = str(exc)
     if ds is not None:
         if task and task not in TASKS:
-            errors["task"] = f"must be one of {', '.join(TASKS)}."
+            errors["task"] = _("must be one of {choices}.", choices=", ".join(TASKS))
         elif task and task != ds["task"]:
-            errors["task"] = f"the dataset {ds['name']} is for {ds['task']}, not {task}."
+            errors["task"] = _("the dataset {name} is for {dataset_task}, not {task}.", name=ds["name"],
+                               dataset_task=ds["task"], task=task)
         counts = split_counts(conn, ds["id"])
         labels = db.loads(ds.get("labels_json"), []) or []
         if counts.get("train", 0) < 2:
-            errors["dataset"] = f"the dataset {ds['name']} has fewer than 2 training rows; add more data."
+            errors["dataset"] = _("the dataset {name} has fewer than 2 training rows; add more data.", name=ds["name"])
         elif ds["task"] == "text-classification" and len(labels) < 2:
-            errors["dataset"] = f"the dataset {ds['name']} has only one label; a classifier needs at least two."
+            errors["dataset"] = _("the dataset {name} has only one label; a classifier needs at least two.",
+                                  name=ds["name"])
     base = None
     try:
         base = catalog.resolve(base_model, allow_list=allow_list)
     except UserError as exc:
         errors["base_model"] = str(exc)
     if base is not None and ds is not None and ds["task"] == "generation" and not catalog.is_causal_lm(base.source):
-        errors["base_model"] = (f"{base.spec} is not a model that generates text. Choose a causal language model such "
-                                "as gpt2, distilgpt2 or SmolLM2 (a local folder or hub id).")
+        errors["base_model"] = _("{spec} is not a model that generates text. Choose a causal language model such "
+                                 "as gpt2, distilgpt2 or SmolLM2 (a local folder or hub id).", spec=base.spec)
     if ds is not None and ds["task"] != "generation" and (overrides or {}).get("packing"):
-        errors["packing"] = "is for generation datasets only (a classifier sees one example at a time)."
+        errors["packing"] = _("is for generation datasets only (a classifier sees one example at a time).")
     if ds is not None and ds["task"] in TASK_PRESETS:
         task_preset = TASK_PRESETS[ds["task"]].get((preset or "balanced").strip().lower(), {})
         overrides = {**task_preset, **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -435,8 +447,8 @@ def submit(
     except UserError as exc:
         errors["purpose"] = str(exc)
     if ds is not None and chosen not in (None, label_words.OTHER) and ds["task"] != "text-classification":
-        errors["purpose"] = (f"a {ds['task']} model cannot be used for {chosen}; only a text classifier can. "
-                             "Choose 'other'.")
+        errors["purpose"] = _("a {task} model cannot be used for {purpose}; only a text classifier can. "
+                              "Choose 'other'.", task=ds["task"], purpose=chosen)
     if errors:
         raise ConfigError(errors)
     run_purpose = chosen or label_words.guess_purpose(db.loads(ds.get("labels_json"), []) or [], ds["task"])
@@ -540,8 +552,8 @@ def training_precision(kind: str, asked: str = "auto") -> str:
     return "bf16" if CPU_AUTO_BF16 and inference.cpu_has_bf16() else "fp32"
 
 
-OOM_MESSAGE = ("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation to "
-               "keep the effective batch), lower the max length, or turn on LoRA.")
+OOM_MESSAGE = N_("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation "
+                 "to keep the effective batch), lower the max length, or turn on LoRA.")  # stored; shown with _()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -907,7 +919,7 @@ def _training_data(conn, dataset_id: int, task: str) -> tuple[str, int, list[str
     validation slice is carved from the end of train when the dataset has none."""
     ds = conn.execute("SELECT name, version, labels_json FROM datasets WHERE id = ?", [dataset_id]).fetchone()
     if not ds:
-        raise UserError("The dataset this run was trained on no longer exists.")
+        raise UserError(_("The dataset this run was trained on no longer exists."))
     ds_name, ds_version, labels_json = ds
     labels = list(db.loads(labels_json, []))
     rows = {s: _dataset_rows(conn, dataset_id, s) for s in ("train", "validation", "test")}
@@ -942,7 +954,8 @@ def _with_lora(model, config: dict, task: str, seed: int, determinism: bool):
             ),
         )
     except ValueError as exc:
-        raise UserError(f"LoRA could not be set up for this base model ({exc}). Check LoRA target modules.") from None
+        raise UserError(_("LoRA could not be set up for this base model ({error}). Check LoRA target modules.",
+                          error=exc)) from None
 
 
 def _training_arguments(config: dict, job_dir: Path, seed: int, determinism: bool, device: dict, world: int):
@@ -1094,10 +1107,10 @@ def train(conn, job: dict, ctx) -> dict:
         # Seeded right before the head is created: the same seed gives the same initial model in any process.
         tokenizer, model = load_model(source, task, labels, seed, determinism, config.get("pooling"))
     except OSError as exc:
-        raise UserError(
-            f"The base model {job.get('base_model')} was not found or could not be read ({exc}). "
-            "It may have been moved or deleted, or this machine is offline; choose another base model."
-        ) from None
+        raise UserError(_(
+            "The base model {spec} was not found or could not be read ({error}). "
+            "It may have been moved or deleted, or this machine is offline; choose another base model.",
+            spec=job.get("base_model"), error=exc)) from None
     max_length = int(config["max_length"])
 
     encode = _encode_tokens if task == "token-classification" else _encode_text
@@ -1217,7 +1230,9 @@ def train(conn, job: dict, ctx) -> dict:
         checked = _predict_test(model, tokenizer, task, rows["validation"], labels, max_length, job["id"])[0]
         checked_split = "validation"
     # A run that "succeeded" but learnt nothing useful says so (engine/training/verdict.py): recorded with the metrics
-    metrics["warnings"] = verdict.from_prediction_rows(checked, task, checked_split)
+    said_warnings = verdict.from_prediction_rows(checked, task, checked_split, said_form=True)
+    metrics["warnings"] = [english(w) for w in said_warnings]  # English, and as said sentences for the reader's language
+    metrics["warnings_said"] = said_warnings
     for warning in metrics["warnings"]:
         log.warning("%s", warning)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from engine import db
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import process
 from engine.models import catalog
 from engine.models import generate
@@ -217,14 +218,15 @@ def train(conn, job: dict, ctx) -> dict:
     determinism = bool(config.get("full_determinism"))
     device = job.get("device") or finetune.run_device(config)
     log = ctx.log
-    ds_name, ds_version, _, rows = finetune._training_data(conn, job["dataset_id"], TASK)
+    ds_name, ds_version, _skip, rows = finetune._training_data(conn, job["dataset_id"], TASK)
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
     log.info("loading causal language model %s (%s)", job.get("base_model"), source)
     finetune.seed_everything(seed, determinism)
     try:
         tokenizer, model = generate.load_causal(source)
     except UserError as exc:
-        raise UserError(f"The base model {job.get('base_model')} cannot be trained for generation: {exc}") from None
+        raise UserError(_("The base model {spec} cannot be trained for generation: {error}",
+                          spec=job.get("base_model"), error=exc)) from None
     model.train()
     if device.get("device") == "cuda":
         model.to("cuda")
@@ -249,7 +251,8 @@ def train(conn, job: dict, ctx) -> dict:
                 target_modules=[m for m in targets.split(",") if m] if targets else None,
             ))
         except ValueError as exc:
-            raise UserError(f"LoRA could not be set up for this base model ({exc}). Check LoRA target modules.") from None
+            raise UserError(_("LoRA could not be set up for this base model ({error}). Check LoRA target modules.",
+                              error=exc)) from None
         log.info("LoRA on %s", targets or "peft's default modules")
         config = {**config, "lora_target_modules": targets or ""}  # recorded with the run and in the model card
 

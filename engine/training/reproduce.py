@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from engine.errors import UserError
+from engine.i18n import _
 from engine.jobs import queue
 from engine.training import finetune
 
@@ -41,9 +42,11 @@ def same_settings(job: dict, seed: int | None = None) -> dict:
 def _finished_train_run(conn, run_id: int) -> dict:
     job = queue.get(conn, run_id)
     if job["kind"] != "train":
-        raise UserError(f"Job {run_id} is not a training run; only training runs can be run again.")
+        raise UserError(_("Job {run_id} is not a training run; only training runs can be run again.", run_id=run_id))
     if job["status"] not in queue.FINISHED:
-        raise UserError(f"Run {run_id} is {job['status']}; run it again once it has finished.")
+        if job["status"] == "queued":
+            raise UserError(_("Run {run_id} is queued; run it again once it has finished.", run_id=run_id))
+        raise UserError(_("Run {run_id} is running; run it again once it has finished.", run_id=run_id))
     return job
 
 
@@ -55,7 +58,8 @@ def rerun(conn, run_id: int, seed: int | None = None, created_by: str | None = N
     config = job.get("config") or {}
     row = conn.execute("SELECT name, version FROM datasets WHERE id = ?", [job.get("dataset_id")]).fetchone()
     if not row:
-        raise UserError(f"The dataset run {run_id} was trained on no longer exists, so it cannot be run again.")
+        raise UserError(_("The dataset run {run_id} was trained on no longer exists, so it cannot be run again.",
+                          run_id=run_id))
     dataset = f"{row[0]}:{row[1]}"  # pinned: the version the run used, never the latest
     source_name = job.get("name") or f"run {run_id}"
     seed_words = f" · seed {int(seed)}" if seed is not None and int(seed) != int(config.get("seed", -1)) else ""
@@ -153,18 +157,21 @@ def rerun_comparison(conn, run_id: int) -> dict[str, Any] | None:
 
 
 def comparison_words(comparison: dict[str, Any]) -> str:
-    """One plain sentence about a finished re-run's predictions, for the page and the command line."""
+    """One plain sentence about a finished re-run's predictions, for the page and the command line (in the reader's
+    language)."""
     preds = comparison.get("predictions")
     if not preds:
-        return "The comparison appears when both runs have succeeded."
+        return _("The comparison appears when both runs have succeeded.")
     same_seed = comparison.get("seed") == comparison.get("source_seed")
     if preds["identical"]:
-        exact = " with bit-for-bit the same probabilities" if preds.get("max_prob_diff") == 0.0 else ""
-        return f"Identical test predictions on all {preds['n_rows']} rows{exact}."
-    why = ""
-    if same_seed and comparison.get("environment_differs"):
-        why = " The runs differ in " + ", ".join(comparison["environment_differs"]) + "."
-    elif same_seed:
-        why = " Same seed, data and settings: on a GPU without full determinism this can happen."
-    return (f"Test predictions differ on {preds['n_different']} of {preds['n_rows']} rows"
-            f"{' (another seed)' if not same_seed else ''}.{why}")
+        if preds.get("max_prob_diff") == 0.0:
+            return _("Identical test predictions on all {n} rows with bit-for-bit the same probabilities.",
+                     n=preds["n_rows"])
+        return _("Identical test predictions on all {n} rows.", n=preds["n_rows"])
+    if not same_seed:
+        return _("Test predictions differ on {n} of {total} rows (another seed).", n=preds["n_different"],
+                 total=preds["n_rows"])
+    differ = _("Test predictions differ on {n} of {total} rows.", n=preds["n_different"], total=preds["n_rows"])
+    if comparison.get("environment_differs"):
+        return differ + " " + _("The runs differ in {what}.", what=", ".join(comparison["environment_differs"]))
+    return differ + " " + _("Same seed, data and settings: on a GPU without full determinism this can happen.")

@@ -17,12 +17,23 @@ from __future__ import annotations
 
 from collections import Counter
 
+from engine.data.wording import said, shown
+from engine.i18n import N_
+
 NEAR = 0.05
 MIN_SUPPORT = 5
 SHARE_FRACTION = 0.25
 MIN_RECALL = 0.1
-ADVICE = ("Try another seed (Run again), the Balanced or Thorough preset, or more epochs; if the classes are very "
-          "uneven, turn on class weighting.")
+ADVICE = N_("Try another seed (Run again), the Balanced or Thorough preset, or more epochs; if the classes are very "
+            "uneven, turn on class weighting.")
+BASELINE_WORDS = {"majority": N_("always answering the commonest label"), "prior": N_("guessing by the label shares")}
+
+
+def _with_advice(out: list) -> list:
+    """What to do, once, after the last problem."""
+    if out:
+        out[-1] = said(N_("{w} {a}"), w=out[-1], a=said(ADVICE))  # the warning, then the advice
+    return out
 
 
 def baselines(true: list[str]) -> dict:
@@ -36,15 +47,21 @@ def baselines(true: list[str]) -> dict:
     return {"majority": (2 * p / (1 + p)) / k, "prior": 1 / k}
 
 
-def check(true: list[str], pred: list[str], split: str = "test") -> list[str]:
-    """Warnings (plain sentences, each ending with what to do) for a text classifier's predictions; [] when none."""
+def check(true: list[str], pred: list[str], split: str = "test", said_form: bool = False) -> list:
+    """Warnings (plain sentences, the last ending with what to do) for a text classifier's predictions; [] when
+    none. In the reader's language; ``said_form``: as said sentences (engine.data.wording), to keep and show later."""
+    out = _check(true, pred, split)
+    return out if said_form else [shown(w) for w in out]
+
+
+def _check(true: list[str], pred: list[str], split: str) -> list[dict]:
     from sklearn.metrics import f1_score
 
     pairs = [(t, p) for t, p in zip(true, pred) if t is not None and p is not None]
     if len(pairs) < 2:
         return []
-    true = [t for t, _ in pairs]
-    pred = [p for _, p in pairs]
+    true = [t for t, _skip in pairs]
+    pred = [p for _skip, p in pairs]
     classes = sorted(set(true))
     if len(classes) < 2:
         return []
@@ -53,14 +70,14 @@ def check(true: list[str], pred: list[str], split: str = "test") -> list[str]:
     macro = float(f1_score(true, pred, labels=classes, average="macro", zero_division=0))
     base = baselines(true)
     out = []
-    best_base, which = max((base["majority"], "always answering the commonest label"),
-                           (base["prior"], "guessing by the label shares"))
+    best_base, which = max((base["majority"], "majority"), (base["prior"], "prior"))
     if macro <= best_base + NEAR:
         majority = true_counts.most_common(1)[0][0]
-        out.append(
-            f"This run learnt little: its {split} macro-F1 ({macro:.2f}) is about what {which} gives "
-            f"({best_base:.2f}; the commonest label is '{majority}')."
-        )
+        out.append(said(
+            N_("This run learnt little: its {split} macro-F1 ({macro}) is about what {which} gives "
+               "({baseline}; the commonest label is '{majority}')."),
+            split=_split_said(split), macro=f"{macro:.2f}", which=said(BASELINE_WORDS[which]),
+            baseline=f"{best_base:.2f}", majority=majority))
     rare = []
     for c in classes:
         support = true_counts[c]
@@ -69,29 +86,42 @@ def check(true: list[str], pred: list[str], split: str = "test") -> list[str]:
         hit = sum(1 for t, p in pairs if t == c and p == c)
         recall = hit / support
         if pred_counts[c] / n < SHARE_FRACTION * support / n or recall < MIN_RECALL:
-            rare.append(f"'{c}' (predicted {pred_counts[c]} times for {support} true, recall {recall:.2f})")
+            rare.append(said(N_("'{label}' (predicted {n} times for {support} true, recall {recall})"), label=c,
+                             n=pred_counts[c], support=support, recall=f"{recall:.2f}"))
     if rare:
-        out.append(
-            f"This model almost never predicts {', '.join(rare)} on the {split} split, so it misses those cases."
-        )
-    if out:  # what to do, once, after the last problem
-        out[-1] += " " + ADVICE
-    return out
+        names = {f"c{i}": r for i, r in enumerate(rare)}
+        out.append(said(
+            N_("This model almost never predicts {classes} on the {split} split, so it misses those cases."),
+            classes=said(", ".join("{" + k + "}" for k in names), **names), split=_split_said(split)))
+    return _with_advice(out)
 
 
-def check_tags(true_tags: list[list[str]], pred_tags: list[list[str]], split: str = "test") -> list[str]:
+def _split_said(split: str):
+    return said({"test": N_("test"), "validation": N_("validation"), "train": N_("train")}[split]) \
+        if split in ("test", "validation", "train") else split
+
+
+def check_tags(true_tags: list[list[str]], pred_tags: list[list[str]], split: str = "test",
+               said_form: bool = False) -> list:
     """Warnings for an entity tagger: it tags (almost) no entities although the data has them."""
+    out = _check_tags(true_tags, pred_tags, split)
+    return out if said_form else [shown(w) for w in out]
+
+
+def _check_tags(true_tags: list[list[str]], pred_tags: list[list[str]], split: str) -> list[dict]:
     flat_t = [t for row in true_tags for t in row]
     flat_p = [p for row in pred_tags for p in row]
     true_ent = sum(1 for t in flat_t if t != "O")
     pred_ent = sum(1 for p in flat_p if p != "O")
     if true_ent >= MIN_SUPPORT and pred_ent < SHARE_FRACTION * true_ent:
-        return [f"This tagger almost never marks an entity on the {split} split ({pred_ent} entity tokens predicted "
-                f"for {true_ent} true): it learnt to answer 'O'. {ADVICE}"]
+        return _with_advice([said(
+            N_("This tagger almost never marks an entity on the {split} split ({predicted} entity tokens predicted "
+               "for {true} true): it learnt to answer 'O'."), split=_split_said(split), predicted=pred_ent,
+            true=true_ent)])
     return []
 
 
-def from_prediction_rows(rows: list[dict], task: str, split: str = "test") -> list[str]:
+def from_prediction_rows(rows: list[dict], task: str, split: str = "test", said_form: bool = False) -> list:
     """:func:`check` or :func:`check_tags` over rows of the ``predictions`` table (or rows shaped like them)."""
     import json
 
@@ -100,8 +130,8 @@ def from_prediction_rows(rows: list[dict], task: str, split: str = "test") -> li
             return json.loads(value) if isinstance(value, str) else (value or [])
 
         return check_tags([tags(r.get("true_tags_json")) for r in rows],
-                          [tags(r.get("pred_tags_json")) for r in rows], split)
-    return check([r.get("true_label") for r in rows], [r.get("pred_label") for r in rows], split)
+                          [tags(r.get("pred_tags_json")) for r in rows], split, said_form)
+    return check([r.get("true_label") for r in rows], [r.get("pred_label") for r in rows], split, said_form)
 
 
 def for_run(conn, run: dict) -> list[str]:
@@ -114,7 +144,9 @@ def for_run(conn, run: dict) -> list[str]:
         import json
 
         metrics = json.loads(run.get("metrics_json") or "{}")
-    if isinstance(metrics.get("warnings"), list):
+    if isinstance(metrics.get("warnings_said"), list):  # kept as said sentences: in the reader's language
+        return [shown(w) for w in metrics["warnings_said"]]
+    if isinstance(metrics.get("warnings"), list):  # runs trained before warnings were kept as said sentences
         return list(metrics["warnings"])
     rows = list(conn.query(
         "SELECT true_label, pred_label, true_tags_json, pred_tags_json FROM predictions "
