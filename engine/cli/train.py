@@ -106,7 +106,7 @@ def cmd_train(args) -> int:
     job = queue.get(conn, run_id)
     print(_("Queued run {run_id}: {name} ({max_length} tokens, {epochs} epochs, for {purpose}).", run_id=run_id,
             name=job["name"], max_length=job["config"].get("max_length"), epochs=job["config"].get("epochs"),
-            purpose=runs.purpose(job)), file=sys.stderr)
+            purpose=_(runs.purpose(job))), file=sys.stderr)  # sentiment, topics, other: N_ in runs
     if not args.no_worker:
         supervisor.ensure_supervisor()
     if args.wait:
@@ -156,7 +156,7 @@ def cmd_list(args) -> int:
           + _("created"))
     for r in rows:  # macro-F1 for classifiers and taggers, validation perplexity for generation runs
         value = r["key_value"]
-        result = "-" if value is None else f"{runs.KEY_METRIC_WORDS[r['key_metric']]} {value:,.3f}"
+        result = "-" if value is None else f"{_(runs.KEY_METRIC_WORDS[r['key_metric']])} {value:,.3f}"
         print(f"{r['id']:>4}  {r['status']:<10} {r['task'] or '':<21} {r['purpose'] or '':<9} "
               f"{(r['dataset'] or '')[:20]:<20} {result:<28}  {r['created_at']}")
     return 0

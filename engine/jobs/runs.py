@@ -21,6 +21,7 @@ TEXT = "text-classification"
 TOKENS = "token-classification"
 KEY_METRIC = "macro_f1"  # the one figure a run is judged by in lists
 GENERATION_KEY_METRIC = "validation_perplexity"  # a generation run's figure in lists (lower is better)
+PURPOSE_NAMES = (N_("sentiment"), N_("topics"), N_("other"))  # runs.purpose(run) as written in sentences: _()
 KEY_METRIC_WORDS = {KEY_METRIC: N_("macro-F1 (test)"), GENERATION_KEY_METRIC: N_("validation perplexity")}  # shown: _()
 
 
