@@ -98,21 +98,28 @@ class Words:
                 self.missing.append(template)
             msgid, shown = template, template
         theirs = dict(zip(_fields(msgid), mine))  # the msgid's names -> the template's, in the English order
-        parts = []
-        for literal, field, _spec, _conv in string.Formatter().parse(shown):
-            parts.append(re.escape(literal.replace("**", "").replace("`", "")))  # as markdown shows it
-            if field is not None:
-                value = values.get(theirs.get(field, field))
-                if value is None:
-                    parts.append(".+?")
-                elif isinstance(value, re.Pattern):
-                    parts.append(f"(?:{value.pattern})")
-                else:
-                    parts.append(re.escape(str(value)))
-        return re.compile("".join(parts))
+        return sentence_pattern(shown, **{name: values.get(mine_name) for name, mine_name in theirs.items()})
 
     def any_of(self, *texts: str) -> re.Pattern:
         return re.compile("|".join(re.escape(self(t)) for t in texts))
+
+
+def sentence_pattern(shown: str, **values) -> re.Pattern:
+    """A regular expression for the sentence ``shown`` (already in the page's language) as the page shows it: markdown
+    marks ** and ` left out; each {placeholder} the value given (a string, matched as written, or a compiled pattern),
+    or any text."""
+    parts = []
+    for literal, field, _spec, _conv in string.Formatter().parse(shown):
+        parts.append(re.escape(literal.replace("**", "").replace("`", "")))
+        if field is not None:
+            value = values.get(field)
+            if value is None:
+                parts.append(".+?")
+            elif isinstance(value, re.Pattern):
+                parts.append(f"(?:{value.pattern})")
+            else:
+                parts.append(re.escape(str(value)))
+    return re.compile("".join(parts))
 
 
 # The visible text of the page's main area, one string per block (a paragraph, a label, a button, a heading), leaving

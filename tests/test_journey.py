@@ -244,10 +244,10 @@ def test_the_analysts_whole_journey(tmp_path, lang):
                 w.any_of("Succeeded", "Finished with a warning"))
             shots("runs at the end")
         except BaseException:
+            print(f"[{lang}] failed after step {shots.last or '(none: before the first)'}; texts looked up that the "
+                  f"{lang} catalogue does not have: {w.missing}")
             shots.check = None
             shots("failure")
-            print(f"[{lang}] failed after step {shots.last or '(none)'}; texts looked up that the {lang} catalogue "
-                  f"does not have: {w.missing}")
             print(server.log_tail())
             logs = sorted((server.home / "runs").glob("*/log.txt")) if (server.home / "runs").exists() else []
             for log in logs:
