@@ -112,9 +112,20 @@ class Walker:
     @contextmanager
     def step(self, name: str):
         start, before = time.perf_counter(), self.actions
-        yield
+        try:
+            yield
+        except Exception as exc:  # what the person could not find, in the words of the step
+            raise Stuck(name, self.steps, str(exc).strip().splitlines()[-1]) from exc
         self.steps.append({"step": name, "actions": self.actions - before,
                            "seconds": round(time.perf_counter() - start, 1)})
+
+
+class Stuck(Exception):
+    """The walk could not go on: ``step`` is where, ``steps`` what was done before, ``what`` the last thing looked for."""
+
+    def __init__(self, step: str, steps: list[dict], what: str):
+        super().__init__(f"stopped at step '{step}': {what}")
+        self.step, self.steps, self.what = step, steps, what
 
 
 def _labelled_csv(path: Path, per_label: int) -> None:
@@ -185,8 +196,15 @@ def main(argv: list[str] | None = None) -> int:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(60_000)
                 page.goto(url)
-                steps = walk(page, args.lang, data_file, news_file)
-                browser.close()
+                try:
+                    steps = walk(page, args.lang, data_file, news_file)
+                except Stuck as stuck:
+                    for s in stuck.steps:
+                        print(f"{s['step']:45} {s['actions']:>7} {s['seconds']:>8}")
+                    print(f"The {args.lang} walk {stuck}", file=sys.stderr)
+                    return 1
+                finally:
+                    browser.close()
     result = {"lang": args.lang, "steps": steps, "actions": sum(s["actions"] for s in steps),
               "seconds": round(time.perf_counter() - started, 1), "load_average": list(os.getloadavg()),
               "date": time.strftime("%Y-%m-%d")}

@@ -231,7 +231,7 @@ def test_the_usability_walks_chinese_labels_are_the_catalogues_translations_of_i
     assert chinese["runs_page"] == "运行记录" and chinese["monitor_page"] == "舆情监控"
 
 
-def test_the_usability_walk_takes_its_language_and_keeps_its_result_only_when_asked(monkeypatch, tmp_path):
+def test_the_usability_walk_takes_its_language_and_keeps_its_result_only_when_asked(monkeypatch, tmp_path, capsys):
     from bench import usability
 
     parser_seen = {}
@@ -283,6 +283,16 @@ def test_the_usability_walk_takes_its_language_and_keeps_its_result_only_when_as
     assert usability.main(["--lang", "zh_CN", "--save"]) == 0
     [kept] = (tmp_path / "bench-results").iterdir()
     assert kept.name.startswith("usability-zh_CN-") and json.loads(kept.read_text())["actions"] == 2
+
+    def stuck_walk(page, lang, data_file, news_file):  # a label the screen does not show
+        raise usability.Stuck("start a Quick training run", [{"step": "upload", "actions": 3, "seconds": 1.0}],
+                              'waiting for get_by_role("button", name="训练")')
+
+    monkeypatch.setattr(usability, "walk", stuck_walk)
+    assert usability.main(["--lang", "zh_CN", "--save"]) == 1
+    out = capsys.readouterr()
+    assert "stopped at step 'start a Quick training run'" in out.err and "upload" in out.out
+    assert len(list((tmp_path / "bench-results").iterdir())) == 1  # no result kept for a walk that did not finish
 
 
 def test_the_english_left_on_a_screen_is_found_and_data_and_names_are_not():
