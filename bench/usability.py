@@ -39,7 +39,7 @@ RESULTS = ROOT / "docs" / "bench-results"
 # anything). Sentences are matched as shown, markdown marks left out.
 LABELS = {
     "en": {
-        "upload": "Upload", "save": "Accept & save", "saved": "Saved dataset {name} version {version} ({n_rows} {unit}).",
+        "upload": "Upload", "save": "Accept & save", "saved": "Saved dataset {name} version {version} ({rows}).",
         "train_page": "Train", "quick": "Quick", "train": "Train",
         "queued": "Run {run_id} is queued. It trains in the background; you may close this page.",
         "runs_page": "Runs", "succeeded": "Succeeded", "warned": "Finished with a warning",

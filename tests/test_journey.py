@@ -126,7 +126,7 @@ def test_the_analysts_whole_journey(tmp_path, lang):
             shots("validation report")
             page.get_by_role("button", name=w("Accept & save")).click()
             wait_for_app_run(page)
-            expect(page.get_by_text(w.pattern("Saved dataset {name} version {version} ({n_rows} {unit}).",
+            expect(page.get_by_text(w.pattern("Saved dataset {name} version {version} ({rows}).",
                                               name="journey", version=1))).to_be_visible()
             shots("dataset saved")
 
