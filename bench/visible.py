@@ -60,9 +60,10 @@ class Words:
 
     ``words("Upload")`` is ``_("Upload")`` in that language. ``words.pattern(template, **values)`` is a regular
     expression for a sentence with {placeholders} as the page shows it: the template is the English the page code
-    writes (markdown marks ** and ` left out, as the page shows it); each placeholder becomes the value given (a string, matched as written, or a compiled pattern) or any text.
-    A template's placeholder names need not be those of the page code's msgid: the msgid is found by its words alone.
-    Every text that had no translation is kept in ``missing`` (a failing test prints it)."""
+    writes (markdown marks ** and ` left out, as the page shows it); each placeholder becomes the value given (a
+    string, matched as written, or a compiled pattern) or any text. A template's placeholder names need not be those
+    of the page code's msgid: the msgid is found by its words alone. Every text that had no translation is kept in
+    ``missing`` (a failing test prints it)."""
 
     def __init__(self, lang: str):
         self.lang = i18n.check_language(lang)
