@@ -118,6 +118,8 @@ def sentence_pattern(shown: str, **values) -> re.Pattern:
                 parts.append(".+?")
             elif isinstance(value, re.Pattern):
                 parts.append(f"(?:{value.pattern})")
+            elif isinstance(value, int) or str(value).isdigit():
+                parts.append(rf"(?<!\d){re.escape(str(value))}(?!\d)")  # 0 is not the end of 10
             else:
                 parts.append(re.escape(str(value)))
     return re.compile("".join(parts))

@@ -307,5 +307,7 @@ def test_the_english_left_on_a_screen_is_found_and_data_and_names_are_not():
     # a sentence with {placeholders} is found by its words, whatever the page code names them
     assert zh.pattern("Signed in as **{who}** ({what})", who="ann").fullmatch("已登录：ann（分析师）")
     assert Words("en").pattern("Run {run_id} is queued.", run_id=1).search("Run 1 is queued.")
+    waiting = Words("en").pattern("{n} articles not yet scored by run {run_id}.", n=0, run_id=1)
+    assert waiting.search("0 articles not yet scored by run 1.") and not waiting.search("10 articles not yet scored by run 1.")
     assert zh("Sign in") == "登录" and zh.missing == []
     assert zh("No such text anywhere") == "No such text anywhere" and zh.missing == ["No such text anywhere"]
