@@ -36,12 +36,12 @@ def stop_processes_of(home: Path) -> None:
 
 
 @contextmanager
-def dashboard(home: Path) -> Iterator[str]:
-    """The dashboard serving ``home``; yields its URL."""
+def dashboard(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The dashboard serving ``home`` (``env``: more variables for it, such as BELLWETHER_LANGUAGE); yields its URL."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"streamlit-bench-{port}.log"
-    env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "BELLWETHER_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "server.py", "--server.port", str(port),

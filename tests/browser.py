@@ -1,7 +1,8 @@
 """Drive the real dashboard: `streamlit run` on a free port with its own data directory, and Debian's Chromium.
 
 Waits are on what the page shows (Streamlit's own script-state attribute, element texts and test ids), never fixed
-sleeps. Screenshots go to test-artifacts/screenshots/<test>/ (ignored by git).
+sleeps. Screenshots go to test-artifacts/screenshots/<test>/ (ignored by git); the journey's to
+test-artifacts/journey/<language>/.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
 TIMEOUT_MS = 30_000
 
 
@@ -145,13 +147,18 @@ def assert_no_exception(page) -> None:
 
 
 class Shots:
-    """Numbered screenshots of each step, for a person to look at."""
+    """Numbered screenshots of each step, for a person to look at. ``check(page, step_name)``, when given, is called
+    after each (the journey's check that a Chinese screen has no English left)."""
 
-    def __init__(self, page, folder: Path):
-        self.page, self.folder, self.n = page, folder, 0
+    def __init__(self, page, folder: Path, check=None):
+        self.page, self.folder, self.n, self.check = page, folder, 0, check
+        self.last = ""
 
     def __call__(self, name: str) -> Path:
         self.n += 1
-        path = self.folder / f"{self.n:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.png"
+        self.last = f"{self.n:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
+        path = self.folder / f"{self.last}.png"
         self.page.screenshot(path=str(path), full_page=True)
+        if self.check is not None:
+            self.check(self.page, self.last)
         return path
