@@ -87,7 +87,7 @@ def test_the_feeds_page_speaks_chinese_with_times_in_the_feeds_zone(app, home, s
     sources_table = _frame(at, "上次轮询")
     assert sources_table["上次轮询"].tolist() == ["2024年1月5日 09:00:00"]  # 01:00 UTC in Shanghai
     assert sources_table["状态"].tolist() == ["错误：news.example 在 30 秒内没有响应。"]
-    assert any(f"任务 {job_id} · 运行 {run_id} · **排队中**" in str(p.proto) for p in at.get("progress"))
+    assert any(f"评分任务 1 · 运行 {run_id} · **排队中**" in str(p.proto) for p in at.get("progress"))
     at.text_input(key="feed_search").set_value("profits").run()
     hits = _frame(at, "标题")
     assert hits["发布时间"].tolist() == ["2024年1月2日 09:30:00"]  # 01:30 UTC, in the feed's zone

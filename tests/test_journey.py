@@ -204,7 +204,7 @@ def test_the_analysts_whole_journey(tmp_path, lang):
             page.get_by_role("button", name=w("Score"), exact=True).click()
             wait_for_app_run(page)
             succeeded = re.compile("succeeded|" + re.escape(w("succeeded")))
-            expect(page.get_by_text(w.pattern("Job {job_id} · run {run_id} · **{status}**", run_id=1,
+            expect(page.get_by_text(w.pattern("{job} · run {run_id} · **{status}**", run_id=1,
                                               status=succeeded))).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
             # the page refreshes itself when the job ends: nothing left to score, and the job says how fast it went
             expect(page.get_by_text(w.pattern("{waiting} articles not yet scored by run {run_id}.", waiting=0,

@@ -182,5 +182,6 @@ def test_feeds_page_tag_topics_button_queues_a_topics_job(home, store, topic_mod
                         "WHERE kind = 'score'").fetchone()
     assert job[1:] == ("queued", run_id, "topics")
     assert started == [1]
-    assert f"Topics job {job[0]} queued" in "\n".join(str(s.value) for s in at.success)
-    assert any(f"Job {job[0]} · run {run_id} · **queued** · topics" in str(p.proto) for p in at.get("progress"))
+    assert job[0] == 2_000_001  # topics jobs are numbered on their own: the first is "topics job 1"
+    assert "Topics job 1 queued" in "\n".join(str(s.value) for s in at.success)
+    assert any(f"Topics job 1 · run {run_id} · **queued** · topics" in str(p.proto) for p in at.get("progress"))

@@ -114,8 +114,8 @@ def test_feeds_page_topic_rules_search_and_score_button(app, store, tiny_text_mo
                         "FROM jobs WHERE kind = 'score'").fetchone()
     assert job[1:] == ("score", "queued", 1, run_id, "exact")
     assert started == [1]
-    assert f"Score job {job[0]} queued." in texts(at)
-    assert any(f"Job {job[0]} · run {run_id} · **queued**" in str(p.proto) for p in at.get("progress"))
+    assert "Scoring job 1 queued." in texts(at)  # its own numbering, not its id (1000001)
+    assert any(f"Scoring job 1 · run {run_id} · **queued**" in str(p.proto) for p in at.get("progress"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,5 +216,5 @@ def test_feeds_page_says_plainly_when_no_worker_can_be_started(app, store, tiny_
     job_id, status, model = store.execute("SELECT id, status, model_run_id FROM jobs WHERE kind = 'score'").fetchone()
     assert (status, model) == ("queued", run_id)
     shown = " ".join(w.value for w in at.warning)
-    assert f"Score job {job_id} queued. It waits: no worker could be started (No space left on device)" in shown
+    assert "Scoring job 1 queued. It waits: no worker could be started (No space left on device)" in shown
     assert "python -m engine worker" in shown

@@ -255,8 +255,8 @@ else:
     if c2.button(_("Tag topics"), key="topic_tag_btn", disabled=untagged == 0):
         with plain_errors():
             job_id = topics.enqueue(conn, feed_id, topic_run, actor=current_user())
-            state["feed_flash"] = queued(_("Topics job {job_id} queued: progress below under Score with a trained "
-                                           "model.", job_id=job_id))
+            state["feed_flash"] = queued(_("{job} queued: progress below under Score with a trained model.",
+                                           job=queue.label_of(conn, job_id, start=True)))
             st.rerun()
 if model_counts and can("topics.delete", owner=feed_row.get("created_by")):
     tagged_by = ", ".join(_("run {run_id}", run_id=r) for r in topics.model_topic_runs(conn, feed_id))
@@ -318,7 +318,7 @@ else:
         with plain_errors():
             job_id = scoring.enqueue(conn, feed_id, run_choice, actor=current_user(), text=text_mode,
                                      precision=precision)
-            state["feed_flash"] = queued(_("Score job {job_id} queued.", job_id=job_id))
+            state["feed_flash"] = queued(_("{job} queued.", job=queue.label_of(conn, job_id, start=True)))
             st.rerun()
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine import export, i18n, paths, settings
 from engine.i18n import N_, _
-from engine.jobs import runs
+from engine.jobs import queue, runs
 from engine.monitor import alerts
 from engine.monitor import feeds
 from engine.monitor import scoring
@@ -161,7 +161,8 @@ else:
             with plain_errors():
                 job_id = scoring.enqueue(conn, feed_id, run_id, actor=current_user())
                 why = start_worker()
-                state["monitor_flash"] = _("Score job {job_id} queued: follow it on the Jobs page.", job_id=job_id) + why
+                state["monitor_flash"] = _("{job} queued: follow it on the Jobs page.",
+                                                     job=queue.label_of(conn, job_id, start=True)) + why
                 st.rerun()
 
 alert_rows = alerts.list_alerts(conn, feed_id, run_id, topic=f.topic, start=f.start, end=f.end) if run_id else []

@@ -191,7 +191,7 @@ def cmd_score(args) -> int:
     conn = db.connect()
     job_id = scoring.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text,
                              precision=args.precision)
-    print(_("Queued score job {job_id} for feed '{feed}' with run {run_id}.", job_id=job_id, feed=args.feed,
+    print(_("Queued {job} for feed '{feed}' with run {run_id}.", job=queue.label_of(conn, job_id), feed=args.feed,
             run_id=args.run), file=sys.stderr)
     labels = vocabulary.run_labels(conn, args.run)
     if vocabulary.no_negative_class(labels):
@@ -356,7 +356,7 @@ def cmd_topics_delete(args) -> int:
 def cmd_topics_classify(args) -> int:
     conn = db.connect()
     job_id = topics.enqueue(conn, args.feed, args.run, created_by=paths.default_user(), text=args.text)
-    print(_("Queued topics job {job_id} for feed '{feed}' with run {run_id}.", job_id=job_id, feed=args.feed,
+    print(_("Queued {job} for feed '{feed}' with run {run_id}.", job=queue.label_of(conn, job_id), feed=args.feed,
             run_id=args.run), file=sys.stderr)
     if not args.no_worker:
         supervisor.ensure_supervisor()
@@ -463,6 +463,6 @@ def cmd_promote(args) -> int:
     print(_("Feed '{feed}': run {run_id} is now its model (was {previous}).", feed=args.feed, run_id=args.run,
             previous=row["previous_run_id"] or _("none")))
     if row.get("rescore_job_id"):
-        print(_("Queued score job {job_id}.", job_id=row["rescore_job_id"]))
+        print(_("Queued {job}.", job=queue.label_of(conn, row["rescore_job_id"])))
         supervisor.ensure_supervisor()
     return 0

@@ -111,6 +111,11 @@ def label(job: dict, start: bool = False) -> str:
     return _("Scoring job {n}", n=n) if start else _("scoring job {n}", n=n)
 
 
+def label_of(conn, job_id: int, start: bool = False) -> str:
+    """:func:`label` of the stored job ``job_id`` (a scoring job just queued: 'scoring job 3', not its id)."""
+    return label(get(conn, job_id), start=start)
+
+
 def reference(job: dict) -> str:
     """How a command names the job: 'run-4', 'scoring-5', 'topics-6' (``python -m engine jobs cancel scoring-5``)."""
     kind = kind_of(job)
