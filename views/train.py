@@ -10,6 +10,7 @@ from engine import settings
 from engine.data import language as languages
 from engine.models import catalog
 from engine.models import labels as label_words
+from engine.models.pooling import CHOICES as pooling_choices
 from engine.training import finetune
 from engine.errors import UserError
 from engine.i18n import N_, _, number
@@ -24,6 +25,8 @@ conn = connect()
 state = st.session_state
 DATA_PAGE, RUNS_PAGE = "views/data.py", "views/runs.py"  # page files (not words)
 PRESET_NAMES = {"quick": N_("Quick"), "balanced": N_("Balanced"), "thorough": N_("Thorough")}  # shown with _()
+POOLING_WORDS = {"auto": N_("auto (the way the base model was trained)"), "cls": N_("the first token ([CLS])"),
+                 "mean": N_("the mean of all tokens")}
 ADVANCED = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
             "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience"]
 LORA = ["lora_r", "lora_alpha", "lora_dropout"]
@@ -58,6 +61,7 @@ def fill_advanced() -> None:
     state.setdefault("adv_full_determinism", False)
     state.setdefault("adv_precision", "auto")
     state.setdefault("adv_packing", False)
+    state.setdefault("adv_pooling", "auto")
     state.pop("train_errors", None)
 
 
@@ -75,6 +79,8 @@ def overrides() -> dict:
     values["lora_target_modules"] = state.get("adv_lora_target_modules") or ""
     if chosen_task() == "generation":
         values["packing"] = bool(state.get("adv_packing"))
+    if chosen_task() == "text-classification":
+        values["pooling"] = state.get("adv_pooling") or "auto"
     return values
 
 
@@ -238,6 +244,13 @@ with st.expander(_("Advanced options"), expanded=bool(errors)):
                  help=_("auto: bf16 (mixed precision) on a GPU or on a CPU that computes bfloat16 natively, otherwise "
                         "fp32. fp32 is the exact, slower choice; the saved model is float32 either way."))
     field_error("precision")
+    if dataset["task"] == "text-classification":
+        st.selectbox(_("Sentence reading"), list(pooling_choices), key="adv_pooling",
+                     format_func=lambda choice: _(POOLING_WORDS[choice]),
+                     help=_("How the classifier reads a sentence. auto reads the mean of all its words for a "
+                            "sentence-transformers model (such as the default one, which was trained that way) and "
+                            "the first token otherwise; the seed study in docs/benchmarks.md found the mean steadier."))
+        field_error("pooling")
     if dataset["task"] == "generation":
         st.checkbox(_("Pack short examples into full-length blocks"), key="adv_packing",
                     help=_("Lays whole examples end to end up to the max length, so no step is spent on padding: "

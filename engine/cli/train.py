@@ -35,6 +35,9 @@ def register(subparsers) -> None:
                    help=_("deterministic GPU kernels: identical re-runs on a GPU too, somewhat slower"))
     p.add_argument("--precision", type=str.lower, choices=["auto", "fp32", "bf16"],
                    help=_("auto (default): bf16 on a GPU or a CPU that computes bfloat16 natively, else fp32"))
+    p.add_argument("--pooling", type=str.lower, choices=["auto", "cls", "mean"],
+                   help=_("text classification: what the classifier reads: auto (default: the mean of the tokens for a "
+                          "sentence-transformers model such as the default one, else the first token), cls or mean"))
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)

@@ -252,7 +252,8 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     config["precision"] = precision
     pooling = str(config.get("pooling") or "cls").strip().lower()
     if pooling not in pooling_choices:
-        errors["pooling"] = f"must be one of {', '.join(pooling_choices)}; got {config.get('pooling')!r}."
+        errors["pooling"] = _("must be one of {choices}; got {value}.", choices=", ".join(pooling_choices),
+                              value=repr(config.get("pooling")))
     config["pooling"] = pooling
     if errors:
         raise ConfigError(errors)
@@ -1111,6 +1112,9 @@ def train(conn, job: dict, ctx) -> dict:
             "The base model {spec} was not found or could not be read ({error}). "
             "It may have been moved or deleted, or this machine is offline; choose another base model.",
             spec=job.get("base_model"), error=exc)) from None
+    if task == "text-classification":
+        log.info("the classifier reads %s", "the mean of the tokens" if getattr(model.config, pooling_head.CONFIG_KEY, "")
+                 == "mean" else "the first token ([CLS])")
     max_length = int(config["max_length"])
 
     encode = _encode_tokens if task == "token-classification" else _encode_text
@@ -1231,6 +1235,8 @@ def train(conn, job: dict, ctx) -> dict:
         checked_split = "validation"
     # A run that "succeeded" but learnt nothing useful says so (engine/training/verdict.py): recorded with the metrics
     said_warnings = verdict.from_prediction_rows(checked, task, checked_split, said_form=True)
+    if task == "text-classification":  # what 'auto' came to: the run record shows how the classifier read sentences
+        metrics["pooling"] = getattr(model.config, pooling_head.CONFIG_KEY, "cls")
     metrics["warnings"] = [english(w) for w in said_warnings]  # English, and as said sentences for the reader's language
     metrics["warnings_said"] = said_warnings
     for warning in metrics["warnings"]:
