@@ -202,6 +202,7 @@ def _command(args) -> str:
                   f"--precision {args.precision}"]
         parts += [f"--n-train {args.n_train}"] if args.n_train else []
         parts += [f"--max-length {args.max_length}"] if args.max_length else []
+        parts += [f"--set {pair}" for pair in args.set]
     if args.which == "review":
         parts.append(f"--items {args.items}")
     if args.quick:
