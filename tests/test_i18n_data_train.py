@@ -16,13 +16,7 @@ from engine.errors import UserError
 from tests.conftest import ROOT
 from tests.helpers import open_page, texts
 
-SAMPLE = (
-    "headline,sentiment\n"
-    + "".join(f"Profit rose in quarter {i},positive\n" for i in range(10))
-    + "".join(f"Sales fell in region {i},negative\n" for i in range(10))
-    + "".join(f"The board met on day {i},neutral\n" for i in range(9))
-    + "Sales fell in region 3,negative\n"  # an exact duplicate: reported as merged
-).encode()
+from tests.test_data_page import SAMPLE  # the same small labelled file, in Chinese this time
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 PDF_REFUSAL = ("report.pdf is a PDF; Bellwether reads CSV, XLSX, JSONL or CoNLL: export the table as CSV and upload "
                "that.")
