@@ -135,6 +135,6 @@ def test_the_comparison_opens_when_the_retrained_run_has_finished(store, queued,
     store.execute("UPDATE jobs SET status = 'succeeded' WHERE id = ?", [new])
     at.run()
     table = at.dataframe[-1].value
-    assert table["rows"].tolist() == ["test", "reviewed items (seen in training by the new run)"]
+    assert table["which rows"].tolist() == ["test", "reviewed items (seen in training by the new run)"]
     assert table["old accuracy"].tolist()[0] == 0.0 and table["new accuracy"].tolist()[0] == 1.0
     assert table["n"].tolist() == [1, 3]

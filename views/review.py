@@ -24,7 +24,7 @@ ALL = "(every queue)"  # the picker's value for every queue; shown translated
 ACCEPT, SKIP = N_("Accept (Enter)"), N_("Skip (S)")  # the key bindings find these buttons by their (translated) text
 # A table's fixed column names (engine.review) -> the heading a person reads.
 HEADINGS = {
-    "rows": N_("rows"), "n": N_("n"), "old accuracy": N_("old accuracy"), "new accuracy": N_("new accuracy"),
+    "rows": N_("which rows"), "n": N_("n"), "old accuracy": N_("old accuracy"), "new accuracy": N_("new accuracy"),
     "old macro-F1": N_("old macro-F1"), "new macro-F1": N_("new macro-F1"), "fixed": N_("fixed"),
     "broken": N_("broken"), "item": N_("item"), "text": N_("text"), "label": N_("label"),
     "dataset_label": N_("dataset_label"), "split": N_("split"), "promoted_at": N_("promoted_at"),
