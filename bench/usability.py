@@ -115,6 +115,12 @@ class Walker:
         try:
             yield
         except Exception as exc:  # what the person could not find, in the words of the step
+            try:  # what the screen showed then, for whoever reads the failure
+                shot = Path("test-artifacts") / f"usability-stuck-{name.replace(' ', '-')}.png"
+                shot.parent.mkdir(exist_ok=True)
+                self.page.screenshot(path=str(shot), full_page=True)
+            except Exception:  # noqa: BLE001 - a screenshot that fails must not hide why the walk stopped
+                pass
             raise Stuck(name, self.steps, str(exc).strip().splitlines()[-1]) from exc
         self.steps.append({"step": name, "actions": self.actions - before,
                            "seconds": round(time.perf_counter() - start, 1)})
