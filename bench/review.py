@@ -84,6 +84,7 @@ def answer_by_keys(page, n: int, keys=KEYS, timeout_s: float = 30.0) -> list[dic
         if shown is None:
             break
         key = keys[i % len(keys)]
+        wait_idle(page)  # as a person does: the key goes to a settled page, not to one whose script is rerunning
         started = time.perf_counter()
         page.keyboard.press(key)
         after = _wait_for_item(page, shown, timeout_s)
