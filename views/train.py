@@ -28,7 +28,8 @@ PRESET_NAMES = {"quick": N_("Quick"), "balanced": N_("Balanced"), "thorough": N_
 POOLING_WORDS = {"auto": N_("auto (the way the base model was trained)"), "cls": N_("the first token ([CLS])"),
                  "mean": N_("the mean of all tokens")}
 ADVANCED = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-            "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience"]
+            "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience", "layer_decay", "average_last",
+            "label_smoothing"]
 LORA = ["lora_r", "lora_alpha", "lora_dropout"]
 
 st.title(_("Train a model"))
@@ -235,6 +236,9 @@ with st.expander(_("Advanced options"), expanded=bool(errors)):
         "seed": (right, N_("Seed"), 1, None),
         "eval_steps": (right, N_("Evaluate every N steps (0: each epoch)"), 50, None),
         "early_stopping_patience": (right, N_("Early-stopping patience (0: off)"), 1, None),
+        "layer_decay": (left, N_("Layer-wise learning-rate decay (1: off)"), 0.05, "%.2f"),
+        "average_last": (right, N_("Average the weights over the last share of steps (0: off)"), 0.1, "%.2f"),
+        "label_smoothing": (left, N_("Label smoothing (0: off)"), 0.05, "%.2f"),
     }
     for key, (column, label, step, fmt) in fields.items():
         with column:

@@ -38,6 +38,12 @@ def register(subparsers) -> None:
     p.add_argument("--pooling", type=str.lower, choices=["auto", "cls", "mean"],
                    help=_("text classification: what the classifier reads: auto (default: the mean of the tokens for a "
                           "sentence-transformers model such as the default one, else the first token), cls or mean"))
+    p.add_argument("--layer-decay", type=float,
+                   help=_("each encoder layer learns at this times the rate of the layer above (1: off)"))
+    p.add_argument("--average-last", type=float,
+                   help=_("average the weights over this share of the last steps; kept when validation says it is "
+                          "at least as good as the best checkpoint (0: off)"))
+    p.add_argument("--label-smoothing", type=float, help=_("spread this share of each label's target over the others (0: off)"))
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)

@@ -38,6 +38,7 @@ from engine.data import datasets
 from engine.data.wording import english
 from engine.data import language as languages
 from engine.jobs import runs
+from engine.training import levers
 from engine.training import verdict
 
 TASKS = ("text-classification", "token-classification", "generation")
@@ -101,7 +102,12 @@ DEFAULTS: dict[str, Any] = {
     # text classification: what the classifier reads (engine/models/pooling.py). 'auto': the mean of the tokens for a
     # sentence-transformers encoder such as the default model, [CLS] otherwise. Over 5 seeds on fpb (docs/benchmarks.md)
     # it lifted Quick from 0.577-0.800 dev macro-F1 to 0.802-0.833 and left Balanced as it was (0.807-0.841).
-    "pooling": "auto",  # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
+    "pooling": "auto",
+    # Levers of the seed study (engine/training/levers.py; docs/benchmarks.md says what each did over 5 seeds).
+    "layer_decay": 1.0,  # each encoder layer learns at this times the rate of the one above (1: off)
+    "average_last": 0.0,  # weights averaged over this share of the last steps, kept if better on validation (0: off)
+    "label_smoothing": 0.0,  # share of each label's target spread over the other labels (0: off)
+    # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
     "lora": False,
     "lora_r": 8,
     "lora_alpha": 16,
@@ -127,6 +133,9 @@ FIELD_LABELS = {
     "lora_dropout": "LoRA dropout",
     "lora_target_modules": "LoRA target modules",
     "precision": "Precision",
+    "layer_decay": "Layer-wise learning-rate decay",
+    "average_last": "Weight averaging",
+    "label_smoothing": "Label smoothing",
     "packing": "Packing",
     "dataset": "Dataset",
     "base_model": "Base model",
@@ -233,6 +242,9 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "seed", int, 0, 2**31 - 1)
     _number(errors, config, "eval_steps", int, 0, 10**7, what=N_(" (0: once per epoch)"))
     _number(errors, config, "early_stopping_patience", int, 0, 100, what=N_(" (0: off)"))
+    _number(errors, config, "layer_decay", float, 0, 1, low_open=True, what=N_(" (1: off)"))
+    _number(errors, config, "average_last", float, 0, 0.9, what=N_(" (0: off)"))
+    _number(errors, config, "label_smoothing", float, 0, 0.5, what=N_(" (0: off)"))
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
@@ -863,7 +875,7 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
     return Progress()
 
 
-def _weighted_trainer_class(weights):
+def _weighted_trainer_class(weights, label_smoothing: float = 0.0):
     import torch
     from transformers import Trainer
 
@@ -872,7 +884,8 @@ def _weighted_trainer_class(weights):
             labels = inputs.pop("labels")
             outputs = model(**inputs)
             logits = outputs.logits
-            loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(logits.device, logits.dtype), ignore_index=-100)
+            loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(logits.device, logits.dtype), ignore_index=-100,
+                                                label_smoothing=label_smoothing)
             loss = loss_fn(logits.view(-1, logits.shape[-1]), labels.view(-1))
             return (loss, outputs) if return_outputs else loss
 
@@ -980,6 +993,7 @@ def _training_arguments(config: dict, job_dir: Path, seed: int, determinism: boo
         gradient_accumulation_steps=accum,
         warmup_steps=float(config["warmup_ratio"]),
         weight_decay=float(config["weight_decay"]),
+        label_smoothing_factor=float(config.get("label_smoothing") or 0.0),
         seed=seed,
         data_seed=seed,
         full_determinism=determinism,
@@ -1150,8 +1164,15 @@ def train(conn, job: dict, ctx) -> dict:
             counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
         weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
         log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
-        trainer_cls = _weighted_trainer_class(torch.tensor(weights, dtype=torch.float32))
+        trainer_cls = _weighted_trainer_class(torch.tensor(weights, dtype=torch.float32),
+                                              float(config.get("label_smoothing") or 0.0))
     trainer_cls = _seeded_sampler_trainer_class(trainer_cls, seed, bool(config.get("group_by_length", True)))
+    if float(config.get("layer_decay") or 1.0) < 1:
+        trainer_cls = levers.layerwise_trainer_class(trainer_cls, float(config["layer_decay"]))
+    averager = None
+    if float(config.get("average_last") or 0.0) > 0:
+        averager = levers.weight_averager(float(config["average_last"]))
+        callbacks.append(averager)
 
     def make_trainer(args):
         return trainer_cls(
@@ -1203,6 +1224,22 @@ def train(conn, job: dict, ctx) -> dict:
     best = trainer.state.best_metric
     progress_cb.finished = True
     val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures (all ranks)
+    averaged = None
+    if averager is not None and averager.count:
+        # The averaged weights are one more candidate: kept when validation says they are at least as good
+        replaced = averager.swap_into(trainer.model)
+        averaged_metrics = trainer.evaluate()
+        kept = (averaged_metrics.get("eval_macro_f1") or 0) >= (val_metrics.get("eval_macro_f1") or 0)
+        averaged = {"steps": averager.count, "validation_macro_f1": averaged_metrics.get("eval_macro_f1"),
+                    "best_checkpoint_validation_macro_f1": val_metrics.get("eval_macro_f1"), "kept": kept}
+        log.info("weights averaged over the last %s steps: validation macro-F1 %.4f against the best checkpoint's "
+                 "%.4f; %s", averager.count, averaged["validation_macro_f1"] or 0,
+                 averaged["best_checkpoint_validation_macro_f1"] or 0,
+                 "kept the average" if kept else "kept the checkpoint")
+        if kept:
+            val_metrics = averaged_metrics
+        else:
+            levers.restore(trainer.model, replaced)
     if not is_main:
         return {}
 
@@ -1226,6 +1263,8 @@ def train(conn, job: dict, ctx) -> dict:
         "n_validation": len(val_items),
         "world_size": world,
     }
+    if averaged is not None:
+        metrics["weight_averaging"] = averaged
 
     pred_rows, test_metrics = _predict_test(model, tokenizer, task, rows["test"], labels, max_length, job["id"])
     if pred_rows:
