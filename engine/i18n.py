@@ -14,11 +14,17 @@ wrapped text has no translation.
 The current language is per context (a dashboard session's script run, a CLI call): the dashboard sets it from the
 signed-in person's choice (kept with their name in the store, ``engine.access.users.language``), the CLI from
 ``--lang`` or ``BELLWETHER_LANGUAGE``; English otherwise.
+
+Sentences kept in the store (a source's ``last_error``, a job's ``error``, a delivery's error) are written in English
+whatever the writer's language, and put into the reader's language when shown, by :func:`shown`: the one way to do it.
+(A validation report keeps its sentences as msgid + values instead: engine.data.wording.)
 """
 
 from __future__ import annotations
 
 import io
+import re
+import string
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -92,6 +98,64 @@ def _(message: str, /, **values) -> str:
     """``message`` in the current language, its ``{placeholders}`` filled from ``values``."""
     text = _translations(language()).gettext(message)
     return text.format(**values) if values else text
+
+
+def shown(stored: str | None) -> str:
+    """A sentence kept in the store in English (a source's ``last_error``, a job's ``error``, a delivery's error) in
+    the current language.
+
+    Whoever writes such a sentence writes it in English (so the store and the command line's JSON read the same for
+    everyone, whatever the writer's language); it is put into the reader's language here, when shown: a sentence that
+    is a msgid is translated; else it is matched against the catalogue's texts with {placeholders}, the values read
+    back from it (each shown the same way: a sentence may hold another, "{error} (try 1 of 6; retrying)") and the
+    translation filled with them. A sentence the catalogue does not hold is shown as it is. None: ""."""
+    text = (stored or "").strip()
+    if not text or language() == DEFAULT:
+        return text
+    translated = _(text)
+    if translated != text:
+        return translated
+    for pattern, message, literal in _stored_patterns(language()):
+        if literal > len(text):
+            continue
+        found = pattern.fullmatch(text)
+        if found:
+            return _(message, **{name: shown(value) for name, value in found.groupdict().items()})
+    return text
+
+
+@lru_cache(maxsize=None)
+def _stored_patterns(code: str) -> list[tuple[re.Pattern, str, int]]:
+    """(regex, msgid, length of its words) for each catalogue text with plain {placeholders}, the most specific (most
+    words) first; texts with under 12 characters of words ("{job} {status}: {reason}") would match too much."""
+    from babel.messages.pofile import read_po
+
+    path = catalogue_path(code)
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        ids = [m.id for m in read_po(handle) if m.id and isinstance(m.id, str) and "{" in m.id]
+    found = []
+    for message in ids:
+        parts, seen, literal, plain = [], set(), 0, True
+        try:
+            pieces = list(string.Formatter().parse(message))
+        except ValueError:
+            continue
+        for text, name, spec, conversion in pieces:
+            parts.append(re.escape(text))
+            literal += len(text)
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                plain = False
+                break
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+            seen.add(name)
+        if plain and seen and literal >= 12:
+            found.append((re.compile("".join(parts), re.DOTALL), message, literal))
+    found.sort(key=lambda item: -item[2])
+    return found
 
 
 def N_(message: str, /) -> str:

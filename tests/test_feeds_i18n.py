@@ -194,14 +194,14 @@ def test_a_pdf_is_refused_in_words_on_the_page_and_in_the_cli(app, store, tmp_pa
 
 def test_stored_english_messages_are_translated_when_shown():
     stored = "news.example answered HTTP 503 (Service Unavailable)."
-    assert sources.shown_message(stored) == stored
+    assert i18n.shown(stored) == stored
     with i18n.using("zh_CN"):
-        assert sources.shown_message(stored) == "news.example 返回 HTTP 503（Service Unavailable）。"
-        assert sources.shown_message("A source's host 'x.example' could not be found. Check the address.") == (
+        assert i18n.shown(stored) == "news.example 返回 HTTP 503（Service Unavailable）。"
+        assert i18n.shown("A source's host 'x.example' could not be found. Check the address.") == (
             "找不到来源的主机“x.example”。请检查地址。")
-        assert sources.shown_message("no title") == "没有标题"
-        assert sources.shown_message("Something nobody wrote down.") == "Something nobody wrote down."
-        assert sources.shown_message(None) == ""
+        assert i18n.shown("no title") == "没有标题"
+        assert i18n.shown("Something nobody wrote down.") == "Something nobody wrote down."
+        assert i18n.shown(None) == ""
 
 
 def test_the_worker_keeps_errors_in_english_whatever_the_servers_language(store, tmp_path, monkeypatch):
@@ -214,4 +214,4 @@ def test_the_worker_keeps_errors_in_english_whatever_the_servers_language(store,
     [result] = poller.poll_due(store)
     assert result.status == "error" and result.error.startswith("The folder ") and "no longer exists" in result.error
     assert sources.get_source(store, row["id"])["last_error"] == result.error
-    assert sources.shown_message(result.error).startswith("文件夹 ")  # the reader's language: zh_CN here
+    assert i18n.shown(result.error).startswith("文件夹 ")  # the reader's language: zh_CN here

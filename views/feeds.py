@@ -329,7 +329,7 @@ active = any(j["status"] in queue.ACTIVE for j in recent_jobs)
 def job_outcome(job: dict, what: str) -> str:
     """What a finished score or topics job did (or why it did not), in the reader's language."""
     if job["status"] != "succeeded":
-        return sources.shown_message(job.get("error"))
+        return i18n.shown(job.get("error"))
     m = job["metrics"]
     if what == "topics":
         detail = _("{n} articles tagged with topics", n=m.get("tagged", 0))
@@ -387,7 +387,7 @@ SOURCE_KINDS = {"rss": N_("RSS/Atom"), "folder": N_("folder")}
 
 def source_state(r: dict) -> str:
     if r["last_error"]:
-        return _("error: {error}", error=sources.shown_message(r["last_error"]))
+        return _("error: {error}", error=i18n.shown(r["last_error"]))
     return _("ok") if r["last_poll_at"] else _("waiting")
 
 
@@ -410,7 +410,7 @@ def source_status() -> None:
         for r in rows:
             if r["last_error"]:
                 st.error(_("Source {source_id} ({host}): {error} Next try {when}.", source_id=r["id"],
-                           host=sources.host_of(r["location"]), error=sources.shown_message(r["last_error"]),
+                           host=sources.host_of(r["location"]), error=i18n.shown(r["last_error"]),
                            when=when(r["next_poll_at"])), icon=":material/error:")
 
 
@@ -468,7 +468,7 @@ if can("notify.channels"):  # channels hold secrets and reach outside: administr
                 if not last_one:
                     return _("nothing sent yet")
                 text = f"{_(last_one['status'])} {when(last_one['at'])}"
-                return text + (f": {sources.shown_message(last_one['error'])}" if last_one["error"] else "")
+                return text + (f": {i18n.shown(last_one['error'])}" if last_one["error"] else "")
 
             st.dataframe(shown_table([{
                 "name": c["name"], "kind": c["kind"], "goes to": c["target"],
@@ -484,7 +484,7 @@ if can("notify.channels"):  # channels hold secrets and reach outside: administr
                     st.success(_("Test message sent to '{name}'.", name=test_channel), icon=":material/check_circle:")
                 else:
                     st.error(_("The test message to '{name}' failed: {error}", name=test_channel,
-                               error=sources.shown_message(result["error"])), icon=":material/error:")
+                               error=i18n.shown(result["error"])), icon=":material/error:")
             picked = next(c for c in channels if c["name"] == test_channel)
             c1, c2, c3 = st.columns([2, 1, 1])
             event_options = list(EVENT_CHOICES)
@@ -508,7 +508,7 @@ if can("notify.channels"):  # channels hold secrets and reach outside: administr
                 st.markdown(_("**Delivery log**"))
                 st.dataframe(shown_table([{
                     "id": d["id"], "channel": d["channel"], "event": d["event_key"], "status": _(d["status"]),
-                    "attempts": d["attempts"], "error": sources.shown_message(d["last_error"]),
+                    "attempts": d["attempts"], "error": i18n.shown(d["last_error"]),
                     "created": when(d["created_at"]), "sent": when(d["sent_at"]),
                     "next attempt": when(d["next_attempt_at"]),
                 } for d in log], {"id": N_("id"), "channel": N_("channel"), "event": N_("event"),

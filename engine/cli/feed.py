@@ -369,7 +369,7 @@ def _source_line(row: dict, tz: str | None) -> str:
     """One source as a line, its times in its feed's zone and its last error in the current language."""
     if row.get("last_error"):
         state = _("error ({n} in a row): {error}", n=row["error_count"],
-                  error=sources.shown_message(row["last_error"]))
+                  error=i18n.shown(row["last_error"]))
     else:
         state = _("ok")
     return _("{source_id}  {feed}  {kind}  {location}  every {seconds}s  last {last}  next {next}  {n} imported  "
@@ -422,7 +422,7 @@ def cmd_source_poll_now(args) -> int:
     result = poller.poll_source(conn, args.id)
     poller.ensure_scoring(conn)
     if result.status == "error":
-        print(_("error: {error}", error=sources.shown_message(result.error)), file=sys.stderr)
+        print(_("error: {error}", error=i18n.shown(result.error)), file=sys.stderr)
         return 1
     print(_("Source {source_id}: {n_new} new articles, {n_duplicate} already in the feed.", source_id=args.id,
             n_new=result.n_new, n_duplicate=result.n_duplicate))

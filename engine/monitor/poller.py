@@ -75,7 +75,7 @@ def _fetch(source: dict):
 
 def poll_due(conn, now: datetime | None = None) -> list[PollResult]:
     """Poll every due source; returns one result per source polled. What went wrong is kept in English (the store
-    reads the same for everyone) and translated where it is shown (engine.monitor.sources.shown_message)."""
+    reads the same for everyone) and translated where it is shown (engine.i18n.shown)."""
     with i18n.using(i18n.DEFAULT):
         return _poll_due(conn, now)
 

@@ -24,10 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import re
-from functools import lru_cache
-
-from engine import access, db, i18n, settings
+from engine import access, db, settings
 from engine.errors import NotFound, UserError
 from engine.i18n import N_, _
 from engine.jobs import runs
@@ -374,61 +371,3 @@ def article_counts(conn, feed_id: int, run_id: int | None) -> dict:
 def any_enabled(conn) -> bool:
     """Whether some feed has a source to poll (the dashboard then makes sure a worker runs)."""
     return bool(conn.execute("SELECT 1 FROM feed_sources WHERE enabled = 1 LIMIT 1").fetchone())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Messages kept in the store
-
-
-def shown_message(stored: str | None) -> str:
-    """A message kept in the store in English (a source's ``last_error``, a job's error) in the current language.
-
-    The worker stores what went wrong as the English sentence (so the store and the command line's JSON read the same
-    for everyone); it is put into the reader's language here, when shown: the sentence is matched against the
-    catalogue's texts, its {placeholders} read back from it and the translation filled with them. A sentence the
-    catalogue does not hold is shown as it is."""
-    text = (stored or "").strip()
-    if not text or i18n.language() == i18n.DEFAULT:
-        return text
-    if _(text) != text:
-        return _(text)
-    for pattern, message in _stored_patterns(i18n.language()):
-        found = pattern.fullmatch(text)
-        if found:
-            return _(message, **{k: _(v) for k, v in found.groupdict().items()})
-    return text
-
-
-@lru_cache(maxsize=None)
-def _stored_patterns(code: str) -> list[tuple[re.Pattern, str]]:
-    """(regex, msgid) for each catalogue text with plain {placeholders}, the most specific (longest words) first."""
-    import string
-
-    from babel.messages.pofile import read_po
-
-    path = i18n.catalogue_path(code)
-    if not path.exists():
-        return []
-    with open(path, "rb") as handle:
-        ids = [m.id for m in read_po(handle) if m.id and isinstance(m.id, str) and "{" in m.id]
-    found = []
-    for message in ids:
-        parts, seen, literal, plain = [], set(), 0, True
-        try:
-            pieces = list(string.Formatter().parse(message))
-        except ValueError:
-            continue
-        for text, name, spec, conversion in pieces:
-            parts.append(re.escape(text))
-            literal += len(text)
-            if name is None:
-                continue
-            if not name.isidentifier() or spec or conversion:
-                plain = False
-                break
-            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
-            seen.add(name)
-        if plain and seen and literal >= 12:
-            found.append((re.compile("".join(parts), re.DOTALL), message, literal))
-    found.sort(key=lambda item: -item[2])
-    return [(pattern, message) for pattern, message, _literal in found]
