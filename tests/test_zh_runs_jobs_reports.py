@@ -132,12 +132,12 @@ def test_why_a_job_stopped_is_stored_in_english_and_shown_in_chinese():
     stored = queue.KILLED.format(signal=9)
     assert stored.startswith(queue.VANISHED)  # what the poller and the tests read stays English
     with i18n.using("zh_CN"):
-        assert queue.reason_words(stored) == "引擎意外停止：训练进程被终止（信号 9）。继续该运行即可从最近的检查点接着进行。"
-        assert queue.reason_words(queue.CANCELLED_ON_REQUEST) == "已按请求取消。"
-        assert queue.reason_words("CUDA error: device-side assert") == "CUDA error: device-side assert"  # not ours
+        assert i18n.shown(stored) == "引擎意外停止：训练进程被终止（信号 9）。继续该运行即可从最近的检查点接着进行。"
+        assert i18n.shown(queue.CANCELLED_ON_REQUEST) == "已按请求取消。"
+        assert i18n.shown("CUDA error: device-side assert") == "CUDA error: device-side assert"  # not ours
         assert queue.label({"id": queue.ID_BASE["topics"] + 3, "kind": "score",
                             "config_json": db.dumps({"purpose": "topics"})}) == "主题任务 3"
-    assert queue.reason_words(stored) == stored
+    assert i18n.shown(stored) == stored
 
 
 def test_the_report_command_speaks_chinese_and_keeps_json_as_it_is(chinese, store, tiny_text_model, capsys):

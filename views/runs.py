@@ -205,7 +205,7 @@ def live_view(run_id: int, active: bool, seen: str | None = None) -> None:
                 st.query_params["run"] = str(new_id)
                 st.rerun(scope="app")
     if job.get("error"):
-        (st.warning if job["status"] == "cancelled" else st.error)(md(queue.reason_words(job["error"])))
+        (st.warning if job["status"] == "cancelled" else st.error)(md(i18n.shown(job["error"])))
     rows = queue.progress_rows(conn, run_id, "train")
     evals = queue.progress_rows(conn, run_id, "eval")
     last = rows[-1] if rows else None

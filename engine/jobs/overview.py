@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 
-from engine import access, db, paths
+from engine import access, db, i18n, paths
 from engine.errors import UserError
 from engine.i18n import _
 from engine.jobs import queue
@@ -206,7 +206,7 @@ def jobs(conn, limit: int | None = 200, worker_alive: bool | None = None) -> lis
             "remaining_s": list(span) if span else None,
             "estimate": estimate,
             "waiting": waiting_reason(conn, job, worker_alive) or "",
-            "error": queue.reason_words(job.get("error")),
+            "error": i18n.shown(job.get("error")),
         })
     return out
 

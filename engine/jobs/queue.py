@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import access, db, paths, settings
+from engine import access, db, i18n, paths, settings
 from engine.errors import NotFound, UserError
 from engine.i18n import N_, _
 
@@ -46,7 +46,8 @@ _REFERENCE = re.compile(r"^\s*(?:(run|r|scoring|s|topics|t|运行|评分任务|�
 _PREFIXES = {"run": TRAINING, "r": TRAINING, "运行": TRAINING, "scoring": SCORING, "s": SCORING, "评分任务": SCORING,
              "topics": TOPICS, "t": TOPICS, "主题任务": TOPICS}
 
-# Why a job stopped, as stored in jobs.error (English, read by code too) and translated when shown (reason_words).
+# Why a job stopped, as stored in jobs.error (English, read by code too) and translated when shown (engine.i18n.shown,
+# which knows every text of the catalogue: these, and a runner's UserError messages).
 CANCELLED_BEFORE_START = N_("Cancelled before it started.")
 CANCELLED_ON_REQUEST = N_("Cancelled on request.")
 CANCELLED_FORCEFULLY = N_("Cancelled on request (stopped forcefully).")
@@ -63,26 +64,6 @@ DISK_FULL = N_("The disk is full: free some space where Bellwether keeps its fil
 CRASHED_WITH_LOG = N_("The run crashed ({error}). Last log lines:\n{tail}")
 CRASHED = N_("The run crashed ({error}).")
 NOT_STARTED = N_("The job could not be started: {error}")
-REASONS = (CANCELLED_BEFORE_START, CANCELLED_ON_REQUEST, CANCELLED_FORCEFULLY, STOPPED_BY_SYSTEM, VANISHED_RESUME,
-           STOPPED_ANSWERING, KILLED, EXITED, GPU_MEMORY, DISK_FULL, CRASHED_WITH_LOG, CRASHED, NOT_STARTED)
-
-
-def _pattern(template: str) -> re.Pattern:
-    parts = re.split(r"\{(\w+)\}", template)
-    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*)" for i, p in enumerate(parts)) + r"\Z",
-                      re.DOTALL)
-
-
-def reason_words(error: str | None) -> str:
-    """A stored reason (``jobs.error``) in the current language: the engine's own sentences are translated, anything
-    else (a message from elsewhere) is shown as it is."""
-    if not error:
-        return ""
-    for template in REASONS:
-        found = _pattern(template).match(error)
-        if found:
-            return _(template, **found.groupdict())
-    return error
 
 
 def kind_of(job: dict) -> str:
@@ -329,7 +310,7 @@ def follow(conn, job_id: int, kind: str, line: Callable[[dict], str], done: Call
                 print(done(job), file=out)
                 return 0
             print(_("{job} {status}: {reason}", job=label(job, start=True), status=status_words(job["status"]),
-                    reason=reason_words(job.get("error"))), file=out)
+                    reason=i18n.shown(job.get("error"))), file=out)
             return 1
         time.sleep(poll_s)
 

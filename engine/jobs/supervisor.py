@@ -52,8 +52,8 @@ def supervisor_alive(conn) -> dict | None:
 
 
 def mark_vanished(conn, job: dict, reason: str = queue.VANISHED_RESUME) -> None:
-    """Mark a running job whose process is gone as failed; ``reason`` is stored in English (queue.REASONS) and
-    translated where it is shown."""
+    """Mark a running job whose process is gone as failed; ``reason`` (one of queue's reasons) is stored in English and
+    translated where it is shown (engine.i18n.shown)."""
     conn.execute(
         "UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, pid = NULL, resume_from = ? "
         "WHERE id = ? AND status = 'running'",
