@@ -257,10 +257,18 @@ def test_alert_notifications_are_stored_in_english_and_sent_in_the_senders_langu
         assert sent["text"].startswith("2020-06-21 至 2020-06-21 的 20 篇文章中负面占 60%，基线为 20%")
         assert "个标准差" in sent["text"] and "打开舆情监控" in notify._plain(sent)
         stored = notify.RETRYING.format(error="The webhook at h.example answered HTTP 500.", attempt=1, tries=6)
-        assert notify.shown_error(stored) == "h.example 上的 webhook 返回了 HTTP 500。（第 1 次，共 6 次；将重试）"
+        assert i18n.shown(stored) == "h.example 上的 webhook 返回了 HTTP 500。（第 1 次，共 6 次；将重试）"
     assert notify.localized(payload)["title"] == payload["title"]
-    assert notify.shown_error(stored) == stored
+    assert i18n.shown(stored) == stored
     old = {"event": "alert", "title": "t", "text": "x", "link": "l", "headlines": []}  # stored before: kept as it is
+    # A failed run's message: its reason is stored in English (jobs.error) and sent in the sender's language too.
+    from engine.jobs import queue
+    failed = notify.run_payload({"id": 7, "status": "failed", "name": None, "metrics_json": None,
+                                 "error": queue.KILLED.format(signal=9)})
+    assert failed["text"] == queue.KILLED.format(signal=9)
+    with i18n.using("zh_CN"):
+        assert notify.localized(failed)["text"] == (
+            "引擎意外停止：训练进程被终止（信号 9）。继续该运行即可从最近的检查点接着进行。")
     assert notify.localized(old) == old
     with i18n.using("zh_CN"), pytest.raises(Exception, match="没有警报 999"):
         alerts.acknowledge(store, 999)

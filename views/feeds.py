@@ -112,7 +112,7 @@ if last and uploaded is None:
     st.success(md(feeds.import_summary(last["report"])), icon=":material/check_circle:")
     if any(last["examples"].values()):
         st.markdown(_("**Rows kept out** (examples)"))
-        kept_out = [{**e, "reason": _(e["reason"])} for rows in last["examples"].values() for e in rows]
+        kept_out = [{**e, "reason": i18n.shown(e["reason"])} for rows in last["examples"].values() for e in rows]
         st.dataframe(shown_table(kept_out, {"row": N_("row"), "value": N_("value"), "reason": N_("reason")}),
                      hide_index=True)
 

@@ -73,7 +73,7 @@ class Problem:
 
     def text(self) -> str:
         """The message in the reader's language."""
-        return shown(self.said) if self.said else _(self.message)
+        return shown(self.said or self.message)
 
     def example_texts(self) -> list[str]:
         if self.examples_said and len(self.examples_said) == len(self.examples):
@@ -133,7 +133,7 @@ class CheckReport:
         """The notes in the reader's language."""
         if len(self.notes_said) == len(self.notes):
             return [shown(n) for n in self.notes_said]
-        return [_(n) for n in self.notes]
+        return [shown(n) for n in self.notes]
 
     def split_text(self) -> str:
         """How the rows were split, in the reader's language."""

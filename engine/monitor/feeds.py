@@ -765,7 +765,7 @@ def import_summary(report: dict) -> str:
     return text
 
 
-# Why a row was kept out, stored in English with the import's report and translated where shown: _(example["reason"])
+# Why a row was kept out, stored in English with the import's report and translated where shown (i18n.shown).
 REASONS = (N_("time not readable"), N_("no title"), N_("could not be split into columns"), N_("URL not http(s): left out"))
 
 

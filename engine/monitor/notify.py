@@ -15,7 +15,6 @@ most.
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 from datetime import datetime, timedelta, timezone
@@ -183,7 +182,7 @@ def list_channels(conn) -> list[dict]:
         item = describe(row)
         last = conn.execute("SELECT status, last_error, COALESCE(sent_at, created_at) FROM notify_deliveries "
                             "WHERE channel_id = ? ORDER BY id DESC LIMIT 1", [row["id"]]).fetchone()
-        item["last_delivery"] = {"status": last[0], "error": shown_error(last[1]), "at": last[2]} if last else None
+        item["last_delivery"] = {"status": last[0], "error": i18n.shown(last[1]) or None, "at": last[2]} if last else None
         out.append(item)
     return out
 
@@ -201,7 +200,7 @@ def deliveries(conn, channel: str | int | None = None, limit: int = 50) -> list[
     """The delivery log, newest first (no payload secrets: payloads hold alert facts only); errors in the current
     language."""
     where, params = ("WHERE d.channel_id = ?", [get_channel(conn, channel)["id"]]) if channel is not None else ("", [])
-    return [{**row, "last_error": shown_error(row["last_error"])} for row in conn.query(
+    return [{**row, "last_error": i18n.shown(row["last_error"]) or None} for row in conn.query(
         "SELECT d.id, c.name AS channel, d.event_key, d.status, d.attempts, d.last_error, d.created_at, d.sent_at, "
         f"d.next_attempt_at FROM notify_deliveries d JOIN notify_channels c ON c.id = d.channel_id {where} "
         "ORDER BY d.id DESC LIMIT ?", [*params, int(limit)])]
@@ -278,7 +277,7 @@ def _words(p: dict) -> dict:
         else:
             title = (_("Training run {run_id} failed: {name}", run_id=run_id, name=name) if name
                      else _("Training run {run_id} failed", run_id=run_id))
-            text = p.get("error") or ""
+            text = i18n.shown(p.get("error"))  # the job's reason, stored in English
         return {"title": title, "text": text}
     if event == "test" and p.get("channel"):
         return {"title": _("Test message from Bellwether to '{channel}'", channel=p["channel"]),
@@ -363,7 +362,7 @@ class _CheckedSMTPSSL(smtplib.SMTP_SSL):
         return self.context.wrap_socket(sock, server_hostname=self._host)
 
 
-# What a failed delivery says (stored in English in the delivery log, shown in the reader's language: shown_error).
+# What a failed delivery says (stored in English in the delivery log, shown in the reader's language: i18n.shown).
 _SEND_ERRORS = (
     N_("The webhook at {host} did not answer within {seconds} seconds."),
     N_("The webhook at {host} could not be reached."),
@@ -384,24 +383,6 @@ class DeliveryFailed(UserError):
 
     def english(self) -> str:
         return self.template.format(**self.values)
-
-
-def _pattern(template: str) -> re.Pattern:
-    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>.+?)", re.escape(template)), re.S)
-
-
-def shown_error(text: str | None) -> str | None:
-    """A delivery error as stored (English) in the current language; one it does not know stays as it is."""
-    if not text:
-        return text
-    retry = _pattern(RETRYING).fullmatch(text)
-    if retry:
-        return _(RETRYING, **{**retry.groupdict(), "error": shown_error(retry["error"])})
-    for template in _SEND_ERRORS:
-        found = _pattern(template).fullmatch(text)
-        if found:
-            return _(template, **found.groupdict())
-    return _(text)
 
 
 def send(channel: dict, payload: dict) -> None:
@@ -503,4 +484,4 @@ def send_test(conn, channel: str | int, actor=None) -> dict:
         "channel_id": row["id"], "event_key": f"test:{_iso()}", "payload_json": db.dumps(payload), "status": status,
         "attempts": 1, "last_error": error, "created_at": _iso(), "sent_at": _iso() if status == "sent" else None,
     }).last_pk
-    return {"id": delivery_id, "channel": row["name"], "status": status, "error": shown_error(error)}
+    return {"id": delivery_id, "channel": row["name"], "status": status, "error": i18n.shown(error) or None}
