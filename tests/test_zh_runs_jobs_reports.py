@@ -111,6 +111,23 @@ def test_the_jobs_command_speaks_chinese(chinese, populated, capsys):
     assert capsys.readouterr().out.strip() == "已删除评分任务 1及其文件。"
 
 
+def test_a_job_that_fails_in_a_chinese_speaking_worker_keeps_english_and_is_shown_in_chinese(chinese, populated, store,
+                                                                                             capsys):
+    from engine.cli.job import run_job
+
+    job = scoring.enqueue(store, "wire", populated["run"])
+    store.execute("UPDATE jobs SET feed_id = 999 WHERE id = ?", [job])  # its feed is gone: the runner's UserError
+    assert run_job(job) == 1  # the worker speaks Chinese here (BELLWETHER_LANGUAGE=zh_CN)
+    assert queue.get(store, job)["error"] == "Feed 999 no longer exists."  # English, whatever the worker speaks
+    assert main(["jobs"]) == 0
+    assert "新闻源 999 已不存在。" in capsys.readouterr().out
+    table = next(d.value for d in open_page("jobs").dataframe if "类型" in d.value.columns)
+    assert "新闻源 999 已不存在。" in set(table["停止原因"])
+    with i18n.using("en"):
+        assert main(["jobs"]) == 0
+    assert "Feed 999 no longer exists." in capsys.readouterr().out
+
+
 def test_the_verdict_in_chinese_from_a_known_confusion_matrix():
     with i18n.using("zh_CN"):
         said = plain.verdict(MATRIX)

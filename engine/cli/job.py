@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from engine.jobs import process
+from engine import i18n
 from engine.errors import UserError
+from engine.jobs import process
 from engine.i18n import _
 
 
@@ -50,4 +51,5 @@ def run_job(job_id: int) -> int:
 def _ddp(args) -> int:
     from engine.training import finetune  # only in a torchrun worker
 
-    return finetune.ddp_worker(args.id)
+    with i18n.using(i18n.DEFAULT):  # its UserError becomes the job's stored reason: English, like run_job's
+        return finetune.ddp_worker(args.id)

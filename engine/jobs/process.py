@@ -4,7 +4,8 @@
 marks the job running, gives the runner a :class:`JobContext` (progress rows, heartbeat, cooperative cancel, the
 job's logger and folder), and records the outcome in plain words: succeeded with metrics, cancelled (the runner
 raised :class:`Cancelled`, or SIGTERM after a cancel request), or failed with the reason (a UserError's message, the
-GPU out of memory, the disk full, or a crash with the last log lines).
+GPU out of memory, the disk full, or a crash with the last log lines), in English whatever the worker's language
+(shown in the reader's: engine.i18n.shown).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import db, paths, settings
+from engine import db, i18n, paths, settings
 from engine.errors import UserError
 from engine.i18n import _
 from engine.jobs import queue
@@ -155,8 +156,11 @@ def run_job(job_id: int, runner_for: Callable[[dict], Callable]) -> int:
     ctx.start_heartbeat()
     log.info("job %s (%s) started, attempt %s, pid %s", job["id"], job["kind"], job.get("attempt"), os.getpid())
     try:
-        runner = runner_for(job)
-        metrics = runner(conn, job, ctx)
+        # In English whatever the worker's language: what went wrong is kept in jobs.error and shown later in the
+        # reader's language (engine.i18n.shown), as the feed poller keeps a source's last error.
+        with i18n.using(i18n.DEFAULT):
+            runner = runner_for(job)
+            metrics = runner(conn, job, ctx)
     except Cancelled:
         log.info("cancelled on request")
         queue.finish(conn, job["id"], "cancelled", queue.CANCELLED_ON_REQUEST)
