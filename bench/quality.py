@@ -80,6 +80,8 @@ def one_run(conn, dataset: str, ds_spec: str, base_model: str, preset: str, seed
         "samples_per_s": run["samples_per_s"], "train_runtime_s": run["train_runtime_s"],
         "warnings": m.get("warnings") or [],
     }
+    if m.get("weight_averaging"):  # whether the averaged weights or the best checkpoint was kept
+        out["weight_averaging"] = m["weight_averaging"]
     if dataset == "fin5":
         out["test_entity_f1"] = round(float(m.get("entity_f1") or 0), 4)
     elif dev:

@@ -13,7 +13,7 @@ from engine.models import labels as label_words
 from engine.models.pooling import CHOICES as pooling_choices
 from engine.training import finetune
 from engine.errors import UserError
-from engine.i18n import N_, _, number
+from engine.i18n import N_, _, number, percent
 from views._shared import can, connect, current_user, plain_errors, require_sign_in, start_worker
 
 require_sign_in()
@@ -211,6 +211,10 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
                           length=config["max_length"])
         if config["early_stopping_patience"]:
             settings_line += " · " + _("early stop after {n}", n=config["early_stopping_patience"])
+        if config["layer_decay"] < 1:
+            settings_line += " · " + _("layer-wise rate decay {decay}", decay=f"{config['layer_decay']:g}")
+        if config["average_last"]:
+            settings_line += " · " + _("weights averaged over the last {share}", share=percent(config["average_last"]))
         st.markdown(settings_line)
         st.markdown(_("Estimated time on this machine ({slot}): **{duration}**", slot=slot.upper(),
                       duration=overview.duration_words(*seconds)),

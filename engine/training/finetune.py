@@ -48,7 +48,10 @@ TASKS = ("text-classification", "token-classification", "generation")
 # length-grouped batches (DEFAULTS) halve the padding.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128},
-    "balanced": {"epochs": 2, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128},
+    # Balanced: the weights averaged over the second epoch. Over 5 seeds on fpb it raised the lowest seed on both held-out
+    # sets (dev.csv 0.807 -> 0.816, test split 0.776 -> 0.784); layer-wise LR decay with it did better on dev.csv but
+    # worse on the test split, so it was not kept (docs/benchmarks.md, "Levers").
+    "balanced": {"epochs": 2, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, "average_last": 0.5},
     "thorough": {"epochs": 4, "learning_rate": 5e-5, "batch_size": 16, "max_length": 128, "early_stopping_patience": 2},
 }
 # Per-task preset settings laid over PRESETS (the analyst's own overrides still win). Generation (causal LM, runner in
@@ -67,7 +70,8 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 PRESET_TEXT = {
     "quick": N_("A first look: one pass over the data."),
-    "balanced": N_("Good results for most datasets: two passes at a brisk learning rate."),
+    "balanced": N_("Good results for most datasets, steady from run to run: two passes, the weights of the second "
+                   "pass averaged."),
     "thorough": N_("Up to four gentler passes; keeps the best and stops early when validation stops improving."),
 }
 TASK_PRESET_TEXT = {
