@@ -156,3 +156,30 @@ def test_the_train_page_and_the_cli_set_the_levers_and_the_run_keeps_them(home, 
                  "--average-last", "0.3", "--no-worker", "--again"]) == 0
     config = queue.list_jobs(conn)[0]["config"]
     assert (config["layer_decay"], config["average_last"]) == (0.9, 0.3)
+
+
+def test_entity_tagging_has_its_own_presets_on_the_train_page_and_in_the_run(home, monkeypatch, shared):
+    """One epoch left FIN5 taggers answering 'O' (docs/benchmarks.md): a tagging dataset gets three epochs in Quick."""
+    from engine import db
+    from engine.jobs import queue, supervisor
+    from engine.training import finetune
+    from tests.helpers import open_page, texts
+    from tests.test_training import insert_conll_dataset
+
+    assert finetune.preset_config("quick", "token-classification")["epochs"] == 3
+    assert finetune.preset_config("quick", "text-classification")["epochs"] == 1
+    balanced = finetune.preset_config("balanced", "token-classification")
+    assert (balanced["epochs"], balanced["early_stopping_patience"], balanced["average_last"]) == (5, 2, 0.5)
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
+    conn = db.connect()
+    insert_conll_dataset(conn, shared("finer", "FIN5.txt"), n=30)
+    at = open_page("train")
+    at.radio(key="train_preset").set_value("quick").run()
+    assert at.number_input(key="adv_epochs").value == 3
+    page = texts(at)
+    assert "three passes over the data" in page and "3 epochs · learning rate 0.0001" in page
+    at.button[0].click().run()
+    assert not at.exception
+    job = queue.list_jobs(conn)[0]
+    assert job["task"] == "token-classification" and job["config"]["epochs"] == 3
