@@ -123,6 +123,24 @@ def open_page(page: str, **query):
     return at
 
 
+def train_page_on_fpb(monkeypatch, shared, base_model):
+    """(store, AppTest): the Train page as an analyst opens it, a small fpb dataset in the store, ``base_model``
+    allowed and chosen; the worker is not started (the run stays queued)."""
+    from engine import db
+    from engine.jobs import supervisor
+    from engine.models import catalog
+    from tests.test_training import insert_text_dataset
+
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
+    conn = db.connect()
+    insert_text_dataset(conn, shared("fpb", "train.csv"), n_train=40, n_val=10, n_test=10)
+    catalog.allow_model(str(base_model))
+    at = open_page("train")
+    at.text_input(key="train_base_model").set_value(str(base_model)).run()
+    return conn, at
+
+
 def markdown_sources(at) -> str:
     """The Markdown source of everything a page says (markdown, warnings, infos, successes, errors, captions,
     subheaders), one per line: what Streamlit renders, escapes included."""

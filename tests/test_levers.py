@@ -122,20 +122,12 @@ def test_the_average_replaces_the_weights_only_when_validation_says_so(tiny_text
 
 
 def test_the_train_page_and_the_cli_set_the_levers_and_the_run_keeps_them(home, monkeypatch, shared, tiny_text_model):
-    from engine import db
     from engine.cli.main import main
-    from engine.jobs import queue, supervisor
-    from engine.models import catalog
+    from engine.jobs import queue
+    from tests.helpers import train_page_on_fpb
     from engine.training import finetune
-    from tests.helpers import open_page
 
-    monkeypatch.setenv("BELLWETHER_USER", "ana")
-    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
-    conn = db.connect()
-    insert_text_dataset(conn, shared("fpb", "train.csv"), n_train=40, n_val=10, n_test=10)
-    catalog.allow_model(str(tiny_text_model))
-    at = open_page("train")
-    at.text_input(key="train_base_model").set_value(str(tiny_text_model)).run()
+    conn, at = train_page_on_fpb(monkeypatch, shared, tiny_text_model)
     preset = finetune.preset_config("balanced", "text-classification")
     cards = " ".join(m.value for m in at.markdown)
     assert "weights averaged over the last 50%" in cards  # Balanced's card says so

@@ -93,19 +93,11 @@ def test_a_mean_pooled_run_trains_saves_and_predicts_the_same_when_loaded_again(
 
 
 def test_the_train_page_and_the_cli_offer_the_choice_and_the_run_keeps_it(home, monkeypatch, shared, tiny_text_model):
-    from engine import db
     from engine.cli.main import main
-    from engine.jobs import queue, supervisor
-    from engine.models import catalog
-    from tests.helpers import open_page
+    from engine.jobs import queue
+    from tests.helpers import train_page_on_fpb
 
-    monkeypatch.setenv("BELLWETHER_USER", "ana")
-    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
-    conn = db.connect()
-    insert_text_dataset(conn, shared("fpb", "train.csv"), n_train=40, n_val=10, n_test=10)
-    catalog.allow_model(str(tiny_text_model))
-    at = open_page("train")
-    at.text_input(key="train_base_model").set_value(str(tiny_text_model)).run()
+    conn, at = train_page_on_fpb(monkeypatch, shared, tiny_text_model)
     reading = at.selectbox(key="adv_pooling")
     assert reading.label == "Sentence reading" and reading.value == "auto"
     reading.set_value("mean")
