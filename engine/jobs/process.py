@@ -107,6 +107,11 @@ def job_logger(job_id: int, log_path: Path) -> logging.Logger:
     logger = logging.getLogger(f"bellwether.job.{job_id}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    target = "<stdout>" if settings.job_stdout_is_log() else os.path.abspath(log_path)
+    for old in list(logger.handlers):  # a job id met again in this process (another data directory): its own file
+        if getattr(old, "baseFilename", "<stdout>") != target:
+            logger.removeHandler(old)
+            old.close()
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout) if settings.job_stdout_is_log() else logging.FileHandler(
             log_path, encoding="utf-8"
