@@ -72,7 +72,7 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "token-classification": {
         "quick": {"epochs": 3},
         "balanced": {"epochs": 5, "early_stopping_patience": 2},
-        "thorough": {"epochs": 8, "learning_rate": 1e-4, "early_stopping_patience": 3, "average_last": 0.5},
+        "thorough": {"epochs": 8, "early_stopping_patience": 3},  # Thorough's own rate (1e-4) and averaging
     },
     "generation": {
         "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256},
