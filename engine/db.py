@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -524,6 +525,21 @@ def migrate(db: sqlite_utils.Database) -> int:
     return schema_version(db)
 
 
+def _enable_wal(db: sqlite_utils.Database, wait_s: float = 30.0) -> None:
+    """Switch a new store to WAL. Two processes opening a brand-new store at once can race here, and SQLite answers
+    the loser's journal-mode change with "database is locked" at once, without its busy timeout (seen 1 time in 300
+    in tests/test_hardening.py's two first imports): so wait and try again, as the busy timeout would have."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def connect(path: str | Path | None = None) -> sqlite_utils.Database:
     """Open the store (creating and migrating it when needed)."""
     path = Path(path) if path else paths.db_path()
@@ -531,7 +547,7 @@ def connect(path: str | Path | None = None) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     db = sqlite_utils.Database(conn)
     conn.execute("PRAGMA busy_timeout = 30000")
-    db.enable_wal()
+    _enable_wal(db)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA recursive_triggers = ON")  # INSERT OR REPLACE then fires delete triggers (the rollups)

@@ -46,20 +46,23 @@ def test_two_first_imports_into_a_new_feed_both_land(home):
     barrier = threading.Barrier(2)
 
     def run(data, name):
-        conn = db.connect()
+        conn = None
         try:
-            barrier.wait()
+            barrier.wait(timeout=60)  # both open the brand-new store at once too (that race once said "locked")
+            conn = db.connect()
             results.append(feeds.import_file(conn, data, name, "brand-new"))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
+            barrier.abort()  # the other thread stops waiting rather than hanging the suite
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     threads = [threading.Thread(target=run, args=(d, n)) for d, n in ((first, "a.csv"), (second, "b.csv"))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=300)
     assert not errors, errors
     conn = db.connect()
     assert conn.execute("SELECT count(*) FROM feeds").fetchone()[0] == 1
