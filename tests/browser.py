@@ -50,6 +50,37 @@ class Server:
             return ""
 
 
+def state_of(home: Path, server: "Server | None" = None, lines: int = 40) -> str:
+    """What a failed browser test needs to be diagnosed from CI's output alone: the jobs, the sources, the alerts,
+    and the tails of the worker's, the jobs' and the dashboard's logs."""
+    import sqlite3
+
+    out = []
+    try:
+        conn = sqlite3.connect(f"file:{home / 'bellwether.db'}?mode=ro", uri=True, timeout=5)
+        for sql in ("SELECT id, kind, status, created_at, started_at, finished_at, error, log_path FROM jobs",
+                    "SELECT id, feed_id, last_poll_at, last_ok_at, last_error, error_count, next_poll_at "
+                    "FROM feed_sources",
+                    "SELECT id, feed_id, run_id, topic, window_end, n_articles, acknowledged_at FROM alerts"):
+            try:
+                out.append(sql.split(" FROM ")[1] + ": " + repr(conn.execute(sql).fetchall()))
+            except sqlite3.Error as exc:
+                out.append(f"{sql}: {exc}")
+        logs = [row[0] for row in conn.execute("SELECT log_path FROM jobs WHERE log_path IS NOT NULL")]
+        conn.close()
+    except sqlite3.Error as exc:
+        out.append(f"store: {exc}")
+        logs = []
+    for path in [home / "worker.log", *map(Path, logs)]:
+        try:
+            out.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        except OSError as exc:
+            out.append(f"--- {path}: {exc}")
+    if server is not None:
+        out.append("--- dashboard\n" + server.log_tail(lines))
+    return "\n".join(out)
+
+
 def _stop_processes_of(home: Path) -> None:
     """Stop every process started for this data directory (the dashboard's worker and its jobs)."""
     import psutil

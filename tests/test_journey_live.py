@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page, streamlit_server, wait_for_app_run
+from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, state_of, streamlit_server,
+                           wait_for_app_run)
 from tests.helpers import build_tiny_model, feed_csv, make_finished_run
 from tests.livefeeds import FeedServer, rss
 
@@ -96,6 +97,7 @@ def test_a_source_added_in_the_browser_fills_scores_and_alerts_an_open_monitor(t
                 shots("alert appeared on the open monitor")
             except Exception:
                 shots("failure")
+                print(state_of(home, app))  # shown by pytest under the failure
                 raise
     finally:
         server.close()

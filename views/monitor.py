@@ -104,22 +104,39 @@ if first is None:
     st.info(_("Feed '{feed}' has no articles yet.", feed=md(feed_name)))
     st.stop()
 lo, hi = date.fromisoformat(first), date.fromisoformat(last)
+# Live: a selection that runs to the feed's newest day keeps following it as new days arrive; one the reader ended
+# earlier stays put. Whether it follows is decided when the reader changes the dates (or opens a link), and kept, so
+# a redraw interrupted by the next one cannot lose it (it once did: the dates stayed behind and the new day's
+# alert never showed).
+dates_key, newest_key, follow_key = f"mon_dates_{feed_id}", f"mon_newest_{feed_id}", f"mon_follow_{feed_id}"
 if state.get("mon_link_dates"):
     wanted = state.pop("mon_link_dates")
     try:
         a, b = (date.fromisoformat(wanted[0]) if wanted[0] else lo), (date.fromisoformat(wanted[1]) if wanted[1] else hi)
-        state[f"mon_dates_{feed_id}"] = (min(max(a, lo), hi), min(max(b, lo), hi))
+        state[dates_key] = (min(max(a, lo), hi), min(max(b, lo), hi))
+        state[follow_key] = state[dates_key][1] >= hi
     except ValueError:
         pass  # a mangled link: the whole range
-# Live: a selection that ran to the feed's newest day keeps following it as new days arrive.
-dates_key, newest_key = f"mon_dates_{feed_id}", f"mon_newest_{feed_id}"
 chosen_dates = state.get(dates_key)
-if (isinstance(chosen_dates, (tuple, list)) and len(chosen_dates) == 2 and state.get(newest_key)
-        and chosen_dates[1] == state[newest_key] and hi > state[newest_key]):
-    state[dates_key] = (chosen_dates[0], hi)
+if isinstance(chosen_dates, (tuple, list)) and len(chosen_dates) == 2:
+    a, b = chosen_dates
+    if state.get(follow_key, True):
+        b = hi
+    a, b = min(max(a, lo), hi), min(max(b, lo), hi)  # within the feed's days, also after articles were deleted
+    if (a, b) != tuple(chosen_dates):
+        state[dates_key] = (a, b)
 state[newest_key] = hi
+
+
+def dates_changed() -> None:
+    """The reader picked dates: follow new days only when the range they picked runs to the newest one."""
+    picked_now = state.get(dates_key)
+    if isinstance(picked_now, (tuple, list)) and len(picked_now) == 2:
+        state[follow_key] = picked_now[1] >= state.get(newest_key, picked_now[1])
+
+
 c1, c2, c3 = st.columns([2, 1, 1])
-picked = c1.date_input(_("Dates"), (lo, hi), min_value=lo, max_value=hi, key=dates_key)
+picked = c1.date_input(_("Dates"), (lo, hi), min_value=lo, max_value=hi, key=dates_key, on_change=dates_changed)
 start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2 else (lo, hi))
 version = data_version(feed_id)
 home = str(paths.home())
