@@ -50,6 +50,12 @@ class Server:
             return ""
 
 
+def fresh(page, test_id: str):
+    """Elements of this kind from the newest redraw only: while a page redraws, Streamlit keeps the previous run's
+    elements on screen, marked stale, so a metric can briefly be there twice."""
+    return page.locator(f'[data-testid="stElementContainer"]:not([data-stale="true"]) [data-testid="{test_id}"]')
+
+
 def state_of(home: Path, server: "Server | None" = None, lines: int = 40) -> str:
     """What a failed browser test needs to be diagnosed from CI's output alone: the jobs, the sources, the alerts,
     and the tails of the worker's, the jobs' and the dashboard's logs."""

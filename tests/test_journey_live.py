@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, state_of, streamlit_server,
+from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, fresh, state_of, streamlit_server,
                            wait_for_app_run)
 from tests.helpers import build_tiny_model, feed_csv, make_finished_run
 from tests.livefeeds import FeedServer, rss
@@ -84,12 +84,12 @@ def test_a_source_added_in_the_browser_fills_scores_and_alerts_an_open_monitor(t
                 page.goto(f"{app.url}/monitor")
                 wait_for_app_run(page)
                 expect(page.get_by_text(re.compile("Live: new articles, scores and alerts"))).to_be_visible()
-                expect(page.get_by_test_id("stMetric").filter(has_text="Open alerts")).to_contain_text("0")
+                expect(fresh(page, "stMetric").filter(has_text="Open alerts")).to_contain_text("0")
                 shots("monitor open no alert")
 
                 server.routes["/markets.rss"] = rss(items(5, now - timedelta(days=2), "Early")
                                                     + items(20, now, "Surge"))
-                expect(page.get_by_test_id("stMetric").filter(has_text="Open alerts")).to_contain_text(
+                expect(fresh(page, "stMetric").filter(has_text="Open alerts")).to_contain_text(
                     "1", timeout=120_000)
                 expect(page.get_by_role("combobox", name="Alert", exact=True)).to_match_aria_snapshot(
                     f'- combobox "Alert": /#\\d+ {now.date().isoformat()} · all articles · 100% negative/')
