@@ -1,5 +1,6 @@
 """The seed study's training levers (engine/training/levers.py): layer-wise learning-rate decay, weight averaging over
-the last steps and label smoothing are validated options, really change training, and are recorded with the run."""
+the last steps, label smoothing and R-Drop are validated options, really change training, and are recorded with the
+run."""
 
 from __future__ import annotations
 
@@ -56,9 +57,10 @@ def test_the_levers_are_validated_options():
     assert (config["layer_decay"], config["average_last"], config["label_smoothing"]) == (1.0, 0.0, 0.0)  # off
     config = finetune.build_config("balanced")  # what the seed study kept for Balanced (docs/benchmarks.md)
     assert (config["layer_decay"], config["average_last"], config["label_smoothing"]) == (1.0, 0.5, 0.0)
+    assert config["r_drop"] == 0.0
     with pytest.raises(finetune.ConfigError) as exc:
-        finetune.build_config("quick", {"layer_decay": 0, "average_last": 1.0, "label_smoothing": 0.7})
-    assert set(exc.value.errors) == {"layer_decay", "average_last", "label_smoothing"}
+        finetune.build_config("quick", {"layer_decay": 0, "average_last": 1.0, "label_smoothing": 0.7, "r_drop": -1})
+    assert set(exc.value.errors) == {"layer_decay", "average_last", "label_smoothing", "r_drop"}
     assert "1: off" in exc.value.errors["layer_decay"] and "0: off" in exc.value.errors["average_last"]
 
 
@@ -69,7 +71,8 @@ def test_a_run_with_every_lever_trains_averages_and_records_what_it_kept(store, 
 
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=48, n_val=12, n_test=12)
     run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="balanced",
-                             overrides={**SMALL, "layer_decay": 0.8, "average_last": 0.5, "label_smoothing": 0.1})
+                             overrides={**SMALL, "layer_decay": 0.8, "average_last": 0.5, "label_smoothing": 0.1,
+                                        "r_drop": 1.0})
     assert run_in_process(run_id) == 0
     job = queue.get(store, run_id)
     assert job["status"] == "succeeded", job["error"]
@@ -82,9 +85,60 @@ def test_a_run_with_every_lever_trains_averages_and_records_what_it_kept(store, 
     assert job["metrics"]["validation_macro_f1"] == pytest.approx(kept_f1)
     log = Path(job["log_path"]).read_text()
     assert "weights averaged over the last 6 steps" in log
+    assert "R-Drop: alpha 1.0" in log and job["config"]["r_drop"] == 1.0
     saved = json.loads((Path(job["model_dir"]) / "bellwether.json").read_text())
     assert saved["metrics"]["weight_averaging"] == averaged
     assert len(inference.load(job["model_dir"], precision="exact").predict(["Profit rose", "Sales fell"])) == 2
+
+
+def test_r_drop_adds_the_disagreement_of_two_dropout_draws_to_the_loss():
+    import torch
+    import torch.nn.functional as F
+
+    from engine.training.levers import rdrop_loss
+
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    y = torch.tensor([0, 2, 1, 1])
+    same = rdrop_loss(a, a.clone(), y, alpha=5.0)
+    assert same.item() == pytest.approx(F.cross_entropy(a, y).item(), abs=1e-6)  # one draw twice: no disagreement
+    kl = 0.5 * (F.kl_div(F.log_softmax(a, -1), F.log_softmax(b, -1), log_target=True, reduction="batchmean")
+                + F.kl_div(F.log_softmax(b, -1), F.log_softmax(a, -1), log_target=True, reduction="batchmean"))
+    expected = 0.5 * (F.cross_entropy(a, y) + F.cross_entropy(b, y)) + 2.0 * kl
+    assert rdrop_loss(a, b, y, alpha=2.0).item() == pytest.approx(expected.item(), rel=1e-5)
+    # Entity tagging: positions labelled -100 (sub-word pieces, padding) count for neither term.
+    tags = torch.tensor([[0, -100], [2, -100]])
+    noisy_b = torch.stack([b[0], torch.full((3,), 50.0)]).reshape(1, 2, 3).repeat(2, 1, 1)
+    clean_b = torch.stack([b[0], b[1]]).reshape(1, 2, 3).repeat(2, 1, 1)
+    left = torch.stack([a[0], a[1]]).reshape(1, 2, 3).repeat(2, 1, 1)
+    assert rdrop_loss(left, noisy_b, tags, 1.0).item() == pytest.approx(rdrop_loss(left, clean_b, tags, 1.0).item())
+
+
+def test_r_drop_trains_on_two_dropout_draws_and_evaluates_as_before(tiny_text_model, tmp_path):
+    """Without dropout the two draws agree and the loss is the plain one; with dropout they differ and it is larger."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+    from engine.training import levers
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    batch = {"input_ids": torch.tensor([[2, 5, 6, 7, 3], [2, 8, 9, 3, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]), "labels": torch.tensor([0, 2])}
+    quiet = AutoModelForSequenceClassification.from_pretrained(tiny_text_model, num_labels=3, hidden_dropout_prob=0.0,
+                                                               attention_probs_dropout_prob=0.0).train()
+    plain = Trainer(model=quiet, args=args).compute_loss(quiet, dict(batch))
+    rdrop = levers.rdrop_trainer_class(Trainer, 4.0)(model=quiet, args=args)
+    assert rdrop.compute_loss(quiet, dict(batch)).item() == pytest.approx(plain.item(), rel=1e-5)
+    noisy = AutoModelForSequenceClassification.from_pretrained(tiny_text_model, num_labels=3, hidden_dropout_prob=0.3,
+                                                               attention_probs_dropout_prob=0.3).train()
+    torch.manual_seed(1)
+    with_kl = levers.rdrop_trainer_class(Trainer, 4.0)(model=noisy, args=args).compute_loss(noisy, dict(batch))
+    torch.manual_seed(1)
+    without = levers.rdrop_trainer_class(Trainer, 0.0)(model=noisy, args=args).compute_loss(noisy, dict(batch))
+    assert with_kl.item() > without.item()
+    noisy.eval()  # evaluation: the base class's loss, one pass
+    assert rdrop.compute_loss(noisy, dict(batch)).item() == pytest.approx(
+        Trainer(model=noisy, args=args).compute_loss(noisy, dict(batch)).item())
 
 
 def test_the_average_replaces_the_weights_only_when_validation_says_so(tiny_text_model):
@@ -140,14 +194,15 @@ def test_the_train_page_and_the_cli_set_the_levers_and_the_run_keeps_them(home, 
     assert not queue.list_jobs(conn)
     assert any("Label smoothing" in e.value or "0.5" in e.value for e in at.error)
     at.number_input(key="adv_label_smoothing").set_value(0.1).run()
+    at.number_input(key="adv_r_drop").set_value(1.0).run()
     at.button[0].click().run()
     assert not at.exception
     config = queue.list_jobs(conn)[0]["config"]
-    assert (config["layer_decay"], config["label_smoothing"]) == (0.85, 0.1)
+    assert (config["layer_decay"], config["label_smoothing"], config["r_drop"]) == (0.85, 0.1, 1.0)
     assert main(["train", "--dataset", "fpb", "--base-model", str(tiny_text_model), "--layer-decay", "0.9",
-                 "--average-last", "0.3", "--no-worker", "--again"]) == 0
+                 "--average-last", "0.3", "--r-drop", "0.5", "--no-worker", "--again"]) == 0
     config = queue.list_jobs(conn)[0]["config"]
-    assert (config["layer_decay"], config["average_last"]) == (0.9, 0.3)
+    assert (config["layer_decay"], config["average_last"], config["r_drop"]) == (0.9, 0.3, 0.5)
 
 
 def test_entity_tagging_has_its_own_presets_on_the_train_page_and_in_the_run(home, monkeypatch, shared):

@@ -29,7 +29,7 @@ POOLING_WORDS = {"auto": N_("auto (the way the base model was trained)"), "cls":
                  "mean": N_("the mean of all tokens")}
 ADVANCED = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
             "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience", "layer_decay", "average_last",
-            "label_smoothing"]
+            "label_smoothing", "r_drop"]
 LORA = ["lora_r", "lora_alpha", "lora_dropout"]
 
 st.title(_("Train a model"))
@@ -243,6 +243,8 @@ with st.expander(_("Advanced options"), expanded=bool(errors)):
         "layer_decay": (left, N_("Layer-wise learning-rate decay (1: off)"), 0.05, "%.2f"),
         "average_last": (right, N_("Average the weights over the last share of steps (0: off)"), 0.1, "%.2f"),
         "label_smoothing": (left, N_("Label smoothing (0: off)"), 0.05, "%.2f"),
+        "r_drop": (right, N_("R-Drop: agreement between two dropout draws (0: off; steps take twice as long)"), 0.5,
+                   "%.2f"),
     }
     for key, (column, label, step, fmt) in fields.items():
         with column:

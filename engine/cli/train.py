@@ -45,6 +45,9 @@ def register(subparsers) -> None:
                    help=_("average the weights over this share of the last steps; kept when validation says it is "
                           "at least as good as the best checkpoint (0: off)"))
     p.add_argument("--label-smoothing", type=float, help=_("spread this share of each label's target over the others (0: off)"))
+    p.add_argument("--r-drop", type=float,
+                   help=_("R-Drop: send each batch through twice and add this times the disagreement of the two "
+                          "dropout draws to the loss (0: off; a step takes about twice as long)"))
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)

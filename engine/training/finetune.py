@@ -131,6 +131,7 @@ DEFAULTS: dict[str, Any] = {
     "layer_decay": 1.0,  # each encoder layer learns at this times the rate of the one above (1: off)
     "average_last": 0.0,  # weights averaged over this share of the last steps, kept if better on validation (0: off)
     "label_smoothing": 0.0,  # share of each label's target spread over the other labels (0: off)
+    "r_drop": 0.0,  # R-Drop's alpha: each batch twice, KL between the two dropout draws (0: off; a step costs 2x)
     # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
     "lora": False,
     "lora_r": 8,
@@ -160,6 +161,7 @@ FIELD_LABELS = {
     "layer_decay": "Layer-wise learning-rate decay",
     "average_last": "Weight averaging",
     "label_smoothing": "Label smoothing",
+    "r_drop": "R-Drop",
     "packing": "Packing",
     "dataset": "Dataset",
     "base_model": "Base model",
@@ -269,6 +271,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "layer_decay", float, 0, 1, low_open=True, what=N_(" (1: off)"))
     _number(errors, config, "average_last", float, 0, 0.9, what=N_(" (0: off)"))
     _number(errors, config, "label_smoothing", float, 0, 0.5, what=N_(" (0: off)"))
+    _number(errors, config, "r_drop", float, 0, 10, what=N_(" (0: off)"))
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
@@ -378,6 +381,8 @@ def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "defaul
     speed = speed * 128 / max(16, int(config.get("max_length", 128)))
     if config.get("lora"):
         speed *= 1.3
+    if float(config.get("r_drop") or 0) > 0:
+        speed /= 2  # every batch goes through the model twice
     return n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0  # plus loading and the test predictions
 
 
@@ -1181,6 +1186,7 @@ def train(conn, job: dict, ctx) -> dict:
     if int(config.get("early_stopping_patience") or 0) > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
     trainer_cls = Trainer
+    class_weights = None
     if config.get("class_weighting"):
         if task == "token-classification":
             counts = np.bincount([lab for it in train_items for lab in it["labels"] if lab != -100], minlength=len(labels))
@@ -1188,8 +1194,12 @@ def train(conn, job: dict, ctx) -> dict:
             counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
         weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
         log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
-        trainer_cls = _weighted_trainer_class(torch.tensor(weights, dtype=torch.float32),
-                                              float(config.get("label_smoothing") or 0.0))
+        class_weights = torch.tensor(weights, dtype=torch.float32)
+        trainer_cls = _weighted_trainer_class(class_weights, float(config.get("label_smoothing") or 0.0))
+    if float(config.get("r_drop") or 0.0) > 0:
+        trainer_cls = levers.rdrop_trainer_class(trainer_cls, float(config["r_drop"]), class_weights,
+                                                 float(config.get("label_smoothing") or 0.0))
+        log.info("R-Drop: alpha %s (each batch twice, a step costs about twice as much)", config["r_drop"])
     trainer_cls = _seeded_sampler_trainer_class(trainer_cls, seed, bool(config.get("group_by_length", True)))
     if float(config.get("layer_decay") or 1.0) < 1:
         trainer_cls = levers.layerwise_trainer_class(trainer_cls, float(config["layer_decay"]))

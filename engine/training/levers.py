@@ -1,5 +1,5 @@
-"""Training levers measured by the seed study (issue 13, docs/benchmarks.md): layer-wise learning-rate decay and
-weight averaging over the last part of training. Label smoothing is transformers' own (``label_smoothing_factor``).
+"""Training levers measured by the seed study (issue 13, docs/benchmarks.md): layer-wise learning-rate decay, weight
+averaging over the last part of training and R-Drop. Label smoothing is transformers' own (``label_smoothing_factor``).
 
 - **Layer-wise learning-rate decay** (``layer_decay`` < 1): the classifier head and the top encoder layer learn at the
   run's learning rate, each layer below at ``layer_decay`` times the one above, the embeddings at the lowest rate. The
@@ -8,6 +8,11 @@ weight averaging over the last part of training. Label smoothing is transformers
   ``average_last`` share of the steps (tail averaging, as in SWA with the run's own decaying schedule). At the end it
   is one more candidate beside the epoch checkpoints: it is kept when its validation macro-F1 is at least the best
   checkpoint's, and the run says which was kept. A resumed run averages from where it resumed.
+- **R-Drop** (``r_drop`` = alpha > 0; Liang et al. 2021, "R-Drop: Regularized Dropout for Neural Networks"): each
+  training batch goes through the model twice, with two different dropout masks; the loss is the mean of the two
+  cross-entropies plus alpha times the symmetric KL divergence between the two predicted distributions, so the model
+  learns to answer the same whatever dropout removes. A step costs about twice as much; evaluation and prediction are
+  unchanged.
 """
 
 from __future__ import annotations
@@ -56,6 +61,52 @@ def layerwise_trainer_class(base, decay: float):
             return self.optimizer
 
     return LayerwiseTrainer
+
+
+def rdrop_loss(logits_a, logits_b, labels, alpha: float, class_weights=None, label_smoothing: float = 0.0):
+    """The R-Drop loss of two forward passes of one batch: mean cross-entropy of both plus ``alpha`` times the
+    symmetric KL divergence between them, over the positions with a label (-100: none, as for sub-word tokens)."""
+    import torch
+    import torch.nn.functional as F
+
+    n = logits_a.shape[-1]
+    flat = labels.reshape(-1)
+    keep = flat != -100
+    a, b, y = logits_a.reshape(-1, n)[keep].float(), logits_b.reshape(-1, n)[keep].float(), flat[keep]
+    if y.numel() == 0:
+        return (logits_a.sum() + logits_b.sum()) * 0.0
+    weight = class_weights.to(a.device, a.dtype) if class_weights is not None else None
+    ce = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    log_a, log_b = F.log_softmax(a, dim=-1), F.log_softmax(b, dim=-1)
+    kl = 0.5 * (F.kl_div(log_a, log_b, log_target=True, reduction="batchmean")
+                + F.kl_div(log_b, log_a, log_target=True, reduction="batchmean"))
+    return 0.5 * (ce(a, y) + ce(b, y)) + alpha * kl
+
+
+def rdrop_trainer_class(base, alpha: float, class_weights=None, label_smoothing: float = 0.0):
+    """``base`` (a Trainer class) training with the R-Drop loss (see :func:`rdrop_loss`): the batch is sent through
+    the model twice in one forward (stacked), so the two halves see different dropout masks. Evaluation keeps the
+    base class's loss."""
+    import torch
+
+    class RDropTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if alpha <= 0 or not model.training or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            labels = inputs.pop("labels")
+            size = labels.shape[0]
+            doubled = {k: torch.cat([v, v]) if torch.is_tensor(v) and v.shape[:1] == (size,) else v
+                       for k, v in inputs.items()}
+            outputs = model(**doubled)
+            logits_a, logits_b = outputs.logits[:size], outputs.logits[size:]
+            loss = rdrop_loss(logits_a, logits_b, labels, alpha, class_weights, label_smoothing)
+            if return_outputs:
+                outputs.logits = logits_a
+                return loss, outputs
+            return loss
+
+    return RDropTrainer
 
 
 def weight_averager(share: float):
