@@ -5,6 +5,7 @@ model's languages; the language warning, when it fires, stays the only message."
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 
@@ -57,6 +58,20 @@ def test_the_train_page_warns_about_an_unknown_model_blind_to_chinese(store, mon
     assert f"Base model {english_model} {BLIND}, so it cannot learn from them: expect poor results." in said
     assert "Choose a base model whose vocabulary covers these texts' language." in said
     assert "The texts are mostly Chinese" not in said  # one message
+
+
+def test_the_train_page_says_it_in_chinese(store, monkeypatch, english_model):
+    monkeypatch.setenv("BELLWETHER_USER", "ana")
+    monkeypatch.setenv("BELLWETHER_LANGUAGE", "zh_CN")
+    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
+    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
+    datasets.import_file(store, _csv(CHINESE), "zh.csv", "zh-news")
+    catalog.allow_model(str(english_model))
+    at = open_page("train")
+    at.text_input(key="train_base_model").set_value(str(english_model)).run()
+    warning = next(w.value for w in at.warning if "不认识" in w.value)
+    assert "的词（其词表中没有对应的词元），因此无法从中学习：结果可能很差。请选择词表覆盖这些文本语言的基础模型。" in warning
+    assert not re.search(r"[A-Za-z]{3,} [A-Za-z]{3,} [A-Za-z]{3,}", warning)  # no English sentence left
 
 
 def test_the_train_page_is_quiet_for_english_texts(store, monkeypatch, english_model):

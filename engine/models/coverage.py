@@ -58,10 +58,7 @@ def _share(folder: str, texts: tuple[str, ...]) -> float | None:
     if tokenizer is None or unknown is None:
         return None
     special = set(getattr(tokenizer, "all_special_ids", None) or []) - {unknown}
-    try:
-        encoded = tokenizer([t[:MAX_CHARS] for t in texts], add_special_tokens=False)["input_ids"]
-    except Exception:  # noqa: BLE001 - a tokenizer that cannot take these texts tells nothing
-        return None
+    encoded = tokenizer([t[:MAX_CHARS] for t in texts], add_special_tokens=False)["input_ids"]  # raises: not cached
     total = hits = 0
     for ids in encoded:
         for token in ids:
@@ -81,7 +78,10 @@ def unknown_share(spec: str | None, texts) -> float | None:
     sample = spread(texts)
     if folder is None or not sample:
         return None
-    return _share(folder, tuple(sample))
+    try:
+        return _share(folder, tuple(sample))
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot take these texts tells nothing (tried again next time)
+        return None
 
 
 def is_blind(share: float | None) -> bool:
