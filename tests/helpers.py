@@ -33,6 +33,29 @@ def build_tiny_model(path: Path, labels: list[str], task: str = "text-classifica
     return path
 
 
+ENGLISH_WORDS = ("the company said that profits rose in quarter shares of bank fell on day a an and to for with "
+                 "is was are by as at from its it this").split()
+
+
+def build_english_vocab_model(path: Path, labels: list[str]) -> Path:
+    """Save a tiny BERT classifier whose tokenizer knows only a few English words, ASCII letters, digits and
+    punctuation (no CJK character): a model Bellwether's catalogue does not know, blind to Chinese."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    torch.manual_seed(0)
+    words = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-%$")
+             + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + ENGLISH_WORDS)
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)})
+    path.mkdir(parents=True, exist_ok=True)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def make_finished_run(conn, model_dir: Path, predictions: list[dict] | None = None, metrics: dict | None = None,
                       task: str = "text-classification", dataset_id: int | None = None) -> int:
     """Register a succeeded training run whose model is ``model_dir``, as the training engine leaves one.

@@ -14,7 +14,7 @@ from engine.models.pooling import CHOICES as pooling_choices
 from engine.training import finetune
 from engine.errors import UserError
 from engine.i18n import N_, _, number, percent
-from views._shared import can, connect, current_user, plain_errors, require_sign_in, start_worker
+from views._shared import can, connect, current_user, md, plain_errors, require_sign_in, start_worker
 
 require_sign_in()
 if not can("train.submit"):  # viewers have no Train page in the navigation; a direct run of this file says why
@@ -178,7 +178,7 @@ base_spec = (state.get("train_base_model") or "default").strip()
 if not catalog.is_allowed(base_spec):  # estimates must not tell an existing server folder from a missing one
     base_spec = "default"
 if warning := finetune.language_warning(conn, dataset["ref"], base_spec):
-    st.warning(warning, icon=":material/translate:")
+    st.warning(md(warning), icon=":material/translate:")
 with st.expander(_("Base models by language and purpose")):
     st.dataframe(
         [{_("Model"): s.id, _("Languages"): language_names(s.languages), _("Suits"): _(s.purpose),

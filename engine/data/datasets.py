@@ -104,6 +104,22 @@ def rows(conn, dataset_id: int, split: str | None = None) -> list[dict]:
     return out
 
 
+def sample_texts(conn, dataset_id: int, n: int = 300, split: str = "train") -> list[str]:
+    """At most ``n`` texts of a dataset version's ``split``, spread over all its rows (not just the first ones)."""
+    ids = [r[0] for r in conn.execute("SELECT row_id FROM dataset_rows WHERE dataset_id = ? AND split = ? "
+                                      "ORDER BY row_id", [int(dataset_id), split])]
+    if len(ids) > n:
+        step = len(ids) / n
+        ids = [ids[int(i * step)] for i in range(n)]
+    texts = []
+    for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+        chunk = ids[start:start + 500]
+        texts += [r[0] for r in conn.execute(
+            f"SELECT text FROM dataset_rows WHERE dataset_id = ? AND row_id IN ({','.join('?' * len(chunk))}) "
+            "ORDER BY row_id", [int(dataset_id), *chunk])]
+    return texts
+
+
 def list_datasets(conn, name: str | None = None) -> list[dict]:
     """Every saved version, newest first (or the versions of one name)."""
     if name:

@@ -21,7 +21,7 @@ from collections import Counter
 
 from engine.data.wording import said, shown
 from engine.i18n import N_, _, number, percent
-from engine.models import catalog
+from engine.models import catalog, coverage
 
 SAMPLE = 500  # texts looked at (spread over the whole set)
 LATIN = "latin"  # a Latin-script language that could not be told
@@ -170,3 +170,20 @@ def model_warning(spec: str | None, found: dict | None) -> str | None:
     """:func:`model_warning_said` in the reader's language."""
     warning = model_warning_said(spec, found)
     return shown(warning) if warning else None
+
+
+def vocabulary_warning(spec: str | None, texts) -> str | None:
+    """A plain warning, in the reader's language, when base model ``spec``'s vocabulary has no token for a large share
+    of ``texts``' words (engine.models.coverage: at or above its THRESHOLD), else None. Works for any base model whose
+    tokenizer is on this machine, including those :func:`covers` cannot tell about."""
+    share = coverage.unknown_share(spec, texts)
+    if not coverage.is_blind(share):
+        return None
+    spec = (spec or catalog.DEFAULT).strip()
+    if spec == catalog.DEFAULT:
+        return _("The default model (all-MiniLM-L6-v2) does not know {share} of the words in these texts (its "
+                 "vocabulary has no token for them), so it cannot learn from them: expect poor results. Choose a base "
+                 "model whose vocabulary covers these texts' language.", share=percent(share))
+    return _("Base model {spec} does not know {share} of the words in these texts (its vocabulary has no token for "
+             "them), so it cannot learn from them: expect poor results. Choose a base model whose vocabulary covers "
+             "these texts' language.", spec=spec, share=percent(share))

@@ -228,6 +228,24 @@ def _hub_folder(spec: str) -> str:
     return snapshot_download(spec, cache_dir=paths.models_dir(), allow_patterns=MODEL_FILES)
 
 
+def local_folder(spec: str | None) -> str | None:
+    """The local folder base model ``spec`` would load from ('default', a folder, a hub id already downloaded under the
+    data directory), or None when it is not on this machine. Never downloads and never raises: for looking at a
+    model's files (its tokenizer) before anything is queued."""
+    spec = (spec or DEFAULT).strip()
+    if spec == DEFAULT:
+        return str(default_model_path())
+    path = Path(spec).expanduser()
+    if spec.startswith((".", "/", "~")) or path.exists():
+        return str(path.resolve()) if path.is_dir() else None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(spec, cache_dir=paths.models_dir(), local_files_only=True)
+    except Exception:  # noqa: BLE001 - not downloaded (or a name the hub library refuses)
+        return None
+
+
 def resolve(spec: str | None, allow_list: bool = False) -> BaseModel:
     """Check that a base model can be loaded; raise UserError with a plain reason otherwise. Hub ids become a local
     folder under the data directory (:func:`_hub_folder`). ``allow_list``: the dashboard's check (:func:`check_allowed`)

@@ -20,7 +20,7 @@ from engine.data import language as languages
 from engine.errors import UserError
 from engine.i18n import _
 from engine.jobs import runs
-from engine.models import inference
+from engine.models import coverage, inference
 from engine.monitor import alerts, feedjobs, vocabulary
 
 
@@ -39,27 +39,47 @@ def count_unscored(conn, feed_id: int, run_id: int) -> int:
     ).fetchone()[0]
 
 
+def _titles(conn, feed_id: int) -> list[str]:
+    """The titles of a feed's newest 2,000 articles."""
+    return [r[0] for r in conn.execute("SELECT title FROM articles WHERE feed_id = ? ORDER BY id DESC LIMIT 2000",
+                                       [int(feed_id)])]
+
+
 def feed_language(conn, feed_id: int) -> dict | None:
     """The main language of a feed's articles, told from the titles of its newest 2,000 (None: no articles)."""
-    titles = [r[0] for r in conn.execute("SELECT title FROM articles WHERE feed_id = ? ORDER BY id DESC LIMIT 2000",
-                                         [int(feed_id)])]
+    titles = _titles(conn, feed_id)
     return languages.detect(titles) if titles else None
 
 
 def language_warning(conn, feed_id: int, run_id: int) -> str | None:
-    """A plain warning when a feed's main language differs from that of the texts run ``run_id`` was trained on."""
+    """A plain warning when a feed's main language differs from that of the texts run ``run_id`` was trained on, or
+    else when the run's model has no token for many of the words of the feed's titles (engine.models.coverage, with
+    the tokenizer saved with the run's model); None when neither. One message, never both."""
     feed = feed_language(conn, feed_id)
     try:
-        trained = runs.language(conn, runs.get(conn, run_id))
+        run = runs.get(conn, run_id)
     except UserError:
         return None
+    trained = runs.language(conn, run)
     codes = {(feed or {}).get("language"), (trained or {}).get("language")}
     if None in codes or languages.LATIN in codes or len(codes) == 1:
-        return None
+        return _vocabulary_warning(conn, feed_id, run)
     return _("The feed's articles are mostly {feed_language} ({share} of the titles looked at), but run {run_id} was "
              "trained on {run_language} texts: its scores may be poor. Score with a run trained on {feed_language} "
              "texts.", feed_language=language_name(feed), share=i18n.percent(feed["share"]), run_id=run_id,
              run_language=language_name(trained))
+
+
+def _vocabulary_warning(conn, feed_id: int, run: dict) -> str | None:
+    model_dir = run.get("model_dir")
+    if not model_dir:
+        return None
+    share = coverage.unknown_share(str(model_dir), _titles(conn, feed_id))
+    if not coverage.is_blind(share):
+        return None
+    return _("Run {run_id}'s model does not know {share} of the words in this feed's titles (its vocabulary has no "
+             "token for them), so its scores may be poor. Score with a run whose base model's vocabulary covers the "
+             "feed's language.", run_id=run["id"], share=i18n.percent(share))
 
 
 def language_name(found: dict | None) -> str:

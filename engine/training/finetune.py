@@ -403,13 +403,17 @@ def estimate_range(conn, n_train: int, config: dict, base_model: str = "default"
 
 
 def language_warning(conn, dataset: str, base_model: str | None = "default") -> str | None:
-    """A plain warning when the dataset's main language is one the base model was not trained on (None: it is, or
-    that cannot be told). The Train page shows it before Train; ``train`` prints it."""
+    """A plain warning when the dataset's main language is one the base model was not trained on, or else when the
+    base model's vocabulary has no token for many of its words (engine.models.coverage: any base model whose tokenizer
+    is on this machine); None when neither. One message, never both. The Train page shows it before Train; ``train``
+    prints it."""
     try:
         ds = datasets.get(conn, dataset)
     except UserError:
         return None
-    return languages.model_warning(base_model, runs.dataset_language(conn, ds["id"]))
+    if warning := languages.model_warning(base_model, runs.dataset_language(conn, ds["id"])):
+        return warning
+    return languages.vocabulary_warning(base_model, datasets.sample_texts(conn, ds["id"]))
 
 
 def format_duration(seconds: float) -> str:
