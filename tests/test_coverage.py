@@ -44,16 +44,22 @@ def test_the_share_of_unknown_tokens(english_model):
     assert coverage.unknown_share(str(english_model), ["", "  "]) is None  # nothing to tell
 
 
-def test_the_train_page_warns_about_an_unknown_model_blind_to_chinese(store, monkeypatch, english_model):
+def _train_page_with(store, monkeypatch, model, rows, name: str):
+    """The Train page (an analyst signed in, no worker started) on dataset ``name`` of ``rows``, ``model`` typed in."""
     monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
     monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
-    datasets.import_file(store, _csv(CHINESE), "zh.csv", "zh-news")
-    assert language.covers(str(english_model), "zh") is None  # the catalogue cannot tell: the old check said nothing
-    catalog.allow_model(str(english_model))
+    datasets.import_file(store, _csv(rows), f"{name}.csv", name)
+    catalog.allow_model(str(model))
     at = open_page("train")
-    at.text_input(key="train_base_model").set_value(str(english_model)).run()
+    at.text_input(key="train_base_model").set_value(str(model)).run()
     assert not at.exception
+    return at
+
+
+def test_the_train_page_warns_about_an_unknown_model_blind_to_chinese(store, monkeypatch, english_model):
+    assert language.covers(str(english_model), "zh") is None  # the catalogue cannot tell: the old check said nothing
+    at = _train_page_with(store, monkeypatch, english_model, CHINESE, "zh-news")
     said = texts(at)
     assert f"Base model {english_model} {BLIND}, so it cannot learn from them: expect poor results." in said
     assert "Choose a base model whose vocabulary covers these texts' language." in said
@@ -61,27 +67,15 @@ def test_the_train_page_warns_about_an_unknown_model_blind_to_chinese(store, mon
 
 
 def test_the_train_page_says_it_in_chinese(store, monkeypatch, english_model):
-    monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.setenv("BELLWETHER_LANGUAGE", "zh_CN")
-    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
-    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
-    datasets.import_file(store, _csv(CHINESE), "zh.csv", "zh-news")
-    catalog.allow_model(str(english_model))
-    at = open_page("train")
-    at.text_input(key="train_base_model").set_value(str(english_model)).run()
+    at = _train_page_with(store, monkeypatch, english_model, CHINESE, "zh-news")
     warning = next(w.value for w in at.warning if "不认识" in w.value)
     assert "的词（其词表中没有对应的词元），因此无法从中学习：结果可能很差。请选择词表覆盖这些文本语言的基础模型。" in warning
     assert not re.search(r"[A-Za-z]{3,} [A-Za-z]{3,} [A-Za-z]{3,}", warning)  # no English sentence left
 
 
 def test_the_train_page_is_quiet_for_english_texts(store, monkeypatch, english_model):
-    monkeypatch.setenv("BELLWETHER_USER", "ana")
-    monkeypatch.delenv("BELLWETHER_PASSWORD", raising=False)
-    monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
-    datasets.import_file(store, _csv(ENGLISH), "en.csv", "en-news")
-    catalog.allow_model(str(english_model))
-    at = open_page("train")
-    at.text_input(key="train_base_model").set_value(str(english_model)).run()
+    at = _train_page_with(store, monkeypatch, english_model, ENGLISH, "en-news")
     said = texts(at)
     assert "does not know" not in said and "expect poor results" not in said
 
