@@ -56,8 +56,9 @@ def test_the_levers_are_validated_options():
     config = finetune.build_config("quick")
     assert (config["layer_decay"], config["average_last"], config["label_smoothing"]) == (1.0, 0.0, 0.0)  # off
     config = finetune.build_config("balanced")  # what the seed study kept for Balanced (docs/benchmarks.md)
-    assert (config["layer_decay"], config["average_last"], config["label_smoothing"]) == (1.0, 0.5, 0.0)
-    assert config["r_drop"] == 0.0
+    assert (config["layer_decay"], config["average_last"], config["label_smoothing"], config["r_drop"]) == (1.0, 0.5, 0.0,
+                                                                                                           1.0)
+    assert finetune.build_config("quick")["r_drop"] == finetune.build_config("thorough")["r_drop"] == 0.0
     with pytest.raises(finetune.ConfigError) as exc:
         finetune.build_config("quick", {"layer_decay": 0, "average_last": 1.0, "label_smoothing": 0.7, "r_drop": -1})
     assert set(exc.value.errors) == {"layer_decay", "average_last", "label_smoothing", "r_drop"}
@@ -184,7 +185,7 @@ def test_the_train_page_and_the_cli_set_the_levers_and_the_run_keeps_them(home, 
     conn, at = train_page_on_fpb(monkeypatch, shared, tiny_text_model)
     preset = finetune.preset_config("balanced", "text-classification")
     cards = " ".join(m.value for m in at.markdown)
-    assert "weights averaged over the last 50%" in cards  # Balanced's card says so
+    assert "weights averaged over the last 50% · R-Drop 1" in cards  # Balanced's card says so
     decay = at.number_input(key="adv_layer_decay")
     assert decay.label == "Layer-wise learning-rate decay (1: off)" and decay.value == preset["layer_decay"]
     assert at.number_input(key="adv_average_last").value == preset["average_last"]
@@ -217,6 +218,7 @@ def test_entity_tagging_has_its_own_presets_on_the_train_page_and_in_the_run(hom
     assert finetune.preset_config("quick", "text-classification")["epochs"] == 1
     balanced = finetune.preset_config("balanced", "token-classification")
     assert (balanced["epochs"], balanced["early_stopping_patience"], balanced["average_last"]) == (5, 2, 0.5)
+    assert balanced["r_drop"] == 0.0  # tagging's Balanced was measured without R-Drop
     monkeypatch.setenv("BELLWETHER_USER", "ana")
     monkeypatch.setattr(supervisor, "ensure_supervisor", lambda *a, **k: 0)
     conn = db.connect()

@@ -153,9 +153,12 @@ def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(s
 
     from engine.training import finetune
 
-    config = finetune.build_config("balanced")
+    config = finetune.build_config("thorough")
     default = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     assert abs(default - (1000 * config["epochs"] / 40 + 15)) < 1  # 40 samples/s: measured on 2 cores
+    balanced = finetune.build_config("balanced")  # R-Drop: each batch twice, 1.7x the time (measured)
+    assert abs(finetune.estimate_seconds(store, 1000, balanced, "default", "cpu")
+               - (1000 * balanced["epochs"] * 1.7 / 40 + 15)) < 1
     base = tmp_path / "bert-base-like"
     BertConfig(hidden_size=768, num_hidden_layers=12, intermediate_size=3072).save_pretrained(base)
     bigger = finetune.estimate_seconds(store, 1000, config, str(base), "cpu")
@@ -167,7 +170,7 @@ def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(s
 def test_estimate_uses_speed_measured_on_this_machine(store):
     from engine.training import finetune
 
-    config = finetune.build_config("balanced")
+    config = finetune.build_config("thorough")
     guess = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
@@ -178,6 +181,13 @@ def test_estimate_uses_speed_measured_on_this_machine(store):
                           "metrics_json": db.dumps({"train_samples_per_second": 300.0})})
     measured = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     assert measured < guess
+    # A run with R-Drop went through each batch twice: its samples/s count for 1.7x that without it.
+    from engine.jobs import overview
+
+    store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
+                          "created_at": db.now(), "config_json": db.dumps({"max_length": 128, "r_drop": 1.0}),
+                          "metrics_json": db.dumps({"train_samples_per_second": 20.0})})
+    assert 34.0 in [round(v, 6) for v in overview.train_speeds(store, "default", "cpu")]
     assert abs(measured - (1000 * config["epochs"] / 300 + 15)) < 1  # epochs x rows at the measured speed, plus start-up
 
 

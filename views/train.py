@@ -215,6 +215,8 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
             settings_line += " · " + _("layer-wise rate decay {decay}", decay=f"{config['layer_decay']:g}")
         if config["average_last"]:
             settings_line += " · " + _("weights averaged over the last {share}", share=percent(config["average_last"]))
+        if config.get("r_drop"):
+            settings_line += " · " + _("R-Drop {alpha}", alpha=f"{config['r_drop']:g}")
         st.markdown(settings_line)
         st.markdown(_("Estimated time on this machine ({slot}): **{duration}**", slot=slot.upper(),
                       duration=overview.duration_words(*seconds)),

@@ -61,14 +61,25 @@ def _spread(speeds: list[float]) -> tuple[float, float]:
     return speeds[0] / RANGE[1][1], speeds[0] / RANGE[1][0]
 
 
+# R-Drop sends every batch through the model twice: Balanced on fpb trained 1.7x as long with it (docs/benchmarks.md).
+R_DROP_COST = 1.7
+
+
+def r_drop_cost(config: dict | None) -> float:
+    """How many times as long a training run takes for its R-Drop setting (1 without)."""
+    return R_DROP_COST if float((config or {}).get("r_drop") or 0) > 0 else 1.0
+
+
 def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
+    """Training samples/s of the last finished runs of ``base_model`` here, as at max length 128 without R-Drop."""
     speeds = []
     for row in conn.query(
             "SELECT metrics_json, config_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
             f"AND base_model IS ? AND device_slot IS ? ORDER BY {queue.ORDER} DESC LIMIT 5", [base_model, slot]):
         sps = (db.loads(row["metrics_json"], {}) or {}).get("train_samples_per_second")
         if sps:
-            speeds.append(float(sps) * ((db.loads(row["config_json"], {}) or {}).get("max_length") or 128) / 128)
+            config = db.loads(row["config_json"], {}) or {}
+            speeds.append(float(sps) * (config.get("max_length") or 128) / 128 * r_drop_cost(config))
     return speeds
 
 
@@ -88,7 +99,7 @@ def _work(conn, job: dict) -> float:
     if job["kind"] == "train":
         n = conn.execute("SELECT COUNT(*) FROM dataset_rows WHERE dataset_id = ? AND split = 'train'",
                          [job.get("dataset_id")]).fetchone()[0]
-        return float(n) * float(config.get("epochs") or 1)
+        return float(n) * float(config.get("epochs") or 1) * r_drop_cost(config)
     if (config or {}).get("purpose") == "topics":
         sql = ("SELECT COUNT(*) FROM articles a WHERE a.feed_id = ? AND NOT EXISTS (SELECT 1 FROM article_topics t "
                "WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?)")
