@@ -4,6 +4,8 @@ isolates, zero-width characters and other invisible format characters.
 They make two names look identical (``fpb`` and ``fp\\u200bb``), reorder what a reader sees (U+202E), or drive a
 terminal (ESC). Names and labels are cleaned when they are imported or saved (datasets, feeds, topics, runs, labels,
 article titles, sources and topics), so what is stored is what is shown.
+
+Also :func:`evenly`, the sample of a long list of texts that the language and vocabulary checks look at.
 """
 
 from __future__ import annotations
@@ -29,3 +31,12 @@ def clean_name(value) -> str:
 def strip_invisible(value: str) -> str:
     """Longer text (an article, a text to classify): the invisible characters removed, everything else kept."""
     return _INVISIBLE_RE.sub("", value)
+
+
+def evenly(items: list, n: int) -> list:
+    """At most ``n`` of ``items``, spread evenly over the whole list (not just its start): the sample the language and
+    vocabulary checks look at."""
+    if len(items) <= n:
+        return list(items)
+    step = len(items) / n
+    return [items[int(i * step)] for i in range(n)]

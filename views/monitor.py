@@ -113,8 +113,7 @@ if state.get("mon_link_dates"):
     wanted = state.pop("mon_link_dates")
     try:
         a, b = (date.fromisoformat(wanted[0]) if wanted[0] else lo), (date.fromisoformat(wanted[1]) if wanted[1] else hi)
-        state[dates_key] = (min(max(a, lo), hi), min(max(b, lo), hi))
-        state[follow_key] = state[dates_key][1] >= hi
+        state[dates_key], state[follow_key] = (a, b), b >= hi  # kept within the feed's days just below
     except ValueError:
         pass  # a mangled link: the whole range
 chosen_dates = state.get(dates_key)

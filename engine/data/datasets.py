@@ -17,7 +17,7 @@ from engine.data import generation
 from engine.data import validate
 from engine.errors import NotFound, UserError
 from engine.i18n import _
-from engine.text import clean_name
+from engine.text import clean_name, evenly
 
 ACTIVE_JOB_STATUSES = ("queued", "running")
 NAME_RE = re.compile(r"^[^:/\\\x00-\x1f]{1,100}$")
@@ -108,9 +108,7 @@ def sample_texts(conn, dataset_id: int, n: int = 300, split: str = "train") -> l
     """At most ``n`` texts of a dataset version's ``split``, spread over all its rows (not just the first ones)."""
     ids = [r[0] for r in conn.execute("SELECT row_id FROM dataset_rows WHERE dataset_id = ? AND split = ? "
                                       "ORDER BY row_id", [int(dataset_id), split])]
-    if len(ids) > n:
-        step = len(ids) / n
-        ids = [ids[int(i * step)] for i in range(n)]
+    ids = evenly(ids, n)
     texts = []
     for start in range(0, len(ids), 500):  # SQLite's limit on parameters
         chunk = ids[start:start + 500]

@@ -91,10 +91,7 @@ def _latin_language(texts: list[str]) -> str:
 def detect(texts) -> dict:
     """{'language': code, 'name': plain name, 'share': share of the texts looked at in it, 'n': texts looked at}; the
     language is None when no text has letters."""
-    texts = [str(t) for t in texts if t is not None and str(t).strip()]
-    if len(texts) > SAMPLE:  # spread over the whole set, not just its start
-        step = len(texts) / SAMPLE
-        texts = [texts[int(i * step)] for i in range(SAMPLE)]
+    texts = coverage.spread(texts, SAMPLE)  # spread over the whole set, not just its start
     by_text = [(t, _text_script(t)) for t in texts]
     latin = [t for t, s in by_text if s == "latin"]
     latin_language = _latin_language(latin) if latin else LATIN

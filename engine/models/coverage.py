@@ -25,6 +25,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from engine.models import catalog
+from engine.text import evenly
 
 THRESHOLD = 0.10  # the share of unknown tokens at or above which a model is said not to know the texts
 SAMPLE = 300  # texts looked at, spread over the whole set
@@ -44,11 +45,7 @@ def _tokenizer(folder: str):
 
 def spread(texts, n: int = SAMPLE) -> list[str]:
     """At most ``n`` non-empty texts spread over the whole list (not just its start)."""
-    texts = [str(t) for t in texts if t is not None and str(t).strip()]
-    if len(texts) > n:
-        step = len(texts) / n
-        texts = [texts[int(i * step)] for i in range(n)]
-    return texts
+    return evenly([str(t) for t in texts if t is not None and str(t).strip()], n)
 
 
 @lru_cache(maxsize=64)

@@ -55,7 +55,8 @@ def language_warning(conn, feed_id: int, run_id: int) -> str | None:
     """A plain warning when a feed's main language differs from that of the texts run ``run_id`` was trained on, or
     else when the run's model has no token for many of the words of the feed's titles (engine.models.coverage, with
     the tokenizer saved with the run's model); None when neither. One message, never both."""
-    feed = feed_language(conn, feed_id)
+    titles = _titles(conn, feed_id)  # read once for both checks
+    feed = languages.detect(titles) if titles else None
     try:
         run = runs.get(conn, run_id)
     except UserError:
@@ -63,18 +64,18 @@ def language_warning(conn, feed_id: int, run_id: int) -> str | None:
     trained = runs.language(conn, run)
     codes = {(feed or {}).get("language"), (trained or {}).get("language")}
     if None in codes or languages.LATIN in codes or len(codes) == 1:
-        return _vocabulary_warning(conn, feed_id, run)
+        return _vocabulary_warning(run, titles)
     return _("The feed's articles are mostly {feed_language} ({share} of the titles looked at), but run {run_id} was "
              "trained on {run_language} texts: its scores may be poor. Score with a run trained on {feed_language} "
              "texts.", feed_language=language_name(feed), share=i18n.percent(feed["share"]), run_id=run_id,
              run_language=language_name(trained))
 
 
-def _vocabulary_warning(conn, feed_id: int, run: dict) -> str | None:
+def _vocabulary_warning(run: dict, titles: list[str]) -> str | None:
     model_dir = run.get("model_dir")
     if not model_dir:
         return None
-    share = coverage.unknown_share(str(model_dir), _titles(conn, feed_id))
+    share = coverage.unknown_share(str(model_dir), titles)
     if not coverage.is_blind(share):
         return None
     return _("Run {run_id}'s model does not know {share} of the words in this feed's titles (its vocabulary has no "

@@ -134,7 +134,7 @@ DEFAULTS: dict[str, Any] = {
     "layer_decay": 1.0,  # each encoder layer learns at this times the rate of the one above (1: off)
     "average_last": 0.0,  # weights averaged over this share of the last steps, kept if better on validation (0: off)
     "label_smoothing": 0.0,  # share of each label's target spread over the other labels (0: off)
-    "r_drop": 0.0,  # R-Drop's alpha: each batch twice, KL between the two dropout draws (0: off; a step costs 2x)
+    "r_drop": 0.0,  # R-Drop's alpha: each batch twice, KL between the two dropout draws (0: off; 1.7x the training time)
     # generation only: whole examples end to end in max-length blocks (engine/training/generation.py)
     "lora": False,
     "lora_r": 8,
@@ -1205,7 +1205,7 @@ def train(conn, job: dict, ctx) -> dict:
     if float(config.get("r_drop") or 0.0) > 0:
         trainer_cls = levers.rdrop_trainer_class(trainer_cls, float(config["r_drop"]), class_weights,
                                                  float(config.get("label_smoothing") or 0.0))
-        log.info("R-Drop: alpha %s (each batch twice, a step costs about twice as much)", config["r_drop"])
+        log.info("R-Drop: alpha %s (each batch goes through the model twice)", config["r_drop"])
     trainer_cls = _seeded_sampler_trainer_class(trainer_cls, seed, bool(config.get("group_by_length", True)))
     if float(config.get("layer_decay") or 1.0) < 1:
         trainer_cls = levers.layerwise_trainer_class(trainer_cls, float(config["layer_decay"]))
