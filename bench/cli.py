@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_argument_group("quality (python -m bench quality)")
     q.add_argument("--presets", default="quick,balanced,thorough", help="comma-separated presets")
     q.add_argument("--seeds", type=int, help="seeds per preset (42, 43, ...): default 5 for quality, 3 for generation")
+    q.add_argument("--first-seed", type=int, default=42,
+                   help="quality: the first seed (default 42): --first-seed 45 --seeds 2 runs seeds 45 and 46 only")
     q.add_argument("--datasets", default="fpb,finfe-zh,fin5", help="comma-separated: fpb, finfe-zh, fin5")
     q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
     q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
@@ -163,7 +165,7 @@ def run(args) -> int:
             result.update(quality.bench_quality(
                 mode, _list(args.presets), args.seeds or 5, _list(args.datasets), _list(args.precision), args.n_train,
                 args.max_length, _base_model()[0], partial_path=(args.out + ".partial") if args.out else None,
-                options=_options(args.set)))
+                options=_options(args.set), first_seed=args.first_seed))
         elif args.which == "review":
             from bench import review
 
@@ -200,6 +202,7 @@ def _command(args) -> str:
     if args.which == "quality":
         parts += [f"--presets {args.presets}", f"--seeds {args.seeds or 5}", f"--datasets {args.datasets}",
                   f"--precision {args.precision}"]
+        parts += [f"--first-seed {args.first_seed}"] if args.first_seed != 42 else []
         parts += [f"--n-train {args.n_train}"] if args.n_train else []
         parts += [f"--max-length {args.max_length}"] if args.max_length else []
         parts += [f"--set {pair}" for pair in args.set]

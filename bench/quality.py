@@ -112,8 +112,9 @@ def summarise(runs: list[dict], dataset: str) -> dict:
 
 def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str], precisions: list[str],
                   n_train: int | None, max_length: int | None, base_model: str, partial_path=None,
-                  options: dict | None = None) -> dict:
-    """Every (dataset, preset, precision) group over ``seeds`` seeds, in the store bench.cli made for this run.
+                  options: dict | None = None, first_seed: int = 42) -> dict:
+    """Every (dataset, preset, precision) group over ``seeds`` seeds (``first_seed``, the next, ...), in the store
+    bench.cli made for this run.
     ``partial_path``: after each run, every run so far is written there (a long study stopped early keeps them)."""
     import json
 
@@ -135,7 +136,7 @@ def bench_quality(mode: str, presets: list[str], seeds: int, datasets_: list[str
                     overrides["max_length"] = max_length
                 runs = []
                 for i in range(seeds):
-                    runs.append(one_run(conn, dataset, ds_spec, base_model, preset, 42 + i, overrides, dev))
+                    runs.append(one_run(conn, dataset, ds_spec, base_model, preset, first_seed + i, overrides, dev))
                     done.append({"dataset": dataset, "preset": preset, "precision": precision, **runs[-1]})
                     if partial_path:
                         with open(partial_path, "w", encoding="utf-8") as f:

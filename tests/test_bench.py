@@ -176,6 +176,13 @@ def test_bench_quality_reports_each_presets_spread_over_seeds_on_every_dataset(t
     assert "| fpb | quick | fp32 | 2 | dev_macro_f1 |" in table and "| fin5 | quick | fp32 | 2 | test_entity_f1 |" in table
 
 
+def test_bench_quality_can_start_at_a_later_seed_to_finish_a_stopped_study(tiny_bench, capsys, shared):
+    result = _run_json(capsys, "quality", "--presets", "quick", "--seeds", "1", "--first-seed", "45",
+                       "--datasets", "fpb", "--precision", "fp32", "--max-length", "32")
+    assert [r["seed"] for r in result["groups"][0]["runs"]] == [45]
+    assert "--seeds 1 " in result["command"] and "--first-seed 45" in result["command"]
+
+
 def test_bench_generation_reports_packing_and_each_presets_candidates_over_seeds(home, monkeypatch, shared, capsys):
     shared("fpb", "train.csv")
     shared("news", "reuters_headlines.csv")
