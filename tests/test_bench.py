@@ -183,6 +183,36 @@ def test_bench_quality_can_start_at_a_later_seed_to_finish_a_stopped_study(tiny_
     assert "--seeds 1 " in result["command"] and "--first-seed 45" in result["command"]
 
 
+def test_bench_ensemble_averages_the_kept_runs_predictions(tiny_bench, capsys, monkeypatch, tmp_path):
+    import tempfile
+
+    from bench import ensemble
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept data directory lands in this test's folder
+    result = _run_json(capsys, "quality", "--presets", "quick", "--seeds", "2", "--datasets", "fpb",
+                       "--precision", "fp32", "--max-length", "32", "--keep")
+    (kept,) = [str(p) for p in tmp_path.glob("bellwether-bench-*")]
+    studied = {r["run_id"]: r for r in result["groups"][0]["runs"]}
+
+    monkeypatch.setenv("BELLWETHER_HOME", kept)  # main() points the store there; restored after the test
+    out = tmp_path / "ensemble.json"
+    assert ensemble.main([kept, "--sizes", "1,2", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    # each run alone predicts dev.csv exactly as the quality study did (the same model, the same loader)
+    assert {r["run_id"]: r["dev_macro_f1"] for r in figures["runs"]} == {i: r["dev_macro_f1"] for i, r in studied.items()}
+    one, two = figures["ensembles"]
+    assert one["size"] == 1 and [e["dev_macro_f1"] for e in one["each"]] == [r["dev_macro_f1"] for r in figures["runs"]]
+    assert two["size"] == 2 and [sorted(e["members"]) for e in two["each"]] == [sorted(studied)]  # both runs: one
+    assert "| 2 | 1 |" in capsys.readouterr().out
+
+
+def test_bench_ensemble_says_what_to_do_with_a_folder_without_runs(home, capsys):
+    from bench import ensemble
+
+    assert ensemble.main([str(home)]) == 2
+    assert "run `python -m bench quality --datasets fpb --keep` first" in capsys.readouterr().err
+
+
 def test_bench_generation_reports_packing_and_each_presets_candidates_over_seeds(home, monkeypatch, shared, capsys):
     shared("fpb", "train.csv")
     shared("news", "reuters_headlines.csv")

@@ -1,0 +1,125 @@
+"""``python -m bench.ensemble DIR``: would averaging several runs' predictions beat one run? (issue 13's ensembling lever)
+
+DIR is a data directory kept by ``python -m bench quality ... --datasets fpb --keep`` (its stderr says where). Every
+succeeded text-classification run in it is one member. For each run, and for each ensemble of ``k`` runs (``--sizes``,
+default 2, 3 and all; k consecutive runs in id order, wrapping round, so each run is in k of them), the ensemble's
+prediction is the label with the highest mean probability over its members (``inference.load(..., "exact")``, what
+Reports uses). Reported: macro-F1 on the held-out ``dev.csv`` (``--dataset``'s, in ../shared/data) and on the runs'
+own test split, per ensemble and as mean / min / max over the ensembles of one size. Ensembling would cost k times a
+run's training and k models at every prediction, so it is worth building only if these figures say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+
+def _macro_f1(labels: list[str], probs, truth: list[str]) -> float:
+    from sklearn.metrics import f1_score
+
+    pred = [labels[i] for i in probs.argmax(1)]
+    return round(float(f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0)), 4)
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": round(statistics.fmean(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def measure(dataset: str = "fpb", sizes: list[int] | None = None, dev_limit: int | None = None) -> dict:
+    """The figures for the store ``BELLWETHER_HOME`` points at (see the module's docstring)."""
+    import numpy as np
+
+    from bench import quality
+    from engine import db
+    from engine.data import datasets
+    from engine.errors import UserError
+    from engine.jobs import queue
+    from engine.models import inference
+
+    conn = db.connect()
+    jobs = [queue.get(conn, r[0]) for r in conn.execute(
+        "SELECT id FROM jobs WHERE kind = 'train' AND status = 'succeeded' AND task = 'text-classification' "
+        "ORDER BY id").fetchall()]
+    jobs = [j for j in jobs if j.get("model_dir")]
+    if not jobs:
+        raise UserError("No finished text-classification run in this data directory: run `python -m bench quality "
+                        "--datasets fpb --keep` first and pass the folder it prints.")
+    if len({j["dataset_id"] for j in jobs}) != 1:
+        raise UserError("The runs in this data directory were trained on different datasets: keep one study per folder.")
+    dev = quality._text_rows(dataset, "dev", dev_limit)
+    test = datasets.rows(conn, jobs[0]["dataset_id"], "test")
+    dev_truth, test_truth = [r["label"] for r in dev], [r["label"] for r in test]
+
+    probs, labels = {}, None
+    runs = []
+    for job in jobs:
+        predictor = inference.load(job["model_dir"], precision="exact")
+        if labels is None:
+            labels = predictor.labels
+        if predictor.labels != labels:
+            raise UserError("The runs' label sets differ, so their predictions cannot be averaged.")
+        as_array = lambda preds: np.array([[p.probs[label] for label in labels] for p in preds])  # noqa: E731
+        probs[job["id"]] = (as_array(predictor.predict([r["text"] for r in dev])),
+                            as_array(predictor.predict([r["text"] for r in test])))
+        runs.append({"run_id": job["id"], "seed": job["config"].get("seed"),
+                     "dev_macro_f1": _macro_f1(labels, probs[job["id"]][0], dev_truth),
+                     "test_macro_f1": _macro_f1(labels, probs[job["id"]][1], test_truth)})
+    ids = [r["run_id"] for r in runs]
+    result = {"dataset": dataset, "n_dev": len(dev), "n_test": len(test), "runs": runs,
+              "single": {"dev_macro_f1": _stats([r["dev_macro_f1"] for r in runs]),
+                         "test_macro_f1": _stats([r["test_macro_f1"] for r in runs])},
+              "ensembles": []}
+    for k in sorted({min(max(1, s), len(ids)) for s in (sizes or [2, 3, len(ids)])}):
+        starts = range(1) if k == len(ids) else range(len(ids))  # all runs: one ensemble, however it is rotated
+        members_of = [[ids[(s + i) % len(ids)] for i in range(k)] for s in starts]
+        each = [{"members": m,
+                 "dev_macro_f1": _macro_f1(labels, np.mean([probs[i][0] for i in m], axis=0), dev_truth),
+                 "test_macro_f1": _macro_f1(labels, np.mean([probs[i][1] for i in m], axis=0), test_truth)}
+                for m in members_of]
+        result["ensembles"].append({"size": k, "each": each,
+                                    "dev_macro_f1": _stats([e["dev_macro_f1"] for e in each]),
+                                    "test_macro_f1": _stats([e["test_macro_f1"] for e in each])})
+    return result
+
+
+def render(result: dict) -> str:
+    lines = ["| members | ensembles | dev macro-F1 mean (min-max) | test-split macro-F1 mean (min-max) |", "|---|---|---|---|"]
+    rows = [("1 (each run alone)", len(result["runs"]), result["single"])] + [
+        (str(e["size"]), len(e["each"]), e) for e in result["ensembles"]]
+    for name, n, figures in rows:
+        d, t = figures["dev_macro_f1"], figures["test_macro_f1"]
+        lines.append(f"| {name} | {n} | {d['mean']} ({d['min']}-{d['max']}) | {t['mean']} ({t['min']}-{t['max']}) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from engine.errors import UserError
+
+    p = argparse.ArgumentParser(prog="python -m bench.ensemble", description=__doc__.split("\n")[0])
+    p.add_argument("home", help="a data directory kept by `python -m bench quality ... --keep`")
+    p.add_argument("--dataset", default="fpb", help="whose dev.csv is the held-out set (fpb, finfe-zh)")
+    p.add_argument("--sizes", default="2,3,0", help="ensemble sizes, comma-separated; 0: all the runs (default 2,3,0)")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    args = p.parse_args(argv)
+    os.environ["BELLWETHER_HOME"] = args.home
+    try:
+        sizes = [int(s) or 10**6 for s in args.sizes.split(",") if s.strip()]  # 0 (or more than there are): all
+        tiny = os.environ.get("BELLWETHER_BENCH_SIZE") == "tiny"  # tests: a few dev sentences
+        result = measure(args.dataset, sizes, dev_limit=24 if tiny else None)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
