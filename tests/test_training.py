@@ -188,6 +188,8 @@ def test_estimate_uses_speed_measured_on_this_machine(store):
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128, "r_drop": 1.0}),
                           "metrics_json": db.dumps({"train_samples_per_second": 20.0})})
     assert 34.0 in [round(v, 6) for v in overview.train_speeds(store, "default", "cpu")]
+    # ... and so in the estimate of the next run: the median of 10, 300 and 34 (not of 10, 300 and 20)
+    assert abs(finetune.estimate_seconds(store, 1000, config, "default", "cpu") - (1000 * config["epochs"] / 34 + 15)) < 1
     assert abs(measured - (1000 * config["epochs"] / 300 + 15)) < 1  # epochs x rows at the measured speed, plus start-up
 
 

@@ -337,21 +337,10 @@ def split_counts(conn, dataset_id: int) -> dict[str, int]:
 
 
 def measured_speed(conn, base_model: str, slot: str) -> float | None:
-    """Median training samples/s (normalised to max length 128) of the last finished runs on this machine."""
-    speeds = []
-    for row in conn.query(
-        "SELECT metrics_json, config_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' AND base_model = ? "
-        "AND device_slot IS ? ORDER BY id DESC LIMIT 5",
-        [base_model, slot],
-    ):
-        metrics, config = db.loads(row["metrics_json"], {}), db.loads(row["config_json"], {})
-        sps = metrics.get("train_samples_per_second")
-        if sps:
-            speeds.append(float(sps) * (config.get("max_length") or 128) / 128)
-    if not speeds:
-        return None
-    speeds.sort()
-    return speeds[len(speeds) // 2]
+    """Median training samples/s of the last finished runs of ``base_model`` on this machine, as at max length 128
+    without R-Drop (overview.train_speeds: the same figures the queue's ETAs use)."""
+    speeds = sorted(overview.train_speeds(conn, base_model, slot))
+    return speeds[len(speeds) // 2] if speeds else None
 
 
 def guessed_speed(base_model: str, slot: str) -> float:
