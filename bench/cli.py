@@ -265,10 +265,12 @@ def bench_train(mode: str) -> dict:
             e[name], util, _ = gpu.measure(engine_side.train_run, conn, dataset, submit_model, preset, overrides)
             gpu_runs[name] = gpu.training_figures(e[name], util, model_path, train_texts, gpu_name)
 
-        # The engine at the Trainer-defaults/recipe settings: batch 16, max length 128, 1 epoch, lr 2e-5, no warm-up.
+        # The engine at the Trainer-defaults/recipe settings: batch 16, max length 128, 1 epoch, lr 2e-5, no warm-up,
+        # and none of Balanced's levers (R-Drop, weight averaging) or bf16, which the baselines do not have either.
         engine_run("identical_settings_1_epoch", "balanced",
                    {"epochs": 1, "learning_rate": 2e-5, "batch_size": 16, "max_length": 128, "warmup_ratio": 0.0,
-                    "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False})
+                    "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False, "r_drop": 0.0,
+                    "average_last": 0.0, "precision": "fp32"})
         engine_run("balanced", "balanced")
         if sizes.thorough:
             engine_run("thorough", "thorough")

@@ -97,7 +97,7 @@ def train_run(conn, dataset: str, base_model: str, preset: str, overrides: dict 
     return {
         "run_id": job_id, "preset": preset, "config": {k: job["config"].get(k) for k in (
             "epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-            "early_stopping_patience", "class_weighting")},
+            "early_stopping_patience", "class_weighting", "r_drop", "average_last", "precision")},
         "n_train": n_train, "n_dev": m.get("n_validation"),
         "epochs_run": m.get("epochs"),
         # The Trainer's own figure: the whole train() loop, per-epoch evaluation, progress rows and checkpoints included.

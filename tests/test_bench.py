@@ -49,7 +49,8 @@ def test_bench_train_reports_every_figure_and_ratio_as_one_json_object(tiny_benc
     assert eng["identical_settings_1_epoch"]["model_saved"] is True
     assert eng["identical_settings_1_epoch"]["config"] == {
         "epochs": 1, "learning_rate": 2e-5, "batch_size": 16, "max_length": 128, "warmup_ratio": 0.0,
-        "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False}
+        "weight_decay": 0.0, "early_stopping_patience": 0, "class_weighting": False, "r_drop": 0.0, "average_last": 0.0,
+        "precision": "fp32"}
     assert eng["identical_settings_1_epoch"]["n_train"] == base["trainer_defaults_1_epoch"]["n_train"] == 32
     # Ratios are computed from the figures in the same object.
     ratios = result["ratios"]

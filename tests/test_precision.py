@@ -8,31 +8,54 @@ from pathlib import Path
 
 import pytest
 
+from engine import db
+
 from tests.test_training import insert_text_dataset, run_in_process
 
 SMALL = {"max_length": 32, "batch_size": 8, "epochs": 1}
 
 
-def test_auto_stays_fp32_on_the_cpu_until_bf16_quality_is_measured(monkeypatch):
+def test_auto_picks_bf16_on_a_cpu_that_computes_it_for_the_measured_tasks_only(monkeypatch):
+    from engine.models import precision
     from engine.training import finetune
 
-    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
-    assert finetune.CPU_AUTO_BF16 is False  # docs/benchmarks.md says why
-    assert finetune.training_precision("cpu", "auto") == "fp32"
-    assert finetune.training_precision("cpu", "bf16") == "bf16"
-
-
-def test_auto_picks_bf16_only_where_the_cpu_computes_it_and_fp32_when_forced(monkeypatch):
-    from engine.training import finetune
-
-    monkeypatch.setattr(finetune, "CPU_AUTO_BF16", True)  # the switch once bf16 quality is measured equal
-    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # a processor with AVX512-BF16 or AMX
     assert finetune.training_precision("cpu", "auto") == "bf16"
+    assert finetune.training_precision("cpu", "auto", "token-classification") == "bf16"
+    assert finetune.training_precision("cpu", "auto", "generation") == "fp32"  # not measured in bf16: stays fp32
+    assert finetune.training_precision("cpu", "bf16", "generation") == "bf16"  # asked for explicitly: honoured
     assert finetune.training_precision("cpu", "fp32") == "fp32"
     assert finetune.device_info(1, "cpu", precision="auto")["precision"] == "bf16"
-    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")
+    assert finetune.device_info(1, "cpu", precision="auto", task="generation")["precision"] == "fp32"
+    assert precision.train_speedup("cpu", "bf16") == precision.CPU_BF16_TRAIN_SPEEDUP > 1
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # bfloat16 emulated: slower than fp32, so auto never picks it
     assert finetune.training_precision("cpu", "auto") == "fp32"
-    assert finetune.training_precision("cpu", "bf16") == "bf16"  # asked for explicitly: honoured
+    assert finetune.training_precision("cpu", "bf16") == "bf16"
+    assert precision.train_speedup("cpu", "bf16") == 1.0
+
+
+def test_estimates_and_etas_count_bf16s_speed_on_a_cpu_that_computes_it(store, monkeypatch):
+    from engine.jobs import overview
+    from engine.models import precision
+    from engine.training import finetune
+
+    config = finetune.build_config("quick")
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")
+    fp32 = finetune.estimate_seconds(store, 1000, config, "default", "cpu") - 15
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    bf16 = finetune.estimate_seconds(store, 1000, config, "default", "cpu") - 15
+    assert abs(fp32 / bf16 - precision.CPU_BF16_TRAIN_SPEEDUP) < 0.01
+    forced = finetune.estimate_seconds(store, 1000, {**config, "precision": "fp32"}, "default", "cpu") - 15
+    assert abs(forced - fp32) < 0.01
+    assert abs(finetune.estimate_seconds(store, 1000, config, "default", "cpu", task="generation") - 15 - fp32) < 0.01
+    # A finished bf16 run's samples/s counts as its fp32 speed when it informs later estimates and ETAs.
+    store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
+                          "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
+                          "device_json": db.dumps({"device": "cpu", "precision": "bf16"}),
+                          "metrics_json": db.dumps({"train_samples_per_second": 52.0})})
+    assert [round(v, 6) for v in overview.train_speeds(store, "default", "cpu")] == [
+        round(52.0 / precision.CPU_BF16_TRAIN_SPEEDUP, 6)]
+    assert abs(finetune.estimate_seconds(store, 1000, config, "default", "cpu") - 15 - 1000 / 52.0) < 0.01
 
 
 def test_precision_is_a_validated_option():
@@ -50,8 +73,7 @@ def test_a_tiny_model_trains_in_bf16_and_saves_a_float32_model(store, shared, ti
     from engine.models import inference
     from engine.training import finetune
 
-    monkeypatch.setattr(finetune, "CPU_AUTO_BF16", True)
-    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # auto: bf16
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
     run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick", overrides=SMALL)
     assert run_in_process(run_id) == 0
@@ -61,6 +83,13 @@ def test_a_tiny_model_trains_in_bf16_and_saves_a_float32_model(store, shared, ti
     saved = json.loads((Path(job["model_dir"]) / "config.json").read_text())
     assert saved.get("dtype", saved.get("torch_dtype", "float32")) == "float32"
     assert len(inference.load(job["model_dir"]).predict(["Profit rose"])) == 1
+    # The run's own test predictions (Reports' confusion matrix, the mistakes) are the saved float32 model's, exactly
+    # what Reports gives when it evaluates the same texts later: not the bf16 autocast that trained it.
+    stored = list(store.query("SELECT text, probs_json FROM predictions WHERE run_id = ? AND split = 'test'", [run_id]))
+    again = inference.load(job["model_dir"], precision="exact").predict([r["text"] for r in stored])
+    for row, prediction in zip(stored, again):
+        for label, p in json.loads(row["probs_json"]).items():
+            assert abs(p - prediction.probs[label]) < 1e-5, (row["text"], label, p, prediction.probs[label])
 
     forced = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
                              overrides={**SMALL, "precision": "fp32"})

@@ -211,6 +211,11 @@ def test_rerun_copies_settings_and_the_exact_dataset_version(store, shared, tiny
         k: v for k, v in first["config"].items() if k != "seed"}
     assert "re-run of #" in third["name"]
     assert cli("runs", "rerun", "999").returncode == 2
+    # 'auto' is repeated as the precision it chose for the source (an fp32 run from before auto picked bf16 on this
+    # CPU stays fp32), so that a re-run does the same arithmetic
+    store.execute("UPDATE jobs SET device_json = ? WHERE id = ?", [json.dumps({"device": "cpu", "precision": "fp32"}),
+                                                                   source])
+    assert queue.get(store, reproduce.rerun(store, source))["config"]["precision"] == "fp32"
 
 
 @pytest.mark.process

@@ -148,10 +148,12 @@ def test_refused_choices_queue_nothing(store, shared, tiny_text_model):
     assert db.table_counts(store) == before
 
 
-def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(store, tmp_path):
+def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(store, tmp_path, monkeypatch):
     from transformers import BertConfig
 
     from engine.training import finetune
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # fp32 speeds (bf16's gain: tests/test_precision.py)
 
     config = finetune.build_config("thorough")
     default = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
@@ -167,8 +169,10 @@ def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(s
     assert finetune.guessed_speed("ProsusAI/finbert", "cpu") == finetune.DEFAULT_SPEED["cpu"]
 
 
-def test_estimate_uses_speed_measured_on_this_machine(store):
+def test_estimate_uses_speed_measured_on_this_machine(store, monkeypatch):
     from engine.training import finetune
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # fp32 speeds (bf16's gain: tests/test_precision.py)
 
     config = finetune.build_config("thorough")
     guess = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
@@ -207,7 +211,8 @@ def test_text_run_saves_model_predictions_by_row_id_and_metrics(store, shared, t
     assert run_in_process(run_id) == 0
     job = queue.get(store, run_id)
     assert job["status"] == "succeeded", job["error"]
-    assert job["device"]["device"] == "cpu" and job["device"]["precision"] == "fp32"
+    # auto: bf16 autocast on a CPU that computes bfloat16 natively, fp32 elsewhere (engine.models.precision)
+    assert job["device"]["device"] == "cpu" and job["device"]["precision"] == ("bf16" if inference.cpu_has_bf16() else "fp32")
     for key in ("accuracy", "macro_f1", "weighted_f1", "validation_macro_f1", "train_samples_per_second"):
         assert job["metrics"][key] is not None
     train_rows = queue.progress_rows(store, run_id, "train")

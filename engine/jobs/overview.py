@@ -20,6 +20,7 @@ from engine import access, db, i18n, paths
 from engine.errors import UserError
 from engine.i18n import _
 from engine.jobs import queue
+from engine.models import precision as precisions
 
 GUESSED_TRAIN_SPEED = 40.0  # rows/s at max length 128 before anything was measured (the default model on 2 CPU cores)
 GUESSED_SCORE_SPEED = 100.0  # articles/s before a scoring job was measured
@@ -70,16 +71,26 @@ def r_drop_cost(config: dict | None) -> float:
     return R_DROP_COST if float((config or {}).get("r_drop") or 0) > 0 else 1.0
 
 
+def precision_speedup(slot: str | None, asked: str | None, task: str | None) -> float:
+    """How many times its fp32 speed a run of ``task`` asking for precision ``asked`` will train at in queue ``slot``
+    (engine.models.precision: bf16 on a CPU that computes it natively; 1 otherwise)."""
+    kind = "cuda" if str(slot or "").startswith("cuda") else "cpu"
+    return precisions.train_speedup(kind, precisions.training_precision(kind, asked, task))
+
+
 def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
-    """Training samples/s of the last finished runs of ``base_model`` here, as at max length 128 without R-Drop."""
+    """Training samples/s of the last finished runs of ``base_model`` here, as at max length 128 without R-Drop, in
+    fp32 (a CPU run in bf16 counts for its speed divided by bf16's gain)."""
     speeds = []
     for row in conn.query(
-            "SELECT metrics_json, config_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
+            "SELECT metrics_json, config_json, device_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
             f"AND base_model IS ? AND device_slot IS ? ORDER BY {queue.ORDER} DESC LIMIT 5", [base_model, slot]):
         sps = (db.loads(row["metrics_json"], {}) or {}).get("train_samples_per_second")
         if sps:
             config = db.loads(row["config_json"], {}) or {}
-            speeds.append(float(sps) * (config.get("max_length") or 128) / 128 * r_drop_cost(config))
+            device = db.loads(row["device_json"], {}) or {}
+            gain = precisions.train_speedup(device.get("device"), device.get("precision"))
+            speeds.append(float(sps) * (config.get("max_length") or 128) / 128 * r_drop_cost(config) / gain)
     return speeds
 
 
@@ -125,6 +136,7 @@ def remaining(conn, job: dict) -> tuple[float, float] | None:
     if job["kind"] == "train":
         speeds = train_speeds(conn, job.get("base_model"), job.get("device_slot"))
         scale = 128 / max(16, int(config.get("max_length") or 128))
+        scale *= precision_speedup(job.get("device_slot"), config.get("precision"), job.get("task"))
         speeds = [s * scale for s in speeds]
         guess = GUESSED_TRAIN_SPEED * scale
     else:

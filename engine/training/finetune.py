@@ -2,7 +2,8 @@
 
 :func:`submit` checks everything an analyst chose (dataset, base model, options) and queues a run; nothing is queued
 when anything is wrong (:class:`ConfigError` names the fields). :func:`run` is the job runner (``RUNNERS['train']``):
-it runs in the job's own process, on CUDA (bf16 where supported, else fp16) or the CPU (fp32), under torchrun with
+it runs in the job's own process, on CUDA (bf16 where supported, else fp16) or the CPU (bf16 autocast where the
+processor computes it, else fp32: engine.models.precision), under torchrun with
 several GPUs (or with ``BELLWETHER_DDP_CPU_PROCS=2``: two gloo processes on the CPU, for tests).
 
 Output in ``runs/<id>/``: ``checkpoints/`` (one each epoch, and one on cancel), ``model/`` (the best checkpoint by
@@ -31,6 +32,7 @@ from engine.jobs import process
 from engine.models import catalog
 from engine.models import labels as label_words
 from engine.models import pooling as pooling_head
+from engine.models import precision as precisions
 from engine.models.pooling import CHOICES as pooling_choices
 from engine.errors import UserError
 from engine.i18n import N_, _
@@ -57,7 +59,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "r_drop": 1.0},
     # Thorough: 3 epochs at 1e-4 with the weights averaged over the last half, early stopping. Over 5 seeds on fpb it
     # beat the 4 gentler epochs at 5e-5 it replaced on both held-out sets (dev.csv mean 0.811 -> 0.819, test split
-    # 0.801 -> 0.814); FinBERT's 0.84 is still out of reach of this 22M model (docs/benchmarks.md).
+    # 0.801 -> 0.814); FinBERT's 0.84 is still out of reach of this 22M model (docs/benchmarks.md). R-Drop on top
+    # steadied the test split but not dev.csv, for 1.7x the time, and averaging 5 runs' predictions scored what one run
+    # does on average (0.822): neither is kept.
     "thorough": {"epochs": 3, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, "early_stopping_patience": 2,
                  "average_last": 0.5},
 }
@@ -141,7 +145,7 @@ DEFAULTS: dict[str, Any] = {
     "lora_alpha": 16,
     "lora_dropout": 0.1,
     "lora_target_modules": "",  # empty: peft's default for the model type
-    "precision": "auto",  # auto: bf16 on a GPU that supports it, else fp16; fp32 on the CPU (see CPU_AUTO_BF16)
+    "precision": "auto",  # auto: engine.models.precision (bf16 on a GPU, else fp16; bf16 on a CPU that has it)
 }
 PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_LABELS = {
@@ -367,10 +371,13 @@ def base_speed(conn, base_model: str = "default", slot: str | None = None) -> fl
 
 
 def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None,
-                     speed: float | None = None) -> float:
-    """Seconds to train ``n_train`` rows with ``config``; ``speed`` (from base_speed) saves looking it up again."""
+                     speed: float | None = None, task: str = "text-classification") -> float:
+    """Seconds to train ``n_train`` rows of a ``task`` dataset with ``config``; ``speed`` (from base_speed) saves
+    looking it up again."""
+    slot = slot or queue.default_slot()
     speed = speed or base_speed(conn, base_model, slot)
     speed = speed * 128 / max(16, int(config.get("max_length", 128)))
+    speed *= overview.precision_speedup(slot, config.get("precision"), task)  # bf16 on a CPU that computes it
     if config.get("lora"):
         speed *= 1.3
     speed /= overview.r_drop_cost(config)  # R-Drop: every batch goes through the model twice
@@ -378,10 +385,10 @@ def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "defaul
 
 
 def estimate_range(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None,
-                   speed: float | None = None) -> tuple[float, float]:
+                   speed: float | None = None, task: str = "text-classification") -> tuple[float, float]:
     """(low, high) seconds to train, around :func:`estimate_seconds`: the spread of the speeds the last finished runs of
     this base model measured here (a busy machine was slower), or a wide range before any was measured."""
-    middle = estimate_seconds(conn, n_train, config, base_model, slot, speed)
+    middle = estimate_seconds(conn, n_train, config, base_model, slot, speed, task)
     measured = overview.train_speeds(conn, base_model, slot or queue.default_slot())
     if len(measured) >= 2:
         typical = sorted(measured)[len(measured) // 2]
@@ -566,30 +573,10 @@ def environment_info(full_determinism: bool = False) -> dict:
     }
 
 
-# Whether ``auto`` trains in bf16 on a CPU that computes bfloat16 natively. Off: over 5 seeds of Quick on fpb bf16 gave
-# the same quality as fp32 but only 1.27x its speed in a whole run (1.4x a step), under the 1.6x target; Balanced and
-# Thorough are not yet checked in bf16 (docs/benchmarks.md, "bf16 training on the CPU"). A run can ask for bf16 itself
-# (precision "bf16").
-CPU_AUTO_BF16 = False
-
-
-def training_precision(kind: str, asked: str = "auto") -> str:
-    """The precision a run trains in: ``asked`` (auto | fp32 | bf16) on this device. auto: bf16 on a GPU that supports
-    it (else fp16); on the CPU, bf16 when CPU_AUTO_BF16 is on and the processor computes bfloat16 natively
-    (inference.cpu_has_bf16, BELLWETHER_CPU_BF16 overrides), else fp32. bf16 is mixed precision (autocast): the
-    weights stay float32, so the saved model is float32."""
-    import torch
-
-    from engine.models import inference  # lower layer; imported here only because it is used at run time
-
-    asked = (asked or "auto").lower()
-    if asked == "fp32":
-        return "fp32"
-    if kind == "cuda" and torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if asked == "bf16":
-        return "bf16"
-    return "bf16" if CPU_AUTO_BF16 and inference.cpu_has_bf16() else "fp32"
+def training_precision(kind: str, asked: str = "auto", task: str | None = "text-classification") -> str:
+    """The precision a run of ``task`` trains in (auto | fp32 | bf16 asked, on a 'cuda' or 'cpu' device): the one
+    policy in engine.models.precision, which the Train page's estimates and the queue's ETAs read too."""
+    return precisions.training_precision(kind, asked, task)
 
 
 OOM_MESSAGE = N_("The model ran out of memory while training. Lower the batch size (and raise gradient accumulation "
@@ -625,25 +612,26 @@ def plain_out_of_memory() -> Iterator[None]:
         raise UserError(OOM_MESSAGE) from None
 
 
-def run_device(config: dict, world_size: int = 1, kind: str | None = None) -> dict:
-    """The device record a run trains on (``device_info``) from its settings: CUDA when torch sees a GPU, else the
-    CPU, and the precision :func:`training_precision` picks for it (bf16 on a GPU that supports it, else fp16; fp32
-    on the CPU unless asked). The classification and generation runners both call this."""
+def run_device(config: dict, world_size: int = 1, kind: str | None = None, task: str = "text-classification") -> dict:
+    """The device record a run of ``task`` trains on (``device_info``) from its settings: CUDA when torch sees a GPU,
+    else the CPU, and the precision :func:`training_precision` picks for it. The classification and generation
+    runners both call this."""
     import torch
 
     if kind is None:
         kind = "cuda" if torch.cuda.is_available() else "cpu"
-    return device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto"))
+    return device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto"), task)
 
 
-def device_info(world_size: int, kind: str, full_determinism: bool = False, precision: str = "auto") -> dict:
+def device_info(world_size: int, kind: str, full_determinism: bool = False, precision: str = "auto",
+                task: str = "text-classification") -> dict:
     import torch
 
     if kind == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info = {
             "device": "cuda",
-            "precision": training_precision(kind, precision),
+            "precision": training_precision(kind, precision, task),
             "gpu_name": props.name,
             "gpu_memory_gb": round(props.total_memory / 1024**3, 1),
             "gpu_count": torch.cuda.device_count(),
@@ -653,7 +641,7 @@ def device_info(world_size: int, kind: str, full_determinism: bool = False, prec
         if not full_determinism:
             info["reproducibility_note"] = GPU_NOTE
     else:
-        info = {"device": "cpu", "precision": training_precision(kind, precision), "world_size": world_size,
+        info = {"device": "cpu", "precision": training_precision(kind, precision, task), "world_size": world_size,
                 "cpu_threads": torch.get_num_threads()}
     info["environment"] = environment_info(full_determinism)
     return info
@@ -693,14 +681,15 @@ def run(conn, job: dict, ctx) -> dict:
     config = job.get("config") or {}
     if world_size > 1 and not os.environ.get("LOCAL_RANK"):
         return _run_torchrun(conn, job, ctx, world_size, kind)
-    ctx.set_device(run_device(config, 1, kind))
+    ctx.set_device(run_device(config, 1, kind, job.get("task") or "text-classification"))
     with plain_out_of_memory():
         return train(conn, job, ctx)
 
 
 def _run_torchrun(conn, job, ctx, world_size: int, kind: str) -> dict:
     config = job.get("config") or {}
-    ctx.set_device(device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto")))
+    ctx.set_device(device_info(world_size, kind, bool(config.get("full_determinism")), config.get("precision", "auto"),
+                               job.get("task") or "text-classification"))
     result_path = ctx.job_dir / "ddp_result.json"
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
@@ -1137,7 +1126,7 @@ def train(conn, job: dict, ctx) -> dict:
     is_main = rank == 0
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or run_device(config, world)
+    device = job.get("device") or run_device(config, world, task=task)
     log = ctx.log
 
     ds_name, ds_version, labels, rows = _training_data(conn, job["dataset_id"], task)
@@ -1272,9 +1261,11 @@ def train(conn, job: dict, ctx) -> dict:
     if not is_main:
         return {}
 
-    model = trainer.model
-    if hasattr(model, "module"):
-        model = model.module
+    from accelerate.utils import extract_model_from_parallel
+
+    # The plain model: no data-parallel wrapper, and no bf16/fp16 autocast around its forward (accelerate's, for
+    # training), so that the test predictions stored now are the saved float32 model's, as every later prediction is.
+    model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
     if config.get("lora"):
         model = model.merge_and_unload()
     metrics: dict[str, Any] = {

@@ -188,7 +188,7 @@ def generate_outputs(tokenizer, model, rows: list[dict]) -> list[str]:
 
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner for generation jobs (single process)."""
-    ctx.set_device(finetune.run_device(job.get("config") or {}))  # the same device and precision choice as classifiers
+    ctx.set_device(finetune.run_device(job.get("config") or {}, task="generation"))  # the same device and precision choice as classifiers
     with finetune.plain_out_of_memory():
         return train(conn, job, ctx)
 
@@ -216,7 +216,7 @@ def train(conn, job: dict, ctx) -> dict:
     config = job["config"] or db.loads(job.get("config_json"), {})
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or finetune.run_device(config)
+    device = job.get("device") or finetune.run_device(config, task="generation")
     log = ctx.log
     ds_name, ds_version, _skip, rows = finetune._training_data(conn, job["dataset_id"], TASK)
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source

@@ -34,6 +34,10 @@ def same_settings(job: dict, seed: int | None = None) -> dict:
     overrides = {key: config[key] for key in finetune.DEFAULTS if key in config}
     if config.get("max_length_requested"):  # the base model capped it; ask for the same again
         overrides["max_length"] = config["max_length_requested"]
+    used = (job.get("device") or {}).get("precision")
+    if used in ("fp32", "bf16") and overrides.get("precision", "auto") == "auto":
+        # what 'auto' chose then (it picks bf16 on more CPUs now than it did): the same arithmetic, the same predictions
+        overrides["precision"] = used
     if seed is not None:
         overrides["seed"] = seed
     return overrides

@@ -1,0 +1,44 @@
+"""The precision a training run uses, and what that does to its speed: one policy for the runner (engine.training), the
+Train page's estimates and the queue's ETAs (engine.jobs.overview), which sit on different layers.
+
+``auto`` trains in bf16 on a GPU that supports it (else fp16 with loss scaling) and, on a CPU that computes bfloat16
+natively (inference.cpu_has_bf16), in bf16 autocast for the tasks in CPU_AUTO_BF16_TASKS: those whose presets were
+measured over 5 seeds in both precisions with the same quality (docs/benchmarks.md, "bf16 training on the CPU").
+Everything else trains in fp32 unless the run asks for bf16 itself. bf16 is mixed precision: the weights, the optimizer
+state and the saved model stay float32.
+"""
+
+from __future__ import annotations
+
+from engine.models import inference
+
+# Measured equal to fp32 over 5 seeds (fpb: Quick, Balanced, Thorough; FIN5: Quick). Generation is not: it stays fp32.
+CPU_AUTO_BF16_TASKS = frozenset({"text-classification", "token-classification"})
+
+# How much faster a whole training run is in bf16 autocast than in fp32 on a CPU that computes bfloat16 natively:
+# Quick 1.27x and Balanced 1.36x on fpb (docs/benchmarks.md). What estimates and ETAs count, not a promise.
+CPU_BF16_TRAIN_SPEEDUP = 1.3
+
+
+def training_precision(kind: str, asked: str | None = "auto", task: str | None = "text-classification") -> str:
+    """The precision a run of ``task`` trains in on a device of ``kind`` ('cuda' or 'cpu') when it asks for ``asked``
+    (auto | fp32 | bf16): see the module's docstring. BELLWETHER_CPU_BF16 overrides the processor check."""
+    asked = (asked or "auto").lower()
+    if asked == "fp32":
+        return "fp32"
+    if kind == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if asked == "bf16":
+        return "bf16"
+    return "bf16" if task in CPU_AUTO_BF16_TASKS and inference.cpu_has_bf16() else "fp32"
+
+
+def train_speedup(kind: str | None, precision: str | None) -> float:
+    """How many times the fp32 speed a CPU run in ``precision`` trains at (1 on a GPU, whose runs are measured in the
+    precision they all use, and for fp32; CPU bf16 only helps where the processor computes it)."""
+    if kind == "cpu" and precision == "bf16" and inference.cpu_has_bf16():
+        return CPU_BF16_TRAIN_SPEEDUP
+    return 1.0
