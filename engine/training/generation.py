@@ -188,7 +188,8 @@ def generate_outputs(tokenizer, model, rows: list[dict]) -> list[str]:
 
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner for generation jobs (single process)."""
-    ctx.set_device(finetune.run_device(job.get("config") or {}, task="generation"))  # the same device and precision choice as classifiers
+    # the device and precision policy classifiers use (engine.models.precision: on the CPU, generation stays fp32)
+    ctx.set_device(finetune.run_device(job.get("config") or {}, task=TASK))
     with finetune.plain_out_of_memory():
         return train(conn, job, ctx)
 
@@ -216,7 +217,7 @@ def train(conn, job: dict, ctx) -> dict:
     config = job["config"] or db.loads(job.get("config_json"), {})
     seed = int(config["seed"])
     determinism = bool(config.get("full_determinism"))
-    device = job.get("device") or finetune.run_device(config, task="generation")
+    device = job.get("device") or finetune.run_device(config, task=TASK)
     log = ctx.log
     ds_name, ds_version, _skip, rows = finetune._training_data(conn, job["dataset_id"], TASK)
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
