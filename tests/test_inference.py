@@ -79,9 +79,12 @@ def test_cpu_flags_decide_native_bfloat16(monkeypatch, tmp_path):
         return fake_open
 
     monkeypatch.setattr("builtins.open", fake_cpuinfo("fpu sse avx2 avx512f avx512_bf16 avx512_vnni"))
+    inference._cpu_flags_have_bf16.cache_clear()  # read once per process: each fake processor is a new process here
     assert inference.cpu_has_bf16()
     monkeypatch.setattr("builtins.open", fake_cpuinfo("fpu sse avx2 avx512f avx512_vnni"))
+    inference._cpu_flags_have_bf16.cache_clear()
     assert not inference.cpu_has_bf16()
+    inference._cpu_flags_have_bf16.cache_clear()  # the real processor for the tests after this one
 
 
 def test_a_model_that_fails_in_reduced_precision_falls_back_to_float32(monkeypatch, tiny_text_model):

@@ -17,6 +17,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -50,6 +51,13 @@ def cpu_has_bf16() -> bool:
     forced = settings.cpu_bf16()
     if forced is not None:
         return forced
+    return _cpu_flags_have_bf16()
+
+
+@lru_cache(maxsize=1)
+def _cpu_flags_have_bf16() -> bool:
+    """/proc/cpuinfo's answer, read once per process: the queue's ETAs ask for every job on every redraw, and the
+    processor does not change."""
     try:
         info = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
     except OSError:
