@@ -683,3 +683,22 @@ def test_train_page_offers_the_generation_presets_and_packing(store, shared, tin
     assert job["config"]["packing"] is True and job["config"]["learning_rate"] == 5e-5, job["config"]
     at.selectbox(key="train_dataset").set_value("fpb:1").run()  # back to a classifier: its own presets again
     assert at.number_input(key="adv_learning_rate").value == 1e-4
+
+
+def test_a_bf16_runs_recorded_perplexity_is_the_saved_float32_models(store, shared, tiny_gpt2, monkeypatch):
+    """Trained under bf16 autocast (asked for), a run's validation perplexity and held-out generations are measured
+    with the plain float32 model it saves: exactly what evaluating the saved model gives later."""
+    from engine.jobs import queue
+    from engine.models import generate
+    from engine.training import finetune
+    from engine.training import generation
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
+    run_id = _train(store, shared, tiny_gpt2, n_rows=120, epochs=1, precision="bf16")
+    run = queue.get(store, run_id)
+    assert run["device"]["precision"] == "bf16"
+    tokenizer, model = generate.load(run["model_dir"])
+    rows = finetune._training_data(store, run["dataset_id"], "generation")[3]
+    items = [generation.encode_row(tokenizer, r, FAST["max_length"]) for r in rows["validation"]]
+    again = generation.perplexity(generation.token_loss(model, items, tokenizer.pad_token_id))
+    assert run["metrics"]["validation_perplexity"] == pytest.approx(again, rel=1e-5)

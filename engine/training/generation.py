@@ -288,7 +288,11 @@ def train(conn, job: dict, ctx) -> dict:
     if callbacks[0].cancelled:
         raise process.Cancelled()
     callbacks[0].finished = True
-    model = trainer.model
+    from accelerate.utils import extract_model_from_parallel
+
+    # The plain model, without the bf16 autocast accelerate wrapped its forward in for training: the perplexities and
+    # held-out generations recorded now are the saved float32 model's, as the Playground and `evaluate` later give.
+    model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
     model.config.use_cache = True  # packing turned it off for training; generation wants it
     if config.get("lora"):
         model = model.merge_and_unload()
