@@ -53,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--first-seed", type=int, default=42,
                    help="quality: the first seed (default 42): --first-seed 45 --seeds 2 runs seeds 45 and 46 only")
     q.add_argument("--datasets", default="fpb,finfe-zh,fin5", help="comma-separated: fpb, finfe-zh, fin5")
-    q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group)")
+    q.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (each is its own group; "
+                   "bench generation too: each candidate once per precision)")
     q.add_argument("--n-train", type=int, help="cap the training file at this many rows / sentences (seeded subsample)")
     q.add_argument("--max-length", type=int, help="override the presets' max length")
     q.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
-                   help="a training option laid over every preset, e.g. --set pooling=mean (repeatable): a lever to measure")
+                   help="a training option laid over every preset, e.g. --set pooling=mean (repeatable): a lever to measure; "
+                   "bench generation: learning_rate=R only (one rate instead of each preset's candidates)")
     g = p.add_argument_group("generation (python -m bench generation)")
     g.add_argument("--no-packing-study", action="store_true",
                    help="skip the packed/padded comparison (one pretraining run for the base model, none with --model)")
@@ -173,10 +175,14 @@ def run(args) -> int:
         elif args.which == "generation":
             from bench import generation_presets
 
+            options = _options(args.set)
+            if set(options) - {"learning_rate"} or not isinstance(options.get("learning_rate", 1.0), float | int):
+                raise UserError("bench generation takes one --set only: learning_rate=R (one rate for every preset).")
             result.update(generation_presets.bench_generation(
                 mode, 1 if mode == "quick" and not args.seeds else args.seeds or 3,
                 progress=lambda line: print(line, file=sys.stderr, flush=True), base_model=args.model,
-                presets=_list(args.presets), packing_study=not args.no_packing_study))
+                presets=_list(args.presets), packing_study=not args.no_packing_study,
+                precisions=_generation_precisions(args.precision), learning_rate=options.get("learning_rate")))
         else:
             result.update(bench_monitor(mode))
     result["load_average"] = {"start": load_start, "end": _load()}
@@ -186,6 +192,16 @@ def run(args) -> int:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
     print(text if args.format == "json" else render(result))
     return 0
+
+
+def _generation_precisions(text: str) -> list[str]:
+    """--precision for bench generation: fp32 and/or bf16; auto is what the engine picks for a generation run here."""
+    from engine.models import precision
+
+    chosen = [precision.training_precision("cpu", p, "generation") if p == "auto" else p for p in _list(text)]
+    if not chosen or set(chosen) - {"fp32", "bf16"}:
+        raise UserError(f"bench generation's --precision takes fp32, bf16 or auto (comma-separated); got {text!r}.")
+    return chosen
 
 
 def _list(text: str) -> list[str]:
@@ -198,6 +214,8 @@ def _command(args) -> str:
         parts += [f"--seeds {args.seeds}"] if args.seeds else []
         parts += [f"--presets {args.presets}"] if args.presets != "quick,balanced,thorough" else []
         parts += ["--no-packing-study"] if args.no_packing_study else []
+        parts += [f"--precision {args.precision}"] if args.precision != "auto" else []
+        parts += [f"--set {pair}" for pair in args.set]
         parts += [f"--model {args.model}"] if args.model else []
     if args.which == "quality":
         parts += [f"--presets {args.presets}", f"--seeds {args.seeds or 5}", f"--datasets {args.datasets}",

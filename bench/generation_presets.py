@@ -16,7 +16,10 @@ here, from scratch, on real text, then fine-tunes it as an analyst would fine-tu
    validation perplexity of the response tokens and wall seconds. The chosen candidate per preset has the lowest mean
    validation perplexity; its range over seeds goes in docs/benchmarks.md.
 
-Everything runs in this process on the CPU (fp32) from the engine's pieces (encoding, collators, seeded sampler,
+3. **Precision** (``--precision fp32,bf16``): every candidate of the presets stage once per precision, bf16 being the
+   autocast the engine trains in (``--set learning_rate=R`` keeps one rate per preset, to compare at the chosen one).
+
+Everything runs in this process on the CPU (fp32 unless ``--precision`` says otherwise) from the engine's pieces (encoding, collators, seeded sampler,
 TrainingArguments), not through the queue: the base model's held-out generations that every real run makes would
 cost more than the training itself here.
 """
@@ -80,7 +83,8 @@ def headlines(n: int | None) -> dict[str, list[dict]]:
 
 
 def _train(model_dir: Path, train_rows: list[dict], val_rows: list[dict], out: Path, seed: int, *, epochs: float,
-           learning_rate: float, batch_size: int, max_length: int, packing: bool = False, patience: int = 0) -> dict:
+           learning_rate: float, batch_size: int, max_length: int, packing: bool = False, patience: int = 0,
+           precision: str = "fp32") -> dict:
     """One training run with the engine's pieces; returns its figures and leaves the best model in ``out/model``."""
     from transformers import EarlyStoppingCallback, Trainer
 
@@ -100,7 +104,7 @@ def _train(model_dir: Path, train_rows: list[dict], val_rows: list[dict], out: P
     if packing:
         train_set, collator = gen.pack(items, max_length), gen.PackedCollator(pad_id)
         model.config.use_cache = False
-    device = {"device": "cpu", "precision": "fp32"}
+    device = {"device": "cpu", "precision": precision}
     args = finetune._training_arguments(config, out, seed, False, device, 1)
     args.metric_for_best_model, args.greater_is_better = "loss", False
     args.save_total_limit = 1
@@ -111,7 +115,9 @@ def _train(model_dir: Path, train_rows: list[dict], val_rows: list[dict], out: P
     started = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - started
-    model = trainer.model
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)  # measured as saved: float32
     model.config.use_cache = True
     loss = gen.token_loss(model, val_items, pad_id)
     per_epoch = [round(math.exp(min(h["eval_loss"], 50)), 2) for h in trainer.state.log_history if "eval_loss" in h]
@@ -119,7 +125,7 @@ def _train(model_dir: Path, train_rows: list[dict], val_rows: list[dict], out: P
     tokenizer.save_pretrained(out / "model")
     real = sum(len(it["input_ids"]) for it in items) * epochs
     return {
-        "seed": seed, "learning_rate": learning_rate, "epochs": epochs, "packing": packing,
+        "seed": seed, "learning_rate": learning_rate, "epochs": epochs, "packing": packing, "precision": precision,
         "steps": trainer.state.global_step, "epochs_run": round(trainer.state.epoch or 0, 2),
         "train_s": round(train_s, 2), "tokens_per_s": round(real / train_s, 1),
         "validation_perplexity": round(math.exp(min(loss, 50)), 3), "per_epoch_validation_perplexity": per_epoch,
@@ -132,11 +138,14 @@ def _range(values: list[float]) -> dict:
 
 
 def bench_generation(mode: str, seeds: int = 3, progress=None, base_model: str | None = None,
-                     presets: list[str] | None = None, packing_study: bool = True) -> dict:
+                     presets: list[str] | None = None, packing_study: bool = True,
+                     precisions: list[str] | None = None, learning_rate: float | None = None) -> dict:
     """Both stages; ``mode`` full | quick (1 seed, fewer rows) | tiny (tests: a few rows, the shape only).
     ``base_model``: a causal language model folder (e.g. a copy of distilgpt2) to fine-tune in the presets stage
     instead of the tiny model pretrained in the packing stage. ``presets``: only these presets' candidates;
-    ``packing_study`` False: only the one pretraining run the presets stage needs (none with ``base_model``)."""
+    ``packing_study`` False: only the one pretraining run the presets stage needs (none with ``base_model``).
+    ``precisions``: fp32 and/or bf16 (bf16 autocast, as the engine trains in it), each candidate once per precision;
+    ``learning_rate``: this one rate for every preset instead of its candidates."""
     import torch
 
     say = progress or (lambda *_: None)
@@ -147,10 +156,13 @@ def bench_generation(mode: str, seeds: int = 3, progress=None, base_model: str |
     else:
         candidates = CANDIDATES
     candidates = {k: v for k, v in candidates.items() if not presets or k in presets}
+    if learning_rate:
+        candidates = {k: (epochs, patience, [learning_rate]) for k, (epochs, patience, _) in candidates.items()}
+    precisions = list(dict.fromkeys(precisions or ["fp32"]))
     seed_list = [data.SEED + i for i in range(seeds)]
     train_sentences, dev_sentences = sentences("train", n_sentences), sentences("dev", 200 if mode != "tiny" else 16)
     news = headlines(n_headlines)
-    out: dict = {"torch_threads": torch.get_num_threads(), "seeds": seed_list, "pretrain": dict(PRETRAIN),
+    out: dict = {"torch_threads": torch.get_num_threads(), "seeds": seed_list, "precisions": precisions, "pretrain": dict(PRETRAIN),
                  "data": {"fpb_train_sentences": len(train_sentences), "fpb_dev_sentences": len(dev_sentences),
                           "reuters_train": len(news["train"]), "reuters_validation": len(news["validation"])},
                  "packing": {"runs": []}, "presets": {}}
@@ -181,21 +193,22 @@ def bench_generation(mode: str, seeds: int = 3, progress=None, base_model: str |
             base = Path(base_model)
         out["base_model"] = str(base_model) if base_model else "the tiny GPT-2 pretrained above (packed, first seed)"
         for preset, (epochs, patience, rates) in candidates.items():
-            by_rate: dict[float, list[dict]] = {lr: [] for lr in rates}
+            by_arm: dict[tuple[float, str], list[dict]] = {(lr, p): [] for lr in rates for p in precisions}
             for seed in seed_list:  # seed-major: a study stopped early has every rate at the seeds it reached
-                for lr in rates:
-                    group = by_rate[lr]
+                for (lr, precision), group in by_arm.items():
                     started = time.perf_counter()
-                    run = _train(base, news["train"], news["validation"], tmp / f"{preset}-{lr}-{seed}", seed,
-                                 epochs=epochs, learning_rate=lr, batch_size=FINETUNE_BATCH,
-                                 max_length=FINETUNE_MAX_LENGTH, patience=patience)
+                    run = _train(base, news["train"], news["validation"], tmp / f"{preset}-{lr}-{precision}-{seed}",
+                                 seed, epochs=epochs, learning_rate=lr, batch_size=FINETUNE_BATCH,
+                                 max_length=FINETUNE_MAX_LENGTH, patience=patience, precision=precision)
                     run["wall_s"] = round(time.perf_counter() - started, 2)
                     group.append(run)
-                    say(f"{preset} lr {lr} seed {seed}: {run}")
+                    say(f"{preset} lr {lr} {precision} seed {seed}: {run}")
             groups = []
-            for lr, group in by_rate.items():
-                groups.append({"learning_rate": lr, "epochs": epochs, "early_stopping_patience": patience,
+            for (lr, precision), group in by_arm.items():
+                groups.append({"learning_rate": lr, "precision": precision, "epochs": epochs,
+                               "early_stopping_patience": patience,
                                "validation_perplexity": _range([r["validation_perplexity"] for r in group]),
+                               "train_s": _range([r["train_s"] for r in group]),
                                "wall_s": _range([r["wall_s"] for r in group]), "runs": group})
             best = min(groups, key=lambda g: (g["validation_perplexity"]["mean"], g["wall_s"]["mean"]))
             out["presets"][preset] = {"candidates": groups, "chosen_learning_rate": best["learning_rate"]}
@@ -229,12 +242,15 @@ def render(result: dict) -> str:
     lines += [f"Presets: fine-tuning that model on Reuters description -> headline ({result['data']['reuters_train']} "
               f"train, {result['data']['reuters_validation']} validation rows; base model's validation perplexity "
               f"{result['base_validation_perplexity']}; base: {result.get('base_model')}), batch {FINETUNE_BATCH}, max length {FINETUNE_MAX_LENGTH}", "",
-              "| preset | epochs | learning rate | validation perplexity mean (min-max) | wall s mean (min-max) | chosen |",
-              "|---|---|---|---|---|---|"]
+              "| preset | epochs | learning rate | precision | validation perplexity mean (min-max) | train s mean (min-max) "
+              "| wall s mean (min-max) | chosen |",
+              "|---|---|---|---|---|---|---|---|"]
     for preset, g in result["presets"].items():
         for c in g["candidates"]:
             v, w = c["validation_perplexity"], c["wall_s"]
+            t = c.get("train_s") or {"mean": "", "min": "", "max": ""}  # results recorded before it was kept
             lines.append(f"| {preset} | {c['epochs']}{' (early stop ' + str(c['early_stopping_patience']) + ')' if c['early_stopping_patience'] else ''} "
-                         f"| {c['learning_rate']:g} | {v['mean']} ({v['min']}-{v['max']}) | {w['mean']} ({w['min']}-{w['max']}) "
+                         f"| {c['learning_rate']:g} | {c.get('precision', 'fp32')} | {v['mean']} ({v['min']}-{v['max']}) "
+                         f"| {t['mean']} ({t['min']}-{t['max']}) | {w['mean']} ({w['min']}-{w['max']}) "
                          f"| {'yes' if c['learning_rate'] == g['chosen_learning_rate'] else ''} |")
     return "\n".join(lines)
