@@ -18,7 +18,6 @@ import os
 import random
 import tempfile
 import time
-from pathlib import Path
 
 from bench import data
 

@@ -22,8 +22,6 @@ DATASETS = ("fpb", "finfe-zh", "fin5")
 
 
 def _text_rows(dataset: str, split: str, n: int | None) -> list[dict]:
-    import pandas as pd
-
     frame = data._read_csv(data.shared_dir() / dataset / f"{split}.csv", dtype=str, keep_default_na=False)
     return data._subsample([{"text": t, "label": lab} for t, lab in zip(frame["text"], frame["label"])], n)
 
