@@ -10,6 +10,9 @@ per-round samples/s ratios. Speed only: quality needs whole runs over seeds (``p
 instead: a GPT-2 of that shape built from a config (no pretrained causal model can be installed here; random weights
 train at the same speed as real ones) learns the same fpb sentences as plain text (the loss on every token), with the
 default model's tokenizer, as the generation runner trains it.
+
+``--compile``: the model runs through ``torch.compile(dynamic=True)`` (inductor, which needs a C compiler); the first
+pass of each arm, compilation included, is reported apart as ``first_pass_s``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def causal_model(shape: str, seed: int = 42):
     return tokenizer, GPT2LMHeadModel(config)
 
 
-def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, causal: str | None = None) -> dict:
+def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, causal: str | None = None,
+            compiled: bool = False) -> dict:
     import torch
 
     from bench import data
@@ -59,6 +63,7 @@ def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, cau
         tokenizer, model = finetune.load_model(catalog.resolve(base).source, "text-classification", labels, 42)
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    forward = torch.compile(model, dynamic=True) if compiled else model
     batches = []
     for i in range(0, len(rows), batch):
         chunk = rows[i:i + batch]
@@ -76,13 +81,17 @@ def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, cau
         start, cpu_start = time.perf_counter(), time.process_time()
         for enc in batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = model(**enc).loss
+                loss = forward(**enc).loss
             loss.backward()
             optim.step()
             optim.zero_grad()
         return len(rows) / (time.perf_counter() - start), len(rows) / (time.process_time() - cpu_start)
 
-    arm(False), arm(True)  # warm-up: first calls allocate and pick kernels
+    first_pass = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):  # warm-up: first calls allocate, pick kernels (and compile)
+        started = time.perf_counter()
+        arm(bf16)
+        first_pass[name] = round(time.perf_counter() - started, 2)
     per_round = []
     for _ in range(rounds):
         (fp32, fp32_cpu), (bf16, bf16_cpu) = arm(False), arm(True)
@@ -90,7 +99,7 @@ def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, cau
                           "ratio": round(bf16 / fp32, 3), "fp32_samples_per_cpu_s": round(fp32_cpu, 2),
                           "bf16_samples_per_cpu_s": round(bf16_cpu, 2), "cpu_ratio": round(bf16_cpu / fp32_cpu, 3)})
     return {
-        "base_model": base, "task": "generation" if causal else "text-classification", "batch": batch, "max_length": max_length, "steps_per_arm": len(batches),
+        "compiled": compiled, "first_pass_s": first_pass, "base_model": base, "task": "generation" if causal else "text-classification", "batch": batch, "max_length": max_length, "steps_per_arm": len(batches),
         "rounds": per_round, "cpu_native_bfloat16": inference.cpu_has_bf16(), "torch_threads": torch.get_num_threads(),
         "median_ratio": round(statistics.median(r["ratio"] for r in per_round), 3),
         "median_cpu_ratio": round(statistics.median(r["cpu_ratio"] for r in per_round), 3),
@@ -110,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default")
     p.add_argument("--causal", metavar="LAYERSxWIDTH",
                    help="time a causal language model of this shape built from a config (6x768: distilgpt2's)")
+    p.add_argument("--compile", action="store_true", help="run the model through torch.compile (first pass reported apart)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--out")
     args = p.parse_args(argv)
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import UserError
 
     try:
-        result = measure(args.rounds, args.steps, args.batch, args.max_length, args.model, args.causal)
+        result = measure(args.rounds, args.steps, args.batch, args.max_length, args.model, args.causal, args.compile)
     except UserError as exc:
         print(exc)
         return 2

@@ -272,6 +272,7 @@ def test_precision_ab_times_a_causal_model_of_the_shape_asked(home, shared, caps
     result = json.loads(capsys.readouterr().out)
     assert result["task"] == "generation" and result["base_model"] == "GPT-2 2x64 from a config"
     assert result["rounds"][0]["fp32_samples_per_s"] > 0 and result["rounds"][0]["bf16_samples_per_s"] > 0
+    assert result["compiled"] is False and set(result["first_pass_s"]) == {"fp32", "bf16"}
     assert precision_ab.main(["--causal", "6x700"]) == 2
     assert "multiple of 64" in capsys.readouterr().out
 
