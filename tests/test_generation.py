@@ -702,3 +702,32 @@ def test_a_bf16_runs_recorded_perplexity_is_the_saved_float32_models(store, shar
     items = [generation.encode_row(tokenizer, r, FAST["max_length"]) for r in rows["validation"]]
     again = generation.perplexity(generation.token_loss(model, items, tokenizer.pad_token_id))
     assert run["metrics"]["validation_perplexity"] == pytest.approx(again, rel=1e-5)
+
+
+def test_a_causal_model_that_fails_under_bf16_trains_in_fp32_with_a_note(store, shared, tiny_gpt2, monkeypatch):
+    import torch
+
+    from engine.jobs import queue
+    from engine.models import generate
+
+    real_load = generate.load_causal
+
+    def load_causal(*args, **kwargs):
+        tokenizer, model = real_load(*args, **kwargs)
+        head = model.lm_head.forward
+
+        def picky_head(*a, **kw):  # a layer without a bf16 kernel, as some models have
+            if torch.is_autocast_enabled("cpu"):
+                raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
+            return head(*a, **kw)
+
+        model.lm_head.forward = picky_head
+        return tokenizer, model
+
+    monkeypatch.setattr(generate, "load_causal", load_causal)
+    run_id = _train(store, shared, tiny_gpt2, n_rows=60, epochs=1, precision="bf16")
+    run = queue.get(store, run_id)
+    assert run["status"] == "succeeded"
+    assert run["device"]["precision"] == "fp32"
+    assert "could not train in bf16" in run["device"]["precision_note"] and "BFloat16" in run["device"]["precision_note"]
+    assert run["metrics"]["validation_perplexity"] < run["metrics"]["base_validation_perplexity"]

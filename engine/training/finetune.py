@@ -1108,6 +1108,32 @@ def _save_model(job_dir: Path, model, tokenizer, max_length: int, labels: list[s
     return final
 
 
+def train_or_fall_back_to_fp32(trainer, remake, device: dict, ctx, resume_from, seed: int, determinism: bool,
+                               world: int = 1):
+    """``trainer.train()``, for both runners. A model whose layers cannot run under bf16 autocast on the CPU fails in
+    its first step: it is trained again in fp32, from the same seed, by ``remake(plain_model, device)``'s trainer, and
+    the run says so (``precision_note``, shown on the Runs page). Anything later, on a GPU, or out of memory is a real
+    failure and is raised. Returns (trainer, train output, device)."""
+    try:
+        return trainer, trainer.train(resume_from_checkpoint=resume_from), device
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        if device.get("device") != "cpu" or device.get("precision") != "bf16" or trainer.state.global_step > 0 \
+                or world > 1 or is_out_of_memory(exc):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    from accelerate.utils import extract_model_from_parallel
+
+    note = f"This model could not train in bf16 on this CPU ({reason}); it trained in fp32 instead."
+    ctx.log.warning("%s", note)
+    device = {**device, "precision": "fp32", "precision_note": note}
+    ctx.set_device(device)
+    # accelerate wrapped the model's forward in bf16 autocast; take the plain model back before training again
+    plain = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
+    seed_everything(seed, determinism)
+    trainer = remake(plain, device)
+    return trainer, trainer.train(resume_from_checkpoint=resume_from), device
+
+
 def train(conn, job: dict, ctx) -> dict:
     """Fine-tune in this process (one rank of a data-parallel run, or the only process)."""
     import numpy as np
@@ -1192,9 +1218,9 @@ def train(conn, job: dict, ctx) -> dict:
         averager = levers.weight_averager(float(config["average_last"]))
         callbacks.append(averager)
 
-    def make_trainer(args):
+    def make_trainer(args, plain_model=None):
         return trainer_cls(
-            model=model,
+            model=plain_model if plain_model is not None else model,
             args=args,
             train_dataset=_Rows(train_items),
             eval_dataset=_Rows(val_items),
@@ -1215,27 +1241,10 @@ def train(conn, job: dict, ctx) -> dict:
         f", resuming from {resume_from}" if resume_from else "",
     )
     started = time.monotonic()
-    try:
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    except (RuntimeError, TypeError, NotImplementedError) as exc:
-        # A model whose layers cannot run under bf16 autocast on the CPU fails in its first step: train it in fp32
-        # instead, from the same seed, and say so with the run. Anything later, or on a GPU, is a real failure.
-        if device.get("device") != "cpu" or device.get("precision") != "bf16" or trainer.state.global_step > 0 \
-                or world > 1 or is_out_of_memory(exc):
-            raise
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        note = f"This model could not train in bf16 on this CPU ({reason}); it trained in fp32 instead."
-        log.warning("%s", note)
-        device = {**device, "precision": "fp32", "precision_note": note}
-        ctx.set_device(device)
-        from accelerate.utils import extract_model_from_parallel
-
-        # accelerate wrapped the model's forward in bf16 autocast; take the plain model back before training again
-        model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
-        seed_everything(seed, determinism)
-        trainer = make_trainer(_training_arguments(config, ctx.job_dir, seed, determinism, device, world))
-        started = time.monotonic()
-        result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer, result, device = train_or_fall_back_to_fp32(
+        trainer, lambda plain, dev: make_trainer(_training_arguments(config, ctx.job_dir, seed, determinism, dev, world),
+                                                 plain),
+        device, ctx, resume_from, seed, determinism, world)
     progress_cb = callbacks[0]
     if progress_cb.cancelled:
         raise process.Cancelled()

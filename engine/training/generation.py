@@ -257,9 +257,13 @@ def train(conn, job: dict, ctx) -> dict:
         log.info("LoRA on %s", targets or "peft's default modules")
         config = {**config, "lora_target_modules": targets or ""}  # recorded with the run and in the model card
 
-    args = finetune._training_arguments(config, ctx.job_dir, seed, determinism, device, 1)
-    args.metric_for_best_model = "loss"  # the lowest validation loss is the best checkpoint
-    args.greater_is_better = False
+    def arguments(dev: dict):
+        made = finetune._training_arguments(config, ctx.job_dir, seed, determinism, dev, 1)
+        made.metric_for_best_model = "loss"  # the lowest validation loss is the best checkpoint
+        made.greater_is_better = False
+        return made
+
+    args = arguments(device)
     batch, accum = int(config["batch_size"]), int(config["gradient_accumulation"])
     callbacks = [finetune._progress_callback(ctx, True, batch * accum)]
     if int(config.get("early_stopping_patience") or 0) > 0:
@@ -273,9 +277,13 @@ def train(conn, job: dict, ctx) -> dict:
         log.info("packing: %s examples in %s blocks of up to %s tokens (%.0f%% filled)", len(train_items),
                  len(train_set), max_length, 100 * n_real / max(1, len(train_set) * max_length))
     trainer_cls = finetune._seeded_sampler_trainer_class(Trainer, seed, bool(config.get("group_by_length", True)))
-    trainer = trainer_cls(model=model, args=args, train_dataset=finetune._Rows(train_set),
-                          eval_dataset=finetune._Rows(val_items), data_collator=collator,
-                          processing_class=tokenizer, callbacks=callbacks)
+
+    def make_trainer(args, the_model):
+        return trainer_cls(model=the_model, args=args, train_dataset=finetune._Rows(train_set),
+                           eval_dataset=finetune._Rows(val_items), data_collator=collator,
+                           processing_class=tokenizer, callbacks=callbacks)
+
+    trainer = make_trainer(args, model)
     resume_from = job.get("resume_from")
     if resume_from and not Path(resume_from).is_dir():
         log.info("checkpoint %s is gone; starting from the beginning", resume_from)
@@ -284,7 +292,8 @@ def train(conn, job: dict, ctx) -> dict:
              device.get("device"), device.get("precision"), len(train_items), len(val_items), config["epochs"], batch,
              f", resuming from {resume_from}" if resume_from else "")
     started = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer, result, device = finetune.train_or_fall_back_to_fp32(
+        trainer, lambda plain, dev: make_trainer(arguments(dev), plain), device, ctx, resume_from, seed, determinism)
     if callbacks[0].cancelled:
         raise process.Cancelled()
     callbacks[0].finished = True
