@@ -517,7 +517,10 @@ def test_generation_picks_device_and_precision_as_classifiers_do(monkeypatch, bf
     assert seen["device"] == {**device, "environment": seen["device"]["environment"]}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert finetune.run_device({"precision": asked})["device"] == "cpu"
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # a CPU without bfloat16 arithmetic
     assert generation.run(None, {"config": {}}, Ctx()) == {"trained_on": "fp32"}
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # one that computes it natively, as this machine's does
+    assert generation.run(None, {"config": {}}, Ctx()) == {"trained_on": "bf16"}
 
 
 # ---- the Runs list ------------------------------------------------------------------------------------------------
@@ -686,7 +689,7 @@ def test_train_page_offers_the_generation_presets_and_packing(store, shared, tin
 
 
 def test_a_bf16_runs_recorded_perplexity_is_the_saved_float32_models(store, shared, tiny_gpt2, monkeypatch):
-    """Trained under bf16 autocast (asked for), a run's validation perplexity and held-out generations are measured
+    """Trained under bf16 autocast (auto's choice on a CPU that computes it), a run's validation perplexity and held-out generations are measured
     with the plain float32 model it saves: exactly what evaluating the saved model gives later."""
     from engine.jobs import queue
     from engine.models import generate
@@ -694,7 +697,7 @@ def test_a_bf16_runs_recorded_perplexity_is_the_saved_float32_models(store, shar
     from engine.training import generation
 
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
-    run_id = _train(store, shared, tiny_gpt2, n_rows=120, epochs=1, precision="bf16")
+    run_id = _train(store, shared, tiny_gpt2, n_rows=120, epochs=1)  # auto: bf16 on such a CPU
     run = queue.get(store, run_id)
     assert run["device"]["precision"] == "bf16"
     tokenizer, model = generate.load(run["model_dir"])

@@ -22,11 +22,12 @@ def test_auto_picks_bf16_on_a_cpu_that_computes_it_for_the_measured_tasks_only(m
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")  # a processor with AVX512-BF16 or AMX
     assert finetune.training_precision("cpu", "auto") == "bf16"
     assert finetune.training_precision("cpu", "auto", "token-classification") == "bf16"
-    assert finetune.training_precision("cpu", "auto", "generation") == "fp32"  # not measured in bf16: stays fp32
-    assert finetune.training_precision("cpu", "bf16", "generation") == "bf16"  # asked for explicitly: honoured
+    assert finetune.training_precision("cpu", "auto", "generation") == "bf16"
+    assert finetune.training_precision("cpu", "fp32", "generation") == "fp32"  # asked for explicitly: honoured
+    assert finetune.training_precision("cpu", "auto", "a task not measured yet") == "fp32"
     assert finetune.training_precision("cpu", "fp32") == "fp32"
     assert finetune.device_info(1, "cpu", precision="auto")["precision"] == "bf16"
-    assert finetune.device_info(1, "cpu", precision="auto", task="generation")["precision"] == "fp32"
+    assert finetune.device_info(1, "cpu", precision="auto", task="generation")["precision"] == "bf16"
     assert precision.train_speedup("cpu", "bf16") == precision.CPU_BF16_TRAIN_SPEEDUP > 1
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # bfloat16 emulated: slower than fp32, so auto never picks it
     assert finetune.training_precision("cpu", "auto") == "fp32"
@@ -47,7 +48,10 @@ def test_estimates_and_etas_count_bf16s_speed_on_a_cpu_that_computes_it(store, m
     assert abs(fp32 / bf16 - precision.CPU_BF16_TRAIN_SPEEDUP) < 0.01
     forced = finetune.estimate_seconds(store, 1000, {**config, "precision": "fp32"}, "default", "cpu") - 15
     assert abs(forced - fp32) < 0.01
+    assert abs(finetune.estimate_seconds(store, 1000, config, "default", "cpu", task="generation") - 15 - bf16) < 0.01
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")
     assert abs(finetune.estimate_seconds(store, 1000, config, "default", "cpu", task="generation") - 15 - fp32) < 0.01
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")
     # A finished bf16 run's samples/s counts as its fp32 speed when it informs later estimates and ETAs.
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),

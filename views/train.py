@@ -254,8 +254,8 @@ with st.expander(_("Advanced options"), expanded=bool(errors)):
             field_error(key)
     st.selectbox(_("Precision"), list(finetune.PRECISIONS), key="adv_precision",
                  help=_("auto: bf16 (mixed precision) on a GPU that supports it, else fp16; on a CPU that computes "
-                        "bfloat16 natively, bf16 for classification and entity tagging (about 1.3x as fast, the same "
-                        "quality over 5 seeds), else fp32. The saved model is float32 either way."))
+                        "bfloat16 natively, bf16 too (about 1.3x as fast for classification, more for larger models; "
+                        "the same quality over seeds), else fp32. The saved model is float32 either way."))
     field_error("precision")
     if dataset["task"] == "text-classification":
         st.selectbox(_("Sentence reading"), list(pooling_choices), key="adv_pooling",

@@ -188,7 +188,7 @@ def generate_outputs(tokenizer, model, rows: list[dict]) -> list[str]:
 
 def run(conn, job: dict, ctx) -> dict:
     """The ``train`` runner for generation jobs (single process)."""
-    # the device and precision policy classifiers use (engine.models.precision: on the CPU, generation stays fp32)
+    # the device and precision policy classifiers use (engine.models.precision: bf16 autocast on a CPU that computes it)
     ctx.set_device(finetune.run_device(job.get("config") or {}, task=TASK))
     with finetune.plain_out_of_memory():
         return train(conn, job, ctx)
