@@ -225,3 +225,25 @@ def build_tiny_chat_gpt2(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def without_bf16_kernel(load, layer: str):
+    """``load`` (a loader returning (tokenizer, model)) whose model's ``layer`` fails under bf16 autocast on the CPU,
+    as a layer without a bf16 kernel does in some models."""
+
+    def loading(*args, **kwargs):
+        import torch
+
+        tokenizer, model = load(*args, **kwargs)
+        module = getattr(model, layer)
+        forward = module.forward
+
+        def picky(*a, **kw):
+            if torch.is_autocast_enabled("cpu"):
+                raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
+            return forward(*a, **kw)
+
+        module.forward = picky
+        return tokenizer, model
+
+    return loading

@@ -708,26 +708,12 @@ def test_a_bf16_runs_recorded_perplexity_is_the_saved_float32_models(store, shar
 
 
 def test_a_causal_model_that_fails_under_bf16_trains_in_fp32_with_a_note(store, shared, tiny_gpt2, monkeypatch):
-    import torch
-
     from engine.jobs import queue
     from engine.models import generate
 
-    real_load = generate.load_causal
+    from tests.helpers import without_bf16_kernel
 
-    def load_causal(*args, **kwargs):
-        tokenizer, model = real_load(*args, **kwargs)
-        head = model.lm_head.forward
-
-        def picky_head(*a, **kw):  # a layer without a bf16 kernel, as some models have
-            if torch.is_autocast_enabled("cpu"):
-                raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
-            return head(*a, **kw)
-
-        model.lm_head.forward = picky_head
-        return tokenizer, model
-
-    monkeypatch.setattr(generate, "load_causal", load_causal)
+    monkeypatch.setattr(generate, "load_causal", without_bf16_kernel(generate.load_causal, "lm_head"))
     run_id = _train(store, shared, tiny_gpt2, n_rows=60, epochs=1, precision="bf16")
     run = queue.get(store, run_id)
     assert run["status"] == "succeeded"

@@ -10,6 +10,7 @@ import pytest
 
 from engine import db
 
+from tests.helpers import without_bf16_kernel
 from tests.test_training import insert_text_dataset, run_in_process
 
 SMALL = {"max_length": 32, "batch_size": 8, "epochs": 1}
@@ -102,26 +103,10 @@ def test_a_tiny_model_trains_in_bf16_and_saves_a_float32_model(store, shared, ti
 
 
 def test_a_model_that_fails_under_bf16_trains_in_fp32_with_a_note(store, shared, tiny_text_model, monkeypatch):
-    import torch
-
     from engine.jobs import queue
     from engine.training import finetune
 
-    real_load = finetune.load_model
-
-    def load_model(*args, **kwargs):
-        tokenizer, model = real_load(*args, **kwargs)
-        head = model.classifier.forward
-
-        def picky_head(*a, **kw):  # a layer without a bf16 kernel, as some models have
-            if torch.is_autocast_enabled("cpu"):
-                raise RuntimeError('"addmm_impl_cpu_" not implemented for \'BFloat16\'')
-            return head(*a, **kw)
-
-        model.classifier.forward = picky_head
-        return tokenizer, model
-
-    monkeypatch.setattr(finetune, "load_model", load_model)
+    monkeypatch.setattr(finetune, "load_model", without_bf16_kernel(finetune.load_model, "classifier"))
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
     run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick",
                              overrides={**SMALL, "precision": "bf16"})
