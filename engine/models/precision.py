@@ -4,8 +4,8 @@ Train page's estimates and the queue's ETAs (engine.jobs.overview), which sit on
 ``auto`` trains in bf16 on a GPU that supports it (else fp16 with loss scaling) and, on a CPU that computes bfloat16
 natively (inference.cpu_has_bf16), in bf16 autocast for the tasks in CPU_AUTO_BF16_TASKS: those whose presets were
 measured over seeds in both precisions with the same quality (docs/benchmarks.md, "bf16 training on the CPU"). A task
-added later trains in fp32 until it is measured too, unless the run asks for bf16 itself. bf16 is mixed precision: the weights, the optimizer
-state and the saved model stay float32.
+added later trains in fp32 until it is measured too, unless the run asks for bf16 itself. bf16 is mixed precision:
+the weights, the optimizer state and the saved model stay float32.
 """
 
 from __future__ import annotations
