@@ -199,3 +199,16 @@ class Shots:
         if self.check is not None:
             self.check(self.page, self.last)
         return path
+
+
+def session_cookie(page, timeout_ms: int = 15_000) -> dict:
+    """Bellwether's session cookie once the browser has it. The sign-in route that sets it is fetched by the page after
+    the signed-in screen shows, so the cookie can land a moment after the text: wait for it, fail if it never comes."""
+    waited = 0
+    while waited <= timeout_ms:
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        if "bellwether_session" in cookies:
+            return cookies["bellwether_session"]
+        page.wait_for_timeout(100)
+        waited += 100
+    raise AssertionError(f"no bellwether_session cookie after {timeout_ms} ms: {sorted(cookies)}")

@@ -15,7 +15,8 @@ import re
 
 import pytest
 
-from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page, streamlit_server, wait_for_app_run
+from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, session_cookie, streamlit_server,
+                           wait_for_app_run)
 from tests.helpers import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
@@ -110,7 +111,7 @@ def test_sign_in_form_only_then_deep_link_reload_and_sign_out(tmp_path, monkeypa
         assert nav_links(page) == ["Data", "Train", "Runs", "Jobs", "Reports", "Playground", "Review", "Feeds", "Monitor"]  # no Admin for analysts
         shots("deep link after sign-in")
         # The session cookie is HttpOnly (page scripts cannot read it) and lets this tab upload.
-        cookie = {c["name"]: c for c in page.context.cookies()}["bellwether_session"]
+        cookie = session_cookie(page)
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
         assert "bellwether_session" not in page.evaluate("document.cookie")
         assert upload_answer(page) != REFUSED  # past the gate: Streamlit's own checks answer now

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import SCREENSHOTS, Shots, assert_no_exception, chromium_page, free_port, streamlit_server, wait_for_app_run
+from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, free_port, session_cookie,
+                           streamlit_server, wait_for_app_run)
 from tests.oidc import oidc_provider, secrets_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
@@ -44,8 +45,7 @@ def test_single_sign_on_maps_identities_to_roles_and_refuses_strangers(tmp_path,
             assert_no_exception(page)
             assert provider.signed_in == ["alice@bank.example"]
             expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
-            cookies = {c["name"]: c for c in page.context.cookies()}
-            assert cookies["bellwether_session"]["httpOnly"]
+            assert session_cookie(page)["httpOnly"]
             shots("signed in through the provider")
             page.reload()  # still signed in
             wait_for_app_run(page)
