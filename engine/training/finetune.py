@@ -149,6 +149,9 @@ DEFAULTS: dict[str, Any] = {
     "lora_dropout": 0.1,
     "lora_target_modules": "",  # empty: peft's default for the model type
     "precision": "auto",  # auto: engine.models.precision (bf16 on a GPU, else fp16; bf16 on a CPU that has it)
+    # on the CPU, dropout masks from 16 random bits an element instead of torch's one draw (engine/training/dropout.py):
+    # the same dropout, faster; runs from before it (no such key) are re-run without it, for the same draws
+    "fast_dropout": True,
 }
 PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_LABELS = {
@@ -173,6 +176,7 @@ FIELD_LABELS = {
     "label_smoothing": "Label smoothing",
     "r_drop": "R-Drop",
     "packing": "Packing",
+    "fast_dropout": "Cheaper dropout masks (CPU)",
     "dataset": "Dataset",
     "base_model": "Base model",
     "task": "Task",
@@ -285,7 +289,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
-    for key in ("class_weighting", "group_by_length", "lora", "full_determinism", "packing"):
+    for key in ("class_weighting", "group_by_length", "lora", "full_determinism", "packing", "fast_dropout"):
         value = config.get(key)
         if isinstance(value, str):
             value = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -1185,6 +1189,13 @@ def train(conn, job: dict, ctx) -> dict:
 
     if config.get("lora"):
         model = _with_lora(model, config, task, seed, determinism)
+    from engine.training import dropout as fast_dropout_lever  # torch at import: loaded by the runner only
+
+    fast_dropout = fast_dropout_lever.apply(model) if config.get("fast_dropout") and device.get("device") == "cpu" \
+        else None
+    if fast_dropout is not None:
+        log.info("dropout masks: 16 random bits an element (%s modules%s)", len(fast_dropout["modules"]),
+                 ", attention included" if fast_dropout["attention"] else "")
 
     def compute_metrics(eval_pred):
         logits, refs = eval_pred.predictions, eval_pred.label_ids  # same output: rows stay paired
@@ -1270,6 +1281,8 @@ def train(conn, job: dict, ctx) -> dict:
             val_metrics = averaged_metrics
         else:
             levers.restore(trainer.model, replaced)
+    if fast_dropout is not None:  # the model as loaded (transformers' dropout and attention): what is saved and tested
+        fast_dropout_lever.restore(fast_dropout)
     if not is_main:
         return {}
 

@@ -38,6 +38,8 @@ def same_settings(job: dict, seed: int | None = None) -> dict:
     if used in ("fp32", "bf16") and overrides.get("precision", "auto") == "auto":
         # what 'auto' chose then (it picks bf16 on more CPUs now than it did): the same arithmetic, the same predictions
         overrides["precision"] = used
+    if "fast_dropout" not in config:  # trained before dropout drew cheaper masks: torch's masks again, the same draws
+        overrides["fast_dropout"] = False
     if seed is not None:
         overrides["seed"] = seed
     return overrides
