@@ -11,6 +11,12 @@ instead: a GPT-2 of that shape built from a config (no pretrained causal model c
 train at the same speed as real ones) learns the same fpb sentences as plain text (the loss on every token), with the
 default model's tokenizer, as the generation runner trains it.
 
+``--arms``: what is timed, in turn each round (default ``fp32,bf16``): ``fp32`` and ``bf16`` with torch's dropout (the
+engine before its cheaper dropout masks), ``fp32+fast`` and ``bf16+fast`` with the engine's masks
+(engine/training/dropout.py: what runs on the CPU train with now). Ratios are to the first arm; ``ratio`` and
+``median_ratio`` are the last arm's, so ``--arms fp32,bf16+fast`` compares the engine before both changes with what
+``auto`` trains with now on a CPU that computes bfloat16, and ``--arms bf16,bf16+fast`` the masks alone.
+
 ``--compile``: the model runs through ``torch.compile(dynamic=True)`` (inductor, which needs a C compiler); the first
 pass of each arm, compilation included, is reported apart as ``first_pass_s``.
 """
@@ -21,6 +27,8 @@ import argparse
 import json
 import statistics
 import time
+
+ARMS = frozenset({"fp32", "bf16", "fp32+fast", "bf16+fast"})
 
 
 def causal_model(shape: str, seed: int = 42):
@@ -46,12 +54,12 @@ def causal_model(shape: str, seed: int = 42):
 
 
 def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, causal: str | None = None,
-            compiled: bool = False) -> dict:
+            compiled: bool = False, arms: tuple[str, ...] = ("fp32", "bf16")) -> dict:
     import torch
 
     from bench import data
     from engine.models import catalog, inference
-    from engine.training import finetune
+    from engine.training import dropout, finetune
 
     labels = data.LABELS
     rows = data.fpb("train", batch * steps)
@@ -75,9 +83,11 @@ def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, cau
             enc["labels"] = torch.tensor([labels.index(r["label"]) for r in chunk])
         batches.append(enc)
 
-    def arm(bf16: bool) -> tuple[float, float]:
-        """(samples per wall second, samples per CPU second of this process): under load other processes take
-        wall time, so the CPU-time figure is the steadier measure of the work itself."""
+    def arm(name: str) -> tuple[float, float]:
+        """(samples per wall second, samples per CPU second of this process) for the arm ``name``: under load other
+        processes take wall time, so the CPU-time figure is the steadier measure of the work itself."""
+        bf16 = name.startswith("bf16")
+        swapped = dropout.apply(model) if name.endswith("+fast") else None
         start, cpu_start = time.perf_counter(), time.process_time()
         for enc in batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -85,27 +95,40 @@ def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, cau
             loss.backward()
             optim.step()
             optim.zero_grad()
-        return len(rows) / (time.perf_counter() - start), len(rows) / (time.process_time() - cpu_start)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        if swapped is not None:
+            dropout.restore(swapped)
+        return len(rows) / wall, len(rows) / cpu
 
     first_pass = {}
-    for name, bf16 in (("fp32", False), ("bf16", True)):  # warm-up: first calls allocate, pick kernels (and compile)
+    for name in arms:  # warm-up: first calls allocate, pick kernels (and compile)
         started = time.perf_counter()
-        arm(bf16)
+        arm(name)
         first_pass[name] = round(time.perf_counter() - started, 2)
     per_round = []
+    first, last = arms[0], arms[-1]
     for _ in range(rounds):
-        (fp32, fp32_cpu), (bf16, bf16_cpu) = arm(False), arm(True)
-        per_round.append({"fp32_samples_per_s": round(fp32, 2), "bf16_samples_per_s": round(bf16, 2),
-                          "ratio": round(bf16 / fp32, 3), "fp32_samples_per_cpu_s": round(fp32_cpu, 2),
-                          "bf16_samples_per_cpu_s": round(bf16_cpu, 2), "cpu_ratio": round(bf16_cpu / fp32_cpu, 3)})
-    return {
-        "compiled": compiled, "first_pass_s": first_pass, "base_model": base, "task": "generation" if causal else "text-classification", "batch": batch, "max_length": max_length, "steps_per_arm": len(batches),
-        "rounds": per_round, "cpu_native_bfloat16": inference.cpu_has_bf16(), "torch_threads": torch.get_num_threads(),
+        speeds = {name: arm(name) for name in arms}
+        row = {}
+        for name, (wall, cpu) in speeds.items():
+            row[f"{name}_samples_per_s"] = round(wall, 2)
+            row[f"{name}_samples_per_cpu_s"] = round(cpu, 2)
+        row["ratios"] = {name: round(wall / speeds[first][0], 3) for name, (wall, _) in speeds.items()}
+        row["ratio"] = row["ratios"][last]
+        row["cpu_ratio"] = round(speeds[last][1] / speeds[first][1], 3)
+        per_round.append(row)
+    result = {
+        "compiled": compiled, "arms": list(arms), "first_pass_s": first_pass, "base_model": base,
+        "task": "generation" if causal else "text-classification", "batch": batch, "max_length": max_length,
+        "steps_per_arm": len(batches), "rounds": per_round, "cpu_native_bfloat16": inference.cpu_has_bf16(),
+        "torch_threads": torch.get_num_threads(),
         "median_ratio": round(statistics.median(r["ratio"] for r in per_round), 3),
         "median_cpu_ratio": round(statistics.median(r["cpu_ratio"] for r in per_round), 3),
-        "median_fp32_samples_per_s": round(statistics.median(r["fp32_samples_per_s"] for r in per_round), 2),
-        "median_bf16_samples_per_s": round(statistics.median(r["bf16_samples_per_s"] for r in per_round), 2),
+        "median_ratios": {name: round(statistics.median(r["ratios"][name] for r in per_round), 3) for name in arms},
     }
+    for name in arms:
+        result[f"median_{name}_samples_per_s"] = round(statistics.median(r[f"{name}_samples_per_s"] for r in per_round), 2)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--causal", metavar="LAYERSxWIDTH",
                    help="time a causal language model of this shape built from a config (6x768: distilgpt2's)")
     p.add_argument("--compile", action="store_true", help="run the model through torch.compile (first pass reported apart)")
+    p.add_argument("--arms", default="fp32,bf16",
+                   help="comma-separated, timed in turn: fp32, bf16 (torch's dropout), fp32+fast, bf16+fast (the engine's "
+                   "cheaper dropout masks); ratios are to the first (default fp32,bf16)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--out")
     args = p.parse_args(argv)
@@ -129,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from engine.errors import UserError
 
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    if len(arms) < 2 or len(set(arms)) < len(arms) or not set(arms) <= ARMS:
+        print(f"--arms takes two or more of {', '.join(sorted(ARMS))}, each once; got {args.arms!r}.")
+        return 2
     try:
-        result = measure(args.rounds, args.steps, args.batch, args.max_length, args.model, args.causal, args.compile)
+        result = measure(args.rounds, args.steps, args.batch, args.max_length, args.model, args.causal, args.compile,
+                         arms)
     except UserError as exc:
         print(exc)
         return 2

@@ -273,6 +273,14 @@ def test_precision_ab_times_a_causal_model_of_the_shape_asked(home, shared, caps
     assert result["task"] == "generation" and result["base_model"] == "GPT-2 2x64 from a config"
     assert result["rounds"][0]["fp32_samples_per_s"] > 0 and result["rounds"][0]["bf16_samples_per_s"] > 0
     assert result["compiled"] is False and set(result["first_pass_s"]) == {"fp32", "bf16"}
+    assert result["arms"] == ["fp32", "bf16"] and result["median_ratio"] == result["median_ratios"]["bf16"]
+    assert precision_ab.main(["--causal", "2x64", "--rounds", "1", "--steps", "1", "--batch", "4", "--arms",
+                              "fp32,bf16,bf16+fast"]) == 0
+    three = json.loads(capsys.readouterr().out)
+    assert set(three["rounds"][0]["ratios"]) == {"fp32", "bf16", "bf16+fast"} and three["rounds"][0]["ratios"]["fp32"] == 1
+    assert three["rounds"][0]["ratio"] == three["rounds"][0]["ratios"]["bf16+fast"] and three["median_bf16+fast_samples_per_s"] > 0
+    assert precision_ab.main(["--arms", "fp32,fp16"]) == 2
+    assert "--arms takes two or more" in capsys.readouterr().out
     assert precision_ab.main(["--causal", "6x700"]) == 2
     assert "multiple of 64" in capsys.readouterr().out
 
