@@ -77,11 +77,15 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Entity tagging: entities are a few tokens in many, and one epoch (58 steps on FIN5's 912 training sentences) left
     # the tagger answering 'O' on 2 seeds in 4 (entity F1 0). Over 5 seeds on FIN5 (docs/benchmarks.md): Quick (3 epochs)
     # entity F1 0.718-0.740, Balanced (up to 5) 0.745-0.790, Thorough (up to 8; early stopping never fired) 0.814-0.840.
+    # Torch's own dropout masks: with the cheaper ones (engine/training/dropout.py) Quick's entity F1 came out lower on 8
+    # seeds of 10 (mean 0.717 against 0.724; docs/benchmarks.md, "Cheaper dropout masks"), so tagging keeps torch's.
     "token-classification": {
-        "quick": {"epochs": 3},
+        "quick": {"epochs": 3, "fast_dropout": False},
         # measured without R-Drop, with the usual 10% warm-up
-        "balanced": {"epochs": 5, "early_stopping_patience": 2, "r_drop": 0.0, "warmup_ratio": 0.1},
-        "thorough": {"epochs": 8, "early_stopping_patience": 3},  # Thorough's own rate (1e-4) and averaging
+        "balanced": {"epochs": 5, "early_stopping_patience": 2, "r_drop": 0.0, "warmup_ratio": 0.1,
+                     "fast_dropout": False},
+        # Thorough's own rate (1e-4) and averaging
+        "thorough": {"epochs": 8, "early_stopping_patience": 3, "fast_dropout": False},
     },
     "generation": {
         "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256},
