@@ -143,6 +143,8 @@ def test_a_run_trains_with_the_cheaper_masks_and_saves_the_model_as_loaded(store
     assert finetune.build_config("quick")["fast_dropout"] is True
     # entity tagging keeps torch's masks: the seed study found its entity F1 lower with the cheaper ones
     assert not any(finetune.preset_config(p, "token-classification")["fast_dropout"] for p in finetune.PRESETS)
+    # nor does the generation runner use them, and its runs' settings say so
+    assert not any(finetune.preset_config(p, "generation")["fast_dropout"] for p in finetune.PRESETS)
     insert_text_dataset(store, shared("fpb", "train.csv"), n_train=40, n_val=12, n_test=12)
     ids = [finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="quick", overrides={**SMALL, **extra},
                            again=True) for extra in ({}, {}, {"fast_dropout": False})]

@@ -87,11 +87,12 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # Thorough's own rate (1e-4) and averaging
         "thorough": {"epochs": 8, "early_stopping_patience": 3, "fast_dropout": False},
     },
+    # the generation runner trains with torch's dropout (the cheaper masks are the classifier runner's): its runs say so
     "generation": {
-        "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256},
+        "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False},
         "balanced": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256, "r_drop": 0.0,
-                     "warmup_ratio": 0.1},
-        "thorough": {"epochs": 5, "learning_rate": 3e-5, "batch_size": 8, "max_length": 256},
+                     "warmup_ratio": 0.1, "fast_dropout": False},
+        "thorough": {"epochs": 5, "learning_rate": 3e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False},
     },
 }
 PRESET_TEXT = {
