@@ -110,10 +110,9 @@ def test_the_attention_probabilities_get_their_dropout_too():
     """With every other dropout off, training still differs from evaluation: the attention's own dropout, which torch's
     fused attention applies inside and this module's attention function applies with the cheaper masks."""
     import torch
+    from torch.profiler import profile
 
     from engine.training import dropout
-
-    from torch.profiler import profile
 
     model = _tiny_bert(hidden_dropout=0.0, attention_dropout=0.3)
     batch = _batch()

@@ -1,7 +1,7 @@
 """Dropout with cheaper random masks, for training on the CPU (issue 13: bf16 training speed).
 
 torch's CPU dropout draws one random number per element (``bernoulli_``, from one serial generator): for the default
-22M model that was about a sixth of a bf16 training step, and it does not get faster in bf16 as the matrix products
+22M model that was about an eighth of a bf16 training step, and it does not get faster in bf16 as the matrix products
 do. Here each mask takes 16 random bits per element, four elements from each 64-bit draw of torch's seeded
 generator: the same keep probability (to 1/65,536), the same 1 / (1 - p) scaling of what is kept, so a run is still
 reproduced by its seed. Dropout on attention probabilities happens inside torch's fused attention
@@ -42,15 +42,13 @@ def masked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class FastDropout(nn.Module):
-    """A drop-in ``nn.Dropout`` (no parameters, the same ``p``) whose masks come from :func:`keep_mask` on the CPU."""
+    """A drop-in ``nn.Dropout`` (no parameters, the same ``p``) whose masks come from :func:`keep_mask`."""
 
     def __init__(self, p: float):
         super().__init__()
         self.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":  # the GPU's dropout is fast already
-            return nn.functional.dropout(x, self.p, self.training)
         return masked_dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
@@ -67,11 +65,7 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask
-    weights = nn.functional.softmax(weights, dim=-1)
-    if weights.device.type == "cpu":
-        weights = masked_dropout(weights, dropout, module.training)
-    else:
-        weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    weights = masked_dropout(nn.functional.softmax(weights, dim=-1), dropout, module.training)
     out = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return out, weights
 

@@ -1196,9 +1196,9 @@ def train(conn, job: dict, ctx) -> dict:
         model = _with_lora(model, config, task, seed, determinism)
     from engine.training import dropout as fast_dropout_lever  # torch at import: loaded by the runner only
 
-    fast_dropout = fast_dropout_lever.apply(model) if config.get("fast_dropout") and device.get("device") == "cpu" \
-        else None
-    if fast_dropout is not None:
+    fast_dropout = None  # on a GPU torch's dropout and fused attention are the fast ones
+    if config.get("fast_dropout") and device.get("device") == "cpu":
+        fast_dropout = fast_dropout_lever.apply(model)
         log.info("dropout masks: 16 random bits an element (%s modules%s)", len(fast_dropout["modules"]),
                  ", attention included" if fast_dropout["attention"] else "")
 
