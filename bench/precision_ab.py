@@ -13,7 +13,8 @@ default model's tokenizer, as the generation runner trains it.
 
 ``--arms``: what is timed, in turn each round (default ``fp32,bf16``): ``fp32`` and ``bf16`` with torch's dropout (the
 engine before its cheaper dropout masks), ``fp32+fast`` and ``bf16+fast`` with the engine's masks
-(engine/training/dropout.py: what runs on the CPU train with now). Ratios are to the first arm; ``ratio`` and
+(engine/training/dropout.py: what runs on the CPU train with now); ``+frozen`` after either leaves the word
+embeddings untrained (``freeze_embeddings``, what text classification trains with now), e.g. ``bf16+fast+frozen``. Ratios are to the first arm; ``ratio`` and
 ``median_ratio`` are the last arm's, so ``--arms fp32,bf16+fast`` compares the engine before both changes with what
 ``auto`` trains with now on a CPU that computes bfloat16, and ``--arms bf16,bf16+fast`` the masks alone.
 
@@ -28,7 +29,7 @@ import json
 import statistics
 import time
 
-ARMS = frozenset({"fp32", "bf16", "fp32+fast", "bf16+fast"})
+ARMS = frozenset(f"{p}{fast}{frozen}" for p in ("fp32", "bf16") for fast in ("", "+fast") for frozen in ("", "+frozen"))
 
 
 def causal_model(shape: str, seed: int = 42):
@@ -87,7 +88,9 @@ def measure(rounds: int, steps: int, batch: int, max_length: int, base: str, cau
         """(samples per wall second, samples per CPU second of this process) for the arm ``name``: under load other
         processes take wall time, so the CPU-time figure is the steadier measure of the work itself."""
         bf16 = name.startswith("bf16")
-        swapped = dropout.apply(model) if name.endswith("+fast") else None
+        swapped = dropout.apply(model) if "+fast" in name else None
+        table = model.get_input_embeddings().weight
+        table.requires_grad_("+frozen" not in name)  # AdamW skips a weight with no gradient
         start, cpu_start = time.perf_counter(), time.process_time()
         for enc in batches:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="run the model through torch.compile (first pass reported apart)")
     p.add_argument("--arms", default="fp32,bf16",
                    help="comma-separated, timed in turn: fp32, bf16 (torch's dropout), fp32+fast, bf16+fast (the engine's "
-                   "cheaper dropout masks); ratios are to the first (default fp32,bf16)")
+                   "cheaper dropout masks), each with +frozen (word embeddings not trained; classifiers only); ratios "
+                   "are to the first (default fp32,bf16)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--out")
     args = p.parse_args(argv)
@@ -158,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
     if len(arms) < 2 or len(set(arms)) < len(arms) or not set(arms) <= ARMS:
         print(f"--arms takes two or more of {', '.join(sorted(ARMS))}, each once; got {args.arms!r}.")
+        return 2
+    if args.causal and any("+frozen" in a for a in arms):
+        print("+frozen is for classifiers: a causal model's word embeddings are its output layer too.")
         return 2
     try:
         result = measure(args.rounds, args.steps, args.batch, args.max_length, args.model, args.causal, args.compile,

@@ -283,6 +283,19 @@ def test_precision_ab_times_a_causal_model_of_the_shape_asked(home, shared, caps
     assert "--arms takes two or more" in capsys.readouterr().out
     assert precision_ab.main(["--causal", "6x700"]) == 2
     assert "multiple of 64" in capsys.readouterr().out
+    assert precision_ab.main(["--causal", "2x64", "--arms", "bf16,bf16+frozen"]) == 2
+    assert "+frozen is for classifiers" in capsys.readouterr().out
+
+
+def test_precision_ab_times_a_classifier_with_its_word_embeddings_frozen(home, shared, capsys, tiny_text_model):
+    from bench import precision_ab
+
+    shared("fpb", "train.csv")
+    assert precision_ab.main(["--model", str(tiny_text_model), "--rounds", "1", "--steps", "1", "--batch", "4",
+                              "--arms", "bf16+fast,bf16+fast+frozen"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task"] == "text-classification" and result["arms"] == ["bf16+fast", "bf16+fast+frozen"]
+    assert result["rounds"][0]["ratios"]["bf16+fast"] == 1 and result["median_bf16+fast+frozen_samples_per_s"] > 0
 
 # The usability walk's labels whose page text is not in the 简体中文 catalogue yet: their pages are translated on other
 # branches (issue 14). The test below fails when one of these arrives in the catalogue (take it off) or when any other

@@ -344,6 +344,11 @@ def test_generation_needs_a_model_that_generates(store, shared, tiny_gpt2):
     config = db.loads(store.execute("select config_json from jobs where id = ?", [run_id]).fetchone()[0])
     assert (config["epochs"], config["learning_rate"], config["batch_size"]) == (3, 5e-5, 8)  # generation presets
     assert config["max_length"] == 128  # capped by the tiny model's context
+    # the classifier runner's speed-ups are not the generation runner's: asked for, the run still records them off
+    run_id = finetune.submit(store, saved["ref"], base_model=str(tiny_gpt2), preset="quick",
+                             overrides={"freeze_embeddings": True, "fast_dropout": True})
+    config = db.loads(store.execute("select config_json from jobs where id = ?", [run_id]).fetchone()[0])
+    assert config["freeze_embeddings"] is False and config["fast_dropout"] is False
 
 
 def test_evaluate_a_generation_run_on_a_new_file(store, tiny_gpt2, monkeypatch):

@@ -63,6 +63,7 @@ def fill_advanced() -> None:
     state.setdefault("adv_precision", "auto")
     state.setdefault("adv_packing", False)
     state.setdefault("adv_pooling", "auto")
+    state["adv_freeze_embeddings"] = bool(config["freeze_embeddings"])
     state.pop("train_errors", None)
 
 
@@ -82,6 +83,7 @@ def overrides() -> dict:
         values["packing"] = bool(state.get("adv_packing"))
     if chosen_task() == "text-classification":
         values["pooling"] = state.get("adv_pooling") or "auto"
+        values["freeze_embeddings"] = bool(state.get("adv_freeze_embeddings"))
     return values
 
 
@@ -264,6 +266,10 @@ with st.expander(_("Advanced options"), expanded=bool(errors)):
                             "sentence-transformers model (such as the default one, which was trained that way) and "
                             "the first token otherwise; the seed study in docs/benchmarks.md found the mean steadier."))
         field_error("pooling")
+        st.checkbox(_("Leave the word embeddings as the base model has them (faster)"), key="adv_freeze_embeddings",
+                    help=_("The table of word vectors, half of the default model's weights, is not trained: steps "
+                           "run faster and over seeds the quality was the same (docs/benchmarks.md). Untick it to "
+                           "train every weight."))
     if dataset["task"] == "generation":
         st.checkbox(_("Pack short examples into full-length blocks"), key="adv_packing",
                     help=_("Lays whole examples end to end up to the max length, so no step is spent on padding: "

@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--pooling", type=str.lower, choices=["auto", "cls", "mean"],
                    help=_("text classification: what the classifier reads: auto (default: the mean of the tokens for a "
                           "sentence-transformers model such as the default one, else the first token), cls or mean"))
+    p.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help=_("text classification: leave the word embeddings as the base model has them (the default: "
+                          "faster steps, the same quality over seeds); --no-freeze-embeddings trains every weight"))
     p.add_argument("--layer-decay", type=float,
                    help=_("each encoder layer learns at this times the rate of the layer above (1: off)"))
     p.add_argument("--average-last", type=float,

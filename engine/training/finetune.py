@@ -80,19 +80,21 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Torch's own dropout masks: with the cheaper ones (engine/training/dropout.py) Quick's entity F1 came out lower on 8
     # seeds of 10 (mean 0.717 against 0.724; docs/benchmarks.md, "Cheaper dropout masks"), so tagging keeps torch's.
     "token-classification": {
-        "quick": {"epochs": 3, "fast_dropout": False},
+        "quick": {"epochs": 3, "fast_dropout": False, "freeze_embeddings": False},
         # measured without R-Drop, with the usual 10% warm-up
         "balanced": {"epochs": 5, "early_stopping_patience": 2, "r_drop": 0.0, "warmup_ratio": 0.1,
-                     "fast_dropout": False},
+                     "fast_dropout": False, "freeze_embeddings": False},
         # Thorough's own rate (1e-4) and averaging
-        "thorough": {"epochs": 8, "early_stopping_patience": 3, "fast_dropout": False},
+        "thorough": {"epochs": 8, "early_stopping_patience": 3, "fast_dropout": False, "freeze_embeddings": False},
     },
     # the generation runner trains with torch's dropout (the cheaper masks are the classifier runner's): its runs say so
     "generation": {
-        "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False},
+        "quick": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False,
+                  "freeze_embeddings": False},
         "balanced": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256, "r_drop": 0.0,
-                     "warmup_ratio": 0.1, "fast_dropout": False},
-        "thorough": {"epochs": 5, "learning_rate": 3e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False},
+                     "warmup_ratio": 0.1, "fast_dropout": False, "freeze_embeddings": False},
+        "thorough": {"epochs": 5, "learning_rate": 3e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False,
+                     "freeze_embeddings": False},
     },
 }
 PRESET_TEXT = {
@@ -157,6 +159,10 @@ DEFAULTS: dict[str, Any] = {
     # on the CPU, dropout masks from 16 random bits an element instead of torch's one draw (engine/training/dropout.py):
     # the same dropout, faster; runs from before it (no such key) are re-run without it, for the same draws
     "fast_dropout": True,
+    # text classification: the word-embedding table (half of the default model's 22M weights) is not trained, so each
+    # step skips its gradient and optimizer update and checkpoints are smaller; runs from before it (no such key) are
+    # re-run with it trained, as they were (engine/training/reproduce.py)
+    "freeze_embeddings": True,
 }
 PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_LABELS = {
@@ -182,6 +188,7 @@ FIELD_LABELS = {
     "r_drop": "R-Drop",
     "packing": "Packing",
     "fast_dropout": "Cheaper dropout masks (CPU)",
+    "freeze_embeddings": "Freeze word embeddings",
     "dataset": "Dataset",
     "base_model": "Base model",
     "task": "Task",
@@ -294,7 +301,8 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
-    for key in ("class_weighting", "group_by_length", "lora", "full_determinism", "packing", "fast_dropout"):
+    for key in ("class_weighting", "group_by_length", "lora", "full_determinism", "packing", "fast_dropout",
+                "freeze_embeddings"):
         value = config.get(key)
         if isinstance(value, str):
             value = value.strip().lower() in {"1", "true", "yes", "on"}
@@ -510,6 +518,8 @@ def submit(
                               "Choose 'other'.", task=ds["task"], purpose=chosen)
     if errors:
         raise ConfigError(errors)
+    if ds["task"] == "generation":  # its runner uses neither (a causal model's word table is its output layer too)
+        config["fast_dropout"] = config["freeze_embeddings"] = False
     run_purpose = chosen or label_words.guess_purpose(db.loads(ds.get("labels_json"), []) or [], ds["task"])
     config["base_model_source"] = base.source
     config["dataset"] = f"{ds['name']}:{ds['version']}"
@@ -1000,6 +1010,20 @@ def _with_lora(model, config: dict, task: str, seed: int, determinism: bool):
                           error=exc)) from None
 
 
+def freeze_word_embeddings(model) -> int:
+    """Stop training ``model``'s word-embedding table; returns how many weights that leaves untrained (0 when the
+    table is shared with an output layer, which must learn, or the model has none)."""
+    table = model.get_input_embeddings()
+    weight = getattr(table, "weight", None)
+    if weight is None:
+        return 0
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is not None and getattr(output, "weight", None) is weight:
+        return 0
+    weight.requires_grad_(False)
+    return int(weight.numel())
+
+
 def _training_arguments(config: dict, job_dir: Path, seed: int, determinism: bool, device: dict, world: int):
     """The Trainer's arguments from the run's settings and device."""
     from transformers import TrainingArguments
@@ -1194,6 +1218,11 @@ def train(conn, job: dict, ctx) -> dict:
 
     if config.get("lora"):
         model = _with_lora(model, config, task, seed, determinism)
+    elif config.get("freeze_embeddings") and task in ("text-classification", "token-classification"):
+        frozen = freeze_word_embeddings(model)
+        if frozen:
+            log.info("word embeddings frozen: %s of %s weights not trained", f"{frozen:,}",
+                     f"{sum(p.numel() for p in model.parameters()):,}")
     from engine.training import dropout as fast_dropout_lever  # torch at import: loaded by the runner only
 
     fast_dropout = None  # on a GPU torch's dropout and fused attention are the fast ones

@@ -40,6 +40,8 @@ def same_settings(job: dict, seed: int | None = None) -> dict:
         overrides["precision"] = used
     if "fast_dropout" not in config:  # trained before dropout drew cheaper masks: torch's masks again, the same draws
         overrides["fast_dropout"] = False
+    if "freeze_embeddings" not in config:  # trained before word embeddings were frozen: trained again, as then
+        overrides["freeze_embeddings"] = False
     if seed is not None:
         overrides["seed"] = seed
     return overrides
