@@ -41,7 +41,7 @@ def test_estimates_and_etas_count_bf16s_speed_on_a_cpu_that_computes_it(store, m
     from engine.models import precision
     from engine.training import finetune
 
-    config = finetune.build_config("quick")
+    config = finetune.build_config("quick", {"freeze_embeddings": False})  # frozen's gain: tests/test_training.py
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")
     fp32 = finetune.estimate_seconds(store, 1000, config, "default", "cpu") - 15
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "1")

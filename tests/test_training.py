@@ -155,10 +155,11 @@ def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(s
 
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # fp32 speeds (bf16's gain: tests/test_precision.py)
 
-    config = finetune.build_config("thorough")
+    trained = {"freeze_embeddings": False}  # the word embeddings trained, as the 40 samples/s were measured
+    config = finetune.build_config("thorough", trained)
     default = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     assert abs(default - (1000 * config["epochs"] / 40 + 15)) < 1  # 40 samples/s: measured on 2 cores
-    balanced = finetune.build_config("balanced")  # R-Drop: each batch twice, 1.7x the time (measured)
+    balanced = finetune.build_config("balanced", trained)  # R-Drop: each batch twice, 1.7x the time (measured)
     assert abs(finetune.estimate_seconds(store, 1000, balanced, "default", "cpu")
                - (1000 * balanced["epochs"] * 1.7 / 40 + 15)) < 1
     base = tmp_path / "bert-base-like"
@@ -174,7 +175,7 @@ def test_estimate_uses_speed_measured_on_this_machine(store, monkeypatch):
 
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # fp32 speeds (bf16's gain: tests/test_precision.py)
 
-    config = finetune.build_config("thorough")
+    config = finetune.build_config("thorough", {"freeze_embeddings": False})  # frozen's gain: test below
     guess = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),
@@ -195,6 +196,29 @@ def test_estimate_uses_speed_measured_on_this_machine(store, monkeypatch):
     # ... and so in the estimate of the next run: the median of 10, 300 and 34 (not of 10, 300 and 20)
     assert abs(finetune.estimate_seconds(store, 1000, config, "default", "cpu") - (1000 * config["epochs"] / 34 + 15)) < 1
     assert abs(measured - (1000 * config["epochs"] / 300 + 15)) < 1  # epochs x rows at the measured speed, plus start-up
+
+
+def test_estimates_and_etas_count_the_gain_of_frozen_word_embeddings(store, monkeypatch):
+    from engine.jobs import overview
+    from engine.training import finetune
+
+    monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")
+    frozen = finetune.build_config("quick")
+    trained = finetune.build_config("quick", {"freeze_embeddings": False})
+    as_frozen = finetune.estimate_seconds(store, 1000, frozen, "default", "cpu") - 15
+    as_trained = finetune.estimate_seconds(store, 1000, trained, "default", "cpu") - 15
+    assert abs(as_trained / as_frozen - overview.FROZEN_EMBEDDINGS_GAIN) < 0.01
+    # only a text classifier freezes its table: a tagger's or a LoRA run's estimate has no such gain
+    for task, config in (("token-classification", frozen), ("text-classification", {**frozen, "lora": True})):
+        assert overview.frozen_gain(config, task) == 1.0
+    # a finished frozen run's samples/s counts as the trained speed it stands for
+    store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
+                          "task": "text-classification", "created_at": db.now(),
+                          "config_json": db.dumps({"max_length": 128, "freeze_embeddings": True}),
+                          "metrics_json": db.dumps({"train_samples_per_second": 60.0})})
+    assert [round(v, 6) for v in overview.train_speeds(store, "default", "cpu")] == [
+        round(60.0 / overview.FROZEN_EMBEDDINGS_GAIN, 6)]
+    assert abs(finetune.estimate_seconds(store, 1000, frozen, "default", "cpu") - 15 - 1000 / 60.0) < 0.01
 
 
 # ---- training (tiny models) -------------------------------------------------------------------------------------

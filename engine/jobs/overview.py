@@ -71,6 +71,21 @@ def r_drop_cost(config: dict | None) -> float:
     return R_DROP_COST if float((config or {}).get("r_drop") or 0) > 0 else 1.0
 
 
+# A text classifier with its word embeddings frozen (finetune's freeze_embeddings) skips their gradient and optimizer
+# update: Quick on fpb trained 1.14-1.31x as fast with them frozen, interleaved seed by seed (docs/benchmarks.md,
+# "Frozen word embeddings").
+FROZEN_EMBEDDINGS_GAIN = 1.2
+
+
+def frozen_gain(config: dict | None, task: str | None) -> float:
+    """How many times as fast a run trains for its freeze_embeddings setting (only a text classifier without LoRA
+    freezes its table; 1 otherwise)."""
+    config = config or {}
+    if config.get("freeze_embeddings") and not config.get("lora") and (task or "text-classification") == "text-classification":
+        return FROZEN_EMBEDDINGS_GAIN
+    return 1.0
+
+
 def precision_speedup(slot: str | None, asked: str | None, task: str | None) -> float:
     """How many times its fp32 speed a run of ``task`` asking for precision ``asked`` will train at in queue ``slot``
     (engine.models.precision: bf16 on a CPU that computes it natively; 1 otherwise)."""
@@ -80,16 +95,18 @@ def precision_speedup(slot: str | None, asked: str | None, task: str | None) -> 
 
 def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
     """Training samples/s of the last finished runs of ``base_model`` here, as at max length 128 without R-Drop, in
-    fp32 (a CPU run in bf16 counts for its speed divided by bf16's gain)."""
+    fp32 with its word embeddings trained (a CPU run in bf16, or one with them frozen, counts for its speed divided
+    by that gain)."""
     speeds = []
     for row in conn.query(
-            "SELECT metrics_json, config_json, device_json FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
+            "SELECT metrics_json, config_json, device_json, task FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
             f"AND base_model IS ? AND device_slot IS ? ORDER BY {queue.ORDER} DESC LIMIT 5", [base_model, slot]):
         sps = (db.loads(row["metrics_json"], {}) or {}).get("train_samples_per_second")
         if sps:
             config = db.loads(row["config_json"], {}) or {}
             device = db.loads(row["device_json"], {}) or {}
             gain = precisions.train_speedup(device.get("device"), device.get("precision"))
+            gain *= frozen_gain(config, row["task"])
             speeds.append(float(sps) * (config.get("max_length") or 128) / 128 * r_drop_cost(config) / gain)
     return speeds
 
@@ -137,6 +154,7 @@ def remaining(conn, job: dict) -> tuple[float, float] | None:
         speeds = train_speeds(conn, job.get("base_model"), job.get("device_slot"))
         scale = 128 / max(16, int(config.get("max_length") or 128))
         scale *= precision_speedup(job.get("device_slot"), config.get("precision"), job.get("task"))
+        scale *= frozen_gain(config, job.get("task"))
         speeds = [s * scale for s in speeds]
         guess = GUESSED_TRAIN_SPEED * scale
     else:
