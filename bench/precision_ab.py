@@ -14,9 +14,10 @@ default model's tokenizer, as the generation runner trains it.
 ``--arms``: what is timed, in turn each round (default ``fp32,bf16``): ``fp32`` and ``bf16`` with torch's dropout (the
 engine before its cheaper dropout masks), ``fp32+fast`` and ``bf16+fast`` with the engine's masks
 (engine/training/dropout.py: what runs on the CPU train with now); ``+frozen`` after either leaves the word
-embeddings untrained (``freeze_embeddings``, what text classification trains with now), e.g. ``bf16+fast+frozen``. Ratios are to the first arm; ``ratio`` and
-``median_ratio`` are the last arm's, so ``--arms fp32,bf16+fast`` compares the engine before both changes with what
-``auto`` trains with now on a CPU that computes bfloat16, and ``--arms bf16,bf16+fast`` the masks alone.
+embeddings untrained (``freeze_embeddings``, what text classification trains with now), e.g. ``bf16+fast+frozen``.
+Ratios are to the first arm; ``ratio`` and ``median_ratio`` are the last arm's, so ``--arms fp32,bf16+fast+frozen``
+compares the engine before all three changes with what ``auto`` trains a text classifier with now on a CPU that
+computes bfloat16, and ``--arms bf16,bf16+fast`` the masks alone.
 
 ``--compile``: the model runs through ``torch.compile(dynamic=True)`` (inductor, which needs a C compiler); the first
 pass of each arm, compilation included, is reported apart as ``first_pass_s``.

@@ -81,7 +81,8 @@ def frozen_gain(config: dict | None, task: str | None) -> float:
     """How many times as fast a run trains for its freeze_embeddings setting (only a text classifier without LoRA
     freezes its table; 1 otherwise)."""
     config = config or {}
-    if config.get("freeze_embeddings") and not config.get("lora") and (task or "text-classification") == "text-classification":
+    classifier = (task or "text-classification") == "text-classification"
+    if classifier and config.get("freeze_embeddings") and not config.get("lora"):
         return FROZEN_EMBEDDINGS_GAIN
     return 1.0
 
@@ -99,8 +100,9 @@ def train_speeds(conn, base_model: str | None, slot: str | None) -> list[float]:
     by that gain)."""
     speeds = []
     for row in conn.query(
-            "SELECT metrics_json, config_json, device_json, task FROM jobs WHERE kind = 'train' AND status = 'succeeded' "
-            f"AND base_model IS ? AND device_slot IS ? ORDER BY {queue.ORDER} DESC LIMIT 5", [base_model, slot]):
+            "SELECT metrics_json, config_json, device_json, task FROM jobs WHERE kind = 'train' "
+            f"AND status = 'succeeded' AND base_model IS ? AND device_slot IS ? ORDER BY {queue.ORDER} DESC LIMIT 5",
+            [base_model, slot]):
         sps = (db.loads(row["metrics_json"], {}) or {}).get("train_samples_per_second")
         if sps:
             config = db.loads(row["config_json"], {}) or {}
