@@ -1221,7 +1221,7 @@ def train(conn, job: dict, ctx) -> dict:
 
     if config.get("lora"):
         model = _with_lora(model, config, task, seed, determinism)
-    elif config.get("freeze_embeddings") and task in ("text-classification", "token-classification"):
+    elif config.get("freeze_embeddings"):  # this runner's tasks are text and token classification
         frozen = freeze_word_embeddings(model)
         if frozen:
             log.info("word embeddings frozen: %s of %s weights not trained", f"{frozen:,}",
