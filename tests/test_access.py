@@ -6,7 +6,6 @@ owner checks; the lock-out and its expiry; an audit row for every action.
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import subprocess
 import sys

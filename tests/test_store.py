@@ -1,4 +1,3 @@
-import sqlite3
 import subprocess
 import sys
 import threading

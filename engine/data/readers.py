@@ -309,18 +309,18 @@ def _read_jsonl(text: str, file_name: str) -> tuple[pd.DataFrame, list[tuple[int
         records = [r for r in records if isinstance(r, dict)]
     else:
         records, bad = [], []
-        for number, line in enumerate(text.splitlines(), start=1):
+        for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 value = json.loads(line)
             except json.JSONDecodeError:
-                bad.append((number, line[:200]))
+                bad.append((line_no, line[:200]))
                 continue
             if isinstance(value, dict):
                 records.append(value)
             else:
-                bad.append((number, line[:200]))
+                bad.append((line_no, line[:200]))
     if len(records) > limits.MAX_ROWS:
         raise limits.too_many_rows(file_name)
     keys: dict = {}

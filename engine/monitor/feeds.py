@@ -1075,9 +1075,9 @@ def _rollup_triggers_aside(conn, n_new: int) -> list[str]:
     ).fetchall()
     if len(saved) != len(ROLLUP_TRIGGERS):
         return []
-    for name, _ in saved:
+    for name, _sql in saved:
         conn.execute(f"DROP TRIGGER {name}")
-    return [sql for _, sql in saved]
+    return [sql for _name, sql in saved]
 
 
 def _in_feed(conn, feed_id: int, candidates: np.ndarray, url: np.ndarray, norm: np.ndarray, day: np.ndarray) -> np.ndarray:
