@@ -7,6 +7,10 @@ prediction is the label with the highest mean probability over its members (``in
 Reports uses). Reported: macro-F1 on the held-out ``dev.csv`` (``--dataset``'s, in ../shared/data) and on the runs'
 own test split, per ensemble and as mean / min / max over the ensembles of one size. Ensembling would cost k times a
 run's training and k models at every prediction, so it is worth building only if these figures say so.
+
+``--soups`` also averages the members' saved *weights* (a uniform model soup, Wortsman et al. 2022) for the same sets
+of runs and predicts with that one model, loaded as Reports loads a run: k times the training, but one model at every
+prediction, so every loader would read it unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ def _stats(values: list[float]) -> dict:
     return {"mean": round(statistics.fmean(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
-def measure(dataset: str = "fpb", sizes: list[int] | None = None, dev_limit: int | None = None) -> dict:
+def measure(dataset: str = "fpb", sizes: list[int] | None = None, dev_limit: int | None = None,
+            soups: bool = False) -> dict:
     """The figures for the store ``BELLWETHER_HOME`` points at (see the module's docstring)."""
     import numpy as np
 
@@ -55,13 +60,16 @@ def measure(dataset: str = "fpb", sizes: list[int] | None = None, dev_limit: int
 
     probs, labels = {}, None
     runs = []
+
+    def as_array(preds):
+        return np.array([[p.probs[label] for label in labels] for p in preds])
+
     for job in jobs:
         predictor = inference.load(job["model_dir"], precision="exact")
         if labels is None:
             labels = predictor.labels
         if predictor.labels != labels:
             raise UserError("The runs' label sets differ, so their predictions cannot be averaged.")
-        as_array = lambda preds: np.array([[p.probs[label] for label in labels] for p in preds])  # noqa: E731
         probs[job["id"]] = (as_array(predictor.predict([r["text"] for r in dev])),
                             as_array(predictor.predict([r["text"] for r in test])))
         runs.append({"run_id": job["id"], "seed": job["config"].get("seed"),
@@ -82,13 +90,52 @@ def measure(dataset: str = "fpb", sizes: list[int] | None = None, dev_limit: int
         result["ensembles"].append({"size": k, "each": each,
                                     "dev_macro_f1": _stats([e["dev_macro_f1"] for e in each]),
                                     "test_macro_f1": _stats([e["test_macro_f1"] for e in each])})
+    if soups:
+        result["soups"] = []
+        for k in sorted({min(max(2, s), len(ids)) for s in (sizes or [2, 3, len(ids)])}):
+            starts = range(1) if k == len(ids) else range(len(ids))
+            each = []
+            for s in starts:
+                members = [ids[(s + i) % len(ids)] for i in range(k)]
+                predictor = _soup([j["model_dir"] for j in jobs if j["id"] in members])
+                dev_p = as_array(predictor.predict([r["text"] for r in dev]))
+                test_p = as_array(predictor.predict([r["text"] for r in test]))
+                each.append({"members": members, "dev_macro_f1": _macro_f1(labels, dev_p, dev_truth),
+                             "test_macro_f1": _macro_f1(labels, test_p, test_truth)})
+            result["soups"].append({"size": k, "each": each,
+                                    "dev_macro_f1": _stats([e["dev_macro_f1"] for e in each]),
+                                    "test_macro_f1": _stats([e["test_macro_f1"] for e in each])})
     return result
+
+
+def _soup(model_dirs: list[str]):
+    """A predictor for the mean of the runs' saved weights (a uniform model soup), loaded as Reports loads a run."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from engine.models import inference
+
+    weights = [load_file(str(Path(d) / "model.safetensors")) for d in model_dirs]
+    mean = {k: (torch.stack([w[k].float() for w in weights]).mean(0).to(weights[0][k].dtype)
+                if weights[0][k].is_floating_point() else weights[0][k]) for k in weights[0]}
+    folder = Path(tempfile.mkdtemp(prefix="bellwether-soup-"))
+    shutil.copytree(model_dirs[0], folder, dirs_exist_ok=True)
+    save_file(mean, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    try:
+        return inference.load(str(folder), precision="exact")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def render(result: dict) -> str:
     lines = ["| members | ensembles | dev macro-F1 mean (min-max) | test-split macro-F1 mean (min-max) |", "|---|---|---|---|"]
     rows = [("1 (each run alone)", len(result["runs"]), result["single"])] + [
-        (str(e["size"]), len(e["each"]), e) for e in result["ensembles"]]
+        (str(e["size"]), len(e["each"]), e) for e in result["ensembles"]] + [
+        (f"{e['size']}, weights averaged (soup)", len(e["each"]), e) for e in result.get("soups", [])]
     for name, n, figures in rows:
         d, t = figures["dev_macro_f1"], figures["test_macro_f1"]
         lines.append(f"| {name} | {n} | {d['mean']} ({d['min']}-{d['max']}) | {t['mean']} ({t['min']}-{t['max']}) |")
@@ -104,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("home", help="a data directory kept by `python -m bench quality ... --keep`")
     p.add_argument("--dataset", default="fpb", help="whose dev.csv is the held-out set (fpb, finfe-zh)")
     p.add_argument("--sizes", default="2,3,0", help="ensemble sizes, comma-separated; 0: all the runs (default 2,3,0)")
+    p.add_argument("--soups", action="store_true",
+                   help="also average the runs' saved weights (uniform model soups of the same sizes) and predict")
     p.add_argument("--out", help="also write the JSON result to this file")
     args = p.parse_args(argv)
     os.environ["BELLWETHER_HOME"] = args.home
     try:
         sizes = [int(s) or 10**6 for s in args.sizes.split(",") if s.strip()]  # 0 (or more than there are): all
         tiny = os.environ.get("BELLWETHER_BENCH_SIZE") == "tiny"  # tests: a few dev sentences
-        result = measure(args.dataset, sizes, dev_limit=24 if tiny else None)
+        result = measure(args.dataset, sizes, dev_limit=24 if tiny else None, soups=args.soups)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -197,14 +198,25 @@ def test_bench_ensemble_averages_the_kept_runs_predictions(tiny_bench, capsys, m
 
     monkeypatch.setenv("BELLWETHER_HOME", kept)  # main() points the store there; restored after the test
     out = tmp_path / "ensemble.json"
-    assert ensemble.main([kept, "--sizes", "1,2", "--out", str(out)]) == 0
+    assert ensemble.main([kept, "--sizes", "1,2", "--soups", "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
     # each run alone predicts dev.csv exactly as the quality study did (the same model, the same loader)
     assert {r["run_id"]: r["dev_macro_f1"] for r in figures["runs"]} == {i: r["dev_macro_f1"] for i, r in studied.items()}
     one, two = figures["ensembles"]
     assert one["size"] == 1 and [e["dev_macro_f1"] for e in one["each"]] == [r["dev_macro_f1"] for r in figures["runs"]]
     assert two["size"] == 2 and [sorted(e["members"]) for e in two["each"]] == [sorted(studied)]  # both runs: one
-    assert "| 2 | 1 |" in capsys.readouterr().out
+    [soup] = figures["soups"]  # one soup of both runs' weights (a soup needs two)
+    assert soup["size"] == 2 and [sorted(e["members"]) for e in soup["each"]] == [sorted(studied)]
+    assert 0 <= soup["dev_macro_f1"]["mean"] <= 1
+    printed = capsys.readouterr().out
+    assert "| 2 | 1 |" in printed and "| 2, weights averaged (soup) | 1 |" in printed
+    # a soup of one run's weights with themselves is that run: it predicts exactly what the run predicts
+    from engine.models import inference
+
+    run_dir = next(Path(kept).glob("runs/*/model"))
+    texts = ["Profit rose sharply", "The company cut jobs", "Shares were flat"]
+    assert ([p.probs for p in ensemble._soup([str(run_dir), str(run_dir)]).predict(texts)]
+            == [p.probs for p in inference.load(str(run_dir), precision="exact").predict(texts)])
 
 
 def test_bench_ensemble_says_what_to_do_with_a_folder_without_runs(home, capsys):
