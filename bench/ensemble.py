@@ -80,36 +80,47 @@ def measure(dataset: str = "fpb", sizes: list[int] | None = None, dev_limit: int
               "single": {"dev_macro_f1": _stats([r["dev_macro_f1"] for r in runs]),
                          "test_macro_f1": _stats([r["test_macro_f1"] for r in runs])},
               "ensembles": []}
-    for k in sorted({min(max(1, s), len(ids)) for s in (sizes or [2, 3, len(ids)])}):
-        starts = range(1) if k == len(ids) else range(len(ids))  # all runs: one ensemble, however it is rotated
-        members_of = [[ids[(s + i) % len(ids)] for i in range(k)] for s in starts]
+    by_id = {j["id"]: j for j in jobs}
+    for k, sets in _member_sets(ids, sizes, smallest=1):
         each = [{"members": m,
                  "dev_macro_f1": _macro_f1(labels, np.mean([probs[i][0] for i in m], axis=0), dev_truth),
                  "test_macro_f1": _macro_f1(labels, np.mean([probs[i][1] for i in m], axis=0), test_truth)}
-                for m in members_of]
-        result["ensembles"].append({"size": k, "each": each,
-                                    "dev_macro_f1": _stats([e["dev_macro_f1"] for e in each]),
-                                    "test_macro_f1": _stats([e["test_macro_f1"] for e in each])})
+                for m in sets]
+        result["ensembles"].append(_group(k, each))
     if soups:
+        weights: dict = {}  # each run's saved weights, read once
         result["soups"] = []
-        for k in sorted({min(max(2, s), len(ids)) for s in (sizes or [2, 3, len(ids)])}):
-            starts = range(1) if k == len(ids) else range(len(ids))
+        for k, sets in _member_sets(ids, sizes, smallest=2):
             each = []
-            for s in starts:
-                members = [ids[(s + i) % len(ids)] for i in range(k)]
-                predictor = _soup([j["model_dir"] for j in jobs if j["id"] in members])
-                dev_p = as_array(predictor.predict([r["text"] for r in dev]))
-                test_p = as_array(predictor.predict([r["text"] for r in test]))
-                each.append({"members": members, "dev_macro_f1": _macro_f1(labels, dev_p, dev_truth),
-                             "test_macro_f1": _macro_f1(labels, test_p, test_truth)})
-            result["soups"].append({"size": k, "each": each,
-                                    "dev_macro_f1": _stats([e["dev_macro_f1"] for e in each]),
-                                    "test_macro_f1": _stats([e["test_macro_f1"] for e in each])})
+            for members in sets:
+                predictor = _soup([by_id[i]["model_dir"] for i in members], weights)
+                each.append({"members": members,
+                             "dev_macro_f1": _macro_f1(labels, as_array(predictor.predict([r["text"] for r in dev])),
+                                                       dev_truth),
+                             "test_macro_f1": _macro_f1(labels, as_array(predictor.predict([r["text"] for r in test])),
+                                                        test_truth)})
+            result["soups"].append(_group(k, each))
     return result
 
 
-def _soup(model_dirs: list[str]):
-    """A predictor for the mean of the runs' saved weights (a uniform model soup), loaded as Reports loads a run."""
+def _member_sets(ids: list[int], sizes: list[int] | None, smallest: int) -> list[tuple[int, list[list[int]]]]:
+    """For each size k (at least ``smallest``, at most all the runs): the sets of k consecutive runs, wrapping round,
+    so each run is in k of them; all the runs make one set, however it is rotated."""
+    out = []
+    for k in sorted({min(max(smallest, s), len(ids)) for s in (sizes or [2, 3, len(ids)])}):
+        starts = range(1) if k == len(ids) else range(len(ids))
+        out.append((k, [[ids[(s + i) % len(ids)] for i in range(k)] for s in starts]))
+    return out
+
+
+def _group(size: int, each: list[dict]) -> dict:
+    return {"size": size, "each": each, "dev_macro_f1": _stats([e["dev_macro_f1"] for e in each]),
+            "test_macro_f1": _stats([e["test_macro_f1"] for e in each])}
+
+
+def _soup(model_dirs: list[str], cache: dict | None = None):
+    """A predictor for the mean of the runs' saved weights (a uniform model soup), loaded as Reports loads a run.
+    ``cache`` keeps each folder's weights once read."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -119,7 +130,11 @@ def _soup(model_dirs: list[str]):
 
     from engine.models import inference
 
-    weights = [load_file(str(Path(d) / "model.safetensors")) for d in model_dirs]
+    cache = {} if cache is None else cache
+    for d in model_dirs:
+        if d not in cache:
+            cache[d] = load_file(str(Path(d) / "model.safetensors"))
+    weights = [cache[d] for d in model_dirs]
     mean = {k: (torch.stack([w[k].float() for w in weights]).mean(0).to(weights[0][k].dtype)
                 if weights[0][k].is_floating_point() else weights[0][k]) for k in weights[0]}
     folder = Path(tempfile.mkdtemp(prefix="bellwether-soup-"))
