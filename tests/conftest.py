@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,36 @@ def _english_unless_asked():
 
     with i18n.using(None):
         yield
+
+
+SLOW_STEPS = {"BELLWETHER_TEST_STEP_DELAY_S": "0.25"}  # training steps slowed so that tests can act mid-run
+
+
+@pytest.fixture
+def workers(home, monkeypatch):
+    """Start supervisors (`python -m engine worker`); every one started here is stopped at the end."""
+    from engine import db
+    from tests.test_training import stop_supervisor
+
+    monkeypatch.setenv("BELLWETHER_TEST_STEP_DELAY_S", SLOW_STEPS["BELLWETHER_TEST_STEP_DELAY_S"])
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "worker", "--poll", "0.3"], cwd=ROOT,
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+    stop_supervisor(home)
+    # no job process may outlive the test
+    conn = db.connect()
+    for row in conn.query("SELECT pid FROM jobs WHERE pid IS NOT NULL"):
+        try:
+            os.killpg(row["pid"], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -7,43 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from engine import db
-from tests.test_training import ROOT, cli, insert_text_dataset, stop_supervisor
-
-SLOW_STEPS = {"BELLWETHER_TEST_STEP_DELAY_S": "0.25"}
-
-
-@pytest.fixture
-def workers(home, monkeypatch):
-    """Start supervisors (`python -m engine worker`); every one started here is stopped at the end."""
-    monkeypatch.setenv("BELLWETHER_TEST_STEP_DELAY_S", SLOW_STEPS["BELLWETHER_TEST_STEP_DELAY_S"])
-    started: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "engine", "worker", "--poll", "0.3"], cwd=ROOT,
-                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
-    stop_supervisor(home)
-    # no job process may outlive the test
-    conn = db.connect()
-    for row in conn.query("SELECT pid FROM jobs WHERE pid IS NOT NULL"):
-        try:
-            os.killpg(row["pid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+from tests.test_training import cli, insert_text_dataset
 
 
 def wait_for(conn, run_id, predicate, timeout=120, what="the run"):

@@ -59,8 +59,12 @@ def test_the_levers_are_validated_options():
     assert (config["layer_decay"], config["average_last"], config["label_smoothing"], config["r_drop"]) == (1.0, 0.5, 0.0,
                                                                                                            1.0)
     assert config["warmup_ratio"] == 0.2  # a fifth of the steps: Balanced's lowest seed rose on both held-out sets
-    assert finetune.build_config("quick")["warmup_ratio"] == finetune.build_config("thorough")["warmup_ratio"] == 0.1
-    assert finetune.build_config("quick")["r_drop"] == finetune.build_config("thorough")["r_drop"] == 0.0
+    assert finetune.build_config("quick")["warmup_ratio"] == 0.1 and finetune.build_config("quick")["r_drop"] == 0.0
+    # Thorough: Balanced's settings trained three times and averaged into one model (a model soup)
+    thorough = finetune.build_config("thorough")
+    assert thorough["soup"] == 3 and {k: v for k, v in thorough.items() if k not in ("soup", "preset")} == {
+        k: v for k, v in config.items() if k not in ("soup", "preset")}
+    assert config["soup"] == finetune.build_config("quick")["soup"] == 1
     with pytest.raises(finetune.ConfigError) as exc:
         finetune.build_config("quick", {"layer_decay": 0, "average_last": 1.0, "label_smoothing": 0.7, "r_drop": -1})
     assert set(exc.value.errors) == {"layer_decay", "average_last", "label_smoothing", "r_drop"}

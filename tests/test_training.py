@@ -156,12 +156,15 @@ def test_estimate_before_any_run_scales_the_default_models_speed_by_model_size(s
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # fp32 speeds (bf16's gain: tests/test_precision.py)
 
     trained = {"freeze_embeddings": False}  # the word embeddings trained, as the 40 samples/s were measured
-    config = finetune.build_config("thorough", trained)
+    config = finetune.build_config("quick", trained)
     default = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     assert abs(default - (1000 * config["epochs"] / 40 + 15)) < 1  # 40 samples/s: measured on 2 cores
     balanced = finetune.build_config("balanced", trained)  # R-Drop: each batch twice, 1.7x the time (measured)
     assert abs(finetune.estimate_seconds(store, 1000, balanced, "default", "cpu")
                - (1000 * balanced["epochs"] * 1.7 / 40 + 15)) < 1
+    thorough = finetune.build_config("thorough", trained)  # a model soup: three Balanced runs one after another
+    assert abs(finetune.estimate_seconds(store, 1000, thorough, "default", "cpu")
+               - 3 * (1000 * balanced["epochs"] * 1.7 / 40 + 15)) < 1
     base = tmp_path / "bert-base-like"
     BertConfig(hidden_size=768, num_hidden_layers=12, intermediate_size=3072).save_pretrained(base)
     bigger = finetune.estimate_seconds(store, 1000, config, str(base), "cpu")
@@ -175,7 +178,7 @@ def test_estimate_uses_speed_measured_on_this_machine(store, monkeypatch):
 
     monkeypatch.setenv("BELLWETHER_CPU_BF16", "0")  # fp32 speeds (bf16's gain: tests/test_precision.py)
 
-    config = finetune.build_config("thorough", {"freeze_embeddings": False})  # frozen's gain: test below
+    config = finetune.build_config("quick", {"freeze_embeddings": False, "epochs": 3})  # frozen's gain: test below
     guess = finetune.estimate_seconds(store, 1000, config, "default", "cpu")
     store["jobs"].insert({"kind": "train", "status": "succeeded", "base_model": "default", "device_slot": "cpu",
                           "created_at": db.now(), "config_json": db.dumps({"max_length": 128}),

@@ -71,6 +71,14 @@ def r_drop_cost(config: dict | None) -> float:
     return R_DROP_COST if float((config or {}).get("r_drop") or 0) > 0 else 1.0
 
 
+def soup_runs(config: dict | None) -> int:
+    """How many runs a training run's model soup trains one after another (1: an ordinary run)."""
+    try:
+        return max(1, int((config or {}).get("soup") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
 # A text classifier with its word embeddings frozen (finetune's freeze_embeddings) skips their gradient and optimizer
 # update: Quick on fpb trained 1.14-1.31x as fast with them frozen, interleaved seed by seed (docs/benchmarks.md,
 # "Frozen word embeddings").
@@ -129,7 +137,7 @@ def _work(conn, job: dict) -> float:
     if job["kind"] == "train":
         n = conn.execute("SELECT COUNT(*) FROM dataset_rows WHERE dataset_id = ? AND split = 'train'",
                          [job.get("dataset_id")]).fetchone()[0]
-        return float(n) * float(config.get("epochs") or 1) * r_drop_cost(config)
+        return float(n) * float(config.get("epochs") or 1) * r_drop_cost(config) * soup_runs(config)
     if (config or {}).get("purpose") == "topics":
         sql = ("SELECT COUNT(*) FROM articles a WHERE a.feed_id = ? AND NOT EXISTS (SELECT 1 FROM article_topics t "
                "WHERE t.article_id = a.id AND t.origin = 'model' AND t.run_id = ?)")
@@ -149,6 +157,8 @@ def remaining(conn, job: dict) -> tuple[float, float] | None:
         done = last.get("step") or 0
         if done > 0:  # its own measured speed: the surest guide
             left = last["elapsed_s"] / done * max(0, last["total_steps"] - done)
+            if last.get("eta_s") is not None:  # the runner's own, from the steps since it (re)started: right for a
+                left = float(last["eta_s"])  # resumed run and for a model soup's later runs, whose steps count on
             return left * 0.9, left * 1.3 + 5
     config = job.get("config") if "config" in job else db.loads(job.get("config_json"), {}) or {}
     work = _work(conn, job)

@@ -41,6 +41,7 @@ from engine.data.wording import english
 from engine.data import language as languages
 from engine.jobs import runs
 from engine.training import levers
+from engine.training import soup
 from engine.training import verdict
 
 TASKS = ("text-classification", "token-classification", "generation")
@@ -58,13 +59,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # not 10%) then raised the lowest seed on both again (dev.csv 0.818 -> 0.823, test split 0.805 -> 0.810).
     "balanced": {"epochs": 2, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, "average_last": 0.5,
                  "r_drop": 1.0, "warmup_ratio": 0.2},
-    # Thorough: 3 epochs at 1e-4 with the weights averaged over the last half, early stopping. Over 5 seeds on fpb it
-    # beat the 4 gentler epochs at 5e-5 it replaced on both held-out sets (dev.csv mean 0.811 -> 0.819, test split
-    # 0.801 -> 0.814); FinBERT's 0.84 is still out of reach of this 22M model (docs/benchmarks.md). R-Drop on top
-    # steadied the test split but not dev.csv, for 1.7x the time, and averaging 5 runs' predictions scored what one run
-    # does on average (0.822): neither is kept.
-    "thorough": {"epochs": 3, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, "early_stopping_patience": 2,
-                 "average_last": 0.5},
+    # Thorough: a model soup of three Balanced runs (seeds seed, seed + 1000, seed + 2000), their weights averaged into
+    # one model (engine/training/soup.py). It replaced 3 epochs at 1e-4 with averaging and early stopping (dev.csv mean
+    # 0.816, 0.801-0.830; test split 0.823), no better than one Balanced run in the same two minutes. Soups of three
+    # Balanced runs over two sets of 5 seeds lifted the lowest draw (dev.csv 0.817-0.830 against single runs' 0.809-
+    # 0.823); the seed study of this preset as shipped is in docs/benchmarks.md ("Thorough as a model soup"). FinBERT's
+    # 0.84 is out of reach of this 22M model by every lever tried (task-adaptive pretraining, multi-sample dropout,
+    # label smoothing, 5 epochs, prediction ensembles of up to 5 runs: 0.805-0.822).
+    "thorough": {"epochs": 2, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, "average_last": 0.5,
+                 "r_drop": 1.0, "warmup_ratio": 0.2, "soup": 3},
 }
 # Per-task preset settings laid over PRESETS (the analyst's own overrides still win). Generation (causal LM, runner in
 # engine/training/generation.py): the learning rates usual for full fine-tuning of pretrained causal LMs. A seed study
@@ -85,8 +88,9 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # measured without R-Drop, with the usual 10% warm-up
         "balanced": {"epochs": 5, "early_stopping_patience": 2, "r_drop": 0.0, "warmup_ratio": 0.1,
                      "fast_dropout": False, "freeze_embeddings": False},
-        # Thorough's own rate (1e-4) and averaging
-        "thorough": {"epochs": 8, "early_stopping_patience": 3, "fast_dropout": False, "freeze_embeddings": False},
+        # Thorough's own rate (1e-4) and averaging, one run (soups were measured for text classification only)
+        "thorough": {"epochs": 8, "early_stopping_patience": 3, "r_drop": 0.0, "warmup_ratio": 0.1, "soup": 1,
+                     "fast_dropout": False, "freeze_embeddings": False},
     },
     # the generation runner trains with torch's dropout (the cheaper masks are the classifier runner's): its runs say so
     "generation": {
@@ -95,15 +99,16 @@ TASK_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "balanced": {"epochs": 3, "learning_rate": 5e-5, "batch_size": 8, "max_length": 256, "r_drop": 0.0,
                      "warmup_ratio": 0.1, "fast_dropout": False, "freeze_embeddings": False},
         "thorough": {"epochs": 5, "learning_rate": 3e-5, "batch_size": 8, "max_length": 256, "fast_dropout": False,
-                     "freeze_embeddings": False},
+                     "freeze_embeddings": False, "early_stopping_patience": 2, "r_drop": 0.0, "warmup_ratio": 0.1,
+                     "soup": 1},
     },
 }
 PRESET_TEXT = {
     "quick": N_("A first look: one pass over the data."),
     "balanced": N_("Good results for most datasets, steady from run to run: two passes, each batch read twice so "
                    "that the model answers alike (R-Drop), the weights of the second pass averaged."),
-    "thorough": N_("Up to three passes, the weights of the later ones averaged; keeps the best and stops early when "
-                   "validation stops improving."),
+    "thorough": N_("The steadiest: Balanced trained three times from different seeds, the three models' weights "
+                   "averaged into one (a model soup). Three times Balanced's time."),
 }
 TASK_PRESET_TEXT = {
     "token-classification": {
@@ -165,6 +170,9 @@ DEFAULTS: dict[str, Any] = {
     # the same: docs/benchmarks.md, "Frozen word embeddings"); runs from before it (no such key) are re-run with it
     # trained, as they were (engine/training/reproduce.py)
     "freeze_embeddings": True,
+    # classification: train the settings this many times from seeds seed, seed + 1000, ... and average the weights
+    # into one model (engine/training/soup.py; 1: off). Thorough's: three Balanced runs (docs/benchmarks.md)
+    "soup": 1,
 }
 PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_LABELS = {
@@ -191,6 +199,7 @@ FIELD_LABELS = {
     "packing": "Packing",
     "fast_dropout": "Cheaper dropout masks (CPU)",
     "freeze_embeddings": "Freeze word embeddings",
+    "soup": "Model soup",
     "dataset": "Dataset",
     "base_model": "Base model",
     "task": "Task",
@@ -300,6 +309,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
     _number(errors, config, "average_last", float, 0, 0.9, what=N_(" (0: off)"))
     _number(errors, config, "label_smoothing", float, 0, 0.5, what=N_(" (0: off)"))
     _number(errors, config, "r_drop", float, 0, 10, what=N_(" (0: off)"))
+    _number(errors, config, "soup", int, 1, soup.MAX_RUNS, what=N_(" runs (1: off)"))
     _number(errors, config, "lora_r", int, 1, 1024)
     _number(errors, config, "lora_alpha", float, 0, 10000, low_open=True)
     _number(errors, config, "lora_dropout", float, 0, 0.9)
@@ -326,6 +336,8 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
         errors["pooling"] = _("must be one of {choices}; got {value}.", choices=", ".join(pooling_choices),
                               value=repr(config.get("pooling")))
     config["pooling"] = pooling
+    if config.get("lora") and int(config.get("soup") or 1) > 1 and "soup" not in errors:
+        errors["soup"] = _("cannot be combined with LoRA: set it to 1, or turn LoRA off.")
     if errors:
         raise ConfigError(errors)
     if max_length_limit and config["max_length"] > max_length_limit:
@@ -404,7 +416,8 @@ def estimate_seconds(conn, n_train: int, config: dict, base_model: str = "defaul
     if config.get("lora"):
         speed *= 1.3
     speed /= overview.r_drop_cost(config)  # R-Drop: every batch goes through the model twice
-    return n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0  # plus loading and the test predictions
+    runs = overview.soup_runs(config)  # a model soup trains its runs one after another, each loading the model
+    return runs * (n_train * float(config.get("epochs", 1)) / max(speed, 0.01) + 15.0)  # + loading, predictions
 
 
 def estimate_range(conn, n_train: int, config: dict, base_model: str = "default", slot: str | None = None,
@@ -502,6 +515,8 @@ def submit(
     if base is not None and ds is not None and ds["task"] == "generation" and not catalog.is_causal_lm(base.source):
         errors["base_model"] = _("{spec} is not a model that generates text. Choose a causal language model such "
                                  "as gpt2, distilgpt2 or SmolLM2 (a local folder or hub id).", spec=base.spec)
+    if ds is not None and ds["task"] == "generation" and soup.runs(overrides) > 1:
+        errors["soup"] = _("is for classification and entity tagging; a generation run trains one model.")
     if ds is not None and ds["task"] != "generation" and (overrides or {}).get("packing"):
         errors["packing"] = _("is for generation datasets only (a classifier sees one example at a time).")
     if ds is not None and ds["task"] in TASK_PRESETS:
@@ -837,11 +852,14 @@ def _metrics(task: str, labels: list[str], preds, refs) -> dict:
     }
 
 
-def _progress_callback(ctx, is_main: bool, effective_batch: int):
+def _progress_callback(ctx, is_main: bool, effective_batch: int, member: int = 0, members: int = 1):
+    """Progress rows, cancel and test-only slow steps. In a soup (``members`` > 1 runs one after another) the steps
+    count on over the runs, out of all of them, and each train row says which run it is (``extra``)."""
     import torch
     from transformers import TrainerCallback
 
     step_delay = settings.test_step_delay_s()
+    which = {"soup_run": member + 1, "soup_runs": members} if members > 1 else None
 
     class Progress(TrainerCallback):
         def __init__(self):
@@ -852,10 +870,12 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
             self.start_step = 0
             self.last_row = 0.0
             self.finished = False  # set before the final evaluation, which is not a progress row
+            self.offset = 0  # the steps of a soup's earlier runs
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = time.monotonic()
             self.start_step = state.global_step
+            self.offset = member * state.max_steps
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -866,8 +886,8 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
             if is_main and "eval_loss" in logs and not self.finished:
                 ctx.progress(
                     kind="eval",
-                    step=state.global_step,
-                    total_steps=state.max_steps,
+                    step=self.offset + state.global_step,
+                    total_steps=members * state.max_steps,
                     epoch=state.epoch,
                     eval_loss=logs.get("eval_loss"),
                     accuracy=logs.get("eval_accuracy"),
@@ -888,14 +908,16 @@ def _progress_callback(ctx, is_main: bool, effective_batch: int):
                 per_step = elapsed / done if done else None
                 ctx.progress(
                     kind="train",
-                    step=state.global_step,
-                    total_steps=state.max_steps,
+                    step=self.offset + state.global_step,
+                    total_steps=members * state.max_steps,
                     epoch=state.epoch,
                     loss=self.loss,  # only on the row after a logging step, so that curves show real points
                     learning_rate=self.lr,
                     samples_per_s=(done * effective_batch / elapsed) if elapsed > 0 else None,
                     elapsed_s=elapsed,
-                    eta_s=(state.max_steps - state.global_step) * per_step if per_step else None,
+                    eta_s=((members * state.max_steps - self.offset - state.global_step) * per_step
+                           if per_step else None),
+                    **({"extra": which} if which else {}),
                 )
                 self.loss = None
             cancel = ctx.should_cancel() if is_main else False
@@ -1199,40 +1221,17 @@ def train(conn, job: dict, ctx) -> dict:
 
     source = config.get("base_model_source") or catalog.resolve(job.get("base_model")).source
     log.info("loading base model %s (%s) for %s with %s labels", job.get("base_model"), source, task, len(labels))
-    try:
-        # Seeded right before the head is created: the same seed gives the same initial model in any process.
-        tokenizer, model = load_model(source, task, labels, seed, determinism, config.get("pooling"))
-    except OSError as exc:
-        raise UserError(_(
-            "The base model {spec} was not found or could not be read ({error}). "
-            "It may have been moved or deleted, or this machine is offline; choose another base model.",
-            spec=job.get("base_model"), error=exc)) from None
-    if task == "text-classification":
-        log.info("the classifier reads %s", "the mean of the tokens" if getattr(model.config, pooling_head.CONFIG_KEY, "")
-                 == "mean" else "the first token ([CLS])")
+    seeds = soup.member_seeds(seed, soup.runs(config))
+    members = soup.Members(ctx.job_dir, seeds) if len(seeds) > 1 else None
+    if members is not None:
+        log.info("model soup: %s runs of these settings, seeds %s, their weights averaged into one model", len(seeds),
+                 ", ".join(str(s) for s in seeds))
     max_length = int(config["max_length"])
-
     encode = _encode_tokens if task == "token-classification" else _encode_text
-    train_items = encode(tokenizer, rows["train"], label2id, max_length)
-    val_items = encode(tokenizer, rows["validation"], label2id, max_length)
-    collator = (
-        DataCollatorForTokenClassification(tokenizer) if task == "token-classification" else DataCollatorWithPadding(tokenizer)
-    )
-
-    if config.get("lora"):
-        model = _with_lora(model, config, task, seed, determinism)
-    elif config.get("freeze_embeddings"):  # this runner's tasks are text and token classification
-        frozen = freeze_word_embeddings(model)
-        if frozen:
-            log.info("word embeddings frozen: %s of %s weights not trained", f"{frozen:,}",
-                     f"{sum(p.numel() for p in model.parameters()):,}")
-    from engine.training import dropout as fast_dropout_lever  # torch at import: loaded by the runner only
-
-    fast_dropout = None  # on a GPU torch's dropout and fused attention are the fast ones
-    if config.get("fast_dropout") and device.get("device") == "cpu":
-        fast_dropout = fast_dropout_lever.apply(model)
-        log.info("dropout masks: 16 random bits an element (%s modules%s)", len(fast_dropout["modules"]),
-                 ", attention included" if fast_dropout["attention"] else "")
+    encoded: dict[str, Any] = {}
+    batch = int(config["batch_size"])
+    accum = int(config["gradient_accumulation"])
+    class_weights = None
 
     def compute_metrics(eval_pred):
         logits, refs = eval_pred.predictions, eval_pred.label_ids  # same output: rows stay paired
@@ -1240,86 +1239,174 @@ def train(conn, job: dict, ctx) -> dict:
             logits = logits[0]
         return _metrics(task, labels, np.argmax(logits, axis=-1), refs)
 
-    batch = int(config["batch_size"])
-    accum = int(config["gradient_accumulation"])
-    args = _training_arguments(config, ctx.job_dir, seed, determinism, device, world)
-    callbacks = [_progress_callback(ctx, is_main, batch * accum * world)]
-    if int(config.get("early_stopping_patience") or 0) > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
-    trainer_cls = Trainer
-    class_weights = None
-    if config.get("class_weighting"):
-        if task == "token-classification":
-            counts = np.bincount([lab for it in train_items for lab in it["labels"] if lab != -100], minlength=len(labels))
-        else:
-            counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
-        weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
-        log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
-        class_weights = torch.tensor(weights, dtype=torch.float32)
-        trainer_cls = _weighted_trainer_class(class_weights, float(config.get("label_smoothing") or 0.0))
-    if float(config.get("r_drop") or 0.0) > 0:
-        trainer_cls = levers.rdrop_trainer_class(trainer_cls, float(config["r_drop"]), class_weights,
-                                                 float(config.get("label_smoothing") or 0.0))
-        log.info("R-Drop: alpha %s (each batch goes through the model twice)", config["r_drop"])
-    trainer_cls = _seeded_sampler_trainer_class(trainer_cls, seed, bool(config.get("group_by_length", True)))
-    if float(config.get("layer_decay") or 1.0) < 1:
-        trainer_cls = levers.layerwise_trainer_class(trainer_cls, float(config["layer_decay"]))
-    averager = None
-    if float(config.get("average_last") or 0.0) > 0:
-        averager = levers.weight_averager(float(config["average_last"]))
-        callbacks.append(averager)
+    def fit(index: int, resume_from: str | None, train_it: bool = True) -> dict[str, Any]:
+        """Member ``index`` of the run (the only one unless it is a soup): the model from its seed, trained unless
+        ``train_it`` is false (a soup whose members are all done needs a model and trainer to evaluate the average)."""
+        nonlocal device, class_weights
+        member_seed = seeds[index]
+        try:
+            # Seeded right before the head is created: the same seed gives the same initial model in any process.
+            tokenizer, model = load_model(source, task, labels, member_seed, determinism, config.get("pooling"))
+        except OSError as exc:
+            raise UserError(_(
+                "The base model {spec} was not found or could not be read ({error}). "
+                "It may have been moved or deleted, or this machine is offline; choose another base model.",
+                spec=job.get("base_model"), error=exc)) from None
+        if not encoded:
+            if task == "text-classification":
+                log.info("the classifier reads %s", "the mean of the tokens"
+                         if getattr(model.config, pooling_head.CONFIG_KEY, "") == "mean" else "the first token ([CLS])")
+            encoded.update(train=encode(tokenizer, rows["train"], label2id, max_length),
+                           validation=encode(tokenizer, rows["validation"], label2id, max_length), tokenizer=tokenizer,
+                           collator=(DataCollatorForTokenClassification(tokenizer) if task == "token-classification"
+                                     else DataCollatorWithPadding(tokenizer)))
+        train_items, val_items = encoded["train"], encoded["validation"]
+        if config.get("lora"):
+            model = _with_lora(model, config, task, member_seed, determinism)
+        elif config.get("freeze_embeddings"):  # this runner's tasks are text and token classification
+            frozen = freeze_word_embeddings(model)
+            if frozen and index == 0:
+                log.info("word embeddings frozen: %s of %s weights not trained", f"{frozen:,}",
+                         f"{sum(p.numel() for p in model.parameters()):,}")
+        from engine.training import dropout as fast_dropout_lever  # torch at import: loaded by the runner only
 
-    def make_trainer(args, plain_model=None):
-        return trainer_cls(
-            model=plain_model if plain_model is not None else model,
-            args=args,
-            train_dataset=_Rows(train_items),
-            eval_dataset=_Rows(val_items),
-            data_collator=collator,
-            processing_class=tokenizer,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
+        fast_dropout = None  # on a GPU torch's dropout and fused attention are the fast ones
+        if config.get("fast_dropout") and device.get("device") == "cpu":
+            fast_dropout = fast_dropout_lever.apply(model)
+            if index == 0:
+                log.info("dropout masks: 16 random bits an element (%s modules%s)", len(fast_dropout["modules"]),
+                         ", attention included" if fast_dropout["attention"] else "")
+
+        args = _training_arguments(config, ctx.job_dir, member_seed, determinism, device, world)
+        callbacks = [_progress_callback(ctx, is_main, batch * accum * world, member=index, members=len(seeds))]
+        if int(config.get("early_stopping_patience") or 0) > 0:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
+        trainer_cls = Trainer
+        if config.get("class_weighting"):
+            if task == "token-classification":
+                counts = np.bincount([lab for it in train_items for lab in it["labels"] if lab != -100],
+                                     minlength=len(labels))
+            else:
+                counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
+            weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
+            if class_weights is None:
+                log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
+            class_weights = torch.tensor(weights, dtype=torch.float32)
+            trainer_cls = _weighted_trainer_class(class_weights, float(config.get("label_smoothing") or 0.0))
+        if float(config.get("r_drop") or 0.0) > 0:
+            trainer_cls = levers.rdrop_trainer_class(trainer_cls, float(config["r_drop"]), class_weights,
+                                                     float(config.get("label_smoothing") or 0.0))
+            if index == 0:
+                log.info("R-Drop: alpha %s (each batch goes through the model twice)", config["r_drop"])
+        trainer_cls = _seeded_sampler_trainer_class(trainer_cls, member_seed, bool(config.get("group_by_length", True)))
+        if float(config.get("layer_decay") or 1.0) < 1:
+            trainer_cls = levers.layerwise_trainer_class(trainer_cls, float(config["layer_decay"]))
+        averager = None
+        if float(config.get("average_last") or 0.0) > 0:
+            averager = levers.weight_averager(float(config["average_last"]))
+            callbacks.append(averager)
+
+        def make_trainer(args, plain_model=None):
+            return trainer_cls(
+                model=plain_model if plain_model is not None else model,
+                args=args,
+                train_dataset=_Rows(train_items),
+                eval_dataset=_Rows(val_items),
+                data_collator=encoded["collator"],
+                processing_class=encoded["tokenizer"],
+                compute_metrics=compute_metrics,
+                callbacks=callbacks,
+            )
+
+        trainer = make_trainer(args)
+        if not train_it:
+            if fast_dropout is not None:
+                fast_dropout_lever.restore(fast_dropout)
+            return {"trainer": trainer}
+        what = f"run {index + 1} of {len(seeds)} (seed {member_seed}) " if members is not None else ""
+        log.info(
+            "training %son %s (%s, world size %s): %s train rows, %s validation rows, %s epochs, batch %s%s", what,
+            device.get("device"), device.get("precision"), world, len(train_items), len(val_items), config["epochs"],
+            batch, f", resuming from {resume_from}" if resume_from else "",
         )
+        started = time.monotonic()
+        trainer, result, device = train_or_fall_back_to_fp32(
+            trainer, lambda plain, dev: make_trainer(_training_arguments(config, ctx.job_dir, member_seed, determinism,
+                                                                         dev, world), plain),
+            device, ctx, resume_from, member_seed, determinism, world)
+        progress_cb = callbacks[0]
+        if progress_cb.cancelled:
+            raise process.Cancelled()
+        best = trainer.state.best_metric
+        progress_cb.finished = True
+        val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures (all ranks)
+        averaged = None
+        if averager is not None and averager.count:
+            # The averaged weights are one more candidate: kept when validation says they are at least as good
+            replaced = averager.swap_into(trainer.model)
+            averaged_metrics = trainer.evaluate()
+            kept = (averaged_metrics.get("eval_macro_f1") or 0) >= (val_metrics.get("eval_macro_f1") or 0)
+            averaged = {"steps": averager.count, "validation_macro_f1": averaged_metrics.get("eval_macro_f1"),
+                        "best_checkpoint_validation_macro_f1": val_metrics.get("eval_macro_f1"), "kept": kept}
+            log.info("weights averaged over the last %s steps: validation macro-F1 %.4f against the best checkpoint's "
+                     "%.4f; %s", averager.count, averaged["validation_macro_f1"] or 0,
+                     averaged["best_checkpoint_validation_macro_f1"] or 0,
+                     "kept the average" if kept else "kept the checkpoint")
+            if kept:
+                val_metrics = averaged_metrics
+            else:
+                levers.restore(trainer.model, replaced)
+        if fast_dropout is not None:  # the model as loaded (transformers' dropout and attention): saved and tested
+            fast_dropout_lever.restore(fast_dropout)
+        return {"trainer": trainer, "result": result, "val_metrics": val_metrics, "best": best, "averaged": averaged,
+                "runtime_s": time.monotonic() - started}
 
-    trainer = make_trainer(args)
     resume_from = job.get("resume_from")
     if resume_from and not Path(resume_from).is_dir():
         log.info("checkpoint %s is gone; starting from the beginning", resume_from)
         resume_from = None
-    log.info(
-        "training on %s (%s, world size %s): %s train rows, %s validation rows, %s epochs, batch %s%s",
-        device.get("device"), device.get("precision"), world, len(train_items), len(val_items), config["epochs"], batch,
-        f", resuming from {resume_from}" if resume_from else "",
-    )
-    started = time.monotonic()
-    trainer, result, device = train_or_fall_back_to_fp32(
-        trainer, lambda plain, dev: make_trainer(_training_arguments(config, ctx.job_dir, seed, determinism, dev, world),
-                                                 plain),
-        device, ctx, resume_from, seed, determinism, world)
-    progress_cb = callbacks[0]
-    if progress_cb.cancelled:
-        raise process.Cancelled()
-    best = trainer.state.best_metric
-    progress_cb.finished = True
-    val_metrics = trainer.evaluate()  # the best model is loaded: these are its validation figures (all ranks)
-    averaged = None
-    if averager is not None and averager.count:
-        # The averaged weights are one more candidate: kept when validation says they are at least as good
-        replaced = averager.swap_into(trainer.model)
-        averaged_metrics = trainer.evaluate()
-        kept = (averaged_metrics.get("eval_macro_f1") or 0) >= (val_metrics.get("eval_macro_f1") or 0)
-        averaged = {"steps": averager.count, "validation_macro_f1": averaged_metrics.get("eval_macro_f1"),
-                    "best_checkpoint_validation_macro_f1": val_metrics.get("eval_macro_f1"), "kept": kept}
-        log.info("weights averaged over the last %s steps: validation macro-F1 %.4f against the best checkpoint's "
-                 "%.4f; %s", averager.count, averaged["validation_macro_f1"] or 0,
-                 averaged["best_checkpoint_validation_macro_f1"] or 0,
-                 "kept the average" if kept else "kept the checkpoint")
-        if kept:
-            val_metrics = averaged_metrics
-        else:
-            levers.restore(trainer.model, replaced)
-    if fast_dropout is not None:  # the model as loaded (transformers' dropout and attention): what is saved and tested
-        fast_dropout_lever.restore(fast_dropout)
+    fitted: dict[str, Any] | None = None
+    if members is None:
+        fitted = fit(0, resume_from)
+    else:
+        trained_now: dict[int, dict] = {}  # members trained in this attempt: their weights, without a read back
+        for index in range(len(seeds)):
+            if members.done(index):
+                log.info("run %s of %s (seed %s) was trained before: its weights are kept", index + 1, len(seeds),
+                         seeds[index])
+                continue
+            fitted = fit(index, resume_from)  # a checkpoint left is this member's (soup.Members.finish)
+            resume_from = None  # a checkpoint belongs to one member at most
+            val = fitted["val_metrics"]
+            figures = {"seed": seeds[index], "validation_macro_f1": val.get("eval_macro_f1"),
+                       "validation_accuracy": val.get("eval_accuracy"), "best_validation_macro_f1": fitted["best"],
+                       "train_loss": fitted["result"].training_loss, "train_runtime_s": fitted["runtime_s"],
+                       "train_samples_per_second": fitted["result"].metrics.get("train_samples_per_second"),
+                       "steps": fitted["trainer"].state.global_step, "epochs": fitted["trainer"].state.epoch,
+                       "weight_averaging": fitted["averaged"]}
+            trained_now[index] = {k: v.detach().cpu().clone() for k, v in fitted["trainer"].model.state_dict().items()}
+            if is_main:
+                members.finish(index, trained_now[index], figures)
+            trained_now[index] = {"weights": trained_now[index], "figures": figures}
+        if fitted is None:  # every member was done before (the run stopped while averaging): a model to average into
+            fitted = fit(len(seeds) - 1, None, train_it=False)
+        each = [trained_now[i]["figures"] if i in trained_now else members.figures(i) for i in range(len(seeds))]
+        souped = soup.average([trained_now[i]["weights"] if i in trained_now else members.weights(i)
+                               for i in range(len(seeds))])
+        fitted["trainer"].model.load_state_dict(souped)
+        del souped, trained_now
+        fitted["val_metrics"] = fitted["trainer"].evaluate()
+        member_f1 = [m.get("validation_macro_f1") or 0 for m in each]
+        fitted["soup"] = {"runs": len(seeds), "seeds": seeds, "validation_macro_f1": fitted["val_metrics"].get(
+            "eval_macro_f1"), "member_validation_macro_f1": member_f1, "members": each}
+        fitted["best"] = max(member_f1)
+        fitted["runtime_s"] = sum(m.get("train_runtime_s") or 0 for m in each)
+        fitted["train_loss"] = float(np.mean([m.get("train_loss") or 0 for m in each]))
+        fitted["samples_per_second"] = float(np.mean([m.get("train_samples_per_second") or 0 for m in each]))
+        fitted["steps"] = sum(int(m.get("steps") or 0) for m in each)
+        log.info("model soup of %s runs: validation macro-F1 %.4f (the runs alone: %s)", len(seeds),
+                 fitted["val_metrics"].get("eval_macro_f1") or 0, ", ".join(f"{f:.4f}" for f in member_f1))
+    trainer, val_metrics = fitted["trainer"], fitted["val_metrics"]
     if not is_main:
         return {}
 
@@ -1328,25 +1415,31 @@ def train(conn, job: dict, ctx) -> dict:
     # The plain model: no data-parallel wrapper, and no bf16/fp16 autocast around its forward (accelerate's, for
     # training), so that the test predictions stored now are the saved float32 model's, as every later prediction is.
     model = extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
+    tokenizer = encoded["tokenizer"]
     if config.get("lora"):
         model = model.merge_and_unload()
+    result = fitted.get("result")
     metrics: dict[str, Any] = {
         "validation_accuracy": val_metrics.get("eval_accuracy"),
         "validation_macro_f1": val_metrics.get("eval_macro_f1"),
         "validation_loss": val_metrics.get("eval_loss"),
-        "best_validation_macro_f1": best,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "train_loss": result.training_loss,
-        "train_runtime_s": time.monotonic() - started,
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "best_validation_macro_f1": fitted["best"],
+        "best_checkpoint": None if members is not None else trainer.state.best_model_checkpoint,
+        "train_loss": fitted["train_loss"] if members is not None else result.training_loss,
+        "train_runtime_s": fitted["runtime_s"],
+        "train_samples_per_second": (fitted["samples_per_second"] if members is not None
+                                     else result.metrics.get("train_samples_per_second")),
         "epochs": trainer.state.epoch,
-        "steps": trainer.state.global_step,
-        "n_train": len(train_items),
-        "n_validation": len(val_items),
+        "steps": fitted["steps"] if members is not None else trainer.state.global_step,
+        "n_train": len(encoded["train"]),
+        "n_validation": len(encoded["validation"]),
         "world_size": world,
     }
-    if averaged is not None:
-        metrics["weight_averaging"] = averaged
+    if fitted.get("averaged") is not None:
+        metrics["weight_averaging"] = fitted["averaged"]
+    if members is not None:
+        metrics["soup"] = fitted["soup"]
+        metrics.pop("weight_averaging", None)  # each member's own is in soup.members
 
     pred_rows, test_metrics = _predict_test(model, tokenizer, task, rows["test"], labels, max_length, job["id"])
     if pred_rows:
@@ -1376,6 +1469,8 @@ def train(conn, job: dict, ctx) -> dict:
         if pred_rows:
             conn["predictions"].insert_all(pred_rows)
         conn.execute("UPDATE jobs SET model_dir = ? WHERE id = ?", [str(final), job["id"]])
+    if members is not None:
+        members.drop_weights()  # the run's model is their average; each member's figures stay in metrics and members/
     log.info("saved the model to %s; test accuracy %.4f, macro-F1 %.4f", final, metrics.get("accuracy") or 0,
              metrics.get("macro_f1") or 0)
     return metrics

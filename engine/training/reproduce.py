@@ -42,6 +42,8 @@ def same_settings(job: dict, seed: int | None = None) -> dict:
         overrides["fast_dropout"] = False
     if "freeze_embeddings" not in config:  # trained before word embeddings were frozen: trained again, as then
         overrides["freeze_embeddings"] = False
+    if "soup" not in config:  # trained before model soups (Thorough is one now): one run again, as then
+        overrides["soup"] = 1
     if seed is not None:
         overrides["seed"] = seed
     return overrides
