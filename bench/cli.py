@@ -156,6 +156,8 @@ def run(args) -> int:
     load_start = _load()
     result = {"benchmark": args.which, "mode": mode, "machine": machine(), "command": _command(args)}
     # Whatever the measured code prints (the Trainer's log lines) goes to stderr: stdout carries only the result.
+    if args.keep:  # a kept study's soups keep their runs' weights too, for `python -m bench.ensemble DIR --members`
+        os.environ.setdefault("BELLWETHER_KEEP_SOUP_MEMBERS", "1")
     with paths.temporary_home("bellwether-bench-", args.keep), redirect_stdout(sys.stderr):
         if args.which == "train":
             result.update(bench_train(mode))

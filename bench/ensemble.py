@@ -20,6 +20,8 @@ import json
 import statistics
 import sys
 
+from engine.training import soup
+
 
 def _macro_f1(labels: list[str], probs, truth: list[str]) -> float:
     from sklearn.metrics import f1_score
@@ -119,31 +121,110 @@ def _group(size: int, each: list[dict]) -> dict:
 
 
 def _soup(model_dirs: list[str], cache: dict | None = None):
-    """A predictor for the mean of the runs' saved weights (a uniform model soup), loaded as Reports loads a run.
-    ``cache`` keeps each folder's weights once read."""
-    import shutil
-    import tempfile
+    """A predictor for the mean of the runs' saved weights (a uniform model soup, engine.training.soup.average, as
+    Thorough makes), loaded as Reports loads a run. ``cache`` keeps each folder's weights once read."""
     from pathlib import Path
 
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from engine.models import inference
+    from safetensors.torch import load_file
 
     cache = {} if cache is None else cache
     for d in model_dirs:
         if d not in cache:
             cache[d] = load_file(str(Path(d) / "model.safetensors"))
-    weights = [cache[d] for d in model_dirs]
-    mean = {k: (torch.stack([w[k].float() for w in weights]).mean(0).to(weights[0][k].dtype)
-                if weights[0][k].is_floating_point() else weights[0][k]) for k in weights[0]}
+    return _predictor(model_dirs[0], soup.average([cache[d] for d in model_dirs]))
+
+
+def _predictor(model_dir: str, weights: dict):
+    """A predictor for ``model_dir`` (its config, tokenizer and pooling) with ``weights`` in place of its own."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from engine.models import inference
+
     folder = Path(tempfile.mkdtemp(prefix="bellwether-soup-"))
-    shutil.copytree(model_dirs[0], folder, dirs_exist_ok=True)
-    save_file(mean, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copytree(model_dir, folder, dirs_exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"),
+              metadata={"format": "pt"})
     try:
         return inference.load(str(folder), precision="exact")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure_members(dataset: str = "fpb", dev_limit: int | None = None) -> dict:
+    """Inside each model-soup run kept with its runs' weights (``bench quality --keep``): each run alone, the uniform
+    soup (the run's model), the run that scored best on validation alone, and a greedy soup (Wortsman et al. 2022:
+    the runs in order of their validation macro-F1, each added only if the soup's validation macro-F1 does not fall),
+    on dev.csv and the test split."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from bench import quality
+    from engine import db
+    from engine.data import datasets
+    from engine.errors import UserError
+    from engine.jobs import queue
+
+    conn = db.connect()
+    jobs = [queue.get(conn, r[0]) for r in conn.execute(
+        "SELECT id FROM jobs WHERE kind = 'train' AND status = 'succeeded' AND task = 'text-classification' "
+        "ORDER BY id").fetchall()]
+    jobs = [j for j in jobs if (j.get("metrics") or {}).get("soup") and j.get("model_dir")
+            and (Path(j["model_dir"]).parent / "members" / "0.pt").is_file()]
+    if not jobs:
+        raise UserError("No model-soup run with its runs' weights in this data directory: run `python -m bench quality "
+                        "--presets thorough --datasets fpb --keep` first and pass the folder it prints.")
+    sets = {"dev": quality._text_rows(dataset, "dev", dev_limit)}
+    for split in ("validation", "test"):
+        sets[split] = datasets.rows(conn, jobs[0]["dataset_id"], split)
+
+    def score(model_dir: str, weights: dict) -> dict:
+        predictor = _predictor(model_dir, weights)
+        labels = predictor.labels
+        out = {}
+        for name, rows in sets.items():
+            probs = np.array([[p.probs[label] for label in labels] for p in predictor.predict([r["text"] for r in rows])])
+            out[f"{name}_macro_f1"] = _macro_f1(labels, probs, [r["label"] for r in rows])
+        return out
+
+    runs, kinds = [], {"each run alone": [], "uniform soup": [], "best run by validation": [], "greedy soup": []}
+    for job in jobs:
+        folder = Path(job["model_dir"]).parent / "members"
+        count = int(job["metrics"]["soup"]["runs"])
+        states = [torch.load(folder / f"{i}.pt", map_location="cpu", weights_only=True) for i in range(count)]
+        alone = [score(job["model_dir"], s) for s in states]
+        uniform = score(job["model_dir"], soup.average(states))
+        order = sorted(range(count), key=lambda i: -alone[i]["validation_macro_f1"])
+        chosen, best_val = [order[0]], alone[order[0]]["validation_macro_f1"]
+        greedy = alone[order[0]]
+        for i in order[1:]:
+            figures = score(job["model_dir"], soup.average([states[j] for j in chosen + [i]]))
+            if figures["validation_macro_f1"] >= best_val:
+                chosen, best_val, greedy = chosen + [i], figures["validation_macro_f1"], figures
+        runs.append({"run_id": job["id"], "seed": job["config"].get("seed"), "seeds": job["metrics"]["soup"]["seeds"],
+                     "each": alone, "uniform": uniform, "best_by_validation": alone[order[0]],
+                     "greedy": {**greedy, "members": sorted(chosen)}})
+        kinds["each run alone"] += alone
+        kinds["uniform soup"].append(uniform)
+        kinds["best run by validation"].append(alone[order[0]])
+        kinds["greedy soup"].append(greedy)
+    summary = {kind: {split: _stats([f[f"{split}_macro_f1"] for f in figures]) for split in ("dev", "test")}
+               for kind, figures in kinds.items()}
+    return {"dataset": dataset, "n_dev": len(sets["dev"]), "n_validation": len(sets["validation"]),
+            "n_test": len(sets["test"]), "runs": runs, "summary": summary}
+
+
+def render_members(result: dict) -> str:
+    lines = ["| model | dev macro-F1 mean (min-max) | test-split macro-F1 mean (min-max) |", "|---|---|---|"]
+    for kind, figures in result["summary"].items():
+        d, t = figures["dev"], figures["test"]
+        lines.append(f"| {kind} | {d['mean']} ({d['min']}-{d['max']}) | {t['mean']} ({t['min']}-{t['max']}) |")
+    return "\n".join(lines)
 
 
 def render(result: dict) -> str:
@@ -168,20 +249,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="2,3,0", help="ensemble sizes, comma-separated; 0: all the runs (default 2,3,0)")
     p.add_argument("--soups", action="store_true",
                    help="also average the runs' saved weights (uniform model soups of the same sizes) and predict")
+    p.add_argument("--members", action="store_true",
+                   help="instead: inside each kept model-soup run (Thorough), each of its runs alone, the uniform "
+                        "soup, the best run by validation and a greedy soup")
     p.add_argument("--out", help="also write the JSON result to this file")
     args = p.parse_args(argv)
     os.environ["BELLWETHER_HOME"] = args.home
     try:
         sizes = [int(s) or 10**6 for s in args.sizes.split(",") if s.strip()]  # 0 (or more than there are): all
         tiny = os.environ.get("BELLWETHER_BENCH_SIZE") == "tiny"  # tests: a few dev sentences
-        result = measure(args.dataset, sizes, dev_limit=24 if tiny else None, soups=args.soups)
+        if args.members:
+            result = measure_members(args.dataset, dev_limit=24 if tiny else None)
+        else:
+            result = measure(args.dataset, sizes, dev_limit=24 if tiny else None, soups=args.soups)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
-    print(render(result))
+    print(render_members(result) if args.members else render(result))
     return 0
 
 

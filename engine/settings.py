@@ -72,6 +72,9 @@ SETTINGS: list[Setting] = [
             "train with this many gloo processes on the CPU (distributed training without a GPU)", "test"),
     Setting("BELLWETHER_TEST_STEP_DELAY_S", "number", "0",
             "seconds of sleep after each training step and before each chunk a score job reads", "test"),
+    Setting("BELLWETHER_KEEP_SOUP_MEMBERS", "flag", "0",
+            "a model soup keeps each of its runs' weights in `runs/<id>/members/` after saving its model (`bench "
+            "quality --keep` sets it for `bench.ensemble --members`)", "test"),
     Setting("BELLWETHER_BENCH_SIZE", "choice", "", "tiny, quick or full: the benchmarks' data size", "test"),
     Setting("BELLWETHER_BENCH_MODEL", "path", "", "a base model folder the benchmarks use instead of the default",
             "test"),
@@ -235,6 +238,11 @@ def ddp_cpu_procs() -> int:
 
 def test_step_delay_s() -> float:
     return _number("BELLWETHER_TEST_STEP_DELAY_S", 0.0)
+
+
+def keep_soup_members() -> bool:
+    """A model soup keeps its runs' weights after its model is saved (benchmarks: ``bench.ensemble --members``)."""
+    return bool(_flag("BELLWETHER_KEEP_SOUP_MEMBERS"))
 
 
 # --- live feeds and notifications -----------------------------------------------------------------------------------

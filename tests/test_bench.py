@@ -219,6 +219,37 @@ def test_bench_ensemble_averages_the_kept_runs_predictions(tiny_bench, capsys, m
             == [p.probs for p in inference.load(str(run_dir), precision="exact").predict(texts)])
 
 
+def test_bench_ensemble_measures_inside_a_kept_soup_each_run_alone_and_other_mixes(tiny_bench, capsys, monkeypatch,
+                                                                                   tmp_path):
+    import tempfile
+
+    from bench import ensemble
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("BELLWETHER_KEEP_SOUP_MEMBERS", "")  # recorded as unset, so restored so after the test:
+    monkeypatch.delenv("BELLWETHER_KEEP_SOUP_MEMBERS")  # --keep sets it for the runs below
+    result = _run_json(capsys, "quality", "--presets", "thorough", "--seeds", "1", "--datasets", "fpb",
+                       "--precision", "fp32", "--max-length", "32", "--set", "soup=2", "--keep")
+    (kept,) = [str(p) for p in tmp_path.glob("bellwether-bench-*")]
+    [studied] = result["groups"][0]["runs"]
+    monkeypatch.setenv("BELLWETHER_HOME", kept)
+    out = tmp_path / "members.json"
+    assert ensemble.main([kept, "--members", "--out", str(out)]) == 0
+    [run] = json.loads(out.read_text())["runs"]
+    assert len(run["each"]) == 2 and run["seeds"] == [42, 1042]
+    # the uniform soup of the kept runs is the run's own saved model: it scores what the study measured
+    assert run["uniform"]["dev_macro_f1"] == studied["dev_macro_f1"]
+    assert run["uniform"]["test_macro_f1"] == studied["test_macro_f1"]
+    assert run["best_by_validation"]["validation_macro_f1"] == max(m["validation_macro_f1"] for m in run["each"])
+    assert run["greedy"]["members"] and set(run["greedy"]["members"]) <= {0, 1}
+    assert "| uniform soup |" in capsys.readouterr().out
+    # without the runs' weights (a soup trained without --keep) it says what to do
+    for weights in Path(kept).glob("runs/*/members/*.pt"):
+        weights.unlink()
+    assert ensemble.main([kept, "--members"]) == 2
+    assert "--presets thorough --datasets fpb --keep` first" in capsys.readouterr().err
+
+
 def test_bench_ensemble_says_what_to_do_with_a_folder_without_runs(home, capsys):
     from bench import ensemble
 

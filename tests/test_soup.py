@@ -159,3 +159,64 @@ def test_time_left_for_a_soup_counts_its_runs_still_to_train(store, tiny_text_mo
                               "eta_s": 50.0, "created_at": db.now()})
     low, high = overview.remaining(store, queue.get(store, run_id))
     assert low == pytest.approx(45) and high == pytest.approx(70)  # not 10 s / 40 steps x 50 left = 12.5 s
+
+
+def test_the_train_page_the_cli_and_the_runs_page_show_a_soup(home, monkeypatch, shared, tiny_text_model):
+    from engine import db
+    from engine.cli.main import main
+    from engine.jobs import queue, supervisor
+    from tests.helpers import make_finished_run, open_page, texts, train_page_on_fpb
+
+    conn, at = train_page_on_fpb(monkeypatch, shared, tiny_text_model)
+    assert "3 runs averaged into one model" in texts(at)  # Thorough's card
+    at.radio(key="train_preset").set_value("thorough").run()
+    soup_field = at.number_input(key="adv_soup")
+    assert soup_field.value == 3 and soup_field.label.startswith("Model soup")
+    soup_field.set_value(2).run()
+    at.button[0].click().run()
+    assert not at.exception
+    job = queue.list_jobs(conn)[0]
+    assert job["config"]["soup"] == 2 and job["config"]["preset"] == "thorough"
+    assert main(["train", "--dataset", "fpb", "--base-model", str(tiny_text_model), "--soup", "4", "--no-worker",
+                 "--again"]) == 0
+    assert queue.list_jobs(conn)[0]["config"]["soup"] == 4
+    assert main(["train", "--dataset", "fpb", "--base-model", str(tiny_text_model), "--soup", "2", "--lora",
+                 "--no-worker", "--again"]) != 0  # refused, nothing queued
+    assert len(queue.list_jobs(conn)) == 2
+
+    # running: the progress bar says which of the soup's runs is training
+    monkeypatch.setattr(supervisor, "check_running", lambda conn: None)  # this running run has no process
+    running = job["id"]
+    conn.execute("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?", [db.now(), running])
+    conn["progress"].insert({"job_id": running, "kind": "train", "step": 30, "total_steps": 40, "elapsed_s": 5.0,
+                             "eta_s": 20.0, "created_at": db.now(), "extra_json": db.dumps({"soup_run": 2,
+                                                                                            "soup_runs": 2})})
+    page = open_page("runs", run=str(running))
+    assert any("Step 30 of 40" in str(p.proto) and "run 2 of 2" in str(p.proto) for p in page.get("progress"))
+    # finished: what the soup averaged, and how each of its runs scored alone
+    finished = make_finished_run(conn, tiny_text_model, metrics={
+        "macro_f1": 0.8, "accuracy": 0.85, "validation_macro_f1": 0.84,
+        "soup": {"runs": 3, "seeds": [42, 1042, 2042], "validation_macro_f1": 0.84,
+                 "member_validation_macro_f1": [0.81, 0.83, 0.82], "members": []}})
+    page = open_page("runs", run=str(finished))
+    assert ("A model soup: 3 runs (seeds 42, 1042, 2042) averaged into this one model. Validation macro-F1 0.840; "
+            "the runs alone 0.810, 0.830, 0.820.") in texts(page)
+
+
+@pytest.mark.process
+def test_a_soup_trains_data_parallel_too(store, shared, tiny_text_model):
+    """Every rank trains each of the soup's runs and averages them; the first rank keeps the runs' weights and saves."""
+    from engine.jobs import queue
+    from engine.training import finetune
+    from tests.test_training import cli
+
+    insert_text_dataset(store, shared("fpb", "train.csv"), n_train=64, n_val=16, n_test=16)
+    run_id = finetune.submit(store, "fpb", base_model=str(tiny_text_model), preset="thorough",
+                             overrides={**SMALL, "soup": 2})
+    done = cli("_job", str(run_id), env={"BELLWETHER_DDP_CPU_PROCS": "2"})
+    job = queue.get(store, run_id)
+    assert job["status"] == "succeeded", (job["error"], done.stderr[-2000:])
+    assert job["metrics"]["world_size"] == 2 and job["metrics"]["soup"]["runs"] == 2
+    # 64 rows, 8 per process, 2 processes: 4 steps a run, 8 in all
+    assert queue.progress_rows(store, run_id, "train")[-1]["total_steps"] == 8
+    assert store.execute("SELECT COUNT(*) FROM predictions WHERE run_id = ?", [run_id]).fetchone()[0] == 16

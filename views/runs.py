@@ -217,6 +217,8 @@ def live_view(run_id: int, active: bool, seen: str | None = None) -> None:
         frac = min(1.0, (last["step"] or 0) / last["total_steps"])
         text = _("Step {step} of {total} · epoch {epoch}", step=last["step"], total=last["total_steps"],
                  epoch=f"{last['epoch'] or 0:.2f}")
+        if position := runs.soup_position(last):  # a model soup trains its runs one after another
+            text += " · " + _("run {i} of {n}", i=position[0], n=position[1])
         if job["status"] == "running":
             text += f" · {eta_text(last.get('eta_s'))}"
             if last.get("samples_per_s"):
@@ -263,6 +265,8 @@ def live_view(run_id: int, active: bool, seen: str | None = None) -> None:
         cols[1].metric(_("Accuracy ({split})", split=split_words), f"{metrics.get('accuracy', 0):.3f}")
         cols[2].metric(_("Weighted F1"), f"{metrics.get('weighted_f1') or 0:.3f}")
         cols[3].metric(_("Validation macro-F1"), f"{metrics.get('validation_macro_f1') or 0:.3f}")
+        if soup := runs.soup_words(metrics):
+            st.caption(soup)
         if can("settings.read"):  # a server path: administrators only
             st.caption(_("Model saved in `{path}`", path=job.get("model_dir")))
         st.page_link(page="views/reports.py", label=_("Open the evaluation report"), icon=":material/fact_check:",

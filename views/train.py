@@ -29,7 +29,7 @@ POOLING_WORDS = {"auto": N_("auto (the way the base model was trained)"), "cls":
                  "mean": N_("the mean of all tokens")}
 ADVANCED = ["epochs", "learning_rate", "batch_size", "max_length", "warmup_ratio", "weight_decay",
             "gradient_accumulation", "seed", "eval_steps", "early_stopping_patience", "layer_decay", "average_last",
-            "label_smoothing", "r_drop"]
+            "label_smoothing", "r_drop", "soup"]
 LORA = ["lora_r", "lora_alpha", "lora_dropout"]
 
 st.title(_("Train a model"))
@@ -81,6 +81,7 @@ def overrides() -> dict:
     values["lora_target_modules"] = state.get("adv_lora_target_modules") or ""
     if chosen_task() == "generation":
         values["packing"] = bool(state.get("adv_packing"))
+        values.pop("soup")  # a generation run trains one model
     if chosen_task() == "text-classification":
         values["pooling"] = state.get("adv_pooling") or "auto"
         values["freeze_embeddings"] = bool(state.get("adv_freeze_embeddings"))
@@ -219,6 +220,8 @@ for column, (key, title) in zip(columns, PRESET_NAMES.items()):
             settings_line += " · " + _("weights averaged over the last {share}", share=percent(config["average_last"]))
         if config.get("r_drop"):
             settings_line += " · " + _("R-Drop {alpha}", alpha=f"{config['r_drop']:g}")
+        if config.get("soup", 1) > 1:
+            settings_line += " · " + _("{n} runs averaged into one model", n=config["soup"])
         st.markdown(settings_line)
         st.markdown(_("Estimated time on this machine ({slot}): **{duration}**", slot=slot.upper(),
                       duration=overview.duration_words(*seconds)),
@@ -249,7 +252,11 @@ with st.expander(_("Advanced options"), expanded=bool(errors)):
         "label_smoothing": (left, N_("Label smoothing (0: off)"), 0.05, "%.2f"),
         "r_drop": (right, N_("R-Drop: agreement between two dropout draws (0: off; steps take twice as long)"), 0.5,
                    "%.2f"),
+        "soup": (left, N_("Model soup: runs from different seeds, their weights averaged (1: off; each run takes "
+                          "the whole time again)"), 1, None),
     }
+    if dataset["task"] == "generation":
+        fields.pop("soup")
     for key, (column, label, step, fmt) in fields.items():
         with column:
             st.number_input(_(label), key=f"adv_{key}", step=step, format=fmt)

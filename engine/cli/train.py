@@ -52,6 +52,10 @@ def register(subparsers) -> None:
     p.add_argument("--r-drop", type=float,
                    help=_("R-Drop: send each batch through twice and add this times the disagreement of the two "
                           "dropout draws to the loss (0: off; a step takes about twice as long)"))
+    p.add_argument("--soup", type=int,
+                   help=_("model soup: train the settings this many times from seeds SEED, SEED+1000, ... and average "
+                          "the weights into one model (1: off; Thorough: 3 Balanced runs; each run takes the whole "
+                          "time again)"))
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--class-weighting", action="store_true", default=None)
@@ -144,7 +148,9 @@ def follow(conn, run_id: int, out=None) -> int:
         if p.get("loss") is not None:
             last_loss[:] = [p["loss"]]
         loss = " " + _("loss {loss}", loss=f"{last_loss[0]:.4f}") if last_loss else ""
-        return f"[{'#' * int(frac * 30):<30}] {p['step']}/{p['total_steps']}{loss}{eta}"
+        position = runs.soup_position(p)  # a model soup: which of its runs is training
+        which = " " + _("run {i} of {n}", i=position[0], n=position[1]) if position else ""
+        return f"[{'#' * int(frac * 30):<30}] {p['step']}/{p['total_steps']}{which}{loss}{eta}"
 
     def done(job: dict) -> str:
         m = job["metrics"]
@@ -155,7 +161,8 @@ def follow(conn, run_id: int, out=None) -> int:
         if warnings:  # finished, but the model is not one to trust: say so instead of a plain "succeeded"
             return _("Run {run_id} finished, but WARNING: {warnings}", run_id=run_id, warnings=" ".join(warnings)) \
                 + f"\n({figures})"
-        return _("Run {run_id} succeeded: {figures}", run_id=run_id, figures=figures)
+        soup = runs.soup_words(m)
+        return _("Run {run_id} succeeded: {figures}", run_id=run_id, figures=figures) + (f"\n{soup}" if soup else "")
 
     return queue.follow(conn, run_id, "train", line, done, failed_word="Run", out=out)
 

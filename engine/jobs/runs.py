@@ -185,3 +185,23 @@ def summary(conn, job: dict) -> dict:
         "device": job.get("device") or {},
         "model_dir": job.get("model_dir"),
     }
+
+
+def soup_position(progress_row: dict | None) -> tuple[int, int] | None:
+    """(run, runs) of a model soup's progress row (its runs train one after another), else None."""
+    which = db.loads((progress_row or {}).get("extra_json"), {}) or {}
+    if not isinstance(which, dict) or not which.get("soup_runs"):
+        return None
+    return int(which["soup_run"]), int(which["soup_runs"])
+
+
+def soup_words(metrics: dict | None) -> str | None:
+    """A finished model soup in a sentence (its runs, their seeds, the soup's and each run's validation macro-F1), in
+    the reader's language; None for an ordinary run."""
+    soup = (metrics or {}).get("soup")
+    if not soup:
+        return None
+    return _("A model soup: {n} runs (seeds {seeds}) averaged into this one model. Validation macro-F1 {f1}; the runs "
+             "alone {each}.", n=soup["runs"], seeds=", ".join(str(x) for x in soup["seeds"]),
+             f1=f"{soup.get('validation_macro_f1') or 0:.3f}",
+             each=", ".join(f"{x:.3f}" for x in soup.get("member_validation_macro_f1") or []))

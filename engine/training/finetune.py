@@ -8,7 +8,9 @@ several GPUs (or with ``BELLWETHER_DDP_CPU_PROCS=2``: two gloo processes on the 
 
 Output in ``runs/<id>/``: ``checkpoints/`` (one each epoch, and one on cancel), ``model/`` (the best checkpoint by
 validation macro-F1: weights, tokenizer, ``config.id2label``, ``bellwether.json`` with metrics and the dataset
-version), and ``predictions`` rows for the test split keyed by the dataset's ``row_id``.
+version), and ``predictions`` rows for the test split keyed by the dataset's ``row_id``. A model soup (``soup`` > 1,
+Thorough) trains its runs one after another and saves their average as ``model/``; ``members/`` keeps each run's
+figures (and, until the model is saved, its weights: engine/training/soup.py).
 """
 
 from __future__ import annotations

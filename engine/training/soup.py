@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from engine import settings
 from engine.jobs import overview
 
 MAX_RUNS = 10
@@ -100,5 +101,7 @@ class Members:
 
     def drop_weights(self) -> None:
         """After the run's model is saved: the members' weights go (each is a whole model), their figures stay."""
+        if settings.keep_soup_members():  # a benchmark measures each run alone and other mixes of them
+            return
         for index in range(len(self.seeds)):
             self._weights(index).unlink(missing_ok=True)
