@@ -82,7 +82,6 @@ SLOW_STEPS = {"BELLWETHER_TEST_STEP_DELAY_S": "0.25"}  # training steps slowed s
 @pytest.fixture
 def workers(home, monkeypatch):
     """Start supervisors (`python -m engine worker`); every one started here is stopped at the end."""
-    from engine import db
     from tests.test_training import stop_supervisor
 
     monkeypatch.setenv("BELLWETHER_TEST_STEP_DELAY_S", SLOW_STEPS["BELLWETHER_TEST_STEP_DELAY_S"])
@@ -100,7 +99,13 @@ def workers(home, monkeypatch):
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
     stop_supervisor(home)
-    # no job process may outlive the test
+    kill_job_processes()
+
+
+def kill_job_processes() -> None:
+    """No job process may outlive a test: every job with a process id in this data directory is killed."""
+    from engine import db
+
     conn = db.connect()
     for row in conn.query("SELECT pid FROM jobs WHERE pid IS NOT NULL"):
         try:

@@ -12,9 +12,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engine import db
 from engine.monitor import feeds, sources
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kill_job_processes
 from tests.helpers import feed_csv, make_finished_run
 from tests.livefeeds import FeedServer, rss
 
@@ -47,12 +46,7 @@ def worker(home, monkeypatch):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    conn = db.connect()
-    for row in conn.query("SELECT pid FROM jobs WHERE pid IS NOT NULL"):
-        try:
-            os.killpg(row["pid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    kill_job_processes()
 
 
 def _until(predicate, timeout=90, what="it"):
