@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from engine import paths, settings
@@ -150,15 +150,28 @@ def _base_model() -> tuple[str, str]:
     return "default", str(default_model_path())
 
 
+@contextmanager
+def _environment(name: str, value: str | None):
+    """``name`` set to ``value`` for the block (unless already set; None: untouched), as it was afterwards."""
+    if value is None or name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 def run(args) -> int:
     started = time.perf_counter()
     mode = _mode(args)
     load_start = _load()
     result = {"benchmark": args.which, "mode": mode, "machine": machine(), "command": _command(args)}
     # Whatever the measured code prints (the Trainer's log lines) goes to stderr: stdout carries only the result.
-    if args.keep:  # a kept study's soups keep their runs' weights too, for `python -m bench.ensemble DIR --members`
-        os.environ.setdefault("BELLWETHER_KEEP_SOUP_MEMBERS", "1")
-    with paths.temporary_home("bellwether-bench-", args.keep), redirect_stdout(sys.stderr):
+    # a kept study's soups keep their runs' weights too, for `python -m bench.ensemble DIR --members`
+    with paths.temporary_home("bellwether-bench-", args.keep), redirect_stdout(sys.stderr), \
+            _environment("BELLWETHER_KEEP_SOUP_MEMBERS", "1" if args.keep else None):
         if args.which == "train":
             result.update(bench_train(mode))
         elif args.which == "score":

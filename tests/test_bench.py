@@ -225,11 +225,14 @@ def test_bench_ensemble_measures_inside_a_kept_soup_each_run_alone_and_other_mix
 
     from bench import ensemble
 
+    import os
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setenv("BELLWETHER_KEEP_SOUP_MEMBERS", "")  # recorded as unset, so restored so after the test:
-    monkeypatch.delenv("BELLWETHER_KEEP_SOUP_MEMBERS")  # --keep sets it for the runs below
+    monkeypatch.delenv("BELLWETHER_KEEP_SOUP_MEMBERS", raising=False)
     result = _run_json(capsys, "quality", "--presets", "thorough", "--seeds", "1", "--datasets", "fpb",
                        "--precision", "fp32", "--max-length", "32", "--set", "soup=2", "--keep")
+    # --keep kept the soup's runs' weights, for the study only: later runs in this process drop theirs again
+    assert "BELLWETHER_KEEP_SOUP_MEMBERS" not in os.environ
     (kept,) = [str(p) for p in tmp_path.glob("bellwether-bench-*")]
     [studied] = result["groups"][0]["runs"]
     monkeypatch.setenv("BELLWETHER_HOME", kept)
