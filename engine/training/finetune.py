@@ -338,7 +338,7 @@ def build_config(preset: str | None = "balanced", overrides: dict | None = None,
         errors["pooling"] = _("must be one of {choices}; got {value}.", choices=", ".join(pooling_choices),
                               value=repr(config.get("pooling")))
     config["pooling"] = pooling
-    if config.get("lora") and int(config.get("soup") or 1) > 1 and "soup" not in errors:
+    if config.get("lora") and soup.runs(config) > 1 and "soup" not in errors:
         errors["soup"] = _("cannot be combined with LoRA: set it to 1, or turn LoRA off.")
     if errors:
         raise ConfigError(errors)
@@ -1285,15 +1285,15 @@ def train(conn, job: dict, ctx) -> dict:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(config["early_stopping_patience"])))
         trainer_cls = Trainer
         if config.get("class_weighting"):
-            if task == "token-classification":
-                counts = np.bincount([lab for it in train_items for lab in it["labels"] if lab != -100],
-                                     minlength=len(labels))
-            else:
-                counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
-            weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
-            if class_weights is None:
+            if class_weights is None:  # from the training rows: the same for every run of a soup
+                if task == "token-classification":
+                    counts = np.bincount([lab for it in train_items for lab in it["labels"] if lab != -100],
+                                         minlength=len(labels))
+                else:
+                    counts = np.bincount([it["labels"] for it in train_items], minlength=len(labels))
+                weights = counts.sum() / (len(labels) * np.maximum(counts, 1))
                 log.info("class weights: %s", {labels[i]: round(float(w), 3) for i, w in enumerate(weights)})
-            class_weights = torch.tensor(weights, dtype=torch.float32)
+                class_weights = torch.tensor(weights, dtype=torch.float32)
             trainer_cls = _weighted_trainer_class(class_weights, float(config.get("label_smoothing") or 0.0))
         if float(config.get("r_drop") or 0.0) > 0:
             trainer_cls = levers.rdrop_trainer_class(trainer_cls, float(config["r_drop"]), class_weights,
@@ -1386,10 +1386,10 @@ def train(conn, job: dict, ctx) -> dict:
                        "train_samples_per_second": fitted["result"].metrics.get("train_samples_per_second"),
                        "steps": fitted["trainer"].state.global_step, "epochs": fitted["trainer"].state.epoch,
                        "weight_averaging": fitted["averaged"]}
-            trained_now[index] = {k: v.detach().cpu().clone() for k, v in fitted["trainer"].model.state_dict().items()}
+            weights = {k: v.detach().cpu().clone() for k, v in fitted["trainer"].model.state_dict().items()}
             if is_main:
-                members.finish(index, trained_now[index], figures)
-            trained_now[index] = {"weights": trained_now[index], "figures": figures}
+                members.finish(index, weights, figures)
+            trained_now[index] = {"weights": weights, "figures": figures}
         if fitted is None:  # every member was done before (the run stopped while averaging): a model to average into
             fitted = fit(len(seeds) - 1, None, train_it=False)
         each = [trained_now[i]["figures"] if i in trained_now else members.figures(i) for i in range(len(seeds))]
