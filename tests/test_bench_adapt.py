@@ -1,4 +1,5 @@
-"""`python -m bench.adapt`: task-adaptive pretraining, measured for Thorough (issue 13), on a tiny model and 40 rows."""
+"""Levers measured for Thorough (issue 13) on a tiny model and 40 rows: `python -m bench.adapt` (task-adaptive
+pretraining), `bench.msd` (multi-sample dropout) and `bench.selftrain` (self-training on unlabelled news)."""
 
 from __future__ import annotations
 
@@ -117,3 +118,61 @@ def test_bench_msd_wants_the_quality_command(capsys):
     with pytest.raises(SystemExit):
         msd.main(["--samples", "3", "train"])
     assert "give the bench quality command" in capsys.readouterr().err
+
+
+def test_silver_rows_keep_the_training_splits_label_shares_and_only_confident_calls():
+    from types import SimpleNamespace as P
+
+    from bench import selftrain
+
+    train = [{"label": "neutral"}] * 6 + [{"label": "negative"}] * 2 + [{"label": "positive"}] * 2
+    texts = [f"text {i}" for i in range(12)]
+    calls = ([P(label="neutral", confidence=0.99 - i / 100) for i in range(8)]  # 8 confident: 6 wanted (0.6 x 10)
+             + [P(label="negative", confidence=0.95), P(label="negative", confidence=0.5)]  # 1 confident of 2 wanted
+             + [P(label="positive", confidence=0.91), P(label="positive", confidence=0.97)])
+    rows, taken = selftrain.silver_rows(train, texts, calls, ratio=1.0, threshold=0.9)
+    assert taken == {"neutral": [6, 8], "negative": [1, 1], "positive": [2, 2]}
+    assert [r["text"] for r in rows if r["label"] == "neutral"] == texts[:6]  # the most confident first
+    assert [r["text"] for r in rows if r["label"] == "negative"] == ["text 8"]  # 0.5 is below the threshold
+    assert {r["split"] for r in rows} == {"train"}
+
+
+def test_selftrain_adds_silver_news_rows_to_the_training_split_only(home, shared, tiny_encoder, tmp_path, monkeypatch,
+                                                                    capsys):
+    from bench import data, quality, selftrain
+
+    shared("fpb", "train.csv")
+    shared("news", "reuters_headlines.csv")
+    monkeypatch.setenv("BELLWETHER_BENCH_MODEL", str(tiny_encoder))
+    seen = {}  # each run's dataset, split by split
+    real = quality.one_run
+
+    def recording(conn, dataset, spec, *args, **kwargs):
+        from engine.data import datasets
+
+        seen[spec] = {split: [r["text"] for r in datasets.rows(conn, datasets.get(conn, spec)["id"], split)]
+                      for split in ("train", "validation", "test")}
+        return real(conn, dataset, spec, *args, **kwargs)
+
+    monkeypatch.setattr(quality, "one_run", recording)
+    out = tmp_path / "s.json"
+    assert selftrain.main(["--seeds", "1", "--n-train", "40", "--threshold", "0", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result == json.loads(capsys.readouterr().out)
+    run = result["runs"][0]
+    assert run["seed"] == 42 and run["scored"] == len(selftrain.news_texts(data.shared_dir() / "news")) > 1000
+    teacher, student = list(seen.values())
+    news = set(selftrain.news_texts(data.shared_dir() / "news"))
+    added = [t for t in student["train"] if t not in teacher["train"]]
+    # every silver row is a news text, as many as the figures say (threshold 0: ratio 2 x the training split)
+    assert added and set(added) <= news and len(added) == sum(n for n, _ in run["silver_per_class"].values())
+    # threshold 0: every prediction passes; each label takes what its share of 2 x the training split allows
+    assert sum(passed for _, passed in run["silver_per_class"].values()) == run["scored"]
+    assert all(taken <= passed for taken, passed in run["silver_per_class"].values())
+    assert 0.5 * len(teacher["train"]) < len(added) <= 2 * len(teacher["train"]) + 3
+    # the held-out splits are the teacher's, with no news in them
+    assert student["validation"] == teacher["validation"] and student["test"] == teacher["test"]
+    assert not news & set(student["validation"] + student["test"])
+    for who in ("teacher", "student"):
+        assert 0 <= run[who]["dev_macro_f1"] <= 1 and run[who]["wall_s"] > 0
+    assert set(result["summary"]) == {"teacher", "student"}
