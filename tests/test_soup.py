@@ -161,7 +161,7 @@ def test_time_left_for_a_soup_counts_its_runs_still_to_train(store, tiny_text_mo
     assert low == pytest.approx(45) and high == pytest.approx(70)  # not 10 s / 40 steps x 50 left = 12.5 s
 
 
-def test_the_train_page_the_cli_and_the_runs_page_show_a_soup(home, monkeypatch, shared, tiny_text_model):
+def test_the_train_page_the_cli_and_the_runs_page_show_a_soup(home, monkeypatch, shared, tiny_text_model, capsys):
     from engine import db
     from engine.cli.main import main
     from engine.jobs import queue, supervisor
@@ -201,6 +201,19 @@ def test_the_train_page_the_cli_and_the_runs_page_show_a_soup(home, monkeypatch,
     page = open_page("runs", run=str(finished))
     assert ("A model soup: 3 runs (seeds 42, 1042, 2042) averaged into this one model. Validation macro-F1 0.840; "
             "the runs alone 0.810, 0.830, 0.820.") in texts(page)
+    assert "too few to tell" not in texts(page)  # the soup is not below its runs here
+    # a soup whose validation figure is below each of its runs' (seen on fpb: 0.799 against 0.831-0.838) says why
+    # that need not mean it is worse, here, in `runs show` and in Chinese
+    below = make_finished_run(conn, tiny_text_model, metrics={
+        "macro_f1": 0.8, "validation_macro_f1": 0.799, "n_validation": 296,
+        "soup": {"runs": 3, "seeds": [47, 1047, 2047], "validation_macro_f1": 0.799,
+                 "member_validation_macro_f1": [0.831, 0.838, 0.835], "members": []}})
+    said = ("The soup scores below each of its runs on the validation split, which has only 296 rows: too few to tell "
+            "such models apart.")
+    assert said in texts(open_page("runs", run=str(below)))
+    assert main(["runs", "show", str(below)]) == 0 and said in capsys.readouterr().out
+    assert main(["--lang", "zh_CN", "runs", "show", str(below)]) == 0
+    assert "验证集只有 296 行" in capsys.readouterr().out
 
 
 @pytest.mark.process

@@ -196,6 +196,7 @@ def cmd_show(args) -> int:
     out["warnings"] = verdict.for_run(conn, job)
     out["rerun_of"] = (job["config"] or {}).get("rerun_of")
     out["comparison"] = reproduce.rerun_comparison(conn, args.id)
+    out["soup_said"] = runs.soup_words(job["metrics"])  # what the Runs page says of a model soup
     p = queue.last_progress(conn, args.id)
     out["progress"] = {k: p[k] for k in ("step", "total_steps", "epoch", "loss", "eta_s")} if p else None
     if args.format == "json":
@@ -211,6 +212,8 @@ def cmd_show(args) -> int:
         print(f"{'metrics':>12}: {json.dumps(out['metrics'], default=str)}")
     if out["progress"]:
         print(f"{'progress':>12}: {json.dumps(out['progress'])}")
+    if out["soup_said"]:
+        print(f"{_('soup'):>12}: {out['soup_said']}")
     for warning in out["warnings"]:
         print(f"{_('WARNING'):>12}: {warning}")
     if out["comparison"]:
