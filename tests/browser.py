@@ -212,3 +212,20 @@ def session_cookie(page, timeout_ms: int = 15_000) -> dict:
         page.wait_for_timeout(100)
         waited += 100
     raise AssertionError(f"no bellwether_session cookie after {timeout_ms} ms: {sorted(cookies)}")
+
+
+def settle_after_sign_out(page, server: "Server", timeout_ms: int = 15_000) -> None:
+    """Wait until signing out has finished in the browser: the sign-out routes (Bellwether's, then Streamlit's under
+    single sign-on) have cleared their cookies and the redirect has landed back on the app, loaded. Reloading before
+    that races the redirect: Chromium then either keeps a cookie or answers "Not attached to an active page"."""
+    waited, left = 0, []
+    while waited <= timeout_ms:
+        left = [c["name"] for c in page.context.cookies()
+                if c["name"] == "bellwether_session" or c["name"].startswith("_streamlit_user")]
+        if not left:
+            break
+        page.wait_for_timeout(100)
+        waited += 100
+    assert not left, f"still set {timeout_ms} ms after signing out: {left}"
+    page.wait_for_url(lambda url: url.startswith(server.url) and "/bellwether/" not in url and "/auth/" not in url,
+                      wait_until="load", timeout=timeout_ms)

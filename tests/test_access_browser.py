@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, session_cookie, streamlit_server,
-                           wait_for_app_run)
+from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, session_cookie,
+                           settle_after_sign_out, streamlit_server, wait_for_app_run)
 from tests.helpers import PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
@@ -127,6 +127,7 @@ def test_sign_in_form_only_then_deep_link_reload_and_sign_out(tmp_path, monkeypa
         page.get_by_role("button", name="Sign out").click()
         wait_for_app_run(page)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        settle_after_sign_out(page, server)
         page.reload()
         wait_for_app_run(page)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
@@ -173,6 +174,7 @@ def test_a_viewer_sees_no_upload_train_or_delete(tmp_path, monkeypatch):
         # The analyst who saved the dataset sees its Delete button
         page.get_by_role("button", name="Sign out").click()
         wait_for_app_run(page)
+        settle_after_sign_out(page, server)
         page.goto(server.url)
         wait_for_app_run(page)
         sign_in(page, "ann")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import (SCREENSHOTS, Shots, assert_no_exception, chromium_page, free_port, session_cookie,
-                           streamlit_server, wait_for_app_run)
+                           settle_after_sign_out, streamlit_server, wait_for_app_run)
 from tests.oidc import oidc_provider, secrets_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.process]
@@ -52,15 +52,8 @@ def test_single_sign_on_maps_identities_to_roles_and_refuses_strangers(tmp_path,
             expect(page.get_by_text("Signed in as alice@bank.example (analyst)")).to_be_visible()
             page.get_by_role("button", name="Sign out").click()
             expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible(timeout=30_000)
-            # the browser goes through the sign-out routes (Bellwether's cookie, then Streamlit's): wait for both
-            for _ in range(150):
-                left = [c["name"] for c in page.context.cookies()
-                        if c["name"] == "bellwether_session" or c["name"].startswith("_streamlit_user")]
-                if not left:
-                    break
-                page.wait_for_timeout(100)
-            assert not left, left
-            page.reload()
+            settle_after_sign_out(page, server)
+            page.goto(server.url)  # a fresh visit with no cookies left
             wait_for_app_run(page)
             expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
             assert page.get_by_test_id("stSidebarNav").count() == 0
