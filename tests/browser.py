@@ -201,31 +201,35 @@ class Shots:
         return path
 
 
+def _cookies_when(page, done, timeout_ms: int) -> tuple[dict, bool]:
+    """Poll the browser's cookies (name -> cookie) every 100 ms until ``done(cookies)``; returns them and whether it
+    came true within ``timeout_ms``. Cookies are set and cleared by redirects the page follows after the screen shows."""
+    waited = 0
+    while True:
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        if done(cookies) or waited >= timeout_ms:
+            return cookies, done(cookies)
+        page.wait_for_timeout(100)
+        waited += 100
+
+
 def session_cookie(page, timeout_ms: int = 15_000) -> dict:
     """Bellwether's session cookie once the browser has it. The sign-in route that sets it is fetched by the page after
     the signed-in screen shows, so the cookie can land a moment after the text: wait for it, fail if it never comes."""
-    waited = 0
-    while waited <= timeout_ms:
-        cookies = {c["name"]: c for c in page.context.cookies()}
-        if "bellwether_session" in cookies:
-            return cookies["bellwether_session"]
-        page.wait_for_timeout(100)
-        waited += 100
-    raise AssertionError(f"no bellwether_session cookie after {timeout_ms} ms: {sorted(cookies)}")
+    cookies, landed = _cookies_when(page, lambda c: "bellwether_session" in c, timeout_ms)
+    assert landed, f"no bellwether_session cookie after {timeout_ms} ms: {sorted(cookies)}"
+    return cookies["bellwether_session"]
+
+
+def _signed_in_cookies(cookies: dict) -> list[str]:
+    return [name for name in cookies if name == "bellwether_session" or name.startswith("_streamlit_user")]
 
 
 def settle_after_sign_out(page, server: "Server", timeout_ms: int = 15_000) -> None:
     """Wait until signing out has finished in the browser: the sign-out routes (Bellwether's, then Streamlit's under
     single sign-on) have cleared their cookies and the redirect has landed back on the app, loaded. Reloading before
     that races the redirect: Chromium then either keeps a cookie or answers "Not attached to an active page"."""
-    waited, left = 0, []
-    while waited <= timeout_ms:
-        left = [c["name"] for c in page.context.cookies()
-                if c["name"] == "bellwether_session" or c["name"].startswith("_streamlit_user")]
-        if not left:
-            break
-        page.wait_for_timeout(100)
-        waited += 100
-    assert not left, f"still set {timeout_ms} ms after signing out: {left}"
+    cookies, cleared = _cookies_when(page, lambda c: not _signed_in_cookies(c), timeout_ms)
+    assert cleared, f"still set {timeout_ms} ms after signing out: {_signed_in_cookies(cookies)}"
     page.wait_for_url(lambda url: url.startswith(server.url) and "/bellwether/" not in url and "/auth/" not in url,
                       wait_until="load", timeout=timeout_ms)

@@ -53,7 +53,7 @@ def test_single_sign_on_maps_identities_to_roles_and_refuses_strangers(tmp_path,
             page.get_by_role("button", name="Sign out").click()
             expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible(timeout=30_000)
             settle_after_sign_out(page, server)
-            page.goto(server.url)  # a fresh visit with no cookies left
+            page.reload()
             wait_for_app_run(page)
             expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
             assert page.get_by_test_id("stSidebarNav").count() == 0
